@@ -1,0 +1,117 @@
+// The environment is read here, once, into a typed and validated object.
+// Nothing else reads process.env; services take the parts they need.
+import { z } from 'zod';
+import { zodIssues } from '../../schemas/codec.ts';
+import { err, ok, type FieldError, type Result } from '../../schemas/result.ts';
+
+const list = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+const envSchema = z.object({
+  KAFKA_BROKERS: list.pipe(z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).min(1)).optional(),
+  KAFKA_CLIENT_ID: z.string().min(1).default('trustfold'),
+  TRUSTFOLD_TOPIC_DECISIONS: z.string().min(1).default('trustfold.decisions.v1'),
+  TRUSTFOLD_TOPIC_SIGNALS: z.string().min(1).default('trustfold.signals.v1'),
+  TRUSTFOLD_TOPIC_SESSION_TRUST: z.string().min(1).default('trustfold.session-trust.v1'),
+  TRUSTFOLD_TOPIC_DEAD_LETTER: z.string().min(1).default('trustfold.dead-letter.v1'),
+  TRUSTFOLD_PARTITIONS: int(6, 1, 1024),
+  TRUSTFOLD_REPLICATION: int(1, 1, 16),
+  CLICKHOUSE_URL: z.url().optional(),
+  CLICKHOUSE_USER: z.string().default('default'),
+  CLICKHOUSE_PASSWORD: z.string().default(''),
+  CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier').default('trustfold'),
+  TRUSTFOLD_CLICKHOUSE_CLUSTER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
+  TRUSTFOLD_AUDIT_TTL_DAYS: int(400, 1, 36500),
+  TRUSTFOLD_DATA_DIR: z.string().min(1).default('.data'),
+  PORT: int(8080, 0, 65535),
+  HOST: z.string().default('127.0.0.1'),
+  TRUSTFOLD_JWT_SECRET: z.string().min(32, 'use at least 32 characters').optional(),
+  TRUSTFOLD_JWKS_URL: z.url().optional(),
+  TRUSTFOLD_JWT_ISSUER: z.string().optional(),
+  TRUSTFOLD_JWT_AUDIENCE: z.string().optional(),
+  TRUSTFOLD_AVRO_FRAMING: z.enum(['single-object', 'confluent']).default('single-object'),
+  TRUSTFOLD_MAX_BODY_BYTES: int(16 * 1024 * 1024, 1024),
+  TRUSTFOLD_MAX_EVENTS_PER_REQUEST: int(10_000, 1),
+  TRUSTFOLD_PRODUCE_TIMEOUT_MS: int(5_000, 100),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export type Topics = { decisions: string; signals: string; sessionTrust: string; deadLetter: string };
+
+export type Config = {
+  kafka: { brokers: string[] | undefined; clientId: string; partitions: number; replication: number };
+  topics: Topics;
+  clickhouse: {
+    url: string | undefined;
+    user: string;
+    password: string;
+    database: string;
+    cluster: string | undefined;
+    ttlDays: number;
+    /** Embedded engine's data directory, used when `url` is unset. */
+    path: string;
+  };
+  dataDir: string;
+  http: { port: number; host: string; maxBodyBytes: number; maxEventsPerRequest: number; produceTimeoutMs: number };
+  auth: { secret: string | undefined; jwksUrl: string | undefined; issuer: string | undefined; audience: string | undefined };
+  framing: 'single-object' | 'confluent';
+  logLevel: Env['LOG_LEVEL'];
+};
+
+export const parseConfig = (env: Record<string, string | undefined>): Result<Config, FieldError[]> => {
+  // An empty variable means "unset", as in most shells' `FOO= cmd`.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = envSchema.safeParse(cleaned);
+  if (!r.success) return err(zodIssues(r.error));
+  const e = r.data;
+  return ok({
+    kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID, partitions: e.TRUSTFOLD_PARTITIONS, replication: e.TRUSTFOLD_REPLICATION },
+    topics: {
+      decisions: e.TRUSTFOLD_TOPIC_DECISIONS,
+      signals: e.TRUSTFOLD_TOPIC_SIGNALS,
+      sessionTrust: e.TRUSTFOLD_TOPIC_SESSION_TRUST,
+      deadLetter: e.TRUSTFOLD_TOPIC_DEAD_LETTER,
+    },
+    clickhouse: {
+      url: e.CLICKHOUSE_URL,
+      user: e.CLICKHOUSE_USER,
+      password: e.CLICKHOUSE_PASSWORD,
+      database: e.CLICKHOUSE_DATABASE,
+      cluster: e.TRUSTFOLD_CLICKHOUSE_CLUSTER,
+      ttlDays: e.TRUSTFOLD_AUDIT_TTL_DAYS,
+      path: `${e.TRUSTFOLD_DATA_DIR}/clickhouse`,
+    },
+    dataDir: e.TRUSTFOLD_DATA_DIR,
+    http: {
+      port: e.PORT,
+      host: e.HOST,
+      maxBodyBytes: e.TRUSTFOLD_MAX_BODY_BYTES,
+      maxEventsPerRequest: e.TRUSTFOLD_MAX_EVENTS_PER_REQUEST,
+      produceTimeoutMs: e.TRUSTFOLD_PRODUCE_TIMEOUT_MS,
+    },
+    auth: { secret: e.TRUSTFOLD_JWT_SECRET, jwksUrl: e.TRUSTFOLD_JWKS_URL, issuer: e.TRUSTFOLD_JWT_ISSUER, audience: e.TRUSTFOLD_JWT_AUDIENCE },
+    framing: e.TRUSTFOLD_AVRO_FRAMING,
+    logLevel: e.LOG_LEVEL,
+  });
+};
+
+/** For main entry points: parse or exit with every bad variable named. */
+export const loadConfig = (env: Record<string, string | undefined> = process.env): Config => {
+  const r = parseConfig(env);
+  if (r.ok) return r.value;
+  const lines = r.error.map((e) => `  ${e.path}: ${e.message}`).join('\n');
+  process.stderr.write(`trustfold: invalid configuration\n${lines}\n`);
+  process.exit(2);
+};
+
+/** A test or embedded config: the defaults with the given overrides. */
+export const configFrom = (env: Record<string, string | undefined>): Config => {
+  const r = parseConfig(env);
+  if (!r.ok) throw new Error(`invalid config: ${r.error.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
+  return r.value;
+};

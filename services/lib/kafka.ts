@@ -1,0 +1,144 @@
+// Kafka plumbing shared by every role: the client, the topic layout, message
+// keys and the dead-letter record. Handlers stay thin on top of this.
+import { Kafka, logLevel, type Admin, type IHeaders, type ITopicConfig, type KafkaConfig, type Producer } from 'kafkajs';
+import type { TrustfoldEvent } from '../../schemas/events.ts';
+import type { Config, Topics } from './config.ts';
+
+export const createKafka = (brokers: string[], clientId: string, extra: Partial<KafkaConfig> = {}): Kafka =>
+  new Kafka({
+    clientId,
+    brokers,
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 3_000,
+    requestTimeout: 10_000,
+    retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 8 },
+    ...extra,
+  });
+
+/**
+ * Keys are unambiguous tuples, so tenant "a/b" + session "c" never collides
+ * with tenant "a" + session "b/c" — on a compacted topic a collision would
+ * overwrite another session's state.
+ */
+export const tupleKey = (...parts: string[]): string => JSON.stringify(parts);
+
+export const sessionKey = (tenantId: string, sessionId: string): string => tupleKey(tenantId, 'session', sessionId);
+
+/**
+ * Every event of one session shares a key, so it stays in order on one
+ * partition. Signals that address a user or a freeze are keyed by that
+ * subject; the projector broadcasts those to every instance (README, "Scaling").
+ */
+export const partitionKeyOf = (e: TrustfoldEvent): string => {
+  if (e.type === 'decision') return sessionKey(e.tenant_id, e.session_id);
+  switch (e.kind) {
+    case 'role_revoked':
+    case 'role_granted':
+    case 'consent_revoked':
+    case 'consent_granted':
+      return tupleKey(e.tenant_id, 'user', e.user_id);
+    case 'change_freeze_raised':
+    case 'change_freeze_lifted':
+      return tupleKey(e.tenant_id, 'freeze', e.freeze_id);
+    case 'token_issued':
+      return e.session_id !== undefined ? sessionKey(e.tenant_id, e.session_id) : tupleKey(e.tenant_id, 'user', e.user_id);
+    default:
+      return sessionKey(e.tenant_id, e.session_id);
+  }
+};
+
+export const topicOf = (topics: Topics, e: TrustfoldEvent): string => (e.type === 'decision' ? topics.decisions : topics.signals);
+
+/** Headers let a consumer route or filter without decoding the body. */
+export const eventHeaders = (e: TrustfoldEvent): IHeaders => ({
+  'content-type': 'application/vnd.trustfold.avro',
+  'trustfold-type': e.type === 'decision' ? 'decision' : e.kind,
+  'trustfold-tenant': e.tenant_id,
+  'trustfold-event-id': e.event_id,
+});
+
+export const topicLayout = (config: Pick<Config, 'topics' | 'kafka'>): ITopicConfig[] => {
+  const { partitions, replication } = config.kafka;
+  const minIsr = String(Math.min(2, replication));
+  return [
+    { topic: config.topics.decisions, numPartitions: partitions, replicationFactor: replication, configEntries: [{ name: 'min.insync.replicas', value: minIsr }] },
+    { topic: config.topics.signals, numPartitions: partitions, replicationFactor: replication, configEntries: [{ name: 'min.insync.replicas', value: minIsr }] },
+    {
+      topic: config.topics.sessionTrust,
+      numPartitions: partitions,
+      replicationFactor: replication,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'compact' },
+        { name: 'min.insync.replicas', value: minIsr },
+        { name: 'min.cleanable.dirty.ratio', value: '0.1' },
+        { name: 'segment.ms', value: String(60 * 60 * 1000) },
+      ],
+    },
+    {
+      topic: config.topics.deadLetter,
+      numPartitions: 1,
+      replicationFactor: replication,
+      configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 60 * 60 * 1000) }],
+    },
+  ];
+};
+
+/** Creates the topics that do not exist yet; existing ones are left as they are. */
+export const ensureTopics = async (admin: Admin, layout: ITopicConfig[]): Promise<string[]> => {
+  const existing = new Set(await admin.listTopics());
+  const missing = layout.filter((t) => !existing.has(t.topic));
+  if (missing.length === 0) return [];
+  try {
+    await admin.createTopics({ topics: missing, waitForLeaders: true });
+  } catch (e) {
+    // Another instance may have created them between list and create.
+    const now = new Set(await admin.listTopics());
+    if (missing.some((t) => !now.has(t.topic))) throw e;
+  }
+  return missing.map((t) => t.topic);
+};
+
+/** Where a poison message came from and why it was set aside. */
+export type DeadLetter = {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  reason: string;
+  message: string;
+  consumer: string;
+};
+
+export const DEAD_LETTER_HEADERS = {
+  topic: 'trustfold-dlq-topic',
+  partition: 'trustfold-dlq-partition',
+  offset: 'trustfold-dlq-offset',
+  reason: 'trustfold-dlq-reason',
+  message: 'trustfold-dlq-message',
+  consumer: 'trustfold-dlq-consumer',
+  at: 'trustfold-dlq-at',
+} as const;
+
+/** Writes the original bytes to the dead-letter topic, with where they came from and why. */
+export const sendToDeadLetter = async (producer: Producer, deadLetterTopic: string, dl: DeadLetter, now: Date): Promise<void> => {
+  await producer.send({
+    topic: deadLetterTopic,
+    acks: -1,
+    messages: [
+      {
+        key: dl.key,
+        value: dl.value,
+        headers: {
+          [DEAD_LETTER_HEADERS.topic]: dl.topic,
+          [DEAD_LETTER_HEADERS.partition]: String(dl.partition),
+          [DEAD_LETTER_HEADERS.offset]: dl.offset,
+          [DEAD_LETTER_HEADERS.reason]: dl.reason,
+          [DEAD_LETTER_HEADERS.message]: dl.message.slice(0, 2000),
+          [DEAD_LETTER_HEADERS.consumer]: dl.consumer,
+          [DEAD_LETTER_HEADERS.at]: now.toISOString(),
+        },
+      },
+    ],
+  });
+};
