@@ -1,0 +1,190 @@
+// The HTTP shell every role shares: fastify with zod validation, one error
+// body shape, bearer auth with scopes, health, readiness, metrics and docs.
+// Built without listening (tests use app.inject()); services/main.ts listens.
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import { Histogram, type Registry } from 'prom-client';
+import type { FieldError } from '../../schemas/result.ts';
+import type { Authenticator, Caller, Scope } from './auth.ts';
+import type { Logger } from './log.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    caller?: Caller;
+  }
+}
+
+export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
+export type ErrorBody = { error: { code: string; message: string; errors?: FieldError[] } };
+
+export const errorBody = (code: string, message: string, errors?: FieldError[]): ErrorBody => ({
+  error: errors === undefined ? { code, message } : { code, message, errors },
+});
+
+export const sendError = (
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+  errors?: FieldError[],
+): FastifyReply => reply.code(status).type('application/json').send(errorBody(code, message, errors));
+
+/** A dependency /readyz asks; it answers true, or a reason it is not ready. */
+export type ReadinessCheck = { name: string; check: () => Promise<true | string> };
+
+export type BaseAppDeps = {
+  auth: Authenticator;
+  registry: Registry;
+  logger?: Logger | boolean;
+  readiness?: ReadinessCheck[];
+  bodyLimit?: number;
+  version?: string;
+  /** Base URL shown in the OpenAPI document. */
+  publicUrl?: string;
+};
+
+export const AUTH_DECORATION = Symbol.for('trustfold.auth');
+
+/** The caller, set by requireScope. Routes behind requireScope can rely on it. */
+export const callerOf = (req: FastifyRequest): Caller => {
+  if (req.caller === undefined) throw new Error(`route ${req.routeOptions.url ?? req.url} is not behind requireScope`);
+  return req.caller;
+};
+
+const authenticatorOf = (req: FastifyRequest): Authenticator =>
+  (req.server as FastifyInstance & { [AUTH_DECORATION]: Authenticator })[AUTH_DECORATION];
+
+/** preHandler: 401 without a valid token, 403 without the scope; sets `request.caller`. */
+export const requireScope =
+  (scope: Scope) =>
+  async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const r = await authenticatorOf(req).verify(req.headers.authorization);
+    if (!r.ok) {
+      reply.header('www-authenticate', 'Bearer realm="trustfold"');
+      await sendError(reply, 401, r.error.code, r.error.message);
+      return reply;
+    }
+    if (!r.value.scopes.has(scope)) {
+      await sendError(reply, 403, 'forbidden', `token lacks scope ${scope}`);
+      return reply;
+    }
+    req.caller = r.value;
+  };
+
+const zodErrors = (e: FastifyError): FieldError[] => {
+  if (!hasZodFastifySchemaValidationErrors(e)) return [];
+  const where = e.validationContext ?? '';
+  return e.validation.map((v) => {
+    const path = v.instancePath.replace(/^\//, '').split('/').filter((p) => p !== '');
+    const joined = path.map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('');
+    const field = `${where}${joined}`.replace(/^\./, '');
+    return { path: field === '' ? '(root)' : field, message: v.message ?? 'invalid' };
+  });
+};
+
+export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
+  const app = Fastify({
+    ...(typeof deps.logger === 'object'
+      ? { loggerInstance: deps.logger as FastifyBaseLogger }
+      : { logger: deps.logger ?? false }),
+    bodyLimit: deps.bodyLimit ?? 16 * 1024 * 1024,
+    // Hostile input: no prototype pollution through JSON bodies.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    maxParamLength: 512,
+    disableRequestLogging: true,
+    return503OnClosing: true,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorate(AUTH_DECORATION, deps.auth);
+
+  const duration = new Histogram({
+    name: 'trustfold_http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [deps.registry],
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    duration.observe(
+      { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.setErrorHandler((e: FastifyError, req, reply) => {
+    if (hasZodFastifySchemaValidationErrors(e)) {
+      const errors = zodErrors(e);
+      return sendError(reply, 400, 'bad_request', `invalid ${e.validationContext ?? 'request'}: ${errors.map((x) => `${x.path}: ${x.message}`).join('; ')}`, errors);
+    }
+    switch (e.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return sendError(reply, 413, 'payload_too_large', `body larger than ${deps.bodyLimit ?? 16 * 1024 * 1024} bytes`);
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return sendError(reply, 415, 'unsupported_media_type', e.message);
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      case 'FST_ERR_CTP_INVALID_JSON_BODY':
+        return sendError(reply, 400, 'bad_request', e.message);
+      default:
+        break;
+    }
+    if (e instanceof SyntaxError) return sendError(reply, 400, 'bad_request', `malformed JSON: ${e.message}`);
+    const status = e.statusCode ?? 500;
+    if (status < 500) return sendError(reply, status, e.code ?? 'bad_request', e.message);
+    req.log.error({ err: e }, 'request failed');
+    return sendError(reply, status, 'internal', `internal error (request ${req.id})`);
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`));
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'trustfold', description: 'Event-sourced audit and session trust for AI agents', version: deps.version ?? '0.1.0' },
+      servers: deps.publicUrl !== undefined ? [{ url: deps.publicUrl }] : [],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const checks: Record<string, string> = {};
+    let ready = true;
+    await Promise.all(
+      (deps.readiness ?? []).map(async (c) => {
+        let r: true | string;
+        try {
+          r = await c.check();
+        } catch (e) {
+          r = e instanceof Error ? e.message : String(e);
+        }
+        checks[c.name] = r === true ? 'ok' : r;
+        if (r !== true) ready = false;
+      }),
+    );
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
+    reply.type(deps.registry.contentType).send(await deps.registry.metrics()),
+  );
+  return app;
+};
