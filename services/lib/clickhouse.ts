@@ -6,7 +6,8 @@
 // binds one data directory per process: every client in a process must use the
 // same path.
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { createChdbConnection } from 'chdb/connection';
+import { createRequire } from 'node:module';
+import type * as ChdbConnectionModule from 'chdb/connection';
 import type { Config } from './config.ts';
 
 export type ClickHouseTarget =
@@ -19,6 +20,9 @@ export const clickhouseTarget = (c: Config['clickhouse']): ClickHouseTarget =>
     : { kind: 'embedded', path: c.path, database: c.database };
 
 type ChdbAsConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
+
+type ChdbModule = typeof ChdbConnectionModule;
+const requireCjs = createRequire(import.meta.url);
 
 let boundPath: string | undefined;
 
@@ -44,6 +48,9 @@ export const createClickHouse = (target: ClickHouseTarget): ClickHouseClient => 
   boundPath = target.path;
   // chdb ships its own copy of @clickhouse/client-common's types; the two are
   // the same interface but not the same declaration.
+  // Loaded only in embedded mode, so a production image (CLICKHOUSE_URL) can
+  // leave the ~540 MB engine out.
+  const { createChdbConnection } = requireCjs('chdb/connection') as ChdbModule;
   const connection = createChdbConnection({ path: target.path }) as unknown as ChdbAsConnection;
   return createClient({ connection });
 };
