@@ -1,0 +1,128 @@
+// DDL for the audit store, built from ./tables.ts. Pure: statements in, no I/O.
+//
+// Single node (the embedded engine, or one server): ReplacingMergeTree tables.
+// Cluster (config.clickhouse.cluster set): ReplicatedReplacingMergeTree
+// `<table>_local` on every node plus a Distributed `<table>` over them, sharded
+// by session so every duplicate of an event meets its twin on one shard. The
+// query and sink code name `<db>.<table>` in both layouts.
+import type { TableSpec } from './tables.ts';
+import { AUDIT_TABLES } from './tables.ts';
+
+export type DdlOptions = {
+  database: string;
+  ttlDays: number;
+  cluster?: string | undefined;
+  /** Rows of recent insert blocks remembered for insert_deduplication_token (single node). */
+  dedupWindow?: number;
+};
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Identifiers are never user input, but a bad one must fail loudly rather than build odd SQL. */
+export const ident = (name: string): string => {
+  if (!IDENT.test(name)) throw new Error(`not a plain identifier: ${JSON.stringify(name)}`);
+  return `\`${name}\``;
+};
+
+export const qualified = (database: string, table: string): string => `${ident(database)}.${ident(table)}`;
+
+const onCluster = (o: DdlOptions): string => (o.cluster !== undefined ? ` ON CLUSTER ${ident(o.cluster)}` : '');
+
+export const ttlExpression = (t: TableSpec, days: number): string => {
+  if (!Number.isInteger(days) || days < 1) throw new Error(`ttlDays must be a positive integer, got ${days}`);
+  return `toDateTime(${t.ttlColumn}) + toIntervalDay(${days})`;
+};
+
+const columnSql = (t: TableSpec): string[] =>
+  t.columns.map((c) => {
+    let s = `${ident(c.name)} ${c.type}`;
+    if (c.default !== undefined) s += ` DEFAULT ${c.default}`;
+    if (c.codec !== undefined) s += ` CODEC(${c.codec})`;
+    return s;
+  });
+
+const bodySql = (t: TableSpec): string => {
+  const parts = [
+    ...columnSql(t),
+    ...t.indexes.map((i) => `INDEX ${ident(i.name)} ${i.expr} TYPE ${i.type} GRANULARITY ${i.granularity}`),
+    ...t.projections.map((p) => `PROJECTION ${ident(p.name)} (${p.select})`),
+  ];
+  return `(\n  ${parts.join(',\n  ')}\n)`;
+};
+
+const storageSql = (t: TableSpec, o: DdlOptions, engine: string, settings: string[]): string =>
+  [
+    `ENGINE = ${engine}`,
+    `PARTITION BY toYYYYMM(${t.ttlColumn})`,
+    `ORDER BY (${t.orderBy.join(', ')})`,
+    `TTL ${ttlExpression(t, o.ttlDays)}`,
+    `SETTINGS ${settings.join(', ')}`,
+  ].join('\n');
+
+/** The storage table's name: the table itself on one node, `<name>_local` under a Distributed table on a cluster. */
+export const storageTable = (t: TableSpec, o: Pick<DdlOptions, 'cluster'>): string =>
+  o.cluster !== undefined ? `${t.name}_local` : t.name;
+
+export const createTableStatements = (t: TableSpec, o: DdlOptions): string[] => {
+  // A projection on a Replacing table must say what happens to it when rows collapse.
+  const common = t.projections.length > 0 ? ["deduplicate_merge_projection_mode = 'rebuild'"] : [];
+  if (o.cluster === undefined) {
+    const window = o.dedupWindow ?? 10_000;
+    return [
+      `CREATE TABLE IF NOT EXISTS ${qualified(o.database, t.name)}\n${bodySql(t)}\n` +
+        storageSql(t, o, `ReplacingMergeTree(${t.version})`, [`non_replicated_deduplication_window = ${window}`, ...common]),
+    ];
+  }
+  const local = storageTable(t, o);
+  const zkPath = `/clickhouse/tables/{shard}/${o.database}/${local}`;
+  return [
+    `CREATE TABLE IF NOT EXISTS ${qualified(o.database, local)}${onCluster(o)}\n${bodySql(t)}\n` +
+      storageSql(t, o, `ReplicatedReplacingMergeTree('${zkPath}', '{replica}', ${t.version})`, [
+        `replicated_deduplication_window = ${o.dedupWindow ?? 10_000}`,
+        ...common,
+      ]),
+    `CREATE TABLE IF NOT EXISTS ${qualified(o.database, t.name)}${onCluster(o)} AS ${qualified(o.database, local)}\n` +
+      `ENGINE = Distributed(${ident(o.cluster)}, ${ident(o.database)}, ${ident(local)}, ${t.shardBy})`,
+  ];
+};
+
+export const MIGRATIONS_TABLE = 'schema_migrations';
+
+export const createDatabaseStatement = (o: DdlOptions): string => `CREATE DATABASE IF NOT EXISTS ${ident(o.database)}${onCluster(o)}`;
+
+export const createMigrationsTableStatement = (o: DdlOptions): string => {
+  const engine =
+    o.cluster !== undefined
+      ? `ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/${o.database}/${MIGRATIONS_TABLE}', '{replica}')`
+      : 'ReplacingMergeTree';
+  return (
+    `CREATE TABLE IF NOT EXISTS ${qualified(o.database, MIGRATIONS_TABLE)}${onCluster(o)}\n` +
+    `(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))\n` +
+    `ENGINE = ${engine} ORDER BY version`
+  );
+};
+
+export type Migration = { version: number; name: string; statements: (o: DdlOptions) => string[] };
+
+/**
+ * Append only: a released migration is never edited, a change is a new
+ * version. Every statement is idempotent (IF NOT EXISTS / IF EXISTS), so two
+ * instances migrating at once, or a crash half-way, end in the same schema.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'audit tables: decisions, signals, trust_transitions',
+    statements: (o) => AUDIT_TABLES.flatMap((t) => createTableStatements(t, o)),
+  },
+];
+
+/** TTL is configuration, not a migration: reconciled at every start (see migrate.ts). */
+export const modifyTtlStatement = (t: TableSpec, o: DdlOptions): string =>
+  `ALTER TABLE ${qualified(o.database, storageTable(t, o))}${onCluster(o)} MODIFY TTL ${ttlExpression(t, o.ttlDays)}`;
+
+/** The TTL in days a table was created or altered with, read from its CREATE statement. */
+export const ttlDaysOf = (createTableQuery: string): number | undefined => {
+  const m = /TTL\s+toDateTime\(\w+\)\s*\+\s*toIntervalDay\((\d+)\)/.exec(createTableQuery);
+  return m?.[1] !== undefined ? Number(m[1]) : undefined;
+};
