@@ -1,0 +1,79 @@
+// The Kafka an integration test talks to: KAFKA_BROKERS when set (CI, a shared
+// dev broker), otherwise a broker of its own in a temp dir. node --test runs
+// each file in its own process, so each file gets its own broker.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import { startKafkaBroker } from '../../services/lib/kafka-broker.ts';
+
+export type TestKafka = { brokers: string[]; stop(): Promise<void> };
+
+const externalBrokers = (): string[] | undefined => {
+  const value = process.env['KAFKA_BROKERS']?.trim();
+  if (value === undefined || value === '') return undefined;
+  return value
+    .split(',')
+    .map((broker) => broker.trim())
+    .filter((broker) => broker !== '');
+};
+
+export const getTestKafka = async (): Promise<TestKafka> => {
+  const brokers = externalBrokers();
+  if (brokers !== undefined) return { brokers, stop: () => Promise.resolve() };
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-kafka-'));
+  try {
+    const broker = await startKafkaBroker({ dataDir, ephemeral: true });
+    return {
+      brokers: broker.brokers,
+      stop: async () => {
+        await broker.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+};
+
+/** A topic / consumer group / table name no other test (or earlier run) uses. */
+export const uniqueName = (prefix: string): string => `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+
+const delay = (ms: number): Promise<void> => new Promise((resolveDelay) => setTimeout(resolveDelay, ms));
+
+/** Creates a topic and returns once every partition has a leader. */
+export const createTopic = async (
+  brokers: string[],
+  name: string,
+  partitions = 3,
+  configs: Record<string, string> = {},
+): Promise<void> => {
+  const admin = new Kafka({ clientId: 'trustfold-test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        {
+          topic: name,
+          numPartitions: partitions,
+          replicationFactor: 1,
+          configEntries: Object.entries(configs).map(([configName, value]) => ({ name: configName, value })),
+        },
+      ],
+    });
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const metadata = await admin.fetchTopicMetadata({ topics: [name] }).catch(() => undefined);
+      const topicPartitions = metadata?.topics[0]?.partitions ?? [];
+      if (topicPartitions.length === partitions && topicPartitions.every((partition) => partition.leader >= 0)) return;
+      if (Date.now() > deadline) throw new Error(`topic ${name}: partitions have no leader after 15 s`);
+      await delay(100);
+    }
+  } finally {
+    await admin.disconnect();
+  }
+};
