@@ -163,11 +163,16 @@ export const createCodec = (opts: CodecOptions = {}): Codec => {
   const encode = (key: CodecKey, value: unknown): Buffer => {
     const w = writers.get(key);
     if (!w) throw new Error(`no writer schema for ${key} with this framing`);
-    const paths: string[] = [];
-    if (!w.type.isValid(value, { errorHook: (p) => paths.push(p.join('.')) })) {
-      throw new Error(`value does not match Avro schema ${key} at ${paths.join(', ')}`);
+    let body: Buffer;
+    try {
+      body = w.type.toBuffer(value);
+    } catch (e) {
+      // Walk the value a second time only to explain the failure.
+      const paths: string[] = [];
+      w.type.isValid(value, { errorHook: (p) => paths.push(p.join('.')) });
+      throw new Error(`value does not match Avro schema ${key} at ${paths.join(', ') || '(root)'}`, { cause: e });
     }
-    return Buffer.concat([w.header, w.type.toBuffer(value)]);
+    return Buffer.concat([w.header, body]);
   };
 
   const decode = (bytes: Buffer): Result<{ key: CodecKey; value: unknown }, DecodeError> => {

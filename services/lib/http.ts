@@ -16,7 +16,6 @@ import Fastify, {
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
-  serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
@@ -108,12 +107,14 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     // Hostile input: no prototype pollution through JSON bodies.
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    maxParamLength: 512,
-    disableRequestLogging: true,
+    routerOptions: { maxParamLength: 512 },
     return503OnClosing: true,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  // Response schemas document the API (/docs); they are not re-validated on
+  // the way out: the contract's timestamps are one-way transforms, which the
+  // zod provider's encode-based serializer cannot run backwards.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.decorate(AUTH_DECORATION, deps.auth);
 
   const duration = new Histogram({

@@ -1,0 +1,37 @@
+// Load generator for bench/ingest.ts, run in a worker thread so that building
+// request bodies does not steal the server's event loop.
+import { parentPort, workerData } from 'node:worker_threads';
+import { Pool } from 'undici';
+import { uuidv7 } from '../services/ingest/ids.ts';
+
+type Input = { url: string; token: string; template: string; batch: number; connections: number; seconds: number };
+const { url, token, template, batch, connections, seconds } = workerData as Input;
+const [before, after] = template.split('"__ID__"') as [string, string];
+
+const body = (): string => {
+  const parts: string[] = new Array<string>(batch);
+  for (let i = 0; i < batch; i++) parts[i] = `${before}"${uuidv7()}"${after}`;
+  return `[${parts.join(',')}]`;
+};
+
+const pool = new Pool(url, { connections, pipelining: 1 });
+let accepted = 0;
+let requests = 0;
+let failures = 0;
+const statuses: Record<string, number> = {};
+const deadline = Date.now() + seconds * 1000;
+const started = Date.now();
+const lane = async () => {
+  while (Date.now() < deadline) {
+    const res = await pool.request({ path: '/v1/events', method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body() });
+    const json = (await res.body.json()) as { accepted?: number };
+    statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
+    requests++;
+    if (res.statusCode === 202) accepted += json.accepted ?? 0;
+    else failures++;
+  }
+};
+await Promise.all(Array.from({ length: connections }, lane));
+const elapsed = (Date.now() - started) / 1000;
+await pool.close();
+parentPort?.postMessage({ accepted, requests, failures, elapsed, statuses });

@@ -1,0 +1,316 @@
+// HTTP → Kafka: gateways' events and the SOC's change freezes.
+//
+// A 2xx here means Kafka acknowledged (acks=all, idempotent producer) every
+// event counted as accepted. When Kafka is down or slower than the produce
+// timeout the answer is 503 + Retry-After and nothing of that request is
+// reported accepted; some of it may still land, which is harmless because
+// every consumer is idempotent by event_id and the client will re-send.
+//
+// `duplicates` is best effort per instance (ids seen in the request, and a
+// bounded LRU of ids this instance got acked); the end-to-end guarantee is
+// idempotency by event_id downstream, not this count.
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { createCodec, type Codec } from '../../schemas/codec.ts';
+import { eventSchema, freezeScopeSchema, LIMITS, signalSchemas, type ActiveFreeze, type SignalOf, type TrustfoldEvent } from '../../schemas/events.ts';
+import type { FieldError } from '../../schemas/result.ts';
+import { isOperator, OPERATOR_TENANT, type Caller } from '../lib/auth.ts';
+import type { Config, Topics } from '../lib/config.ts';
+import { errorMessage, TrustfoldError } from '../lib/errors.ts';
+import { callerOf, requireScope, sendError, type ReadinessCheck } from '../lib/http.ts';
+import { eventHeaders, partitionKeyOf, topicOf } from '../lib/kafka.ts';
+import type { Registry } from 'prom-client';
+import { admitEvents } from './admit.ts';
+import { formatOf, NDJSON_CONTENT_TYPES, parseBody } from './body.ts';
+import { uuidv7 } from './ids.ts';
+import { createIngestMetrics } from './metrics.ts';
+import { createRecentIds } from './recent-ids.ts';
+import type { EventSink, OutboundRecord } from './sink.ts';
+
+export type IngestDeps = {
+  sink: EventSink;
+  topics: Topics;
+  registry: Registry;
+  /** Active freezes of a tenant from the projected state (wired to the projector). */
+  activeFreezes: (tenant: string) => Promise<ActiveFreeze[]>;
+  limits: Pick<Config['http'], 'maxBodyBytes' | 'maxEventsPerRequest' | 'produceTimeoutMs'>;
+  codec?: Codec;
+  /** How many acknowledged event ids this instance remembers for duplicate detection. Default 100 000. */
+  recentIdCapacity?: number;
+  /** Retry-After seconds on 503. Default 2. */
+  retryAfterSeconds?: number;
+  clock?: () => Date;
+  newId?: () => string;
+};
+
+const fieldErrorSchema = z.object({ path: z.string(), message: z.string() });
+const errorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), errors: z.array(fieldErrorSchema).optional() }),
+});
+
+export const ingestResponseSchema = z.object({
+  accepted: z.number().int().describe('events acknowledged by Kafka (acks=all) in this request'),
+  duplicates: z
+    .number()
+    .int()
+    .describe('events skipped as already seen, in this request or recently by this instance (best effort; consumers dedupe by event_id)'),
+  rejected: z.array(z.object({ index: z.number().int(), event_id: z.string().optional(), errors: z.array(fieldErrorSchema) })),
+});
+export type IngestResponse = z.infer<typeof ingestResponseSchema>;
+
+const raised = signalSchemas.change_freeze_raised.shape;
+export const raiseFreezeBodySchema = z.strictObject({
+  freeze_id: raised.freeze_id.optional().describe('defaults to a generated id; re-raising an id replaces that freeze'),
+  tenant_id: raised.tenant_id.optional().describe('required for operator tokens (tenant "*"), else must be the token\'s tenant'),
+  scope: raised.scope,
+  reason: raised.reason.min(1),
+  ticket: raised.ticket,
+  expires_at: raised.expires_at,
+});
+const freezeEventResponse = z.object({ freeze_id: z.string(), event_id: z.string() });
+// Response schemas must be encodable: fastify-type-provider-zod v7 serialises
+// with z.encode, which refuses the contract's one-way timestamp transform.
+const activeFreezeResponse = z.object({
+  freeze_id: z.string(),
+  scope: freezeScopeSchema,
+  reason: z.string(),
+  raised_by: z.string().optional(),
+  ticket: z.string().optional(),
+  event_id: z.string().optional(),
+  since: z.string().optional().describe('RFC 3339'),
+  expires_at: z.string().optional().describe('RFC 3339'),
+});
+const tenantQuery = z.object({ tenant: raised.tenant_id.optional() });
+
+/** /readyz check: the Kafka cluster answers metadata requests. */
+export const kafkaReadiness = (sink: EventSink): ReadinessCheck => ({
+  name: 'kafka',
+  check: async () => ((await sink.ready()) ? true : 'Kafka cluster unreachable'),
+});
+
+type TenantChoice = { ok: true; tenant: string } | { ok: false; status: 400 | 403; message: string };
+const tenantFor = (caller: Caller, requested: string | undefined): TenantChoice => {
+  if (isOperator(caller)) {
+    if (requested === undefined || requested === OPERATOR_TENANT) {
+      return { ok: false, status: 400, message: 'an operator token (tenant "*") must name the tenant: tenant_id in the body, or ?tenant=' };
+    }
+    return { ok: true, tenant: requested };
+  }
+  if (requested !== undefined && requested !== caller.tenant) {
+    return { ok: false, status: 403, message: `the token may act on tenant "${caller.tenant}" only` };
+  }
+  return { ok: true, tenant: caller.tenant };
+};
+
+const subTooLong = (caller: Caller): FieldError[] | undefined =>
+  caller.sub.length > LIMITS.id ? [{ path: 'sub', message: `token sub longer than ${LIMITS.id} characters cannot be stamped as emitted_by` }] : undefined;
+
+export const ingestRoutes =
+  (deps: IngestDeps): FastifyPluginAsyncZod =>
+  async (app) => {
+    const codec = deps.codec ?? createCodec();
+    const metrics = createIngestMetrics(deps.registry);
+    const recent = createRecentIds(deps.recentIdCapacity ?? 100_000);
+    const clock = deps.clock ?? (() => new Date());
+    const newId = deps.newId ?? (() => uuidv7(clock().getTime()));
+    const retryAfter = String(deps.retryAfterSeconds ?? 2);
+    // Freezes this instance raised and has not lifted, so an immediate lift is
+    // not refused while the projector has yet to fold the raise.
+    const raisedHere = new Map<string, Set<string>>();
+
+    const toRecord = (e: TrustfoldEvent): OutboundRecord => ({
+      topic: topicOf(deps.topics, e),
+      key: partitionKeyOf(e),
+      value: codec.encodeEvent(e),
+      headers: eventHeaders(e),
+    });
+
+    /** Hands events to Kafka; true once acked, false after answering 503. */
+    const produce = async (events: TrustfoldEvent[], records: OutboundRecord[], reply: Parameters<typeof sendError>[0]): Promise<boolean> => {
+      const started = process.hrtime.bigint();
+      try {
+        await deps.sink.send(records);
+        metrics.produceSeconds.observe({ outcome: 'acked' }, Number(process.hrtime.bigint() - started) / 1e9);
+        recent.addAll(events.map((e) => e.event_id));
+        for (const e of events) metrics.accepted.inc({ kind: e.type === 'decision' ? 'decision' : e.kind });
+        return true;
+      } catch (e) {
+        metrics.produceSeconds.observe({ outcome: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);
+        metrics.rejected.inc({ reason: 'unavailable' }, events.length);
+        metrics.requestsRefused.inc({ reason: 'unavailable' });
+        const code = e instanceof TrustfoldError ? e.code : 'kafka_unavailable';
+        reply.header('retry-after', retryAfter);
+        await sendError(reply, 503, code, `events not stored, nothing of this request was accepted: ${errorMessage(e)}; retry after ${retryAfter} s`);
+        return false;
+      }
+    };
+
+    await app.register(async (events) => {
+      // The raw text is kept so a malformed body can be answered with line/column.
+      events.removeAllContentTypeParsers();
+      events.addContentTypeParser(
+        ['application/json', ...NDJSON_CONTENT_TYPES],
+        { parseAs: 'string', bodyLimit: deps.limits.maxBodyBytes },
+        (_req, body, done) => done(null, body),
+      );
+
+      events.post(
+        '/v1/events',
+        {
+          bodyLimit: deps.limits.maxBodyBytes,
+          preHandler: requireScope('events:write'),
+          // The body schema documents the contract; events are validated one by
+          // one in the handler so that one bad event does not refuse the rest.
+          validatorCompiler: () => (data) => ({ value: data }),
+          schema: {
+            summary: 'Ingest decision and signal events (JSON array or NDJSON)',
+            description:
+              'Answers 202 once every accepted event is acknowledged by Kafka (acks=all). Per-event problems are listed in `rejected` and do not affect the others. ' +
+              'Re-sending an event_id is harmless. 400: malformed body (line/column named); 413: body or event count over the limit; 503 + Retry-After: Kafka unavailable, nothing accepted.',
+            tags: ['ingest'],
+            body: z.array(eventSchema).describe('decision and signal events (or the same as NDJSON, one per line)'),
+            response: { 202: ingestResponseSchema, 400: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema },
+          },
+        },
+        async (req, reply) => {
+          const caller = callerOf(req);
+          const badSub = subTooLong(caller);
+          if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
+          const text = typeof req.body === 'string' ? req.body : '';
+          const parsed = parseBody(text, formatOf(req.headers['content-type']), deps.limits.maxEventsPerRequest);
+          if (!parsed.ok) {
+            const e = parsed.error;
+            metrics.requestsRefused.inc({ reason: e.kind });
+            if (e.kind === 'too_many_events') return sendError(reply, 413, 'payload_too_large', e.message);
+            return sendError(reply, 400, 'bad_request', e.message, e.kind === 'malformed' ? [{ path: `line ${e.line}, column ${e.column}`, message: e.reason }] : undefined);
+          }
+          const admission = admitEvents(parsed.value, caller, recent);
+          for (const r of admission.reasons) metrics.rejected.inc({ reason: r });
+          const duplicates = admission.duplicatesInRequest + admission.duplicatesRecent;
+          if (admission.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, admission.duplicatesInRequest);
+          if (admission.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, admission.duplicatesRecent);
+
+          const records: OutboundRecord[] = [];
+          const accepted: TrustfoldEvent[] = [];
+          for (const [k, e] of admission.events.entries()) {
+            try {
+              records.push(toRecord(e));
+              accepted.push(e);
+            } catch (x) {
+              // zod passed but Avro refused: the two schemas drifted. Say so per event.
+              admission.rejected.push({ index: admission.indices[k] ?? -1, event_id: e.event_id, errors: [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }] });
+              metrics.rejected.inc({ reason: 'encode' });
+            }
+          }
+          if (records.length > 0 && !(await produce(accepted, records, reply))) return reply;
+          admission.rejected.sort((a, b) => a.index - b.index);
+          return reply.code(202).send({ accepted: accepted.length, duplicates, rejected: admission.rejected });
+        },
+      );
+    });
+
+    app.post(
+      '/v1/freezes',
+      {
+        preHandler: requireScope('freeze:write'),
+        schema: {
+          summary: 'Raise a change freeze (emitted as a change_freeze_raised signal)',
+          tags: ['freezes'],
+          body: raiseFreezeBodySchema,
+          response: { 201: freezeEventResponse, 400: errorBodySchema, 403: errorBodySchema, 503: errorBodySchema },
+        },
+      },
+      async (req, reply) => {
+        const caller = callerOf(req);
+        const badSub = subTooLong(caller);
+        if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
+        const t = tenantFor(caller, req.body.tenant_id);
+        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message);
+        const now = clock();
+        const { expires_at, ticket } = req.body;
+        if (expires_at !== undefined && Date.parse(expires_at) <= now.getTime()) {
+          return sendError(reply, 400, 'bad_request', 'expires_at is in the past', [{ path: 'expires_at', message: 'must be in the future' }]);
+        }
+        const freeze_id = req.body.freeze_id ?? `frz-${newId()}`;
+        const event: SignalOf<'change_freeze_raised'> = {
+          type: 'signal',
+          kind: 'change_freeze_raised',
+          event_id: newId(),
+          tenant_id: t.tenant,
+          occurred_at: now.toISOString(),
+          emitted_by: caller.sub,
+          freeze_id,
+          scope: req.body.scope,
+          reason: req.body.reason,
+          raised_by: caller.sub,
+          ...(ticket !== undefined ? { ticket } : {}),
+          ...(expires_at !== undefined ? { expires_at } : {}),
+        };
+        if (!(await produce([event], [toRecord(event)], reply))) return reply;
+        let set = raisedHere.get(t.tenant);
+        if (!set) raisedHere.set(t.tenant, (set = new Set()));
+        set.add(freeze_id);
+        if (set.size > 10_000) set.delete(set.values().next().value ?? '');
+        return reply.code(201).header('location', `/v1/freezes/${encodeURIComponent(freeze_id)}`).send({ freeze_id, event_id: event.event_id });
+      },
+    );
+
+    app.delete(
+      '/v1/freezes/:id',
+      {
+        preHandler: requireScope('freeze:write'),
+        schema: {
+          summary: 'Lift a change freeze (emitted as a change_freeze_lifted signal)',
+          tags: ['freezes'],
+          params: z.object({ id: raised.freeze_id }),
+          querystring: tenantQuery.extend({ reason: raised.reason.optional() }),
+          response: { 200: freezeEventResponse, 400: errorBodySchema, 403: errorBodySchema, 404: errorBodySchema, 503: errorBodySchema },
+        },
+      },
+      async (req, reply) => {
+        const caller = callerOf(req);
+        const badSub = subTooLong(caller);
+        if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
+        const t = tenantFor(caller, req.query.tenant);
+        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message);
+        const freeze_id = req.params.id;
+        const known =
+          raisedHere.get(t.tenant)?.has(freeze_id) === true ||
+          (await deps.activeFreezes(t.tenant)).some((f) => f.freeze_id === freeze_id);
+        if (!known) return sendError(reply, 404, 'not_found', `no active freeze "${freeze_id}" in tenant "${t.tenant}"`);
+        const event: SignalOf<'change_freeze_lifted'> = {
+          type: 'signal',
+          kind: 'change_freeze_lifted',
+          event_id: newId(),
+          tenant_id: t.tenant,
+          occurred_at: clock().toISOString(),
+          emitted_by: caller.sub,
+          freeze_id,
+          lifted_by: caller.sub,
+          ...(req.query.reason !== undefined ? { reason: req.query.reason } : {}),
+        };
+        if (!(await produce([event], [toRecord(event)], reply))) return reply;
+        raisedHere.get(t.tenant)?.delete(freeze_id);
+        return reply.code(200).send({ freeze_id, event_id: event.event_id });
+      },
+    );
+
+    app.get(
+      '/v1/freezes',
+      {
+        preHandler: requireScope('freeze:read'),
+        schema: {
+          summary: "Active change freezes of the caller's tenant (from the projected state)",
+          tags: ['freezes'],
+          querystring: tenantQuery,
+          response: { 200: z.object({ tenant_id: z.string(), freezes: z.array(activeFreezeResponse) }), 400: errorBodySchema, 403: errorBodySchema },
+        },
+      },
+      async (req, reply) => {
+        const t = tenantFor(callerOf(req), req.query.tenant);
+        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message);
+        const freezes = await deps.activeFreezes(t.tenant);
+        return reply.code(200).send({ tenant_id: t.tenant, freezes });
+      },
+    );
+  };
