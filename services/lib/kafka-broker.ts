@@ -45,6 +45,12 @@ export type KafkaBrokerOptions = {
   startTimeoutMs?: number;
   /** Remove dataDir once the JVM is gone (by stop(), or by the watchdog). Default: true when dataDir is not given. */
   ephemeral?: boolean;
+  /**
+   * Stop the JVM when this process gets SIGINT/SIGTERM (default true). A caller
+   * that shuts down gracefully itself (closing its consumers before the broker)
+   * passes false; the 'exit' handler and the watchdog still reap the JVM.
+   */
+  handleSignals?: boolean;
   /** Receives every line the broker logs (after log4j's level filter). */
   onLog?: (line: string) => void;
 };
@@ -404,20 +410,30 @@ const onProcessSignal = (signal: NodeJS.Signals): void => {
 
 let handlersInstalled = false;
 
-const installProcessHandlers = (): void => {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.on('exit', onProcessExit);
-  process.on('SIGINT', onProcessSignal);
-  process.on('SIGTERM', onProcessSignal);
+let signalsHandled = false;
+
+const installProcessHandlers = (handleSignals: boolean): void => {
+  if (!handlersInstalled) {
+    handlersInstalled = true;
+    process.on('exit', onProcessExit);
+  }
+  if (handleSignals && !signalsHandled) {
+    signalsHandled = true;
+    process.on('SIGINT', onProcessSignal);
+    process.on('SIGTERM', onProcessSignal);
+  }
 };
 
 function uninstallProcessHandlers(): void {
-  if (!handlersInstalled) return;
-  handlersInstalled = false;
-  process.off('exit', onProcessExit);
-  process.off('SIGINT', onProcessSignal);
-  process.off('SIGTERM', onProcessSignal);
+  if (handlersInstalled) {
+    handlersInstalled = false;
+    process.off('exit', onProcessExit);
+  }
+  if (signalsHandled) {
+    signalsHandled = false;
+    process.off('SIGINT', onProcessSignal);
+    process.off('SIGTERM', onProcessSignal);
+  }
 }
 
 const startWatchdog = (jvmPid: number, jvmMarker: string, logFile: string, dirToRemove: string | undefined): ChildProcess => {
@@ -622,7 +638,7 @@ const launch = async (plan: LaunchPlan): Promise<KafkaBroker> => {
     );
   }
   liveJvms.set(pid, jvm);
-  installProcessHandlers();
+  installProcessHandlers(opts.handleSignals ?? true);
   const watchdog = startWatchdog(pid, configFile, join(dataDir, 'watchdog.log'), plan.ephemeral ? dataDir : undefined);
 
   const logsSinceSpawn = (): string =>

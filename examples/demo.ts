@@ -1,0 +1,212 @@
+// `npm run demo`: the DESIGN.md incident, played through a running trustfold
+// over HTTP only — the same calls a gateway, a detector, the SOC and a PDP
+// make — and read back from the real pipeline: trust transitions from the SSE
+// stream, the verdict from the example PDP, the story from the audit API.
+import { randomBytes } from 'node:crypto';
+import type { SessionTrust, TrustfoldEventInput } from '../schemas/events.ts';
+import { uuidv7 } from '../services/ingest/ids.ts';
+import { mintToken } from '../services/lib/auth.ts';
+import { parseConfig } from '../services/lib/config.ts';
+import type { TrustLookup } from '../services/pdp-client/trust-view.ts';
+import { setUpAuth } from '../services/system.ts';
+import { createPdpGate } from './pdp/gate.ts';
+
+const TENANT = 'acme';
+const chain = [
+  { kind: 'human', id: 'U-442' },
+  { kind: 'agent', id: 'A-17', version: '3.2', owner: 'team-payments' },
+] as const;
+
+type Http = { base: string; token: string };
+
+const call = async (h: Http, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
+  const res = await fetch(`${h.base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${h.token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON; keep the text
+  }
+  return { status: res.status, json };
+};
+
+const must = async (h: Http, method: string, path: string, body: unknown, expect: number[]): Promise<unknown> => {
+  const r = await call(h, method, path, body);
+  if (!expect.includes(r.status)) throw new Error(`${method} ${path} → ${r.status}: ${JSON.stringify(r.json)}`);
+  return r.json;
+};
+
+const describeState = (s: SessionTrust): string => {
+  const causes = s.causes.map((c) => `${c.kind} ${c.ref}`).join(', ');
+  const freezes = s.freezes.map((f) => f.freeze_id).join(', ');
+  return `trust v${s.version} ${s.tier.padEnd(10)}${causes ? ` causes: ${causes}` : ''}${freezes ? `  freezes: ${freezes}` : ''}${s.revoked_roles.length ? `  revoked roles: ${s.revoked_roles.join(', ')}` : ''}`;
+};
+
+/** Follows the SSE stream of one session and prints every transition as it arrives. */
+const followTrust = (h: Http, sessionId: string, print: (s: string) => void) => {
+  const seen: SessionTrust[] = [];
+  const waiters: { pred: (s: SessionTrust) => boolean; resolve: (s: SessionTrust) => void }[] = [];
+  const abort = new AbortController();
+  const done = (async () => {
+    const res = await fetch(`${h.base}/v1/trust/stream?session=${encodeURIComponent(sessionId)}&tenant=${TENANT}`, {
+      headers: { authorization: `Bearer ${h.token}`, accept: 'text/event-stream' },
+      signal: abort.signal,
+    });
+    if (!res.ok || res.body === null) throw new Error(`trust stream → ${res.status}`);
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body) {
+      buf += decoder.decode(chunk as Uint8Array, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const frame = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const data = frame.split('\n').find((l) => l.startsWith('data: '));
+        if (data === undefined) continue;
+        const s = JSON.parse(data.slice(6)) as SessionTrust;
+        if (seen.some((x) => x.version >= s.version)) continue;
+        seen.push(s);
+        print(`      ↳ pushed to PDPs: ${describeState(s)}`);
+        for (const w of waiters.splice(0)) if (w.pred(s)) w.resolve(s);
+        else waiters.push(w);
+      }
+    }
+  })().catch((e: unknown) => {
+    if (!abort.signal.aborted) print(`      (trust stream ended: ${e instanceof Error ? e.message : String(e)})`);
+  });
+  return {
+    until: (pred: (s: SessionTrust) => boolean, what: string, ms = 15_000): Promise<SessionTrust> => {
+      const hit = seen.find(pred);
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no trust update "${what}" within ${ms / 1000} s`)), ms);
+        waiters.push({ pred, resolve: (s) => (clearTimeout(timer), resolve(s)) });
+      });
+    },
+    close: async () => {
+      abort.abort();
+      await done;
+    },
+  };
+};
+
+const httpLookup = async (h: Http, sessionId: string): Promise<TrustLookup> => {
+  const r = await call(h, 'GET', `/v1/sessions/${encodeURIComponent(sessionId)}/trust?tenant=${TENANT}`);
+  if (r.status === 404) return { known: false, reason: 'unknown_session', stalenessMs: 0 };
+  if (r.status !== 200) throw new Error(`GET trust → ${r.status}: ${JSON.stringify(r.json)}`);
+  const state = r.json as SessionTrust;
+  return { known: true, state, version: state.version, stalenessMs: 0, receivedAt: Date.now() };
+};
+
+export const runDemo = async (_args: string[], env: Record<string, string | undefined>): Promise<number> => {
+  const print = (s: string): void => void process.stdout.write(`${s}\n`);
+  const cfg = parseConfig(env);
+  if (!cfg.ok) throw new Error(`invalid configuration: ${cfg.error.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
+  const config = cfg.value;
+  const base = env['TRUSTFOLD_URL'] ?? `http://127.0.0.1:${config.http.port}`;
+  let token = env['TRUSTFOLD_TOKEN'];
+  if (token === undefined) {
+    const secret = config.auth.secret ?? setUpAuth(config).localSecret;
+    if (secret === undefined) throw new Error('set TRUSTFOLD_TOKEN: no local secret to mint a demo token from');
+    token = await mintToken({ sub: 'demo', tenant: TENANT, scopes: ['events:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read'], ttlSeconds: 600 }, secret);
+  }
+  const h: Http = { base, token };
+  const health = await fetch(`${base}/readyz`).catch(() => undefined);
+  if (health === undefined) throw new Error(`no trustfold at ${base}: start it first with \`npm start\` (or set TRUSTFOLD_URL)`);
+
+  // A rerun must not fold into the first run's session: S-9 once, then S-9-<suffix>.
+  let sessionId = 'S-9';
+  if ((await call(h, 'GET', `/v1/sessions/${sessionId}/trust?tenant=${TENANT}`)).status === 200) {
+    sessionId = `S-9-${randomBytes(2).toString('hex')}`;
+  }
+  print(`trustfold demo — the DESIGN.md incident through the real pipeline at ${base}`);
+  print(`session ${sessionId}, tenant ${TENANT}\n`);
+  const trust = followTrust(h, sessionId, print);
+  const at = () => new Date().toISOString();
+  const post = (events: TrustfoldEventInput[]) => must(h, 'POST', '/v1/events', events, [202]);
+
+  try {
+    print(`[1] session ${sessionId} starts: agent A-17 v3.2 (team-payments) acting for U-442, token J-1 (repo:write, consent C-88)`);
+    const now = Date.now();
+    const token1 = {
+      jti: 'J-1',
+      scopes: ['repo:write'],
+      audience: 'git-gateway',
+      issued_at: new Date(now).toISOString(),
+      expires_at: new Date(now + 5 * 60_000).toISOString(),
+      trust_level: 'trusted',
+      consent_ref: 'C-88',
+      policy_version: '11',
+    } as const;
+    await post([
+      { type: 'signal', kind: 'token_issued', event_id: uuidv7(), tenant_id: TENANT, occurred_at: at(), jti: 'J-1', user_id: 'U-442', agent_id: 'A-17', scopes: ['repo:write'], expires_at: token1.expires_at, session_id: sessionId, audience: 'git-gateway', consent_ref: 'C-88' },
+      { type: 'signal', kind: 'session_started', event_id: uuidv7(), tenant_id: TENANT, occurred_at: at(), session_id: sessionId, chain: [...chain], token: { ...token1, scopes: [...token1.scopes] }, intent: { task_class: 'refactor', statement: 'clean up obsolete code' } },
+    ]);
+    await trust.until(() => true, 'session started');
+
+    const gate = createPdpGate({
+      view: { get: () => lookup },
+      // The gateway in front of the gate knows the token, intent and what
+      // produced the call; it adds them to the PDP's decision.
+      emit: async (d) =>
+        void (await post([
+          {
+            ...d,
+            token: { ...token1, scopes: [...token1.scopes] },
+            intent: { task_class: 'refactor', statement: 'clean up obsolete code' },
+            provenance: { model: 'model-x-2026-05', prompt_digest: `sha256:${randomBytes(8).toString('hex')}`, output_digest: `sha256:${randomBytes(8).toString('hex')}`, tool_schema_digest: 'sha256:7d1e0c' },
+          },
+        ])),
+      pdpId: 'pdp-1',
+      policy: { id: 'P-risk-43', version: '12' },
+    });
+    let lookup: TrustLookup = await httpLookup(h, sessionId);
+    const tool = async (action: string, resource: string) => {
+      lookup = await httpLookup(h, sessionId);
+      const r = await gate.callTool({ tenant_id: TENANT, session_id: sessionId, tool: 'git', action, resource, chain: [...chain] });
+      print(`    git ${action} ${resource} → ${r.effect.toUpperCase()} (rule ${r.rule_id}, trust v${r.trust_version ?? '?'})`);
+      return r;
+    };
+    print('\n[2] the agent works: a few allowed calls');
+    await tool('read_file', 'repo:R-payments-ledger/README.md');
+    await tool('list_files', 'repo:R-payments-ledger/migrations');
+
+    print('\n[3] detector prompt-guard flags prompt injection SIG-INJ-8821 (high) in the session');
+    await post([{ type: 'signal', kind: 'injection_detected', event_id: uuidv7(), tenant_id: TENANT, occurred_at: at(), session_id: sessionId, signal_id: 'SIG-INJ-8821', severity: 'high', detector: 'prompt-guard', expires_at: new Date(Date.now() + 2 * 3600_000).toISOString() }]);
+    await trust.until((s) => s.causes.some((c) => c.ref === 'SIG-INJ-8821'), 'injection cause');
+
+    print('\n[4] the SOC raises change freeze INC-77 on repo: (delete_file, force_push)');
+    await must(h, 'POST', `/v1/freezes?tenant=${TENANT}`, { freeze_id: 'INC-77', scope: { resource_prefix: 'repo:', actions: ['delete_file', 'force_push'] }, reason: 'incident INC-77: payments ledger under investigation', ticket: 'INC-77' }, [201]);
+    await trust.until((s) => s.freezes.some((f) => f.freeze_id === 'INC-77'), 'freeze INC-77 listed');
+
+    print('\n[5] the agent attempts to delete a file in the payments ledger repo');
+    const denied = await tool('delete_file', 'repo:R-payments-ledger');
+    if (denied.effect !== 'deny') throw new Error(`expected the PDP to deny, it said ${denied.effect}`);
+
+    print(`\n[6] the responder asks the audit: GET /v1/audit/decisions/${denied.decision.event_id}`);
+    const t0 = Date.now();
+    let explained: { story?: string } | undefined;
+    while (Date.now() - t0 < 20_000) {
+      const r = await call(h, 'GET', `/v1/audit/decisions/${denied.decision.event_id}?tenant=${TENANT}`);
+      if (r.status === 200) {
+        explained = r.json as { story?: string };
+        break;
+      }
+      if (r.status !== 404) throw new Error(`audit → ${r.status}: ${JSON.stringify(r.json)}`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    if (explained?.story === undefined) throw new Error('the denied decision did not reach the audit within 20 s');
+    print(`    queryable after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    print('story:');
+    print(`  ${explained.story}`);
+    print(`\nmore: trustfold audit session ${sessionId} --tenant ${TENANT}   ·   trustfold audit explain ${denied.decision.event_id}`);
+    return 0;
+  } finally {
+    await trust.close();
+  }
+};

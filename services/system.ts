@@ -1,0 +1,259 @@
+// The composition root: wires the roles a process runs to Kafka, ClickHouse
+// and one HTTP app. `trustfold serve --role …` (services/main.ts) calls it; so
+// do the end-to-end tests. Roles never import each other, only this file
+// knows them all.
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Kafka } from 'kafkajs';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { migrate } from '../schemas/clickhouse/migrate.ts';
+import type { ActiveFreeze } from '../schemas/events.ts';
+import { err, ok, type Result } from '../schemas/result.ts';
+import { createCerbosAuditConsumer } from './adapters/cerbos.ts';
+import { parseAdapterConfig, type AdapterConfig } from './adapters/config.ts';
+import { opaRoutes } from './adapters/opa.ts';
+import { createDecisionWriter } from './adapters/writer.ts';
+import { createAuditSink } from './audit-sink/sink.ts';
+import { localSecretFile } from './cli/cli.ts';
+import { ingestRoutes, kafkaReadiness } from './ingest/routes.ts';
+import { createKafkaSink } from './ingest/sink.ts';
+import { createAuthenticator, loadOrCreateLocalSecret, type Authenticator } from './lib/auth.ts';
+import { clickhouseTarget, createClickHouse } from './lib/clickhouse.ts';
+import type { Config } from './lib/config.ts';
+import { errorMessage } from './lib/errors.ts';
+import { buildBaseApp, type App, type ReadinessCheck } from './lib/http.ts';
+import { createKafka, ensureTopics, topicLayout } from './lib/kafka.ts';
+import type { Logger } from './lib/log.ts';
+import { createTrustView, type TrustView } from './pdp-client/trust-view.ts';
+import { parseProjectorConfig } from './projector/config.ts';
+import { createProjector, type Projector } from './projector/runtime.ts';
+import { trustRoutes } from './projector/trust-routes.ts';
+import { auditRoutes } from './query/routes.ts';
+
+export const ROLES = ['ingest', 'projector', 'audit-sink', 'query', 'cerbos-adapter'] as const;
+export type Role = (typeof ROLES)[number];
+/** `all` is every role but the Cerbos adapter, which needs a Cerbos audit topic to read. */
+export const ALL_ROLES: readonly Role[] = ['ingest', 'projector', 'audit-sink', 'query'];
+
+/** `all`, one role, or a comma-separated list (`ingest,query`). */
+export const parseRoles = (spec: string): Result<ReadonlySet<Role>, string> => {
+  const out = new Set<Role>();
+  for (const part of spec.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    if (part === 'all') ALL_ROLES.forEach((r) => out.add(r));
+    else if ((ROLES as readonly string[]).includes(part)) out.add(part as Role);
+    else return err(`unknown role "${part}" (roles: all, ${ROLES.join(', ')})`);
+  }
+  return out.size === 0 ? err('no role given') : ok(out);
+};
+
+export type AuthSetup = { authenticator: Authenticator; localSecret?: string; secretFile?: string; created?: boolean };
+
+/** The configured key, or in local mode a generated secret kept in the data dir. */
+export const setUpAuth = (config: Config): AuthSetup => {
+  if (config.auth.secret !== undefined || config.auth.jwksUrl !== undefined) {
+    return { authenticator: createAuthenticator(config.auth) };
+  }
+  const file = localSecretFile(config);
+  const { secret, created } = loadOrCreateLocalSecret(file);
+  return { authenticator: createAuthenticator({ ...config.auth, secret }), localSecret: secret, secretFile: file, created };
+};
+
+export type SystemOptions = {
+  config: Config;
+  roles: ReadonlySet<Role>;
+  brokers: string[];
+  logger: Logger;
+  /** Raw environment, for the roles' own settings (projector, adapters). */
+  env: Record<string, string | undefined>;
+  /** Listen on config.http (default true); tests may use inject() only. */
+  listen?: boolean;
+};
+
+export type System = {
+  app: App;
+  /** Base URL, when listening. */
+  url: string | undefined;
+  auth: AuthSetup;
+  kafka: Kafka;
+  close(): Promise<void>;
+};
+
+const configOrThrow = <T>(what: string, r: Result<T, { path: string; message: string }[]>): T => {
+  if (r.ok) return r.value;
+  throw new Error(`invalid ${what} configuration: ${r.error.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
+};
+
+const withTimeout = async <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+export const startSystem = async (o: SystemOptions): Promise<System> => {
+  const { config, roles, logger } = o;
+  const has = (r: Role): boolean => roles.has(r);
+  const closers: (() => Promise<void>)[] = [];
+  const close = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        logger.warn({ err: errorMessage(e) }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    const kafka = createKafka(o.brokers, config.kafka.clientId);
+    const admin = kafka.admin();
+    await admin.connect();
+    closers.push(() => admin.disconnect());
+    const created = await ensureTopics(admin, topicLayout(config));
+    if (created.length > 0) logger.info({ topics: created }, 'created topics');
+
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const auth = setUpAuth(config);
+    const adapters: AdapterConfig = configOrThrow('adapter', parseAdapterConfig(o.env));
+    const readiness: ReadinessCheck[] = [
+      {
+        name: 'kafka',
+        check: async () => {
+          await withTimeout(admin.describeCluster(), 2_000, 'kafka');
+          return true;
+        },
+      },
+    ];
+
+    // ClickHouse: the sink writes and the API reads on separate clients (one
+    // chdb connection runs one operation at a time).
+    const target = clickhouseTarget(config.clickhouse);
+    const ddl = { database: config.clickhouse.database, ttlDays: config.clickhouse.ttlDays, cluster: config.clickhouse.cluster };
+    const openClickHouse = async (): Promise<ClickHouseClient> => {
+      const client = createClickHouse(target);
+      closers.push(() => client.close());
+      return client;
+    };
+    if (has('audit-sink') || has('query')) {
+      const ch = await openClickHouse();
+      const report = await migrate(ch, ddl);
+      if (report.applied.length > 0) logger.info({ applied: report.applied }, 'ClickHouse migrations applied');
+      readiness.push({
+        name: 'clickhouse',
+        check: async () => {
+          const r = await withTimeout(ch.ping(), 2_000, 'clickhouse');
+          return r.success ? true : errorMessage(r.error);
+        },
+      });
+    }
+
+    let projector: Projector | undefined;
+    if (has('projector')) {
+      const pc = configOrThrow('projector', parseProjectorConfig(o.env));
+      projector = createProjector({
+        kafka,
+        config,
+        logger: logger.child({ role: 'projector' }),
+        groupId: pc.groupId,
+        tickIntervalMs: pc.tickIntervalMs,
+        fold: pc.fold,
+      });
+      await projector.start();
+      closers.push(() => projector?.stop() ?? Promise.resolve());
+      const p = projector;
+      readiness.push({ name: 'projector', check: async () => (p.isReady() ? true : 'restoring state') });
+    }
+
+    let view: TrustView | undefined;
+    if (has('projector') || has('ingest')) {
+      view = await createTrustView({ kafka, topic: config.topics.sessionTrust, logger: logger.child({ role: 'trust-view' }) });
+      closers.push(() => view?.close() ?? Promise.resolve());
+      const v = view;
+      readiness.push({ name: 'trust_view', check: async () => (v.isReady() ? true : 'catching up') });
+    }
+
+    if (has('audit-sink')) {
+      const sink = createAuditSink({
+        kafka,
+        clickhouse: await openClickHouse(),
+        database: config.clickhouse.database,
+        cluster: config.clickhouse.cluster,
+        topics: config.topics,
+        groupId: `${config.kafka.clientId}-audit-sink`,
+        registry,
+        log: logger.child({ role: 'audit-sink' }),
+      });
+      await sink.start();
+      closers.push(() => sink.stop());
+      readiness.push({ name: 'audit_sink', check: async () => (sink.isRunning() ? true : 'consumer stopped') });
+    }
+
+    if (has('cerbos-adapter')) {
+      const cerbos = createCerbosAuditConsumer({
+        kafka,
+        topics: config.topics,
+        cerbos: adapters.cerbos,
+        registry,
+        logger: logger.child({ role: 'cerbos-adapter' }),
+        produceTimeoutMs: config.http.produceTimeoutMs,
+      });
+      await cerbos.start();
+      closers.push(() => cerbos.stop());
+      readiness.push({ name: 'cerbos_adapter', check: async () => (cerbos.isRunning() ? true : 'consumer stopped') });
+    }
+
+    const app = await buildBaseApp({
+      auth: auth.authenticator,
+      registry,
+      logger: logger.child({ role: 'http' }),
+      readiness,
+      bodyLimit: config.http.maxBodyBytes,
+    });
+    closers.push(() => app.close());
+
+    if (has('ingest')) {
+      const sink = createKafkaSink({ kafka, timeoutMs: config.http.produceTimeoutMs });
+      closers.push(() => sink.close());
+      const p = projector;
+      const v = view;
+      // The freezes of a tenant from the projected state: the in-process fold
+      // when the projector runs here, else the trust states on the compacted
+      // topic (a freeze shows there once it matches a live session).
+      const activeFreezes = async (tenant: string): Promise<ActiveFreeze[]> => {
+        if (p !== undefined) return p.activeFreezes(tenant);
+        const byId = new Map<string, ActiveFreeze>();
+        for (const s of v?.all() ?? []) if (s.tenant_id === tenant) for (const f of s.freezes) byId.set(f.freeze_id, f);
+        return [...byId.values()];
+      };
+      readiness.push(kafkaReadiness(sink));
+      await app.register(ingestRoutes({ sink, topics: config.topics, registry, activeFreezes, limits: config.http }));
+      const writer = createDecisionWriter({ kafka, topic: config.topics.decisions, timeoutMs: config.http.produceTimeoutMs });
+      closers.push(() => writer.close());
+      await app.register(opaRoutes({ writer, opa: adapters.opa, registry }));
+    }
+    if (view !== undefined && has('projector')) {
+      await app.register(trustRoutes({ view }));
+    }
+    if (has('query')) {
+      await app.register(auditRoutes({ clickhouse: await openClickHouse(), database: config.clickhouse.database }));
+    }
+
+    await app.ready();
+    let url: string | undefined;
+    if (o.listen !== false) {
+      const address = await app.listen({ port: config.http.port, host: config.http.host });
+      url = address.replace('://[::1]', '://localhost');
+    }
+    return { app, url, auth, kafka, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+};
