@@ -17,7 +17,7 @@ const chain = [
   { kind: 'agent', id: 'A-17', version: '3.2', owner: 'team-payments' },
 ] as const;
 
-type Http = { base: string; token: string };
+export type Http = { base: string; token: string };
 
 const call = async (h: Http, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> => {
   const res = await fetch(`${h.base}${path}`, {
@@ -88,6 +88,7 @@ const followTrust = (h: Http, sessionId: string, print: (s: string) => void) => 
         waiters.push({ pred, resolve: (s) => (clearTimeout(timer), resolve(s)) });
       });
     },
+    seen: (): SessionTrust[] => [...seen],
     close: async () => {
       abort.abort();
       await done;
@@ -103,8 +104,10 @@ const httpLookup = async (h: Http, sessionId: string): Promise<TrustLookup> => {
   return { known: true, state, version: state.version, stalenessMs: 0, receivedAt: Date.now() };
 };
 
-export const runDemo = async (_args: string[], env: Record<string, string | undefined>): Promise<number> => {
-  const print = (s: string): void => void process.stdout.write(`${s}\n`);
+export type IncidentResult = { sessionId: string; deniedEventId: string; story: string; transitions: SessionTrust[] };
+
+/** `npm run demo`: connects to a running server and plays the incident. */
+export const runDemo = async (_args: string[], env: Record<string, string | undefined>, print: (s: string) => void = (s) => void process.stdout.write(`${s}\n`)): Promise<number> => {
   const cfg = parseConfig(env);
   if (!cfg.ok) throw new Error(`invalid configuration: ${cfg.error.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
   const config = cfg.value;
@@ -115,16 +118,22 @@ export const runDemo = async (_args: string[], env: Record<string, string | unde
     if (secret === undefined) throw new Error('set TRUSTFOLD_TOKEN: no local secret to mint a demo token from');
     token = await mintToken({ sub: 'demo', tenant: TENANT, scopes: ['events:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read'], ttlSeconds: 600 }, secret);
   }
-  const h: Http = { base, token };
   const health = await fetch(`${base}/readyz`).catch(() => undefined);
   if (health === undefined) throw new Error(`no trustfold at ${base}: start it first with \`npm start\` (or set TRUSTFOLD_URL)`);
+  const r = await playIncident({ base, token }, print);
+  print(`\nmore: trustfold audit session ${r.sessionId} --tenant ${TENANT}   ·   trustfold audit explain ${r.deniedEventId}`);
+  return 0;
+};
+
+/** The incident itself, over HTTP only; returns what the pipeline answered. */
+export const playIncident = async (h: Http, print: (s: string) => void): Promise<IncidentResult> => {
 
   // A rerun must not fold into the first run's session: S-9 once, then S-9-<suffix>.
   let sessionId = 'S-9';
   if ((await call(h, 'GET', `/v1/sessions/${sessionId}/trust?tenant=${TENANT}`)).status === 200) {
     sessionId = `S-9-${randomBytes(2).toString('hex')}`;
   }
-  print(`trustfold demo — the DESIGN.md incident through the real pipeline at ${base}`);
+  print(`trustfold demo — the DESIGN.md incident through the real pipeline at ${h.base}`);
   print(`session ${sessionId}, tenant ${TENANT}\n`);
   const trust = followTrust(h, sessionId, print);
   const at = () => new Date().toISOString();
@@ -204,8 +213,7 @@ export const runDemo = async (_args: string[], env: Record<string, string | unde
     print(`    queryable after ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     print('story:');
     print(`  ${explained.story}`);
-    print(`\nmore: trustfold audit session ${sessionId} --tenant ${TENANT}   ·   trustfold audit explain ${denied.decision.event_id}`);
-    return 0;
+    return { sessionId, deniedEventId: denied.decision.event_id, story: explained.story, transitions: trust.seen() };
   } finally {
     await trust.close();
   }
