@@ -1,0 +1,140 @@
+// OPA's decision-log upload endpoint. OPA (and products built on it) POST
+// gzip-compressed JSON arrays of decision events to `<service url>/logs`
+// (or the configured `resource`), keep the chunk on any non-2xx, and retry it
+// with backoff. So this answers 2xx only once every decision of the chunk is
+// acknowledged by Kafka (acks=all), and 503 when Kafka is not there: OPA's own
+// retry then carries the data over the outage. Re-sent chunks map to the same
+// event ids, so a retry after a lost 2xx is a duplicate, not a second decision.
+//
+// Register with `app.register(opaRoutes(deps))` (encapsulated: its raw-body
+// parser does not leak into the other routes).
+import { gunzip, inflate } from 'node:zlib';
+import { promisify } from 'node:util';
+import type { FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
+import { Counter } from 'prom-client';
+import { isOperator } from '../lib/auth.ts';
+import { errorMessage, TrustfoldError } from '../lib/errors.ts';
+import { callerOf, requireScope, sendError } from '../lib/http.ts';
+import type { OpaAdapterConfig } from './config.ts';
+import { mapOpaEvent, type Mapped } from './mapping.ts';
+import { adapterMetrics } from './metrics.ts';
+import type { DecisionWriter } from './writer.ts';
+
+const gunzipAsync = promisify(gunzip);
+const inflateAsync = promisify(inflate);
+
+export const OPA_LOGS_PATH = '/v1/ingest/opa/logs';
+
+export type OpaRoutesDeps = {
+  writer: DecisionWriter;
+  opa: OpaAdapterConfig;
+  registry: Registry;
+  now?: () => Date;
+  /** Seconds OPA is told to wait after a 503 (it applies its own backoff too). */
+  retryAfterSeconds?: number;
+};
+
+export type OpaUploadResponse = { accepted: number; partial: number };
+
+type Decoded = { ok: true; events: unknown[] } | { ok: false; status: 400 | 413 | 415; code: string; message: string };
+
+const tooLarge = (e: unknown): boolean =>
+  e instanceof RangeError || (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE');
+
+/** gzip (what OPA sends), deflate, or identity → a JSON array, within the decompressed limit. */
+export const decodeUpload = async (body: Buffer, contentEncoding: string | undefined, cfg: Pick<OpaAdapterConfig, 'maxDecompressedBytes' | 'maxEvents'>): Promise<Decoded> => {
+  const encoding = (contentEncoding ?? 'identity').trim().toLowerCase();
+  let raw: Buffer;
+  try {
+    if (encoding === 'gzip' || encoding === 'x-gzip') raw = await gunzipAsync(body, { maxOutputLength: cfg.maxDecompressedBytes });
+    else if (encoding === 'deflate') raw = await inflateAsync(body, { maxOutputLength: cfg.maxDecompressedBytes });
+    else if (encoding === 'identity') raw = body;
+    else return { ok: false, status: 415, code: 'unsupported_media_type', message: `unsupported Content-Encoding ${encoding}; OPA sends gzip` };
+  } catch (e) {
+    if (tooLarge(e)) return { ok: false, status: 413, code: 'payload_too_large', message: `decompressed body larger than ${cfg.maxDecompressedBytes} bytes` };
+    return { ok: false, status: 400, code: 'bad_request', message: `malformed ${encoding} body: ${errorMessage(e)}` };
+  }
+  if (raw.length > cfg.maxDecompressedBytes) {
+    return { ok: false, status: 413, code: 'payload_too_large', message: `body larger than ${cfg.maxDecompressedBytes} bytes` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(raw.toString('utf8'));
+  } catch (e) {
+    return { ok: false, status: 400, code: 'bad_request', message: `malformed JSON: ${errorMessage(e)}` };
+  }
+  if (!Array.isArray(json)) return { ok: false, status: 400, code: 'bad_request', message: 'expected a JSON array of OPA decision-log events' };
+  if (json.length > cfg.maxEvents) {
+    return { ok: false, status: 413, code: 'payload_too_large', message: `${json.length} events in one upload; the limit is ${cfg.maxEvents}` };
+  }
+  const bad = json.findIndex((x) => x === null || typeof x !== 'object' || Array.isArray(x));
+  if (bad >= 0) return { ok: false, status: 400, code: 'bad_request', message: `element [${bad}] is not a decision-log event object` };
+  return { ok: true, events: json };
+};
+
+export const opaRoutes = (deps: OpaRoutesDeps): FastifyPluginAsync => async (app) => {
+  const metrics = adapterMetrics(deps.registry);
+  const uploads =
+    (deps.registry.getSingleMetric('trustfold_opa_uploads_total') as Counter<'status'> | undefined) ??
+    new Counter({ name: 'trustfold_opa_uploads_total', help: 'OPA decision-log uploads, by response status', labelNames: ['status'] as const, registers: [deps.registry] });
+  const now = deps.now ?? (() => new Date());
+
+  // OPA labels the body application/json but gzips it; the bytes are read raw
+  // here and decoded in the handler, where the limits and errors are ours.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: deps.opa.maxUploadBytes }, (_req, body, done) => done(null, body));
+  app.addHook('onResponse', async (_req, reply) => {
+    uploads.inc({ status: String(reply.statusCode) });
+  });
+
+  app.post(
+    OPA_LOGS_PATH,
+    {
+      preHandler: requireScope('events:write'),
+      bodyLimit: deps.opa.maxUploadBytes,
+      schema: {
+        summary: 'OPA decision-log upload (gzip JSON array); 200 only once durable in Kafka',
+        tags: ['adapters'],
+      },
+    },
+    async (req, reply) => {
+      const caller = callerOf(req);
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      if (body.length === 0) return sendError(reply, 400, 'bad_request', 'empty body; expected a gzip JSON array of decision-log events');
+      const header = req.headers['content-encoding'];
+      const decoded = await decodeUpload(body, Array.isArray(header) ? header[0] : header, deps.opa);
+      if (!decoded.ok) return sendError(reply, decoded.status, decoded.code, decoded.message);
+
+      const receivedAt = now().toISOString();
+      const mapped: Mapped[] = [];
+      for (const [i, ev] of decoded.events.entries()) {
+        const r = mapOpaEvent(ev as Record<string, unknown>, {
+          convention: deps.opa.convention,
+          callerTenant: isOperator(caller) ? '*' : caller.tenant,
+          defaultTenant: deps.opa.defaultTenant,
+          emittedBy: caller.sub,
+          receivedAt,
+        });
+        // Built to satisfy the contract; reaching this is a bug here, and a 500 keeps OPA holding the chunk.
+        if (!r.ok) {
+          req.log.error({ index: i, error: r.error }, 'OPA event could not be mapped');
+          return sendError(reply, 500, 'internal', `event [${i}] could not be mapped: ${r.error}`);
+        }
+        mapped.push(r.value);
+      }
+      try {
+        await deps.writer.write(mapped.map((m) => m.event));
+      } catch (e) {
+        const retriable = e instanceof TrustfoldError ? e.retriable : true;
+        req.log.warn({ err: e }, 'OPA upload not durable; OPA will retry');
+        if (retriable) reply.header('retry-after', String(deps.retryAfterSeconds ?? 1));
+        return sendError(reply, retriable ? 503 : 500, e instanceof TrustfoldError ? e.code : 'kafka_unavailable', `not durable, retry: ${errorMessage(e)}`);
+      }
+      metrics.entries.inc({ engine: 'opa', result: 'mapped' }, mapped.length);
+      metrics.observe('opa', mapped);
+      const response: OpaUploadResponse = { accepted: mapped.length, partial: mapped.filter((m) => m.missing.length > 0).length };
+      return reply.code(200).send(response);
+    },
+  );
+};

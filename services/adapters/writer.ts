@@ -1,0 +1,106 @@
+// Mapped decisions onto the decisions topic, exactly as ingest writes them:
+// Avro via the codec, keyed by session (partitionKeyOf), trustfold headers,
+// an idempotent producer, acks=all. `write` resolves only once Kafka has
+// acknowledged every record, so the Cerbos consumer commits and the OPA
+// endpoint answers 2xx only for what is durable.
+//
+// A failed or timed-out produce retires the producer; the next write gets a
+// fresh one (new producer id), so a batch whose fate is unknown can never make
+// the broker treat a different later batch as its duplicate. A re-sent batch
+// carries the same deterministic event ids, so downstream dedupe absorbs it.
+import { CompressionTypes, Partitioners, type Kafka, type Message, type Producer } from 'kafkajs';
+import { createCodec, type Codec } from '../../schemas/codec.ts';
+import type { DecisionEvent } from '../../schemas/events.ts';
+import { errorMessage, TrustfoldError } from '../lib/errors.ts';
+import { eventHeaders, partitionKeyOf } from '../lib/kafka.ts';
+
+export type DecisionWriter = {
+  write(events: readonly DecisionEvent[]): Promise<void>;
+  close(): Promise<void>;
+};
+
+export type DecisionWriterOptions = {
+  kafka: Kafka;
+  topic: string;
+  timeoutMs: number;
+  codec?: Codec;
+  /** Records per produce request; a 1 MiB broker limit leaves room for ~1 000 decisions of ~700 B. */
+  maxRecordsPerSend?: number;
+};
+
+export const toMessage = (codec: Codec, e: DecisionEvent): Message => ({
+  key: partitionKeyOf(e),
+  value: codec.encodeEvent(e),
+  headers: eventHeaders(e),
+});
+
+export const createDecisionWriter = (opts: DecisionWriterOptions): DecisionWriter => {
+  const codec = opts.codec ?? createCodec();
+  const perSend = opts.maxRecordsPerSend ?? 500;
+  let producer: Promise<Producer> | undefined;
+  let closed = false;
+
+  const connect = (): Promise<Producer> => {
+    if (producer) return producer;
+    const p = opts.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
+    });
+    const connecting = p.connect().then(() => p);
+    producer = connecting;
+    connecting.catch(() => {
+      if (producer === connecting) producer = undefined;
+    });
+    return connecting;
+  };
+
+  const retire = (p: Promise<Producer>): void => {
+    if (producer !== p) return;
+    producer = undefined;
+    void p.then((x) => x.disconnect()).catch(() => undefined);
+  };
+
+  const withTimeout = async <T>(work: Promise<T>, what: string): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TrustfoldError('kafka_timeout', `${what} not acknowledged within ${opts.timeoutMs} ms`, true)), opts.timeoutMs);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  return {
+    async write(events) {
+      if (closed) throw new TrustfoldError('kafka_unavailable', 'decision writer is closed', true);
+      if (events.length === 0) return;
+      const messages = events.map((e) => toMessage(codec, e));
+      const p = connect();
+      try {
+        await withTimeout(
+          (async () => {
+            const prod = await p;
+            for (let i = 0; i < messages.length; i += perSend) {
+              await prod.send({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: messages.slice(i, i + perSend) });
+            }
+          })(),
+          `${events.length} decisions`,
+        );
+      } catch (e) {
+        retire(p);
+        if (e instanceof TrustfoldError) throw e;
+        throw new TrustfoldError('kafka_unavailable', `writing decisions failed: ${errorMessage(e)}`, true, { cause: e });
+      }
+    },
+    async close() {
+      closed = true;
+      const p = producer;
+      producer = undefined;
+      if (p) await p.then((x) => x.disconnect()).catch(() => undefined);
+    },
+  };
+};
