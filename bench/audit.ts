@@ -1,0 +1,298 @@
+// Audit benchmark (issue 7): sink throughput vs a raw insert of the same rows,
+// decision-to-queryable latency, and query latency + storage on 10M generated
+// decisions. Embedded ClickHouse (chdb) and a real local Kafka broker unless
+// KAFKA_BROKERS is set. Usage: npm run bench:audit [-- --decisions=10000000 --sink=200000]
+import type { ClickHouseClient } from '@clickhouse/client';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Kafka } from 'kafkajs';
+import { Registry } from 'prom-client';
+import { migrate } from '../schemas/clickhouse/migrate.ts';
+import { compact, decisionRow, type CellValue } from '../schemas/clickhouse/rows.ts';
+import { DECISIONS, insertColumns } from '../schemas/clickhouse/tables.ts';
+import { createCodec } from '../schemas/codec.ts';
+import type { DecisionEvent } from '../schemas/events.ts';
+import { createAuditSink } from '../services/audit-sink/sink.ts';
+import { createClickHouse } from '../services/lib/clickhouse.ts';
+import { createKafka, sessionKey } from '../services/lib/kafka.ts';
+import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
+import { createLogger } from '../services/lib/log.ts';
+import { createAuditRepository } from '../services/query/repository.ts';
+
+const arg = (name: string, def: number): number => {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a === undefined ? def : Number(a.slice(name.length + 3));
+};
+const N_SINK = arg('sink', 200_000);
+const N_GEN = arg('decisions', 10_000_000);
+const RUNS = arg('runs', 60);
+const PARTITIONS = 6;
+
+const codec = createCodec();
+const log = createLogger('bench', 'silent');
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+};
+const fmt = (n: number, d = 1): string => n.toLocaleString('en-US', { maximumFractionDigits: d });
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const decisionAt = (i: number, at: Date, tenant = 'bench'): DecisionEvent => ({
+  type: 'decision',
+  event_id: randomUUID(),
+  tenant_id: tenant,
+  occurred_at: at.toISOString(),
+  session_id: `S-${i % 5000}`,
+  chain: [
+    { kind: 'human', id: `U-${i % 1000}` },
+    { kind: 'agent', id: `A-${i % 50}`, version: '3.2', owner: 'team-payments' },
+  ],
+  token: { jti: `J-${i % 5000}`, scopes: ['repo:write'], audience: 'git-gateway', issued_at: at.toISOString(), expires_at: new Date(at.getTime() + 600_000).toISOString(), trust_level: 'trusted', consent_ref: 'C-88', policy_version: '11' },
+  intent: { task_class: 'refactor', statement: 'clean up obsolete code' },
+  request: { tool: 'git', action: ['read_file', 'edit_file', 'delete_file'][i % 3] ?? 'read_file', resource: `repo:R-${i % 200}/file-${i % 997}.ts`, args_digest: `sha256:${randomBytes(32).toString('hex')}` },
+  decision: { effect: i % 7 === 0 ? 'deny' : 'allow', policy_id: `P-${i % 20}`, policy_version: '12', rule_id: `rule-${i % 30}`, reasons: ['within scope'], trust_version: 1 + (i % 4), pdp_id: 'pdp-1', latency_us: 300 + (i % 200) },
+  outcome: { status: i % 7 === 0 ? 'blocked' : 'executed' },
+  provenance: { model: 'model-x-2026-05', prompt_digest: 'sha256:aa11', output_digest: 'sha256:bb22', tool_schema_digest: 'sha256:cc33' },
+});
+
+const scalar = async (ch: ClickHouseClient, query: string): Promise<number> => {
+  const rs = await ch.query({ query, format: 'JSONEachRow' });
+  const [row] = await rs.json<Record<string, number | string>>();
+  return Number(Object.values(row ?? {})[0]);
+};
+
+const produceAll = async (kafka: Kafka, topic: string, events: readonly DecisionEvent[]): Promise<void> => {
+  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  for (let i = 0; i < events.length; i += 5000) {
+    await producer.send({ topic, acks: -1, messages: events.slice(i, i + 5000).map((e) => ({ key: sessionKey(e.tenant_id, e.session_id), value: codec.encodeEvent(e) })) });
+  }
+  await producer.disconnect();
+};
+
+const main = async (): Promise<void> => {
+  const dir = mkdtempSync(join(tmpdir(), 'trustfold-bench-audit-'));
+  const external = process.env['KAFKA_BROKERS'];
+  const broker = external !== undefined && external !== '' ? undefined : await startKafkaBroker({ dataDir: join(dir, 'kafka'), ephemeral: true, heapMb: 768 });
+  const brokers = broker?.brokers ?? (external ?? '').split(',');
+  const kafka = createKafka(brokers, 'bench-audit');
+  const target = { kind: 'embedded' as const, path: join(dir, 'clickhouse'), database: 'bench' };
+  const writer = createClickHouse(target);
+  const reader = createClickHouse(target);
+  const out: string[] = [];
+  const say = (s: string) => {
+    out.push(s);
+    process.stdout.write(`${s}\n`);
+  };
+  say(`trustfold audit bench — ${new Date().toISOString()} — node ${process.version}, chdb embedded, ${brokers.length} broker(s), ${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+
+  try {
+    const admin = kafka.admin();
+    await admin.connect();
+    const stamp = Date.now().toString(36);
+    const topics = { decisions: `bench-dec-${stamp}`, signals: `bench-sig-${stamp}`, sessionTrust: `bench-trust-${stamp}`, deadLetter: `bench-dlq-${stamp}` };
+    await admin.createTopics({ waitForLeaders: true, topics: Object.values(topics).map((t) => ({ topic: t, numPartitions: t === topics.deadLetter ? 1 : PARTITIONS, replicationFactor: 1 })) });
+    await admin.disconnect();
+
+    // ---- 1. sink throughput vs raw insert of the same rows ------------------
+    await migrate(writer, { database: 'sink', ttlDays: 3650 });
+    await migrate(writer, { database: 'raw', ttlDays: 3650 });
+    const base = Date.now() - 3_600_000;
+    const events = Array.from({ length: N_SINK }, (_, i) => decisionAt(i, new Date(base + i)));
+    const tProduce = performance.now();
+    await produceAll(kafka, topics.decisions, events);
+    say(`\n[sink] produced ${fmt(N_SINK, 0)} decisions (Avro, ${PARTITIONS} partitions) in ${fmt((performance.now() - tProduce) / 1000, 2)} s`);
+
+    const blocks: number[] = [];
+    let firstInsertAt = 0;
+    let lastInsertAt = 0;
+    const sink = createAuditSink({
+      kafka,
+      clickhouse: writer,
+      database: 'sink',
+      topics,
+      groupId: `bench-sink-${stamp}`,
+      registry: new Registry(),
+      log,
+      subscribe: [topics.decisions],
+      afterInsert: (b) => {
+        if (firstInsertAt === 0) firstInsertAt = performance.now();
+        lastInsertAt = performance.now();
+        blocks.push(b.rows);
+      },
+    });
+    const tStart = performance.now();
+    await sink.start();
+    let stored = 0;
+    while (blocks.reduce((a, b) => a + b, 0) < N_SINK) {
+      await delay(50);
+      if (performance.now() - tStart > 600_000) throw new Error('sink did not finish in 10 minutes');
+    }
+    stored = await scalar(reader, 'SELECT count() FROM sink.decisions');
+    const tEnd = performance.now();
+    const sinkRate = N_SINK / ((tEnd - tStart) / 1000);
+    const sinkSteady = blocks.length > 1 ? (N_SINK - (blocks[0] ?? 0)) / ((lastInsertAt - firstInsertAt) / 1000) : sinkRate;
+    say(`[sink] ${fmt(stored, 0)} rows stored in ${blocks.length} blocks (avg ${fmt(N_SINK / blocks.length, 0)} rows/block)`);
+    say(`[sink] throughput incl. consumer start/join: ${fmt(sinkRate, 0)} decisions/s; first→last insert: ${fmt(sinkSteady, 0)} decisions/s`);
+
+    // Raw: the same rows, already mapped, the same block sizes, same client and format.
+    const rows: CellValue[][] = events.map((e, i) => compact(DECISIONS, decisionRow(e, { topic: topics.decisions, partition: 0, offset: String(i) })));
+    const cols = insertColumns(DECISIONS) as [string, ...string[]];
+    const tRaw = performance.now();
+    let at = 0;
+    for (const size of blocks) {
+      await writer.insert({ table: 'raw.decisions', values: rows.slice(at, at + size), columns: cols, format: 'JSONCompactEachRow' });
+      at += size;
+    }
+    const rawRate = N_SINK / ((performance.now() - tRaw) / 1000);
+    say(`[raw ] same rows, same blocks, JSONCompactEachRow: ${fmt(rawRate, 0)} rows/s`);
+    const tRawEach = performance.now();
+    at = 0;
+    const objects = rows.map((r) => Object.fromEntries(cols.map((c, i) => [c, r[i]])));
+    for (const size of blocks) {
+      await writer.insert({ table: 'raw.decisions', values: objects.slice(at, at + size), format: 'JSONEachRow' });
+      at += size;
+    }
+    say(`[raw ] same rows as JSONEachRow (for the format comparison): ${fmt(N_SINK / ((performance.now() - tRawEach) / 1000), 0)} rows/s`);
+    const tDecode = performance.now();
+    for (const e of events.slice(0, 50_000)) codec.decodeEvent(codec.encodeEvent(e));
+    say(`[cpu ] Avro encode+decode+zod of one decision: ${fmt((performance.now() - tDecode) / 50_000 * 1000, 1)} µs (one core)`);
+    say(`[sink] ratio sink/raw: ${fmt(sinkRate / rawRate, 2)} (first→last insert: ${fmt(sinkSteady / rawRate, 2)})  — targets ≥ 100k/s and ≥ 0.7×`);
+
+    // ---- 2. decision-to-queryable latency (sink live, steady load) ----------
+    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    await producer.connect();
+    const LAT_RATE = 2000;
+    const LAT_SECONDS = 10;
+    const tLat = Date.now();
+    for (let tick = 0; tick < LAT_SECONDS * 20; tick++) {
+      const now = new Date();
+      const batch = Array.from({ length: LAT_RATE / 20 }, (_, i) => decisionAt(tick * 100 + i, now, 'latency'));
+      await producer.send({ topic: topics.decisions, acks: 1, messages: batch.map((e) => ({ key: sessionKey(e.tenant_id, e.session_id), value: codec.encodeEvent(e) })) });
+      const wait = tLat + (tick + 1) * 50 - Date.now();
+      if (wait > 0) await delay(wait);
+    }
+    await producer.disconnect();
+    const expected = LAT_RATE * LAT_SECONDS;
+    while ((await scalar(reader, "SELECT count() FROM sink.decisions WHERE tenant = 'latency'")) < expected) await delay(100);
+    // occurred_at = when the gateway sent it; ingested_at = when the insert that made it queryable ran.
+    const rs = await reader.query({
+      query: "SELECT quantiles(0.5, 0.99)(dateDiff('millisecond', occurred_at, ingested_at)) AS q, max(dateDiff('millisecond', occurred_at, ingested_at)) AS mx FROM sink.decisions WHERE tenant = 'latency'",
+      format: 'JSONEachRow',
+    });
+    const [lat] = await rs.json<{ q: number[]; mx: number }>();
+    say(`\n[latency] ${fmt(expected, 0)} decisions at ${LAT_RATE}/s: decision→queryable p50 ${fmt(lat?.q[0] ?? NaN, 0)} ms, p99 ${fmt(lat?.q[1] ?? NaN, 0)} ms, max ${fmt(Number(lat?.mx), 0)} ms — target p99 ≤ 2000 ms`);
+    await sink.stop();
+
+    // ---- 3. 10M generated decisions: queries and storage --------------------
+    await migrate(writer, { database: 'big', ttlDays: 3650 });
+    const DAY = 86_400_000;
+    const end = Date.parse('2026-06-10T00:00:00.000Z');
+    const start = end - 30 * DAY;
+    // 10 tenants, 200k sessions of 50 decisions, 20k delegators, 500 agents; times spread over 30 days,
+    // each session's decisions within ~1 h; UUIDv7 ids and a random 32-byte args digest per row.
+    const gen = `
+      INSERT INTO big.decisions (${cols.join(', ')})
+      SELECT
+        concat('t', toString(sess % 10)) AS tenant,
+        concat('S-', toString(sess)) AS session_id,
+        fromUnixTimestamp64Milli(toInt64(${start} + (cityHash64(sess) % ${30 * DAY - 3_600_000}) + (number % 50) * 60000 + (number % 997))) AS occurred_at,
+        generateUUIDv7(number) AS event_id,
+        concat('U-', toString(cityHash64(sess, 'u') % 20000)) AS delegator,
+        concat('A-', toString(cityHash64(sess, 'a') % 500)) AS agent_id, '3.2', 'team-payments',
+        ['human', 'agent'], [delegator, agent_id], ['', '3.2'], ['', 'team-payments'],
+        concat('J-', toString(sess)), ['repo:write'], 'git-gateway', occurred_at, occurred_at + toIntervalMinute(10), 'trusted', 'C-88', '11',
+        'refactor', 'clean up obsolete code',
+        ['git', 'fs', 'db', 'http'][1 + number % 4] AS tool,
+        ['read_file', 'edit_file', 'delete_file', 'run_query', 'drop_table', 'post'][1 + cityHash64(number, 'x') % 6] AS action,
+        concat('repo:R-', toString(cityHash64(sess, 'r') % 100000)) AS resource,
+        concat('sha256:', lower(hex(SHA256(toString(number))))) AS args_digest,
+        if(cityHash64(number, 'e') % 100 < 80, 'allow', if(cityHash64(number, 'e') % 100 < 95, 'deny', 'step_up')) AS effect,
+        concat('P-', toString(number % 20)), '12', concat('rule-', toString(cityHash64(number, 'rule') % 30)) AS rule_id,
+        ['within token scope'], 1 + number % 5, 'pdp-1', 200 + number % 500,
+        if(effect = 'allow', 'executed', 'blocked'), '', 'model-x-2026-05', 'sha256:aa11', 'sha256:bb22', 'sha256:cc33',
+        'gw-1', 'trustfold.decisions.v1', toUInt32(sess % ${PARTITIONS}), number
+      FROM (SELECT number, intDiv(number, 50) AS sess FROM numbers(${N_GEN}))`;
+    const tGen = performance.now();
+    await writer.command({ query: gen, clickhouse_settings: { max_insert_threads: '2' } });
+    const genSeconds = (performance.now() - tGen) / 1000;
+    say(`\n[10M] generated ${fmt(N_GEN, 0)} decisions inside ClickHouse (INSERT … SELECT) in ${fmt(genSeconds, 1)} s (${fmt(N_GEN / genSeconds, 0)} rows/s)`);
+    // Let background merges settle a little, as a long-running table would be.
+    await writer.command({ query: 'OPTIMIZE TABLE big.decisions PARTITION ID \'202605\'', clickhouse_settings: { optimize_throw_if_noop: 0 } }).catch(() => undefined);
+    const parts = await scalar(reader, "SELECT count() FROM system.parts WHERE database = 'big' AND table = 'decisions' AND active");
+    const sizeRs = await reader.query({
+      query: "SELECT sum(rows) AS rows, sum(data_compressed_bytes) AS c, sum(data_uncompressed_bytes) AS u, sum(bytes_on_disk) AS d FROM system.parts WHERE database = 'big' AND table = 'decisions' AND active",
+      format: 'JSONEachRow',
+    });
+    const [size] = await sizeRs.json<{ rows: number; c: number; u: number; d: number }>();
+    const nRows = Number(size?.rows);
+    say(`[10M] ${fmt(nRows, 0)} rows in ${parts} active parts: ${fmt(Number(size?.c) / nRows, 1)} B/decision compressed columns, ${fmt(Number(size?.d) / nRows, 1)} B/decision on disk (incl. projection, skip indexes, marks), ${fmt(Number(size?.u) / nRows, 0)} B uncompressed — target ≤ 64 B`);
+    const colRs = await reader.query({
+      query: "SELECT name, sum(data_compressed_bytes) AS c FROM system.columns WHERE database = 'big' AND table = 'decisions' GROUP BY name ORDER BY c DESC LIMIT 6",
+      format: 'JSONEachRow',
+    });
+    const top = await colRs.json<{ name: string; c: number }>();
+    say(`[10M] largest columns (B/decision): ${top.map((c) => `${c.name} ${fmt(Number(c.c) / nRows, 1)}`).join(', ')}`);
+
+    const repo = createAuditRepository(reader, 'big');
+    const sampleRs = await reader.query({
+      query: `SELECT tenant, session_id, delegator, rule_id, token_jti, resource, toString(occurred_at) AS at FROM big.decisions ORDER BY cityHash64(event_id) LIMIT ${RUNS}`,
+      format: 'JSONEachRow',
+    });
+    const samples = await sampleRs.json<{ tenant: string; session_id: string; delegator: string; rule_id: string; token_jti: string; resource: string; at: string }>();
+    const time = async (name: string, target: string, f: (s: (typeof samples)[number]) => Promise<number>): Promise<void> => {
+      const ms: number[] = [];
+      let results = 0;
+      for (const s of samples.slice(0, 3)) await f(s); // warm-up
+      for (const s of samples) {
+        const t0 = performance.now();
+        results += await f(s);
+        ms.push(performance.now() - t0);
+      }
+      say(`[10M] ${name.padEnd(44)} p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms  (avg ${fmt(results / samples.length, 1)} results) ${target}`);
+    };
+    await time('session timeline (API query, 100 entries)', 'target p50 ≤ 20 ms', async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length);
+    await time('delegator 24 h sessions + counts + last tier', 'target p50 ≤ 50 ms', async (s) => {
+      const to = new Date(`${s.at.replace(' ', 'T')}Z`);
+      return (await repo.delegatorSessions(s.tenant, s.delegator, { from: new Date(to.getTime() - DAY).toISOString(), to: new Date(to.getTime() + 60_000).toISOString() }, 100)).items.length;
+    });
+    await time('search rule+effect=deny, 30 days, page of 100', '', async (s) => (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny' }, { limit: 100, order: 'desc' })).items.length);
+    await time('search rule+effect=deny, last 24 h, page of 100', '', async (s) => {
+      const to = new Date(`${s.at.replace(' ', 'T')}Z`);
+      return (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny', from: new Date(to.getTime() - DAY).toISOString() }, { limit: 100, order: 'asc' })).items.length;
+    });
+    await time('decision by event_id (explain lookup)', '', async (s) => {
+      const rs2 = await reader.query({ query: "SELECT event_id FROM big.decisions WHERE tenant = {t:String} AND session_id = {s:String} LIMIT 1", query_params: { t: s.tenant, s: s.session_id }, format: 'JSONEachRow' });
+      const [row] = await rs2.json<{ event_id: string }>();
+      return (await repo.decisionById(s.tenant, row?.event_id ?? randomUUID())) !== undefined ? 1 : 0;
+    });
+    for (const useSkip of [1, 0] as const) {
+      const ms: number[] = [];
+      for (const s of samples) {
+        const t0 = performance.now();
+        const r = await reader.query({
+          query: 'SELECT count() FROM big.decisions WHERE tenant = {t:String} AND token_jti = {j:String}',
+          query_params: { t: s.tenant, j: s.token_jti },
+          format: 'JSONEachRow',
+          clickhouse_settings: { use_skip_indexes: useSkip },
+        });
+        await r.json();
+        ms.push(performance.now() - t0);
+      }
+      say(`[10M] jti lookup, skip indexes ${useSkip === 1 ? 'on ' : 'off'}                     p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms`);
+    }
+    say(`\nload average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (other processes on these cores skew every figure above)`);
+  } finally {
+    await writer.close();
+    await reader.close();
+    await broker?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+};
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,51 @@
+// The projector's own settings, parsed once from the environment (the shared
+// config covers brokers and topics). Tier mapping defaults come from DESIGN.md.
+import { z } from 'zod';
+import { zodIssues } from '../../schemas/codec.ts';
+import { tierSchema } from '../../schemas/events.ts';
+import { err, ok, type FieldError, type Result } from '../../schemas/result.ts';
+import { DEFAULT_FOLD_CONFIG, DEFAULT_TIER_MAPPING, type FoldConfig } from './evolve.ts';
+
+const tierMappingSchema = z.strictObject({
+  injection: z.strictObject({ low: tierSchema, medium: tierSchema, high: tierSchema, critical: tierSchema }).partial().optional(),
+  roleRevoked: tierSchema.optional(),
+  consentRevoked: tierSchema.optional(),
+  sessionEnded: tierSchema.optional(),
+});
+
+const json = z.string().transform((s, ctx) => {
+  try {
+    return JSON.parse(s) as unknown;
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'not valid JSON' });
+    return z.NEVER;
+  }
+});
+
+const envSchema = z.object({
+  TRUSTFOLD_PROJECTOR_GROUP: z.string().min(1).default('trustfold-projector'),
+  TRUSTFOLD_PROJECTOR_TICK_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
+  TRUSTFOLD_PROJECTOR_MAX_EVENT_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_FOLD_CONFIG.maxEventSkewMs),
+  /** e.g. {"injection":{"low":"restricted"},"roleRevoked":"restricted"}; unset keys keep their defaults. */
+  TRUSTFOLD_TIER_MAPPING: json.pipe(tierMappingSchema).optional(),
+});
+
+export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig };
+
+export const parseProjectorConfig = (env: Record<string, string | undefined>): Result<ProjectorConfig, FieldError[]> => {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = envSchema.safeParse(cleaned);
+  if (!r.success) return err(zodIssues(r.error));
+  const m = r.data.TRUSTFOLD_TIER_MAPPING ?? {};
+  const fold: FoldConfig = {
+    ...DEFAULT_FOLD_CONFIG,
+    maxEventSkewMs: r.data.TRUSTFOLD_PROJECTOR_MAX_EVENT_SKEW_MS,
+    tiers: {
+      injection: { ...DEFAULT_TIER_MAPPING.injection, ...Object.fromEntries(Object.entries(m.injection ?? {}).filter(([, v]) => v !== undefined)) },
+      roleRevoked: m.roleRevoked ?? DEFAULT_TIER_MAPPING.roleRevoked,
+      consentRevoked: m.consentRevoked ?? DEFAULT_TIER_MAPPING.consentRevoked,
+      sessionEnded: m.sessionEnded ?? DEFAULT_TIER_MAPPING.sessionEnded,
+    },
+  };
+  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold });
+};

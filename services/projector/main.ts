@@ -1,0 +1,45 @@
+// A projector on its own (`node --import tsx services/projector/main.ts`):
+// the child process the kill test runs, and a way to run the role alone.
+import { loadConfig } from '../lib/config.ts';
+import { createKafka } from '../lib/kafka.ts';
+import { createLogger } from '../lib/log.ts';
+import { parseProjectorConfig } from './config.ts';
+import { createProjector } from './runtime.ts';
+
+const config = loadConfig();
+const logger = createLogger('projector', config.logLevel);
+const pc = parseProjectorConfig(process.env);
+if (!pc.ok) {
+  process.stderr.write(`trustfold projector: invalid configuration\n${pc.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}\n`);
+  process.exit(2);
+}
+if (config.kafka.brokers === undefined) {
+  process.stderr.write('trustfold projector: KAFKA_BROKERS is required\n');
+  process.exit(2);
+}
+const kafka = createKafka(config.kafka.brokers, `${config.kafka.clientId}-projector`);
+const projector = createProjector({ kafka, config, logger, groupId: pc.value.groupId, tickIntervalMs: pc.value.tickIntervalMs, fold: pc.value.fold });
+
+let stopping = false;
+const shutdown = (signal: string): void => {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'stopping projector');
+  projector.stop().then(
+    () => process.exit(0),
+    (e: unknown) => {
+      logger.error({ err: e instanceof Error ? e.message : String(e) }, 'projector stop failed');
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+
+try {
+  await projector.start();
+  process.stdout.write(`${JSON.stringify({ msg: 'projector ready', pid: process.pid })}\n`);
+} catch (e) {
+  logger.error({ err: e instanceof Error ? e.message : String(e) }, 'projector failed to start');
+  process.exit(1);
+}

@@ -1,0 +1,176 @@
+// Reads the audit tables: runs the SQL of ./sql.ts on the query side's own
+// ClickHouse client and maps rows back to contract types.
+import type { ClickHouseClient } from '@clickhouse/client';
+import {
+  decisionFromRecord,
+  fromClickHouseTime,
+  signalFromRecord,
+  trustFromRecord,
+  type AuditedDecision,
+  type DecisionRecord,
+  type SignalRecord,
+} from '../../schemas/clickhouse/rows.ts';
+import type { SessionTrust, SignalEvent, Tier } from '../../schemas/events.ts';
+import {
+  decisionByIdSql,
+  delegatorSessionsSql,
+  lastTiersSql,
+  referencedSignalIdsSql,
+  searchDecisionsSql,
+  signalsByIdSql,
+  TIMELINE_RANK,
+  timelineDecisionsSql,
+  timelineSignalsSql,
+  timelineTrustSql,
+  trustHistorySql,
+  type DecisionFilters,
+  type DecisionKey,
+  type Order,
+  type SessionKey,
+  type Sql,
+  type TenantScope,
+  type TimelineKey,
+} from './sql.ts';
+
+export type TrustTransition = { tenant: string; session_id: string; version: number; tier: Tier; updated_at: string; caused_by: string; state: SessionTrust };
+
+export type TimelineEntry =
+  | { kind: 'decision'; at: string; tenant: string; event_id: string; decision: AuditedDecision }
+  | { kind: 'signal'; at: string; tenant: string; event_id: string; signal: SignalEvent }
+  | { kind: 'trust'; at: string; tenant: string; version: number; tier: Tier; caused_by: string; trust: SessionTrust };
+
+export type DelegatorSession = {
+  tenant: string;
+  session_id: string;
+  first_at: string;
+  last_at: string;
+  decisions: number;
+  allows: number;
+  denies: number;
+  step_ups: number;
+  agents: string[];
+  last_tier: Tier | null;
+  last_trust_version: number | null;
+};
+
+export type Page<T, K> = { items: T[]; next?: K | undefined };
+
+type TrustRow = { tenant: string; session_id: string; version: string | number; tier: Tier; updated_at: string; caused_by: string; state: string };
+
+const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
+
+const toTransition = (r: TrustRow): TrustTransition => ({
+  tenant: r.tenant,
+  session_id: r.session_id,
+  version: Number(r.version),
+  tier: r.tier,
+  updated_at: fromClickHouseTime(r.updated_at),
+  caused_by: r.caused_by,
+  state: trustFromRecord({ ...r, state: r.state }),
+});
+
+export type AuditRepository = ReturnType<typeof createAuditRepository>;
+
+export const createAuditRepository = (client: ClickHouseClient, database: string) => {
+  const rows = async <T>(sql: Sql): Promise<T[]> => {
+    const rs = await client.query({ ...sql, format: 'JSONEachRow', clickhouse_settings: SETTINGS });
+    return rs.json<T>();
+  };
+
+  const searchDecisions = async (
+    tenant: TenantScope,
+    filters: DecisionFilters,
+    page: { limit: number; order: Order; after?: DecisionKey | undefined },
+  ): Promise<Page<AuditedDecision, DecisionKey>> => {
+    const found = (await rows<DecisionRecord>(searchDecisionsSql(database, tenant, filters, page))).map(decisionFromRecord);
+    const items = found.slice(0, page.limit);
+    const last = items[items.length - 1];
+    return { items, next: found.length > page.limit && last !== undefined ? { at: last.occurred_at, id: last.event_id } : undefined };
+  };
+
+  const decisionById = async (tenant: TenantScope, eventId: string): Promise<AuditedDecision | undefined> => {
+    const [r] = await rows<DecisionRecord>(decisionByIdSql(database, tenant, eventId));
+    return r === undefined ? undefined : decisionFromRecord(r);
+  };
+
+  const trustHistory = async (tenant: string, sessionId: string, upTo?: { version?: number; at?: string }): Promise<TrustTransition[]> =>
+    (await rows<TrustRow>(trustHistorySql(database, tenant, sessionId, upTo))).map(toTransition);
+
+  const signalsById = async (tenant: TenantScope, ids: readonly string[]): Promise<SignalEvent[]> =>
+    ids.length === 0 ? [] : (await rows<SignalRecord>(signalsByIdSql(database, tenant, ids))).map(signalFromRecord);
+
+  const timeline = async (tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Promise<Page<TimelineEntry, TimelineKey>> => {
+    const referenced = (await rows<{ id: string }>(referencedSignalIdsSql(database, tenant, sessionId)))
+      .map((r) => r.id)
+      .filter((id) => /^[0-9a-f-]{36}$/i.test(id));
+    const [decisions, signals, trust] = [
+      await rows<DecisionRecord>(timelineDecisionsSql(database, tenant, sessionId, limit + 1, after)),
+      await rows<SignalRecord>(timelineSignalsSql(database, tenant, sessionId, referenced, limit + 1, after)),
+      await rows<TrustRow>(timelineTrustSql(database, tenant, sessionId, limit + 1, after)),
+    ];
+    type Keyed = { key: TimelineKey; entry: TimelineEntry };
+    const all: Keyed[] = [
+      ...decisions.map((r): Keyed => {
+        const d = decisionFromRecord(r);
+        return { key: { at: d.occurred_at, rank: TIMELINE_RANK.decision, id: d.event_id }, entry: { kind: 'decision', at: d.occurred_at, tenant: d.tenant_id, event_id: d.event_id, decision: d } };
+      }),
+      ...signals.map((r): Keyed => {
+        const at = fromClickHouseTime(r.occurred_at);
+        return { key: { at, rank: TIMELINE_RANK.signal, id: r.event_id }, entry: { kind: 'signal', at, tenant: r.tenant, event_id: r.event_id, signal: signalFromRecord(r) } };
+      }),
+      ...trust.map((r): Keyed => {
+        const t = toTransition(r);
+        return {
+          key: { at: t.updated_at, rank: TIMELINE_RANK.trust, id: String(t.version).padStart(20, '0') },
+          entry: { kind: 'trust', at: t.updated_at, tenant: t.tenant, version: t.version, tier: t.tier, caused_by: t.caused_by, trust: t.state },
+        };
+      }),
+    ];
+    all.sort((a, b) => a.key.at.localeCompare(b.key.at) || a.key.rank - b.key.rank || (a.key.id < b.key.id ? -1 : a.key.id > b.key.id ? 1 : 0));
+    const page = all.slice(0, limit);
+    const last = page[page.length - 1];
+    return { items: page.map((k) => k.entry), next: all.length > limit && last !== undefined ? last.key : undefined };
+  };
+
+  const delegatorSessions = async (
+    tenant: TenantScope,
+    userId: string,
+    window: { from?: string | undefined; to?: string | undefined },
+    limit: number,
+    after?: SessionKey,
+  ): Promise<Page<DelegatorSession, SessionKey>> => {
+    type Row = { tenant: string; session_id: string; first_at: string; last_at: string; decisions: number | string; allows: number | string; denies: number | string; step_ups: number | string; agents: string[] };
+    const found = await rows<Row>(delegatorSessionsSql(database, tenant, userId, window, limit, after));
+    const page = found.slice(0, limit);
+    const tiers = new Map<string, { tier: Tier; version: number }>();
+    if (page.length > 0) {
+      const t = await rows<{ tenant: string; session_id: string; last_tier: Tier; last_version: number | string }>(
+        lastTiersSql(database, page.map((s) => ({ tenant: s.tenant, session: s.session_id }))),
+      );
+      for (const r of t) tiers.set(`${r.tenant}\u0000${r.session_id}`, { tier: r.last_tier, version: Number(r.last_version) });
+    }
+    const items = page.map((r): DelegatorSession => {
+      const last = tiers.get(`${r.tenant}\u0000${r.session_id}`);
+      return {
+        tenant: r.tenant,
+        session_id: r.session_id,
+        first_at: fromClickHouseTime(r.first_at),
+        last_at: fromClickHouseTime(r.last_at),
+        decisions: Number(r.decisions),
+        allows: Number(r.allows),
+        denies: Number(r.denies),
+        step_ups: Number(r.step_ups),
+        agents: [...r.agents].sort(),
+        last_tier: last?.tier ?? null,
+        last_trust_version: last?.version ?? null,
+      };
+    });
+    const lastItem = items[items.length - 1];
+    return {
+      items,
+      next: found.length > limit && lastItem !== undefined ? { last: lastItem.last_at, session: lastItem.session_id, tenant: lastItem.tenant } : undefined,
+    };
+  };
+
+  return { searchDecisions, decisionById, trustHistory, signalsById, timeline, delegatorSessions };
+};

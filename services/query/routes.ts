@@ -1,0 +1,223 @@
+// The forensics API as a fastify plugin. Every route is behind
+// requireScope('audit:read'); the tenant comes from the caller's token and is
+// a condition of every query (operators, tenant '*', may name one).
+import { Readable } from 'node:stream';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { EFFECTS, LIMITS, timestamp } from '../../schemas/events.ts';
+import { err, ok, type Result } from '../../schemas/result.ts';
+import { isOperator, type Caller } from '../lib/auth.ts';
+import { callerOf, requireScope, sendError } from '../lib/http.ts';
+import { decodeCursor, encodeCursor, queryHash } from './cursor.ts';
+import { explainDecision } from './explain.ts';
+import { createAuditRepository } from './repository.ts';
+import type { DecisionFilters, DecisionKey, SessionKey, TenantScope, TimelineKey } from './sql.ts';
+
+export type AuditRoutesDeps = {
+  /** The query side's own client: never the sink's (one chdb connection runs one operation at a time). */
+  clickhouse: ClickHouseClient;
+  database: string;
+  /** Largest page a caller may ask for (default 1000). */
+  maxLimit?: number;
+  /** Rows per ClickHouse round trip while streaming NDJSON (default 5000). */
+  exportPageSize?: number;
+};
+
+const NDJSON = 'application/x-ndjson';
+const id = z.string().min(1).max(LIMITS.id);
+const filterValue = z.string().min(1).max(LIMITS.text);
+
+const tenantParam = { tenant: id.optional() };
+const pageParams = (maxLimit: number) => ({
+  limit: z.coerce.number().int().min(1).max(maxLimit).default(100),
+  cursor: z.string().min(1).max(2048).optional(),
+});
+
+/** The tenant a request may read: its own, or for an operator the one named (undefined = all). */
+export const tenantScope = (caller: Caller, requested: string | undefined): Result<TenantScope, string> => {
+  if (isOperator(caller)) return ok(requested);
+  if (requested !== undefined && requested !== caller.tenant) return err(`tenant: a token of tenant ${caller.tenant} cannot read tenant ${requested}`);
+  return ok(caller.tenant);
+};
+
+const forbidden = (reply: FastifyReply, message: string) => sendError(reply, 403, 'forbidden', message, [{ path: 'tenant', message }]);
+const badCursor = (reply: FastifyReply, message: string) => sendError(reply, 400, 'bad_request', `invalid querystring: cursor: ${message}`, [{ path: 'querystring.cursor', message }]);
+
+const wantsNdjson = (accept: string | undefined): boolean => accept !== undefined && accept.split(',').some((t) => t.trim().split(';')[0] === NDJSON);
+
+export const auditRoutes =
+  (deps: AuditRoutesDeps): FastifyPluginAsync =>
+  async (fastify) => {
+    const app = fastify.withTypeProvider<ZodTypeProvider>();
+    const repo = createAuditRepository(deps.clickhouse, deps.database);
+    const maxLimit = deps.maxLimit ?? 1000;
+    const exportPage = deps.exportPageSize ?? 5000;
+    const guard = { preHandler: requireScope('audit:read') };
+
+    const searchQuery = z
+      .strictObject({
+        session: filterValue.optional(),
+        delegator: filterValue.optional(),
+        agent: filterValue.optional(),
+        tool: filterValue.optional(),
+        action: filterValue.optional(),
+        resource: z.string().max(LIMITS.text).optional(),
+        effect: z.enum(EFFECTS).optional(),
+        rule: filterValue.optional(),
+        policy: filterValue.optional(),
+        jti: filterValue.optional(),
+        from: timestamp.optional(),
+        to: timestamp.optional(),
+        order: z.enum(['asc', 'desc']).default('asc'),
+        ...tenantParam,
+        ...pageParams(maxLimit),
+      })
+      .refine((q) => q.from === undefined || q.to === undefined || q.from < q.to, { message: 'from must be before to', path: ['from'] });
+
+    app.get(
+      '/v1/audit/decisions',
+      { ...guard, schema: { querystring: searchQuery, tags: ['audit'], summary: 'Search decisions (JSON page, or NDJSON stream with Accept: application/x-ndjson)' } },
+      async (req, reply) => {
+        const q = req.query;
+        const scope = tenantScope(callerOf(req), q.tenant);
+        if (!scope.ok) return forbidden(reply, scope.error);
+        const { limit, cursor, order, tenant: _t, ...rest } = q;
+        const filters = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as DecisionFilters;
+        const hash = queryHash('decisions', { tenant: scope.value, order, ...filters });
+        let after: DecisionKey | undefined;
+        if (cursor !== undefined) {
+          const k = decodeCursor(cursor, hash);
+          if (!k.ok) return badCursor(reply, k.error);
+          const [at, eventId] = k.value;
+          if (typeof at !== 'string' || typeof eventId !== 'string') return badCursor(reply, 'cursor is not one this API issued');
+          after = { at, id: eventId };
+        }
+        const limitGiven = (req.query as { limit?: unknown }).limit !== undefined && new URL(req.url, 'http://x').searchParams.has('limit');
+
+        if (wantsNdjson(req.headers.accept)) {
+          // Streams every match after the cursor, a page of rows per round trip. With an explicit
+          // limit and more rows left, the last line is {"next_cursor": …} — never a silent cut.
+          const cap = limitGiven ? limit : Number.POSITIVE_INFINITY;
+          const stream = Readable.from(
+            (async function* () {
+              let sent = 0;
+              let position = after;
+              for (;;) {
+                const want = Math.min(exportPage, cap - sent);
+                const page = await repo.searchDecisions(scope.value, filters, { limit: want, order, after: position });
+                for (const d of page.items) yield `${JSON.stringify(d)}\n`;
+                sent += page.items.length;
+                if (page.next === undefined) return;
+                position = page.next;
+                if (sent >= cap) {
+                  yield `${JSON.stringify({ next_cursor: encodeCursor(hash, [position.at, position.id]) })}\n`;
+                  return;
+                }
+              }
+            })(),
+          );
+          return reply.type(NDJSON).send(stream);
+        }
+        const page = await repo.searchDecisions(scope.value, filters, { limit, order, after });
+        return {
+          items: page.items,
+          count: page.items.length,
+          next_cursor: page.next !== undefined ? encodeCursor(hash, [page.next.at, page.next.id]) : null,
+        };
+      },
+    );
+
+    app.get(
+      '/v1/audit/decisions/:event_id',
+      {
+        ...guard,
+        schema: { params: z.strictObject({ event_id: z.uuid() }), querystring: z.strictObject(tenantParam), tags: ['audit'], summary: 'One decision, the trust state it met, the signals behind it, and its story' },
+      },
+      async (req, reply) => {
+        const scope = tenantScope(callerOf(req), req.query.tenant);
+        if (!scope.ok) return forbidden(reply, scope.error);
+        const x = await explainDecision(repo, scope.value, req.params.event_id.toLowerCase());
+        if (x === undefined) return sendError(reply, 404, 'not_found', `no decision ${req.params.event_id}`);
+        const d = x.decision;
+        const enc = encodeURIComponent;
+        return {
+          ...x,
+          links: {
+            self: `/v1/audit/decisions/${d.event_id}`,
+            session_timeline: `/v1/audit/sessions/${enc(d.session_id)}/timeline`,
+            ...(x.decision.chain.find((l) => l.kind === 'human') !== undefined
+              ? { delegator_sessions: `/v1/audit/delegators/${enc(x.decision.chain.find((l) => l.kind === 'human')?.id ?? '')}/sessions` }
+              : {}),
+            agent_decisions: `/v1/audit/decisions?agent=${enc(x.decision.chain.findLast((l) => l.kind === 'agent')?.id ?? '')}`,
+            token_decisions: d.token !== undefined ? `/v1/audit/decisions?jti=${enc(d.token.jti)}` : null,
+            policy_decisions: `/v1/audit/decisions?policy=${enc(d.decision.policy_id)}`,
+            signals: x.signals.map((s) => ({ event_id: s.event_id, kind: s.kind })),
+          },
+        };
+      },
+    );
+
+    app.get(
+      '/v1/audit/sessions/:id/timeline',
+      {
+        ...guard,
+        schema: { params: z.strictObject({ id }), querystring: z.strictObject({ ...tenantParam, ...pageParams(maxLimit) }), tags: ['audit'], summary: 'Decisions, signals and trust transitions of a session, in order' },
+      },
+      async (req, reply) => {
+        const scope = tenantScope(callerOf(req), req.query.tenant);
+        if (!scope.ok) return forbidden(reply, scope.error);
+        const hash = queryHash('timeline', { tenant: scope.value, session: req.params.id });
+        let after: TimelineKey | undefined;
+        if (req.query.cursor !== undefined) {
+          const k = decodeCursor(req.query.cursor, hash);
+          if (!k.ok) return badCursor(reply, k.error);
+          const [at, rank, key] = k.value;
+          if (typeof at !== 'string' || typeof rank !== 'number' || typeof key !== 'string') return badCursor(reply, 'cursor is not one this API issued');
+          after = { at, rank, id: key };
+        }
+        const page = await repo.timeline(scope.value, req.params.id, req.query.limit, after);
+        return {
+          session_id: req.params.id,
+          entries: page.items,
+          count: page.items.length,
+          next_cursor: page.next !== undefined ? encodeCursor(hash, [page.next.at, page.next.rank, page.next.id]) : null,
+        };
+      },
+    );
+
+    app.get(
+      '/v1/audit/delegators/:user_id/sessions',
+      {
+        ...guard,
+        schema: {
+          params: z.strictObject({ user_id: id }),
+          querystring: z.strictObject({ from: timestamp.optional(), to: timestamp.optional(), ...tenantParam, ...pageParams(maxLimit) }),
+          tags: ['audit'],
+          summary: "A delegator's sessions with allow/deny counts and their last tier",
+        },
+      },
+      async (req, reply) => {
+        const scope = tenantScope(callerOf(req), req.query.tenant);
+        if (!scope.ok) return forbidden(reply, scope.error);
+        const window = { from: req.query.from, to: req.query.to };
+        const hash = queryHash('delegator', { tenant: scope.value, user: req.params.user_id, ...window });
+        let after: SessionKey | undefined;
+        if (req.query.cursor !== undefined) {
+          const k = decodeCursor(req.query.cursor, hash);
+          if (!k.ok) return badCursor(reply, k.error);
+          const [last, tenant, session] = k.value;
+          if (typeof last !== 'string' || typeof tenant !== 'string' || typeof session !== 'string') return badCursor(reply, 'cursor is not one this API issued');
+          after = { last, tenant, session };
+        }
+        const page = await repo.delegatorSessions(scope.value, req.params.user_id, window, req.query.limit, after);
+        return {
+          user_id: req.params.user_id,
+          sessions: page.items,
+          count: page.items.length,
+          next_cursor: page.next !== undefined ? encodeCursor(hash, [page.next.last, page.next.tenant, page.next.session]) : null,
+        };
+      },
+    );
+  };

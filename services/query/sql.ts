@@ -1,0 +1,290 @@
+// Parameterised SQL for the forensics API. Pure: every builder returns the
+// query text and its `{name:Type}` parameters; values never enter the text.
+// Identifiers (database, table) come from configuration and go through ident().
+//
+// The tables are ReplacingMergeTree: until a merge, a re-delivered event can
+// sit in two parts. Every read collapses by event id (`LIMIT 1 BY event_id`,
+// preferring the highest Kafka offset) so nothing is counted twice.
+import { qualified } from '../../schemas/clickhouse/ddl.ts';
+import { toClickHouseTime } from '../../schemas/clickhouse/rows.ts';
+
+export type Sql = { query: string; query_params: Record<string, unknown> };
+
+/** undefined = every tenant (an operator who named none). */
+export type TenantScope = string | undefined;
+
+export const DECISION_FILTERS = ['session', 'delegator', 'agent', 'tool', 'action', 'resource', 'effect', 'rule', 'policy', 'jti'] as const;
+export type DecisionFilterName = (typeof DECISION_FILTERS)[number];
+export type DecisionFilters = Partial<Record<DecisionFilterName, string>> & { from?: string; to?: string };
+
+export type Order = 'asc' | 'desc';
+/** Keyset position: the last row a page returned. */
+export type DecisionKey = { at: string; id: string };
+
+const COLUMN_OF: Record<DecisionFilterName, string> = {
+  session: 'session_id',
+  delegator: 'delegator',
+  agent: 'agent_id',
+  tool: 'tool',
+  action: 'action',
+  resource: 'resource',
+  effect: 'effect',
+  rule: 'rule_id',
+  policy: 'policy_id',
+  jti: 'token_jti',
+};
+
+const TIME = "DateTime64(3, 'UTC')";
+
+/** Shared WHERE builder: adds a condition and its parameter under a fresh name. */
+class Where {
+  readonly parts: string[] = [];
+  readonly params: Record<string, unknown> = {};
+  add(condition: (p: (name: string, type: string, value: unknown) => string) => string): this {
+    this.parts.push(
+      condition((name, type, value) => {
+        this.params[name] = value;
+        return `{${name}:${type}}`;
+      }),
+    );
+    return this;
+  }
+  sql(): string {
+    return this.parts.length === 0 ? '1' : this.parts.join(' AND ');
+  }
+}
+
+const tenantCondition = (w: Where, tenant: TenantScope): void => {
+  if (tenant !== undefined) w.add((p) => `tenant = ${p('tenant', 'String', tenant)}`);
+};
+
+/** Every column of the decisions table, times as they were stored. */
+export const DECISION_SELECT = '*';
+
+export const decisionFilterWhere = (tenant: TenantScope, f: DecisionFilters): Where => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  for (const name of DECISION_FILTERS) {
+    const v = f[name];
+    if (v === undefined) continue;
+    // effect is an Enum8; compare as its string so an unknown value matches nothing instead of failing.
+    const column = name === 'effect' ? 'toString(effect)' : COLUMN_OF[name];
+    w.add((p) => `${column} = ${p(`f_${name}`, 'String', v)}`);
+  }
+  if (f.from !== undefined) w.add((p) => `occurred_at >= ${p('from', TIME, toClickHouseTime(f.from ?? ''))}`);
+  if (f.to !== undefined) w.add((p) => `occurred_at < ${p('to', TIME, toClickHouseTime(f.to ?? ''))}`);
+  return w;
+};
+
+/**
+ * One page of decisions in a stable order (time, then event id), resuming
+ * after `after`. Asks for limit + 1 rows: the extra one says whether a next
+ * page exists, so the caller never truncates silently.
+ */
+export const searchDecisionsSql = (
+  database: string,
+  tenant: TenantScope,
+  f: DecisionFilters,
+  page: { limit: number; order: Order; after?: DecisionKey | undefined },
+): Sql => {
+  const w = decisionFilterWhere(tenant, f);
+  if (page.after !== undefined) {
+    const after = page.after;
+    const cmp = page.order === 'asc' ? '>' : '<';
+    const cmpEq = page.order === 'asc' ? '>=' : '<=';
+    w.add((p) => {
+      const at = p('after_at', TIME, toClickHouseTime(after.at));
+      const id = p('after_id', 'UUID', after.id);
+      // The plain range on occurred_at lets the primary key / projection prune; the OR breaks ties.
+      return `occurred_at ${cmpEq} ${at} AND (occurred_at ${cmp} ${at} OR event_id ${cmp} ${id})`;
+    });
+  }
+  const dir = page.order === 'asc' ? 'ASC' : 'DESC';
+  return {
+    query:
+      `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\n` +
+      `WHERE ${w.sql()}\n` +
+      `ORDER BY occurred_at ${dir}, event_id ${dir}, kafka_offset DESC\n` +
+      `LIMIT 1 BY event_id\n` +
+      `LIMIT {limit:UInt32}`,
+    query_params: { ...w.params, limit: page.limit + 1 },
+  };
+};
+
+export const decisionByIdSql = (database: string, tenant: TenantScope, eventId: string): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  w.add((p) => `event_id = ${p('event_id', 'UUID', eventId)}`);
+  return {
+    query: `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\nORDER BY kafka_offset DESC\nLIMIT 1`,
+    query_params: w.params,
+  };
+};
+
+/** A session's trust transitions up to a version (or all), one row per version. */
+export const trustHistorySql = (database: string, tenant: string, sessionId: string, upTo?: { version?: number; at?: string }): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
+  if (upTo?.version !== undefined) {
+    const v = upTo.version;
+    w.add((p) => `version <= ${p('version', 'UInt64', v)}`);
+  }
+  if (upTo?.at !== undefined) {
+    const at = upTo.at;
+    w.add((p) => `updated_at <= ${p('at', TIME, toClickHouseTime(at))}`);
+  }
+  return {
+    query:
+      `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
+      `WHERE ${w.sql()}\nORDER BY version ASC, kafka_offset DESC\nLIMIT 1 BY version`,
+    query_params: w.params,
+  };
+};
+
+export const signalsByIdSql = (database: string, tenant: TenantScope, eventIds: readonly string[]): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  w.add((p) => `event_id IN ${p('ids', 'Array(UUID)', eventIds)}`);
+  return {
+    query:
+      `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload FROM ${qualified(database, 'signals')}\n` +
+      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset DESC\nLIMIT 1 BY event_id`,
+    query_params: w.params,
+  };
+};
+
+// ---- session timeline ------------------------------------------------------
+
+/** Within one instant: the signal, then the trust change it caused, then the decision that met it. */
+export const TIMELINE_RANK = { signal: 0, trust: 1, decision: 2 } as const;
+export type TimelineKind = keyof typeof TIMELINE_RANK;
+export type TimelineKey = { at: string; rank: number; id: string };
+
+/**
+ * The keyset condition for one source table of the timeline, whose rows all
+ * share `rank`: strictly after (at, rank, id).
+ */
+const afterKey = (w: Where, timeColumn: string, idExpr: string, rank: number, after: TimelineKey | undefined): void => {
+  if (after === undefined) return;
+  w.add((p) => {
+    const at = p('after_at', TIME, toClickHouseTime(after.at));
+    if (rank > after.rank) return `${timeColumn} >= ${at}`;
+    if (rank < after.rank) return `${timeColumn} > ${at}`;
+    return `${timeColumn} >= ${at} AND (${timeColumn} > ${at} OR ${idExpr} > ${p('after_id', 'String', after.id)})`;
+  });
+};
+
+export const timelineDecisionsSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
+  afterKey(w, 'occurred_at', 'toString(event_id)', TIMELINE_RANK.decision, after);
+  return {
+    query:
+      `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
+      `ORDER BY occurred_at ASC, toString(event_id) ASC, kafka_offset DESC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
+    query_params: { ...w.params, limit },
+  };
+};
+
+/** Signals about the session itself, and signals its trust changes name as causes (a user's role, a freeze). */
+export const timelineSignalsSql = (
+  database: string,
+  tenant: TenantScope,
+  sessionId: string,
+  referenced: readonly string[],
+  limit: number,
+  after?: TimelineKey,
+): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  w.add((p) => `(session_id = ${p('session', 'String', sessionId)} OR event_id IN ${p('referenced', 'Array(UUID)', referenced)})`);
+  afterKey(w, 'occurred_at', 'toString(event_id)', TIMELINE_RANK.signal, after);
+  return {
+    query:
+      `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload FROM ${qualified(database, 'signals')}\n` +
+      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset DESC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
+    query_params: { ...w.params, limit },
+  };
+};
+
+export const timelineTrustSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
+  // Versions sort like strings only when padded; the id of a trust row is its zero-padded version.
+  afterKey(w, 'updated_at', "leftPad(toString(version), 20, '0')", TIMELINE_RANK.trust, after);
+  return {
+    query:
+      `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
+      `WHERE ${w.sql()}\nORDER BY updated_at ASC, version ASC, kafka_offset DESC\nLIMIT 1 BY version\nLIMIT {limit:UInt32}`,
+    query_params: { ...w.params, limit },
+  };
+};
+
+/** Event ids a session's trust transitions name: what caused each change, its causes and its freezes. */
+export const referencedSignalIdsSql = (database: string, tenant: TenantScope, sessionId: string): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
+  return {
+    query:
+      `SELECT DISTINCT arrayJoin(arrayConcat([toString(caused_by)],\n` +
+      `  arrayMap(x -> JSONExtractString(x, 'event_id'), JSONExtractArrayRaw(state, 'causes')),\n` +
+      `  arrayMap(x -> JSONExtractString(x, 'event_id'), JSONExtractArrayRaw(state, 'freezes')))) AS id\n` +
+      `FROM ${qualified(database, 'trust_transitions')}\nWHERE ${w.sql()}`,
+    query_params: w.params,
+  };
+};
+
+// ---- delegator -------------------------------------------------------------
+
+export type SessionKey = { last: string; session: string; tenant: string };
+
+/**
+ * A delegator's sessions in a window with allow/deny/step-up counts, newest
+ * activity first. The inner query reads the delegator projection.
+ */
+export const delegatorSessionsSql = (
+  database: string,
+  tenant: TenantScope,
+  userId: string,
+  window: { from?: string | undefined; to?: string | undefined },
+  limit: number,
+  after?: SessionKey,
+): Sql => {
+  const w = decisionFilterWhere(tenant, { delegator: userId, ...(window.from !== undefined ? { from: window.from } : {}), ...(window.to !== undefined ? { to: window.to } : {}) });
+  const having = new Where();
+  if (after !== undefined) {
+    having.add((p) => {
+      const last = p('after_last', TIME, toClickHouseTime(after.last));
+      const key = p('after_key', 'String', `${after.tenant}\u0000${after.session}`);
+      return `(last_at < ${last} OR (last_at = ${last} AND concat(tenant, '\\0', session_id) > ${key}))`;
+    });
+  }
+  return {
+    query:
+      `SELECT tenant, session_id, min(occurred_at) AS first_at, max(occurred_at) AS last_at, count() AS decisions,\n` +
+      `  countIf(effect = 'allow') AS allows, countIf(effect = 'deny') AS denies, countIf(effect = 'step_up') AS step_ups,\n` +
+      `  groupUniqArray(16)(agent_id) AS agents\n` +
+      `FROM (SELECT tenant, session_id, occurred_at, event_id, effect, agent_id FROM ${qualified(database, 'decisions')}\n` +
+      `  WHERE ${w.sql()}\n  LIMIT 1 BY event_id)\n` +
+      `GROUP BY tenant, session_id\n` +
+      (after !== undefined ? `HAVING ${having.sql()}\n` : '') +
+      `ORDER BY last_at DESC, tenant ASC, session_id ASC\nLIMIT {limit:UInt32}`,
+    query_params: { ...w.params, ...having.params, limit: limit + 1 },
+  };
+};
+
+/**
+ * The last trust tier of each session (its highest version). Tenants and
+ * sessions go in as two sets so the primary key prunes; the caller keeps only
+ * the pairs it asked for.
+ */
+export const lastTiersSql = (database: string, sessions: readonly { tenant: string; session: string }[]): Sql => ({
+  query:
+    `SELECT tenant, session_id, argMax(tier, version) AS last_tier, max(version) AS last_version FROM ${qualified(database, 'trust_transitions')}\n` +
+    `WHERE tenant IN {tenants:Array(String)} AND session_id IN {sessions:Array(String)}\nGROUP BY tenant, session_id`,
+  query_params: { tenants: [...new Set(sessions.map((s) => s.tenant))], sessions: [...new Set(sessions.map((s) => s.session))] },
+});

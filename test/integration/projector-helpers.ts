@@ -1,0 +1,77 @@
+// Shared by the projector's integration tests: a unique topic set per test,
+// a producer of contract events, and a raw reader of the session-trust topic.
+import { Partitioners, type Kafka, type Producer } from 'kafkajs';
+import { createCodec, parseEvent } from '../../schemas/codec.ts';
+import type { SessionTrust, TrustfoldEvent, TrustfoldEventInput } from '../../schemas/events.ts';
+import { configFrom, type Config } from '../../services/lib/config.ts';
+import { eventHeaders, partitionKeyOf, topicOf } from '../../services/lib/kafka.ts';
+import { uniqueName } from '../helpers/kafka.ts';
+
+export const codec = createCodec();
+
+export const testEnv = (brokers: string[], partitions = 3): Record<string, string> & { TRUSTFOLD_PROJECTOR_GROUP: string } => {
+  const p = uniqueName('pt');
+  return {
+    KAFKA_BROKERS: brokers.join(','),
+    TRUSTFOLD_TOPIC_DECISIONS: `${p}.decisions`,
+    TRUSTFOLD_TOPIC_SIGNALS: `${p}.signals`,
+    TRUSTFOLD_TOPIC_SESSION_TRUST: `${p}.session-trust`,
+    TRUSTFOLD_TOPIC_DEAD_LETTER: `${p}.dead-letter`,
+    TRUSTFOLD_PARTITIONS: String(partitions),
+    TRUSTFOLD_PROJECTOR_GROUP: `${p}-projector`,
+    LOG_LEVEL: 'warn',
+  };
+};
+
+export const testConfig = (env: Record<string, string>): Config => configFrom(env);
+
+let seq = 0;
+const runId = Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0');
+export const newEventId = (): string => `01976d2a-${runId}-7000-8000-${String(++seq).padStart(12, '0')}`;
+
+export const event = (input: Record<string, unknown>): TrustfoldEvent => {
+  const r = parseEvent({ event_id: newEventId(), tenant_id: 'acme', occurred_at: new Date().toISOString(), ...input } as TrustfoldEventInput);
+  if (!r.ok) throw new Error(`bad test event: ${JSON.stringify(r.error)}`);
+  return r.value;
+};
+
+export const sessionStarted = (session: string, user: string, extra: Record<string, unknown> = {}): TrustfoldEvent =>
+  event({ type: 'signal', kind: 'session_started', session_id: session, chain: [{ kind: 'human', id: user }, { kind: 'agent', id: 'A-17' }], ...extra });
+
+export const createEventProducer = async (kafka: Kafka, config: Config): Promise<{ send(e: TrustfoldEvent): Promise<void>; raw: Producer; close(): Promise<void> }> => {
+  const raw = kafka.producer({ idempotent: true, createPartitioner: Partitioners.DefaultPartitioner });
+  await raw.connect();
+  return {
+    raw,
+    send: async (e) => {
+      await raw.send({ topic: topicOf(config.topics, e), acks: -1, messages: [{ key: partitionKeyOf(e), value: codec.encodeEvent(e), headers: eventHeaders(e) }] });
+    },
+    close: () => raw.disconnect(),
+  };
+};
+
+/** Every record of the session-trust topic, as committed (read_committed), in partition order. */
+export const readTrustTopic = async (kafka: Kafka, topic: string, groupId: string): Promise<{ records: SessionTrust[]; close(): Promise<void> }> => {
+  const records: SessionTrust[] = [];
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, readUncommitted: false });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachMessage: async ({ message }) => {
+      if (message.value === null) return;
+      const r = codec.decodeTrust(message.value);
+      if (!r.ok) throw new Error(r.error.message);
+      records.push(r.value);
+    },
+  });
+  return { records, close: () => consumer.disconnect() };
+};
+
+export const waitFor = async (what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+};

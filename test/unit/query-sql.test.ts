@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  DECISION_FILTERS,
+  decisionByIdSql,
+  delegatorSessionsSql,
+  lastTiersSql,
+  referencedSignalIdsSql,
+  searchDecisionsSql,
+  signalsByIdSql,
+  timelineDecisionsSql,
+  timelineSignalsSql,
+  timelineTrustSql,
+  trustHistorySql,
+  type DecisionFilters,
+  type Sql,
+} from '../../services/query/sql.ts';
+
+const HOSTILE = "x' OR 1=1 --";
+
+/** Every {name:Type} placeholder has a parameter, and every parameter is used. */
+const assertWellFormed = (s: Sql): void => {
+  const placeholders = new Set([...s.query.matchAll(/\{(\w+):[^}]+\}/g)].map((m) => m[1]));
+  assert.deepEqual([...placeholders].sort(), Object.keys(s.query_params).sort(), s.query);
+};
+
+describe('decision search SQL', () => {
+  const all: DecisionFilters = Object.fromEntries(DECISION_FILTERS.map((f) => [f, f === 'effect' ? 'deny' : `${HOSTILE}${f}`]));
+
+  test('every filter is a parameter; no value reaches the query text', () => {
+    const s = searchDecisionsSql('tf', `${HOSTILE}tenant`, { ...all, from: '2026-06-09T00:00:00.000Z', to: '2026-06-10T00:00:00.000Z' }, { limit: 50, order: 'asc' });
+    assertWellFormed(s);
+    assert.doesNotMatch(s.query, /OR 1=1/);
+    assert.equal(s.query_params['f_delegator'], `${HOSTILE}delegator`);
+    assert.equal(s.query_params['tenant'], `${HOSTILE}tenant`);
+    assert.match(s.query, /tenant = \{tenant:String\}/);
+    assert.match(s.query, /rule_id = \{f_rule:String\}/);
+    assert.match(s.query, /toString\(effect\) = \{f_effect:String\}/);
+    assert.equal(s.query_params['from'], '2026-06-09 00:00:00.000');
+  });
+
+  test('asks for one row more than the page, to know whether there is a next page', () => {
+    const s = searchDecisionsSql('tf', 'acme', {}, { limit: 50, order: 'asc' });
+    assert.equal(s.query_params['limit'], 51);
+  });
+
+  test('a stable order with a tie-breaker, duplicates collapsed by event id', () => {
+    const s = searchDecisionsSql('tf', 'acme', {}, { limit: 10, order: 'desc' });
+    assert.match(s.query, /ORDER BY occurred_at DESC, event_id DESC, kafka_offset DESC\nLIMIT 1 BY event_id\nLIMIT \{limit:UInt32\}/);
+  });
+
+  test('the keyset condition follows the order', () => {
+    const after = { at: '2026-06-09T14:03:11.000Z', id: '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e' };
+    const asc = searchDecisionsSql('tf', 'acme', {}, { limit: 10, order: 'asc', after });
+    assertWellFormed(asc);
+    assert.match(asc.query, /occurred_at >= \{after_at:DateTime64\(3, 'UTC'\)\} AND \(occurred_at > \{after_at:DateTime64\(3, 'UTC'\)\} OR event_id > \{after_id:UUID\}\)/);
+    const desc = searchDecisionsSql('tf', 'acme', {}, { limit: 10, order: 'desc', after });
+    assert.match(desc.query, /occurred_at <= .* OR event_id < \{after_id:UUID\}/);
+  });
+
+  test('an operator without a tenant reads every tenant; anyone else is always scoped', () => {
+    assert.doesNotMatch(searchDecisionsSql('tf', undefined, {}, { limit: 1, order: 'asc' }).query, /tenant =/);
+    for (const s of [
+      searchDecisionsSql('tf', 'acme', {}, { limit: 1, order: 'asc' }),
+      decisionByIdSql('tf', 'acme', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e'),
+      trustHistorySql('tf', 'acme', 'S-9'),
+      signalsByIdSql('tf', 'acme', ['01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e']),
+      timelineDecisionsSql('tf', 'acme', 'S-9', 10),
+      timelineSignalsSql('tf', 'acme', 'S-9', [], 10),
+      timelineTrustSql('tf', 'acme', 'S-9', 10),
+      referencedSignalIdsSql('tf', 'acme', 'S-9'),
+      delegatorSessionsSql('tf', 'acme', 'U-442', {}, 10),
+    ]) {
+      assertWellFormed(s);
+      assert.match(s.query, /tenant = \{tenant:String\}/);
+      assert.equal(s.query_params['tenant'], 'acme');
+    }
+  });
+
+  test('the database name is an identifier, never a value', () => {
+    assert.throws(() => searchDecisionsSql('tf`; DROP TABLE x', 'acme', {}, { limit: 1, order: 'asc' }), /plain identifier/);
+  });
+});
+
+describe('timeline and delegator SQL', () => {
+  test('timeline keyset: sources ranked before the cursor use >=, after it >, equal rank breaks ties by id', () => {
+    const after = { at: '2026-06-09T14:01:57.000Z', rank: 1, id: '00000000000000000002' };
+    const sig = timelineSignalsSql('tf', 'acme', 'S-9', ['01976d2a-0000-7000-8000-000000000009'], 11, after);
+    const trust = timelineTrustSql('tf', 'acme', 'S-9', 11, after);
+    const dec = timelineDecisionsSql('tf', 'acme', 'S-9', 11, after);
+    for (const s of [sig, trust, dec]) assertWellFormed(s);
+    assert.match(sig.query, /occurred_at > \{after_at/);
+    assert.match(dec.query, /occurred_at >= \{after_at/);
+    assert.doesNotMatch(dec.query, /after_id/);
+    assert.match(trust.query, /leftPad\(toString\(version\), 20, '0'\) > \{after_id:String\}/);
+    assert.match(sig.query, /event_id IN \{referenced:Array\(UUID\)\}/);
+  });
+
+  test('delegator sessions: window, counts and keyset on (last activity, session)', () => {
+    const s = delegatorSessionsSql('tf', 'acme', HOSTILE, { from: '2026-06-08T14:00:00.000Z' }, 20, { last: '2026-06-09T14:03:11.000Z', tenant: 'acme', session: 'S-9' });
+    assertWellFormed(s);
+    assert.equal(s.query_params['f_delegator'], HOSTILE);
+    assert.equal(s.query_params['limit'], 21);
+    assert.match(s.query, /countIf\(effect = 'deny'\) AS denies/);
+    assert.match(s.query, /HAVING \(last_at < /);
+    assert.match(s.query, /LIMIT 1 BY event_id/);
+  });
+
+  test('last tiers take the highest version per session', () => {
+    const s = lastTiersSql('tf', [{ tenant: 'acme', session: 'S-9' }]);
+    assertWellFormed(s);
+    assert.match(s.query, /argMax\(tier, version\) AS last_tier/);
+    assert.deepEqual(s.query_params['tenants'], ['acme']);
+    assert.deepEqual(s.query_params['sessions'], ['S-9']);
+  });
+});

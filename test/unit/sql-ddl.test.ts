@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  createMigrationsTableStatement,
+  createTableStatements,
+  ident,
+  MIGRATIONS,
+  modifyTtlStatement,
+  ttlDaysOf,
+} from '../../schemas/clickhouse/ddl.ts';
+import { AUDIT_TABLES, DECISIONS, SIGNALS } from '../../schemas/clickhouse/tables.ts';
+
+describe('DDL, single node', () => {
+  const [sql = ''] = createTableStatements(DECISIONS, { database: 'tf', ttlDays: 90 });
+
+  test('ReplacingMergeTree on the Kafka offset, ordered for session lookups', () => {
+    assert.match(sql, /^CREATE TABLE IF NOT EXISTS `tf`\.`decisions`/);
+    assert.match(sql, /ENGINE = ReplacingMergeTree\(kafka_offset\)/);
+    assert.match(sql, /ORDER BY \(tenant, session_id, occurred_at, event_id\)/);
+  });
+  test('the delegator projection comes with the mode a Replacing table needs', () => {
+    assert.match(sql, /PROJECTION `by_delegator` \(SELECT _part_offset ORDER BY tenant, delegator, occurred_at\)/);
+    assert.match(sql, /deduplicate_merge_projection_mode = 'rebuild'/);
+  });
+  test('insert dedup window and the configured TTL', () => {
+    assert.match(sql, /non_replicated_deduplication_window = 10000/);
+    assert.match(sql, /TTL toDateTime\(occurred_at\) \+ toIntervalDay\(90\)/);
+    assert.equal(ttlDaysOf(sql), 90);
+  });
+  test('tables without projections do not carry the projection setting', () => {
+    const [s = ''] = createTableStatements(SIGNALS, { database: 'tf', ttlDays: 90 });
+    assert.doesNotMatch(s, /deduplicate_merge_projection_mode/);
+  });
+  test('every column once, in spec order', () => {
+    const names = [...sql.matchAll(/^ {2}`(\w+)` /gm)].map((m) => m[1]);
+    assert.deepEqual(names, DECISIONS.columns.map((c) => c.name));
+  });
+  test('bad TTL is refused', () => {
+    assert.throws(() => createTableStatements(DECISIONS, { database: 'tf', ttlDays: 0 }), /ttlDays/);
+  });
+});
+
+describe('DDL, cluster', () => {
+  const o = { database: 'tf', ttlDays: 30, cluster: 'audit' };
+  test('replicated local table plus a Distributed table sharded by session', () => {
+    const [local = '', dist = ''] = createTableStatements(DECISIONS, o);
+    assert.match(local, /`tf`\.`decisions_local` ON CLUSTER `audit`/);
+    assert.match(local, /ReplicatedReplacingMergeTree\('\/clickhouse\/tables\/\{shard\}\/tf\/decisions_local', '\{replica\}', kafka_offset\)/);
+    assert.match(local, /replicated_deduplication_window/);
+    assert.doesNotMatch(local, /non_replicated_deduplication_window/);
+    assert.match(dist, /`tf`\.`decisions` ON CLUSTER `audit` AS `tf`\.`decisions_local`/);
+    assert.match(dist, /Distributed\(`audit`, `tf`, `decisions_local`, cityHash64\(tenant, session_id\)\)/);
+  });
+  test('TTL changes go to the storage table', () => {
+    assert.match(modifyTtlStatement(DECISIONS, o), /ALTER TABLE `tf`\.`decisions_local` ON CLUSTER `audit` MODIFY TTL .*toIntervalDay\(30\)/);
+  });
+  test('migrations table is replicated too', () => {
+    assert.match(createMigrationsTableStatement(o), /ReplicatedReplacingMergeTree/);
+  });
+});
+
+describe('migrations and identifiers', () => {
+  test('versions strictly increase and every statement is idempotent', () => {
+    const versions = MIGRATIONS.map((m) => m.version);
+    assert.deepEqual(versions, [...versions].sort((a, b) => a - b));
+    assert.equal(new Set(versions).size, versions.length);
+    for (const m of MIGRATIONS) {
+      for (const s of m.statements({ database: 'tf', ttlDays: 1 })) assert.match(s, /IF NOT EXISTS|IF EXISTS/);
+    }
+  });
+  test('migration 1 creates every audit table', () => {
+    const all = MIGRATIONS[0]?.statements({ database: 'tf', ttlDays: 1 }).join('\n') ?? '';
+    for (const t of AUDIT_TABLES) assert.match(all, new RegExp(`\`tf\`\\.\`${t.name}\``));
+  });
+  test('identifiers that are not plain names are refused', () => {
+    assert.equal(ident('trustfold_1'), '`trustfold_1`');
+    for (const bad of ['a`b', 'a;DROP TABLE x', '1abc', '', 'a b']) assert.throws(() => ident(bad), /plain identifier/);
+  });
+});
