@@ -565,8 +565,10 @@ const onFreeze = (c: Ctx, e: SignalOf<'change_freeze_raised' | 'change_freeze_li
     if (e.expires_at !== undefined) heapPush(c.w.expiries, { at: msOf(e.expires_at), key: fkey, event_id: e.event_id, what: 'freeze' });
   } else {
     if (prev === undefined || prev.status !== 'active') {
-      // Lifting an unknown freeze is remembered, so a raise that arrives late is not resurrected by its duplicate.
-      if (prev !== undefined) c.w.freezes.set(fkey, { ...prev, applied: remember(prev.applied, e.event_id, 8) });
+      // A lift of a freeze that is not active is still remembered (an unknown
+      // one as a lifted placeholder), so its duplicate cannot lift a later raise.
+      const freeze: FreezeRecord['freeze'] = prev?.freeze ?? { freeze_id: e.freeze_id, scope: {}, reason: '', event_id: e.event_id, since: e.occurred_at };
+      c.w.freezes.set(fkey, { tenant_id: e.tenant_id, freeze, status: prev?.status ?? 'lifted', applied: remember(prev?.applied ?? [], e.event_id, 8) });
       return;
     }
     c.w.freezes.set(fkey, { ...prev, status: 'lifted', applied: remember(prev.applied, e.event_id, 8) });
