@@ -54,8 +54,10 @@ export const createTopic = async (
   const admin = new Kafka({ clientId: 'trustfold-test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
+    // kafkajs's own waitForLeaders can surface a transient
+    // UNKNOWN_TOPIC_OR_PARTITION under load; the loop below waits instead.
     await admin.createTopics({
-      waitForLeaders: true,
+      waitForLeaders: false,
       topics: [
         {
           topic: name,
