@@ -21,6 +21,7 @@ COPY package.json tsconfig.json ./
 COPY bin ./bin
 COPY schemas ./schemas
 COPY services ./services
+COPY examples ./examples
 USER trustfold
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
