@@ -28,9 +28,11 @@ const envSchema = z.object({
   TRUSTFOLD_PROJECTOR_MAX_EVENT_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_FOLD_CONFIG.maxEventSkewMs),
   /** e.g. {"injection":{"low":"restricted"},"roleRevoked":"restricted"}; unset keys keep their defaults. */
   TRUSTFOLD_TIER_MAPPING: json.pipe(tierMappingSchema).optional(),
+  /** Log the output transactions' step timings every this many ms (0: never). */
+  TRUSTFOLD_PROJECTOR_TIMING_LOG_MS: z.coerce.number().int().min(0).default(0),
 });
 
-export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig };
+export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig; timingLogMs: number };
 
 export const parseProjectorConfig = (env: Record<string, string | undefined>): Result<ProjectorConfig, FieldError[]> => {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -47,5 +49,5 @@ export const parseProjectorConfig = (env: Record<string, string | undefined>): R
       sessionEnded: m.sessionEnded ?? DEFAULT_TIER_MAPPING.sessionEnded,
     },
   };
-  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold });
+  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold, timingLogMs: r.data.TRUSTFOLD_PROJECTOR_TIMING_LOG_MS });
 };

@@ -36,6 +36,20 @@ const shutdown = (signal: string): void => {
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
 
+if (pc.value.timingLogMs > 0) {
+  // Per-interval averages of each transaction step, on stderr (benchmarks, diagnosis).
+  let last = projector.timing();
+  setInterval(() => {
+    const t = projector.timing();
+    const n = t.transactions - last.transactions;
+    const avg = (a: number, b: number): string => (n > 0 ? ((a - b) / n).toFixed(2) : '-');
+    process.stderr.write(
+      `${JSON.stringify({ msg: 'projector transactions', n, batchesPerTxn: n > 0 ? ((t.batches - last.batches) / n).toFixed(1) : '-', beginMs: avg(t.beginMs, last.beginMs), sendMs: avg(t.sendMs, last.sendMs), offsetsMs: avg(t.offsetsMs, last.offsetsMs), commitMs: avg(t.commitMs, last.commitMs), maxMs: t.maxMs.toFixed(1), requests: Object.fromEntries(Object.entries(t.requests).map(([k, v]) => { const b = last.requests[k] ?? { n: 0, ms: 0 }; return [k, `${v.n - b.n}×${v.n - b.n > 0 ? ((v.ms - b.ms) / (v.n - b.n)).toFixed(1) : '-'}ms`]; })) })}\n`,
+    );
+    last = t;
+  }, pc.value.timingLogMs).unref();
+}
+
 try {
   await projector.start();
   process.stdout.write(`${JSON.stringify({ msg: 'projector ready', pid: process.pid })}\n`);

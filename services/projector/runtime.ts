@@ -13,9 +13,10 @@
 // event arrives. Expiry transitions are stamped with the expiry instant, so a
 // replay that releases them by event time produces the same states.
 import { randomUUID } from 'node:crypto';
-import type { Consumer, EachBatchPayload, Kafka, Message, Producer } from 'kafkajs';
+import { performance } from 'node:perf_hooks';
+import type { Consumer, EachBatchPayload, Kafka, Message, Producer, Transaction } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
-import type { ActiveFreeze, SessionTrust } from '../../schemas/events.ts';
+import type { ActiveFreeze, SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config } from '../lib/config.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { ensureTopics, sendToDeadLetter, sessionKey, topicLayout } from '../lib/kafka.ts';
@@ -46,6 +47,10 @@ export type ProjectorDeps = {
   codec?: Codec;
   /** Learn session facts from decisions too (default true). */
   consumeDecisions?: boolean;
+  /** Backpressure: a batch waits for the running transaction once this many records are queued for the next one (default 20 000). */
+  maxPendingRecords?: number;
+  /** Partition batches kafkajs hands over at once; they share one transaction (default 64). */
+  maxConcurrentPartitions?: number;
   /** Create missing topics at start (default true). */
   ensureTopics?: boolean;
 };
@@ -59,27 +64,32 @@ export type ProjectorStats = {
   restoredRecords: number;
 };
 
+export type TransactionTiming = {
+  transactions: number;
+  /** Partition batches those transactions covered. */
+  batches: number;
+  beginMs: number;
+  sendMs: number;
+  offsetsMs: number;
+  commitMs: number;
+  maxMs: number;
+  /** Broker requests of the transactional producer: count and total round-trip ms per API. */
+  requests: Record<string, { n: number; ms: number }>;
+};
+
 export type Projector = {
   start(): Promise<void>;
   stop(): Promise<void>;
   /** True once restored from the changelog and consuming. */
   isReady(): boolean;
   stats(): ProjectorStats;
+  /** Cumulative time spent in each step of the output transactions (ms), for benchmarks and diagnosis. */
+  timing(): TransactionTiming;
   /** A tenant's active freezes as this instance's fold holds them (for ingest's GET /v1/freezes in `--role all`). */
   activeFreezes(tenantId: string): ActiveFreeze[];
 };
 
 export const changelogTopicOf = (sessionTrustTopic: string, groupId: string): string => `${sessionTrustTopic}.changelog.${groupId}`;
-
-/** Runs async steps one at a time (batches and timer ticks share the world). */
-const createSerial = () => {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = tail.then(fn, fn);
-    tail = run.catch(() => undefined);
-    return run;
-  };
-};
 
 export const createProjector = (deps: ProjectorDeps): Projector => {
   const { kafka, config, logger } = deps;
@@ -91,7 +101,8 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   const now = deps.now ?? Date.now;
   const codec = deps.codec ?? createCodec();
   const inputTopics = [config.topics.signals, ...(deps.consumeDecisions === false ? [] : [config.topics.decisions])];
-  const serial = createSerial();
+  const maxPendingRecords = deps.maxPendingRecords ?? 20_000;
+  const maxConcurrentPartitions = deps.maxConcurrentPartitions ?? 64;
 
   let world: World = initialWorld();
   let producer: Producer | undefined;
@@ -103,6 +114,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   let broken = false;
   let recovering: Promise<void> | undefined;
   const stats: ProjectorStats = { sessions: 0, published: 0, batches: 0, deadLettered: 0, recoveries: 0, restoredRecords: 0 };
+  const timing: TransactionTiming = { transactions: 0, batches: 0, beginMs: 0, sendMs: 0, offsetsMs: 0, commitMs: 0, maxMs: 0, requests: {} };
 
   const restore = async (): Promise<World> => {
     const admin = kafka.admin();
@@ -148,94 +160,194 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     headers: { 'trustfold-tenant': s.tenant_id, 'trustfold-session': s.session_id, 'trustfold-version': String(s.version) },
   });
 
-  const changelogMessages = (keys: Iterable<string>): Message[] => {
-    const out: Message[] = [];
-    for (const key of keys) {
-      const r = recordOf(world, key);
-      if (r !== undefined) out.push({ key, value: encodeRecord(r) });
-    }
-    return out;
-  };
+  // ---- group commit
+  //
+  // Batches (from every partition, handled concurrently by kafkajs) and timer
+  // ticks fold synchronously into `world` and append their output and their
+  // next offsets to `pending`. One transaction at a time commits everything
+  // pending; while it runs, the next group accumulates. A group is sealed
+  // synchronously — its messages, the changelog records of what it touched and
+  // its offsets are taken at that instant — so it holds exactly the world that
+  // the offsets it commits imply.
+  type Group = { changed: SessionTrust[]; touched: Set<string>; offsets: Map<string, { topic: string; partition: number; offset: string }> };
+  const emptyGroup = (): Group => ({ changed: [], touched: new Set(), offsets: new Map() });
+  let pending: Group = emptyGroup();
+  let inFlight: Promise<void> | undefined;
+  let pumpScheduled = false;
+  let drained: (() => void)[] = [];
+  const isEmpty = (g: Group): boolean => g.touched.size === 0 && g.offsets.size === 0;
 
-  type Output = { changed: SessionTrust[]; touched: Set<string> };
-  const collect = (out: Output, t: Transition): void => {
+  const collect = (t: Transition): void => {
     world = t.world;
-    out.changed.push(...t.changed);
-    for (const k of t.touched) out.touched.add(k);
+    for (const s of t.changed) pending.changed.push(s);
+    for (const k of t.touched) pending.touched.add(k);
   };
 
-  /** Publishes output (+ offsets) in one transaction. */
-  const commit = async (out: Output, offsets?: { topic: string; partition: number; offset: string }): Promise<void> => {
-    if (producer === undefined) throw new Error('projector not started');
-    if (out.touched.size === 0 && offsets === undefined) return;
-    const txn = await producer.transaction();
-    try {
-      const topicMessages = [];
-      if (out.changed.length > 0) topicMessages.push({ topic: config.topics.sessionTrust, messages: out.changed.map(stateMessage) });
-      if (out.touched.size > 0) topicMessages.push({ topic: changelogTopic, messages: changelogMessages(out.touched) });
-      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1 });
-      if (offsets !== undefined) {
-        await txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic: offsets.topic, partitions: [{ partition: offsets.partition, offset: offsets.offset }] }] });
+  /** Invalidates the in-memory world (it may be ahead of or apart from what committed) and rebuilds it from the changelog. */
+  const invalidate = (reason: string, e?: unknown): void => {
+    if (broken) return;
+    broken = true;
+    logger.error({ err: e === undefined ? undefined : errorMessage(e), reason }, 'projector state invalidated; recovering from the changelog');
+    scheduleRecovery();
+  };
+
+  const sealed = (g: Group): { topicMessages: { topic: string; messages: Message[] }[]; offsets: { topic: string; partitions: { partition: number; offset: string }[] }[] } => {
+    const topicMessages: { topic: string; messages: Message[] }[] = [];
+    if (g.changed.length > 0) topicMessages.push({ topic: config.topics.sessionTrust, messages: g.changed.map(stateMessage) });
+    const changelog: Message[] = [];
+    for (const key of g.touched) {
+      const r = recordOf(world, key);
+      if (r !== undefined) changelog.push({ key, value: encodeRecord(r) });
+    }
+    if (changelog.length > 0) topicMessages.push({ topic: changelogTopic, messages: changelog });
+    const byTopic = new Map<string, { partition: number; offset: string }[]>();
+    for (const o of g.offsets.values()) {
+      const list = byTopic.get(o.topic) ?? [];
+      list.push({ partition: o.partition, offset: o.offset });
+      byTopic.set(o.topic, list);
+    }
+    return { topicMessages, offsets: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) };
+  };
+
+  const isConcurrentTransactions = (e: unknown): boolean => {
+    for (let c: unknown = e; typeof c === 'object' && c !== null; c = (c as { cause?: unknown }).cause) {
+      if ((c as { type?: unknown }).type === 'CONCURRENT_TRANSACTIONS') return true;
+    }
+    return false;
+  };
+
+  /**
+   * AddOffsetsToTxn is not retried by kafkajs; right after a commit the
+   * coordinator answers CONCURRENT_TRANSACTIONS until the markers are written
+   * (milliseconds), so retry that one error briefly.
+   */
+  const sendOffsets = async (txn: Transaction, topics: { topic: string; partitions: { partition: number; offset: string }[] }[]): Promise<void> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await txn.sendOffsets({ consumerGroupId: groupId, topics });
+        return;
+      } catch (e) {
+        if (!isConcurrentTransactions(e) || attempt >= 50) throw e;
+        await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt * 2)));
       }
+    }
+  };
+
+  const transact = async (g: Group): Promise<void> => {
+    if (producer === undefined) throw new Error('projector not started');
+    const { topicMessages, offsets } = sealed(g);
+    if (topicMessages.length === 0 && offsets.length === 0) return;
+    const t0 = performance.now();
+    const txn = await producer.transaction();
+    const t1 = performance.now();
+    try {
+      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1 });
+      const t2 = performance.now();
+      if (offsets.length > 0) await sendOffsets(txn, offsets);
+      const t3 = performance.now();
       await txn.commit();
+      const t4 = performance.now();
+      timing.transactions++;
+      timing.beginMs += t1 - t0;
+      timing.sendMs += t2 - t1;
+      timing.offsetsMs += t3 - t2;
+      timing.commitMs += t4 - t3;
+      timing.maxMs = Math.max(timing.maxMs, t4 - t0);
+      timing.batches += g.offsets.size;
     } catch (e) {
       await txn.abort().catch(() => undefined);
       throw e;
     }
-    stats.published += out.changed.length;
+    stats.published += g.changed.length;
     stats.sessions = world.sessions.size;
   };
 
+  /** Starts the next transaction if none is running and something is pending. */
+  const pump = (): void => {
+    pumpScheduled = false;
+    if (inFlight !== undefined) return;
+    if (broken || isEmpty(pending)) {
+      const waiting = drained;
+      drained = [];
+      for (const w of waiting) w();
+      return;
+    }
+    const g = pending;
+    pending = emptyGroup();
+    const run = transact(g);
+    inFlight = run.then(
+      () => {
+        inFlight = undefined;
+        pump();
+      },
+      (e: unknown) => {
+        inFlight = undefined;
+        invalidate('transaction failed', e);
+        const waiting = drained;
+        drained = [];
+        for (const w of waiting) w();
+      },
+    );
+  };
+
+  /** Batches of one fetch are dispatched in the same turn: let them all join the group. */
+  const schedulePump = (): void => {
+    if (pumpScheduled || inFlight !== undefined) return;
+    pumpScheduled = true;
+    setImmediate(pump);
+  };
+
+  /** Resolves once everything queued so far committed (or the world was invalidated). */
+  const flush = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      if (broken || (inFlight === undefined && isEmpty(pending))) return resolve();
+      drained.push(resolve);
+      schedulePump();
+    });
+
   const onBatch = async ({ batch }: EachBatchPayload): Promise<void> => {
     if (broken) throw new Error('projector is recovering');
-    await serial(async () => {
-      const out: Output = { changed: [], touched: new Set() };
-      collect(out, tick(world, now(), fold));
-      for (const m of batch.messages) {
-        const decoded = m.value === null ? undefined : codec.decodeEvent(m.value);
-        if (decoded === undefined || !decoded.ok) {
-          const reason = decoded === undefined ? 'empty_value' : decoded.error.code;
-          const message = decoded === undefined ? 'message has no value' : decoded.error.message;
-          logger.warn({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason }, 'dead-lettering poison message');
-          if (dlq !== undefined) {
-            await sendToDeadLetter(
-              dlq,
-              config.topics.deadLetter,
-              { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, reason, message, consumer: groupId },
-              new Date(now()),
-            );
-          }
-          stats.deadLettered++;
-          continue;
-        }
-        collect(out, evolve(world, decoded.value, fold));
+    // Backpressure: at most one group commits while the next accumulates.
+    while (inFlight !== undefined && pending.changed.length + pending.touched.size >= maxPendingRecords) {
+      await inFlight;
+      if (broken) throw new Error('projector is recovering');
+    }
+    const valid: TrustfoldEvent[] = [];
+    for (const m of batch.messages) {
+      const decoded = m.value === null ? undefined : codec.decodeEvent(m.value);
+      if (decoded !== undefined && decoded.ok) {
+        valid.push(decoded.value);
+        continue;
       }
-      const last = batch.messages.at(-1);
-      const offset = last === undefined ? undefined : { topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) };
-      try {
-        await commit(out, offset);
-      } catch (e) {
-        // The in-memory world is now ahead of what committed: rebuild it from the changelog.
-        broken = true;
-        logger.error({ err: errorMessage(e) }, 'transaction failed; recovering from the changelog');
-        scheduleRecovery();
-        throw e;
+      const reason = decoded === undefined ? 'empty_value' : decoded.error.code;
+      const message = decoded === undefined ? 'message has no value' : decoded.error.message;
+      logger.warn({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason }, 'dead-lettering poison message');
+      if (dlq !== undefined) {
+        await sendToDeadLetter(
+          dlq,
+          config.topics.deadLetter,
+          { topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, reason, message, consumer: groupId },
+          new Date(now()),
+        );
       }
-      stats.batches++;
-    });
+      stats.deadLettered++;
+    }
+    if (broken) throw new Error('projector is recovering');
+    // From here to the end: synchronous, so no group is sealed halfway through a batch.
+    collect(tick(world, now(), fold));
+    for (const e of valid) collect(evolve(world, e, fold));
+    const last = batch.messages.at(-1);
+    if (last !== undefined) {
+      pending.offsets.set(`${batch.topic}\u0000${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) });
+    }
+    stats.batches++;
+    schedulePump();
   };
 
   const onTick = (): void => {
     if (!ready || broken) return;
-    serial(async () => {
-      const out: Output = { changed: [], touched: new Set() };
-      collect(out, tick(world, now(), fold));
-      if (out.touched.size > 0) await commit(out);
-    }).catch((e: unknown) => {
-      broken = true;
-      logger.error({ err: errorMessage(e) }, 'expiry tick failed; recovering from the changelog');
-      scheduleRecovery();
-    });
+    collect(tick(world, now(), fold));
+    if (!isEmpty(pending)) schedulePump();
   };
 
   const teardown = async (): Promise<void> => {
@@ -243,31 +355,49 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     if (timer !== undefined) clearInterval(timer);
     timer = undefined;
     const c = consumer;
+    consumer = undefined;
+    await c?.disconnect().catch(() => undefined);
+    // No more batches: commit what is queued (a healthy stop), or let a running
+    // transaction settle before the changelog is read back (a recovery).
+    if (!broken) await flush();
+    while (inFlight !== undefined) await inFlight;
+    pending = emptyGroup();
     const p = producer;
     const d = dlq;
-    consumer = undefined;
     producer = undefined;
     dlq = undefined;
-    await c?.disconnect().catch(() => undefined);
     await p?.disconnect().catch(() => undefined);
     await d?.disconnect().catch(() => undefined);
   };
 
   const bringUp = async (): Promise<void> => {
     world = await restore();
+    pending = emptyGroup();
     broken = false;
-    producer = kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 30_000 });
+    producer = kafka.producer({
+      transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 30_000,
+      // A transaction that starts right after a commit gets CONCURRENT_TRANSACTIONS
+      // until the commit markers are written (ms); the cluster's 100 ms first
+      // back-off would add that much to every propagation (kafkajs#304).
+      retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER },
+    });
+    producer.on(producer.events.REQUEST, (e) => {
+      const r = (timing.requests[e.payload.apiName] ??= { n: 0, ms: 0 });
+      r.n++;
+      r.ms += e.payload.duration;
+    });
     await producer.connect();
     dlq = kafka.producer({ idempotent: true });
     await dlq.connect();
     // Causes that expired while we were down are released before new input.
-    await serial(async () => {
-      const out: Output = { changed: [], touched: new Set() };
-      collect(out, tick(world, now(), fold));
-      await commit(out);
-    });
+    collect(tick(world, now(), fold));
+    await flush();
+    if (broken) throw new Error('initial expiry transaction failed');
     const sessionTimeout = deps.sessionTimeoutMs ?? 10_000;
-    consumer = kafka.consumer({
+    const c = kafka.consumer({
       groupId,
       maxWaitTimeInMs: 250,
       readUncommitted: false,
@@ -275,9 +405,24 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       rebalanceTimeout: Math.max(sessionTimeout, 10_000),
       heartbeatInterval: Math.max(100, Math.floor(sessionTimeout / 5)),
     });
-    await consumer.connect();
-    await consumer.subscribe({ topics: inputTopics, fromBeginning: true });
-    await consumer.run({ autoCommit: false, eachBatch: onBatch });
+    // Batches are acknowledged to kafkajs before their transaction commits
+    // (pipelining), so the consumer's position can be ahead of the committed
+    // offsets. A rejoin or a restart re-reads from the committed offsets: the
+    // world would then see those events twice. Rebuild instead.
+    let joins = 0;
+    c.on(c.events.GROUP_JOIN, () => {
+      if (++joins > 1 && consumer === c) invalidate('consumer rejoined the group');
+    });
+    c.on(c.events.REBALANCING, () => {
+      if (consumer === c) invalidate('consumer group rebalancing');
+    });
+    c.on(c.events.CRASH, (e) => {
+      if (consumer === c) invalidate('consumer crashed', e.payload.error);
+    });
+    consumer = c;
+    await c.connect();
+    await c.subscribe({ topics: inputTopics, fromBeginning: true });
+    await c.run({ autoCommit: false, partitionsConsumedConcurrently: maxConcurrentPartitions, eachBatch: onBatch });
     timer = setInterval(onTick, tickIntervalMs);
     timer.unref();
     stats.sessions = world.sessions.size;
@@ -335,11 +480,11 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     async stop() {
       running = false;
       await recovering;
-      await serial(async () => undefined);
       await teardown();
     },
     isReady: () => ready && !broken,
     stats: () => ({ ...stats, sessions: world.sessions.size }),
+    timing: () => ({ ...timing, requests: Object.fromEntries(Object.entries(timing.requests).map(([k, v]) => [k, { ...v }])) }),
     activeFreezes: (tenantId) =>
       [...world.freezes.values()].filter((f) => f.tenant_id === tenantId && f.status === 'active').map((f) => ({ ...f.freeze, scope: { ...f.freeze.scope } })),
   };
