@@ -4,13 +4,15 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Pool } from 'undici';
 import { uuidv7 } from '../services/ingest/ids.ts';
 
-type Input = { url: string; token: string; template: string; batch: number; connections: number; seconds: number };
-const { url, token, template, batch, connections, seconds } = workerData as Input;
-const [before, after] = template.split('"__ID__"') as [string, string];
+type Input = { url: string; token: string; template: string; batch: number; connections: number; seconds: number; sessions: number };
+const { url, token, template, batch, connections, seconds, sessions } = workerData as Input;
+const [before, rest] = template.split('"__ID__"') as [string, string];
+const [middle, after] = rest.split('"__SESSION__"') as [string, string];
+let seq = 0;
 
 const body = (): string => {
   const parts: string[] = new Array<string>(batch);
-  for (let i = 0; i < batch; i++) parts[i] = `${before}"${uuidv7()}"${after}`;
+  for (let i = 0; i < batch; i++) parts[i] = `${before}"${uuidv7()}"${middle}"S-${seq++ % sessions}"${after}`;
   return `[${parts.join(',')}]`;
 };
 

@@ -1,28 +1,38 @@
 // Events/s through POST /v1/events until durable in Kafka (acks=all,
 // idempotent producer), side by side with a raw kafkajs producer sending the
-// same Avro messages with the same producer settings. Not a test: prints
-// figures. `npm run bench:ingest` (KAFKA_BROKERS to use an existing broker).
+// same Avro messages with the same producer settings (acks=all, idempotent,
+// one request in flight per producer, as many producers as the ingest sink
+// runs, records routed to producers by key the same way). Not a test: prints
+// figures, each with the 1-minute load average beside it (the machine is
+// shared). `npm run bench:ingest` (KAFKA_BROKERS to use an existing broker).
 //
 //   BENCH_SECONDS (15)  BENCH_CONNECTIONS (4)  BENCH_BATCH (500)
+//   BENCH_PRODUCERS (1: idempotent producers in the sink and the raw baseline; a divisor of the 6 partitions)
+//   BENCH_SESSIONS (64: distinct session ids, so records spread over partitions)
+//   BENCH_ROUNDS (3: raw and HTTP alternate in this many rounds of
+//   BENCH_SECONDS/rounds each, so a load swing on the shared machine hits both)
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { CompressionTypes, Partitioners } from 'kafkajs';
+import { CompressionTypes, type Message, type Producer } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { createCodec } from '../schemas/codec.ts';
 import { eventSchema } from '../schemas/events.ts';
 import { buildIngestApp } from '../services/ingest/app.ts';
 import { uuidv7 } from '../services/ingest/ids.ts';
-import { createKafkaSink } from '../services/ingest/sink.ts';
+import { createKafkaSink, keyPartitioner, murmur2 } from '../services/ingest/sink.ts';
 import { createAuthenticator, mintToken } from '../services/lib/auth.ts';
 import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
-import { createKafka, eventHeaders, partitionKeyOf } from '../services/lib/kafka.ts';
+import { createKafka, partitionKeyOf } from '../services/lib/kafka.ts';
 import { decisionFixture } from '../test/fixtures/events.ts';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 15);
+const rounds = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 3));
 const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 4);
 const batch = Number(process.env['BENCH_BATCH'] ?? 500);
+const producers = Number(process.env['BENCH_PRODUCERS'] ?? 1);
+const sessions = Number(process.env['BENCH_SESSIONS'] ?? 64);
 const SECRET = 'bench-secret-of-at-least-32-characters!!';
 
 const external = process.env['KAFKA_BROKERS']?.split(',').filter((b) => b !== '');
@@ -38,37 +48,48 @@ await admin.createTopics({ waitForLeaders: true, topics: [topics.decisions, topi
 await admin.disconnect();
 
 // Sessions vary so records spread over partitions like real traffic.
-const template = JSON.stringify({ ...decisionFixture, event_id: '__ID__' });
+const template = JSON.stringify({ ...decisionFixture, event_id: '__ID__', session_id: '__SESSION__' });
 const codec = createCodec();
 
-// --- raw kafkajs: the same Avro records, same producer settings, same concurrency.
-const raw = async (): Promise<number> => {
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
-  await producer.connect();
+// --- raw kafkajs: the same Avro records (encoded in the timed loop, as ingest
+// does), the same producer settings and partitioner, the same concurrency.
+// With several producers each record goes to producer murmur2(key) mod n, as
+// in the sink, so each producer owns a fixed set of partitions.
+type Phase = { events: number; elapsed: number };
+const raw = async (n: number, seconds: number): Promise<Phase> => {
+  const ps: Producer[] = Array.from({ length: n }, () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: keyPartitioner }));
+  await Promise.all(ps.map((p) => p.connect()));
   const base = eventSchema.parse(decisionFixture);
   let sent = 0;
+  let seq = 0;
   const deadline = Date.now() + seconds * 1000;
   const started = Date.now();
   const lane = async () => {
     while (Date.now() < deadline) {
-      const messages = [];
+      const perProducer: Message[][] = ps.map(() => []);
       for (let i = 0; i < batch; i++) {
-        const e = { ...base, event_id: uuidv7(), session_id: `S-${i % 64}`, emitted_by: 'bench' };
-        messages.push({ key: partitionKeyOf(e), value: codec.encodeEvent(e), headers: eventHeaders(e) });
+        const e = { ...base, event_id: uuidv7(), session_id: `S-${seq++ % sessions}`, emitted_by: 'bench' };
+        const key = partitionKeyOf(e);
+        perProducer[(murmur2(key) & 0x7fffffff) % n]?.push({ key, value: codec.encodeEvent(e) });
       }
-      await producer.send({ topic: `bench-raw-${run}`, messages, acks: -1, compression: CompressionTypes.None });
+      await Promise.all(
+        ps.map((p, k) => {
+          const messages = perProducer[k] ?? [];
+          return messages.length === 0 ? undefined : p.send({ topic: `bench-raw-${run}`, messages, acks: -1, compression: CompressionTypes.None });
+        }),
+      );
       sent += batch;
     }
   };
   await Promise.all(Array.from({ length: connections }, lane));
-  const rate = sent / ((Date.now() - started) / 1000);
-  await producer.disconnect();
-  return rate;
+  const elapsed = (Date.now() - started) / 1000;
+  await Promise.all(ps.map((p) => p.disconnect()));
+  return { events: sent, elapsed };
 };
 
 // --- through HTTP: auth, body parse, zod per event, Avro, group-committed produce.
-const http = async (): Promise<{ rate: number; statuses: Record<string, number> }> => {
-  const sink = createKafkaSink({ kafka, timeoutMs: 10_000 });
+const http = async (seconds: number): Promise<Phase & { statuses: Record<string, number> }> => {
+  const sink = createKafkaSink({ kafka, timeoutMs: 10_000, producers });
   const app = await buildIngestApp({
     auth: createAuthenticator({ secret: SECRET }),
     registry: new Registry(),
@@ -84,24 +105,48 @@ const http = async (): Promise<{ rate: number; statuses: Record<string, number> 
     const entry = new URL('./ingest-load.ts', import.meta.url).href;
     const w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, {
       eval: true,
-      workerData: { url, token, template, batch, connections, seconds },
+      workerData: { url, token, template, batch, connections, seconds, sessions },
     });
     w.once('message', resolve);
     w.once('error', reject);
   });
   await app.close();
   await sink.close();
-  return { rate: result.accepted / result.elapsed, statuses: result.statuses };
+  return { events: result.accepted, elapsed: result.elapsed, statuses: result.statuses };
 };
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+const load = () => `load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+const rate = (p: Phase) => p.events / p.elapsed;
+const total = (ps: Phase[]): Phase => ({ events: ps.reduce((n, p) => n + p.events, 0), elapsed: ps.reduce((n, p) => n + p.elapsed, 0) });
 try {
-  console.log(`ingest bench: ${cpus().length} cores, batches of ${batch} decisions, ${connections} connections/lanes, ${seconds}s each, Kafka ${brokers.join(',')}${broker ? ' (local, started for this run)' : ''}`);
-  const rawRate = await raw();
-  console.log(`raw kafkajs producer (Avro, acks=all, idempotent): ${fmt(rawRate)} events/s`);
-  const h = await http();
-  console.log(`POST /v1/events → acked by Kafka:                  ${fmt(h.rate)} events/s  (statuses ${JSON.stringify(h.statuses)})`);
-  console.log(`ratio http/raw: ${(h.rate / rawRate).toFixed(2)}   target: ≥ 50,000 events/s and ≥ 0.5× raw`);
+  const slice = seconds / rounds;
+  console.log(`ingest bench: ${cpus().length} cores, batches of ${batch} decisions over ${sessions} sessions, ${connections} connections/lanes, ${producers} producer(s), ${rounds} alternating rounds of ${slice.toFixed(1)}s, Kafka ${brokers.join(',')}${broker ? ' (local, started for this run)' : ''}`);
+  console.log(`(${load()} at start)`);
+  const raws1: Phase[] = [];
+  const raws: Phase[] = [];
+  const https: Phase[] = [];
+  const statuses: Record<string, number> = {};
+  for (let r = 1; r <= rounds; r++) {
+    if (producers !== 1) {
+      const one = await raw(1, slice);
+      raws1.push(one);
+      console.log(`  round ${r}: raw kafkajs, 1 producer:    ${fmt(rate(one))} events/s   (${load()})`);
+    }
+    const rr = await raw(producers, slice);
+    raws.push(rr);
+    console.log(`  round ${r}: raw kafkajs, ${producers} producer(s): ${fmt(rate(rr))} events/s   (${load()})`);
+    const h = await http(slice);
+    https.push(h);
+    for (const [k, v] of Object.entries(h.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+    console.log(`  round ${r}: POST /v1/events:           ${fmt(rate(h))} events/s   (${load()})`);
+  }
+  if (producers !== 1) console.log(`raw kafkajs, 1 producer  (Avro, acks=all, idempotent): ${fmt(rate(total(raws1)))} events/s`);
+  const rawRate = rate(total(raws));
+  const httpRate = rate(total(https));
+  console.log(`raw kafkajs, ${producers} producer(s) (Avro, acks=all, idempotent): ${fmt(rawRate)} events/s`);
+  console.log(`POST /v1/events → acked, ${producers} producer(s):              ${fmt(httpRate)} events/s   (statuses ${JSON.stringify(statuses)})`);
+  console.log(`ratio http/raw (same producer count): ${(httpRate / rawRate).toFixed(2)}   target: ≥ 50,000 events/s and ≥ 0.5× raw   (${load()} at end)`);
 } finally {
   await broker?.stop();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });

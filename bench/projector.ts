@@ -11,6 +11,9 @@
 //   3. Memory per live session at 100k and 1M sessions (child with --expose-gc).
 //
 //   BENCH_SECONDS (15)  BENCH_RATE (2000)  BENCH_PROBE_MS (20)  BENCH_MEMORY ("100000,1000000")
+//   BENCH_TIMING_MS (0: off; else the projector prints its transaction step timings at that interval)
+//   BENCH_PROJECTOR_DELIVERY (the projector's TRUSTFOLD_PROJECTOR_DELIVERY: transactional | idempotent;
+//     unset: the projector's default). With idempotent, the TrustView reads uncommitted.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,8 +24,9 @@ import { createCodec, parseEvent } from '../schemas/codec.ts';
 import type { TrustfoldEvent, TrustfoldEventInput } from '../schemas/events.ts';
 import { configFrom } from '../services/lib/config.ts';
 import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
-import { createKafka, eventHeaders, partitionKeyOf } from '../services/lib/kafka.ts';
+import { createKafka, partitionKeyOf } from '../services/lib/kafka.ts';
 import { createTrustView } from '../services/pdp-client/trust-view.ts';
+import { DEFAULT_DELIVERY, type Delivery } from '../services/projector/config.ts';
 import { evolve, initialWorld } from '../services/projector/evolve.ts';
 
 const mode = process.argv[2] ?? 'main';
@@ -47,8 +51,8 @@ const send = (msg: unknown): void => {
 
 if (mode === 'view') {
   // TrustView in its own process: reports when each probe's state arrives.
-  const [brokers, topic] = [process.argv[3] ?? '', process.argv[4] ?? ''];
-  const view = await createTrustView({ kafka: createKafka(brokers.split(','), 'bench-view'), topic, maxWaitTimeInMs: 100 });
+  const [brokers, topic, delivery] = [process.argv[3] ?? '', process.argv[4] ?? '', process.argv[5] ?? ''];
+  const view = await createTrustView({ kafka: createKafka(brokers.split(','), 'bench-view'), topic, maxWaitTimeInMs: 100, readUncommitted: delivery === 'idempotent' });
   view.onChange((s) => {
     if (s.session_id === 'PROBE') send({ probe: s.caused_by, at: now() });
   });
@@ -183,6 +187,9 @@ if (mode === 'main') {
   const rate = Number(process.env['BENCH_RATE'] ?? 2000);
   const probeMs = Number(process.env['BENCH_PROBE_MS'] ?? 20);
   const memorySizes = (process.env['BENCH_MEMORY'] ?? '100000,1000000').split(',').filter((x) => x !== '').map(Number);
+  const deliveryEnv = process.env['BENCH_PROJECTOR_DELIVERY'];
+  if (deliveryEnv !== undefined && deliveryEnv !== 'transactional' && deliveryEnv !== 'idempotent') throw new Error('BENCH_PROJECTOR_DELIVERY: transactional | idempotent');
+  const delivery: Delivery = deliveryEnv ?? DEFAULT_DELIVERY;
 
   // --- fold throughput (pure, in process)
   {
@@ -285,12 +292,15 @@ if (mode === 'main') {
       TRUSTFOLD_TOPIC_DEAD_LETTER: `${p}.dlq`,
       TRUSTFOLD_PROJECTOR_GROUP: `${p}-projector`,
       LOG_LEVEL: 'warn',
+      // BENCH_TIMING_MS: the projector logs its transactions' step timings (stderr) at this interval.
+      TRUSTFOLD_PROJECTOR_TIMING_LOG_MS: process.env['BENCH_TIMING_MS'] ?? '0',
+      TRUSTFOLD_PROJECTOR_DELIVERY: delivery,
     };
     const config = configFrom(env);
     const proj = child(['services/projector/main.ts'], env);
     children.push(proj.proc);
     // main.ts prints "projector ready" on stdout; it has no IPC ready message, so poll the topic instead.
-    const view = child(['bench/projector.ts', 'view', brokers.join(','), config.topics.sessionTrust]);
+    const view = child(['bench/projector.ts', 'view', brokers.join(','), config.topics.sessionTrust, delivery]);
     children.push(view.proc);
     const viewArrivals = new Map<string, number>();
     view.messages((m) => {
@@ -309,7 +319,7 @@ if (mode === 'main') {
     await view.ready;
     // Start the probe session, then wait until the whole pipeline answers.
     const start = mk({ type: 'signal', kind: 'session_started', session_id: 'PROBE', chain: [{ kind: 'human', id: 'U-probe' }, { kind: 'agent', id: 'A' }] });
-    await producer.send({ topic: config.topics.signals, messages: [{ key: partitionKeyOf(start), value: codec.encodeEvent(start), headers: eventHeaders(start) }] });
+    await producer.send({ topic: config.topics.signals, messages: [{ key: partitionKeyOf(start), value: codec.encodeEvent(start) }] });
     for (let i = 0; !viewArrivals.has(start.event_id); i++) {
       if (i > 600) throw new Error('no propagation within 60 s');
       await new Promise((r) => setTimeout(r, 100));
@@ -332,7 +342,7 @@ if (mode === 'main') {
     );
 
     console.log('');
-    console.log(`propagation, ${seconds} s at ${rate} background signals/s, probe every ${probeMs} ms (ms):`);
+    console.log(`propagation, ${seconds} s at ${rate} background signals/s, probe every ${probeMs} ms, projector delivery ${delivery} (ms):`);
     console.log(`                          n      p50      p95      p99      max   lost`);
     const line = (name: string, r: { latencies: number[]; lost: number }): void =>
       console.log(`${name.padEnd(22)}${String(r.latencies.length).padStart(5)} ${fmt(pct(r.latencies, 50))} ${fmt(pct(r.latencies, 95))} ${fmt(pct(r.latencies, 99))} ${fmt(Math.max(...r.latencies))} ${String(r.lost).padStart(6)}`);

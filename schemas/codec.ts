@@ -160,19 +160,27 @@ export const createCodec = (opts: CodecOptions = {}): Codec => {
     }
   }
 
+  // Bodies are written into one reusable scratch buffer and copied out once,
+  // header and body together: one allocation per message instead of three.
+  let scratch = Buffer.allocUnsafe(16 * 1024);
   const encode = (key: CodecKey, value: unknown): Buffer => {
     const w = writers.get(key);
     if (!w) throw new Error(`no writer schema for ${key} with this framing`);
-    let body: Buffer;
+    const start = w.header.length;
+    let end: number;
     try {
-      body = w.type.toBuffer(value);
+      // `encode` returns minus the missing byte count when the buffer is too small.
+      while ((end = w.type.encode(value, scratch, start)) < 0) scratch = Buffer.allocUnsafe(2 * (scratch.length - end));
     } catch (e) {
       // Walk the value a second time only to explain the failure.
       const paths: string[] = [];
       w.type.isValid(value, { errorHook: (p) => paths.push(p.join('.')) });
       throw new Error(`value does not match Avro schema ${key} at ${paths.join(', ') || '(root)'}`, { cause: e });
     }
-    return Buffer.concat([w.header, body]);
+    const out = Buffer.allocUnsafe(end);
+    w.header.copy(out, 0);
+    scratch.copy(out, start, start, end);
+    return out;
   };
 
   const decode = (bytes: Buffer): Result<{ key: CodecKey; value: unknown }, DecodeError> => {

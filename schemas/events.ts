@@ -16,12 +16,20 @@ const text = z.string().max(LIMITS.text);
 const digest = z.string().max(LIMITS.id);
 
 /**
+ * A string that passed z.iso.datetime and already has the normal form
+ * (`YYYY-MM-DDTHH:MM:SS.mmmZ`, 24 characters) is its own normalisation: the
+ * ISO check has proven the date and time fields valid (leap days included,
+ * no leap seconds), so `new Date(s).toISOString()` would return `s`. Skipping
+ * the Date round trip saves about a microsecond per timestamp.
+ */
+const normaliseTimestamp = (s: string): string =>
+  s.length === 24 && s.charCodeAt(19) === 0x2e && s.charCodeAt(23) === 0x5a ? s : new Date(s).toISOString();
+
+/**
  * RFC 3339 timestamps with any offset, normalised to UTC ISO with ms, so that
  * equal instants compare equal and Avro's timestamp-millis round-trips exactly.
  */
-export const timestamp = z.iso
-  .datetime({ offset: true })
-  .transform((s) => new Date(s).toISOString());
+export const timestamp = z.iso.datetime({ offset: true }).transform(normaliseTimestamp);
 
 export const TIERS = ['trusted', 'degraded', 'restricted', 'revoked'] as const;
 export const tierSchema = z.enum(TIERS);

@@ -154,9 +154,12 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       });
     }
 
+    // The projector's delivery mode also decides how trust readers read: with
+    // transactional output they must skip aborted records; with idempotent
+    // output every record is final, so reading uncommitted costs nothing.
+    const pc = configOrThrow('projector', parseProjectorConfig(o.env));
     let projector: Projector | undefined;
     if (has('projector')) {
-      const pc = configOrThrow('projector', parseProjectorConfig(o.env));
       projector = createProjector({
         kafka,
         config,
@@ -164,6 +167,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         groupId: pc.groupId,
         tickIntervalMs: pc.tickIntervalMs,
         fold: pc.fold,
+        delivery: pc.delivery,
       });
       await projector.start();
       closers.push(() => projector?.stop() ?? Promise.resolve());
@@ -173,7 +177,12 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
 
     let view: TrustView | undefined;
     if (has('projector') || has('ingest')) {
-      view = await createTrustView({ kafka, topic: config.topics.sessionTrust, logger: logger.child({ role: 'trust-view' }) });
+      view = await createTrustView({
+        kafka,
+        topic: config.topics.sessionTrust,
+        logger: logger.child({ role: 'trust-view' }),
+        readUncommitted: pc.delivery === 'idempotent',
+      });
       closers.push(() => view?.close() ?? Promise.resolve());
       const v = view;
       readiness.push({ name: 'trust_view', check: async () => (v.isReady() ? true : 'catching up') });

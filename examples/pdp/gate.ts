@@ -15,7 +15,7 @@ import type { Producer } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import { TIERS, type ChainLink, type DecisionEvent, type Effect } from '../../schemas/events.ts';
 import type { Topics } from '../../services/lib/config.ts';
-import { eventHeaders, partitionKeyOf } from '../../services/lib/kafka.ts';
+import { partitionKeyOf } from '../../services/lib/kafka.ts';
 import { matchingFreezes } from '../../services/pdp-client/freeze-match.ts';
 import type { TrustLookup } from '../../services/pdp-client/trust-view.ts';
 
@@ -129,7 +129,7 @@ export const createPdpGate = (deps: GateDeps) => {
 export const kafkaDecisionEmitter =
   (producer: Producer, topics: Pick<Topics, 'decisions'>, codec: Codec = createCodec()) =>
   async (d: DecisionEvent): Promise<void> => {
-    await producer.send({ topic: topics.decisions, acks: -1, messages: [{ key: partitionKeyOf(d), value: codec.encodeEvent(d), headers: eventHeaders(d) }] });
+    await producer.send({ topic: topics.decisions, acks: -1, messages: [{ key: partitionKeyOf(d), value: codec.encodeEvent(d) }] });
   };
 
 /** MCP JSON-RPC `tools/call` → the gate; a denied call answers with `isError` and the reasons, as MCP tools do. */

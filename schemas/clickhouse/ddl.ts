@@ -6,7 +6,7 @@
 // by session so every duplicate of an event meets its twin on one shard. The
 // query and sink code name `<db>.<table>` in both layouts.
 import type { TableSpec } from './tables.ts';
-import { AUDIT_TABLES } from './tables.ts';
+import { AUDIT_TABLES, DECISIONS, TOKEN_TIME_CODEC } from './tables.ts';
 
 export type DdlOptions = {
   database: string;
@@ -114,6 +114,16 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: 'audit tables: decisions, signals, trust_transitions',
     statements: (o) => AUDIT_TABLES.flatMap((t) => createTableStatements(t, o)),
+  },
+  {
+    version: 2,
+    name: 'decisions: DoubleDelta codec on token_issued_at / token_expires_at',
+    // Metadata only: new parts are written with the codec, old parts take it when they are next merged.
+    // (Tables created after this change already have it from migration 1; the ALTER is then a no-op.)
+    statements: (o) => [
+      `ALTER TABLE ${qualified(o.database, storageTable(DECISIONS, o))}${onCluster(o)}\n` +
+        ['token_issued_at', 'token_expires_at'].map((c) => `  MODIFY COLUMN IF EXISTS ${ident(c)} CODEC(${TOKEN_TIME_CODEC})`).join(',\n'),
+    ],
   },
 ];
 

@@ -37,7 +37,7 @@ export type OpaRoutesDeps = {
 
 export type OpaUploadResponse = { accepted: number; partial: number };
 
-type Decoded = { ok: true; events: unknown[] } | { ok: false; status: 400 | 413 | 415; code: string; message: string };
+type Decoded = { ok: true; events: unknown[] } | { ok: false; status: 400 | 413 | 415; code: string; message: string; path: string };
 
 const tooLarge = (e: unknown): boolean =>
   e instanceof RangeError || (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE');
@@ -50,26 +50,26 @@ export const decodeUpload = async (body: Buffer, contentEncoding: string | undef
     if (encoding === 'gzip' || encoding === 'x-gzip') raw = await gunzipAsync(body, { maxOutputLength: cfg.maxDecompressedBytes });
     else if (encoding === 'deflate') raw = await inflateAsync(body, { maxOutputLength: cfg.maxDecompressedBytes });
     else if (encoding === 'identity') raw = body;
-    else return { ok: false, status: 415, code: 'unsupported_media_type', message: `unsupported Content-Encoding ${encoding}; OPA sends gzip` };
+    else return { ok: false, status: 415, code: 'unsupported_media_type', message: `unsupported Content-Encoding ${encoding}; OPA sends gzip`, path: 'content-encoding' };
   } catch (e) {
-    if (tooLarge(e)) return { ok: false, status: 413, code: 'payload_too_large', message: `decompressed body larger than ${cfg.maxDecompressedBytes} bytes` };
-    return { ok: false, status: 400, code: 'bad_request', message: `malformed ${encoding} body: ${errorMessage(e)}` };
+    if (tooLarge(e)) return { ok: false, status: 413, code: 'payload_too_large', message: `decompressed body larger than ${cfg.maxDecompressedBytes} bytes`, path: '(body)' };
+    return { ok: false, status: 400, code: 'bad_request', message: `malformed ${encoding} body: ${errorMessage(e)}`, path: '(body)' };
   }
   if (raw.length > cfg.maxDecompressedBytes) {
-    return { ok: false, status: 413, code: 'payload_too_large', message: `body larger than ${cfg.maxDecompressedBytes} bytes` };
+    return { ok: false, status: 413, code: 'payload_too_large', message: `body larger than ${cfg.maxDecompressedBytes} bytes`, path: '(body)' };
   }
   let json: unknown;
   try {
     json = JSON.parse(raw.toString('utf8'));
   } catch (e) {
-    return { ok: false, status: 400, code: 'bad_request', message: `malformed JSON: ${errorMessage(e)}` };
+    return { ok: false, status: 400, code: 'bad_request', message: `malformed JSON: ${errorMessage(e)}`, path: '(body)' };
   }
-  if (!Array.isArray(json)) return { ok: false, status: 400, code: 'bad_request', message: 'expected a JSON array of OPA decision-log events' };
+  if (!Array.isArray(json)) return { ok: false, status: 400, code: 'bad_request', message: 'expected a JSON array of OPA decision-log events', path: '(body)' };
   if (json.length > cfg.maxEvents) {
-    return { ok: false, status: 413, code: 'payload_too_large', message: `${json.length} events in one upload; the limit is ${cfg.maxEvents}` };
+    return { ok: false, status: 413, code: 'payload_too_large', message: `${json.length} events in one upload; the limit is ${cfg.maxEvents}`, path: '(body)' };
   }
   const bad = json.findIndex((x) => x === null || typeof x !== 'object' || Array.isArray(x));
-  if (bad >= 0) return { ok: false, status: 400, code: 'bad_request', message: `element [${bad}] is not a decision-log event object` };
+  if (bad >= 0) return { ok: false, status: 400, code: 'bad_request', message: `element [${bad}] is not a decision-log event object`, path: `[${bad}]` };
   return { ok: true, events: json };
 };
 
@@ -101,10 +101,13 @@ export const opaRoutes = (deps: OpaRoutesDeps): FastifyPluginAsync => async (app
     async (req, reply) => {
       const caller = callerOf(req);
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      if (body.length === 0) return sendError(reply, 400, 'bad_request', 'empty body; expected a gzip JSON array of decision-log events');
+      if (body.length === 0) {
+        const message = 'empty body; expected a gzip JSON array of decision-log events';
+        return sendError(reply, 400, 'bad_request', message, [{ path: '(body)', message }]);
+      }
       const header = req.headers['content-encoding'];
       const decoded = await decodeUpload(body, Array.isArray(header) ? header[0] : header, deps.opa);
-      if (!decoded.ok) return sendError(reply, decoded.status, decoded.code, decoded.message);
+      if (!decoded.ok) return sendError(reply, decoded.status, decoded.code, decoded.message, [{ path: decoded.path, message: decoded.message }]);
 
       const receivedAt = now().toISOString();
       const mapped: Mapped[] = [];

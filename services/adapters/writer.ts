@@ -12,7 +12,7 @@ import { CompressionTypes, Partitioners, type Kafka, type Message, type Producer
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
-import { eventHeaders, partitionKeyOf } from '../lib/kafka.ts';
+import { partitionKeyOf } from '../lib/kafka.ts';
 
 export type DecisionWriter = {
   write(events: readonly DecisionEvent[]): Promise<void>;
@@ -31,7 +31,6 @@ export type DecisionWriterOptions = {
 export const toMessage = (codec: Codec, e: DecisionEvent): Message => ({
   key: partitionKeyOf(e),
   value: codec.encodeEvent(e),
-  headers: eventHeaders(e),
 });
 
 export const createDecisionWriter = (opts: DecisionWriterOptions): DecisionWriter => {

@@ -34,10 +34,19 @@ export type AuditSinkDeps = {
   subscribe?: readonly string[];
   now?: () => Date;
   fromBeginning?: boolean;
-  consumer?: { maxBytesPerPartition?: number; maxBytes?: number; maxWaitTimeInMs?: number; partitionsConsumedConcurrently?: number };
+  consumer?: { maxBytesPerPartition?: number; maxBytes?: number; maxWaitTimeInMs?: number; partitionsConsumedConcurrently?: number; sessionTimeoutMs?: number };
   /** Called after a block is durable in ClickHouse and before its offset is committed (tests crash here). */
   afterInsert?: (block: InsertedBlock) => void | Promise<void>;
 };
+
+/**
+ * Partition batches handled at once. Decoding is JavaScript on the main
+ * thread and the insert runs on the engine's own threads, so while one
+ * partition's block is being written the next one is decoded; inserts still
+ * queue on the one writer connection, each with its own partition's token and
+ * commit, so exactly-once is unchanged.
+ */
+export const DEFAULT_PARTITIONS_CONCURRENTLY = 4;
 
 export type AuditSink = {
   start(): Promise<void>;
@@ -171,6 +180,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       metrics.rowsPerSecond.set(rate(Date.now(), inserted));
       const token = dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '');
       await deps.afterInsert?.({ table: rows.table.name, topic, partition, rows: inserted, token });
+      await heartbeat();
     }
     if (rejected.length > 0) {
       if (producer === undefined) throw new TrustfoldError('internal', 'dead-letter producer not connected', true);
@@ -202,11 +212,18 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       if (running) return;
       producer = deps.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
+      const sessionTimeout = deps.consumer?.sessionTimeoutMs ?? 10_000;
       const c = deps.kafka.consumer({
         groupId: deps.groupId,
         maxBytesPerPartition: deps.consumer?.maxBytesPerPartition ?? 8 * 1024 * 1024,
         maxBytes: deps.consumer?.maxBytes ?? 32 * 1024 * 1024,
         maxWaitTimeInMs: deps.consumer?.maxWaitTimeInMs ?? 200,
+        // A killed sink holds its partitions until its session expires; 10 s
+        // (kafkajs: 30 s) bounds how long a replacement waits. A block insert
+        // heartbeats when it completes, well inside that.
+        sessionTimeout,
+        rebalanceTimeout: Math.max(sessionTimeout, 10_000),
+        heartbeatInterval: Math.max(100, Math.floor(sessionTimeout / 5)),
         allowAutoTopicCreation: false,
       });
       consumer = c;
@@ -220,7 +237,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       await c.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: deps.consumer?.partitionsConsumedConcurrently ?? 1,
+        partitionsConsumedConcurrently: deps.consumer?.partitionsConsumedConcurrently ?? DEFAULT_PARTITIONS_CONCURRENTLY,
         eachBatch: handleBatch,
       });
       running = true;

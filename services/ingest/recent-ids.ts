@@ -26,10 +26,14 @@ export const createRecentIds = (capacity: number): RecentIds => {
         ids.delete(id);
         ids.set(id, true);
       }
-      while (ids.size > capacity) {
-        const oldest = ids.keys().next();
-        if (oldest.done === true) break;
-        ids.delete(oldest.value);
+      // One pass from the old end (deleting while iterating a Map is safe),
+      // not a fresh iterator per evicted id.
+      let excess = ids.size - capacity;
+      if (excess > 0) {
+        for (const oldest of ids.keys()) {
+          ids.delete(oldest);
+          if (--excess === 0) break;
+        }
       }
     },
     get size() {

@@ -13,15 +13,15 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import { eventSchema, freezeScopeSchema, LIMITS, signalSchemas, type ActiveFreeze, type SignalOf, type TrustfoldEvent } from '../../schemas/events.ts';
-import type { FieldError } from '../../schemas/result.ts';
+import { ok, type FieldError, type Result } from '../../schemas/result.ts';
 import { isOperator, OPERATOR_TENANT, type Caller } from '../lib/auth.ts';
 import type { Config, Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { callerOf, requireScope, sendError, type ReadinessCheck } from '../lib/http.ts';
-import { eventHeaders, partitionKeyOf, topicOf } from '../lib/kafka.ts';
+import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
 import type { Registry } from 'prom-client';
-import { admitEvents } from './admit.ts';
-import { formatOf, NDJSON_CONTENT_TYPES, parseBody } from './body.ts';
+import { admitEvents, type Rejection } from './admit.ts';
+import { formatOf, NDJSON_CONTENT_TYPES, parseBody, type BodyError, type BodyFormat } from './body.ts';
 import { uuidv7 } from './ids.ts';
 import { createIngestMetrics } from './metrics.ts';
 import { createRecentIds } from './recent-ids.ts';
@@ -88,16 +88,19 @@ export const kafkaReadiness = (sink: EventSink): ReadinessCheck => ({
   check: async () => ((await sink.ready()) ? true : 'Kafka cluster unreachable'),
 });
 
-type TenantChoice = { ok: true; tenant: string } | { ok: false; status: 400 | 403; message: string };
-const tenantFor = (caller: Caller, requested: string | undefined): TenantChoice => {
+type TenantChoice = { ok: true; tenant: string } | { ok: false; status: 400 | 403; message: string; errors: FieldError[] };
+/** `field`: where the request names its tenant (`tenant_id` in a body, `tenant` in a query). */
+const tenantFor = (caller: Caller, requested: string | undefined, field: string): TenantChoice => {
   if (isOperator(caller)) {
     if (requested === undefined || requested === OPERATOR_TENANT) {
-      return { ok: false, status: 400, message: 'an operator token (tenant "*") must name the tenant: tenant_id in the body, or ?tenant=' };
+      const message = `an operator token (tenant "*") must name the tenant in ${field}`;
+      return { ok: false, status: 400, message, errors: [{ path: field, message: 'required with an operator token' }] };
     }
     return { ok: true, tenant: requested };
   }
   if (requested !== undefined && requested !== caller.tenant) {
-    return { ok: false, status: 403, message: `the token may act on tenant "${caller.tenant}" only` };
+    const message = `the token may act on tenant "${caller.tenant}" only`;
+    return { ok: false, status: 403, message, errors: [{ path: field, message }] };
   }
   return { ok: true, tenant: caller.tenant };
 };
@@ -122,27 +125,73 @@ export const ingestRoutes =
       topic: topicOf(deps.topics, e),
       key: partitionKeyOf(e),
       value: codec.encodeEvent(e),
-      headers: eventHeaders(e),
     });
 
+    /**
+     * What a produce needs to remember until Kafka answers: the records, the
+     * ids and the per-kind counts — not the parsed events, so those die young
+     * while the request waits for the ack (cheaper garbage collection).
+     */
+    type Outbound = { records: OutboundRecord[]; ids: string[]; kinds: Map<string, number> };
+    const outboundOf = (events: readonly TrustfoldEvent[]): Outbound => {
+      const out: Outbound = { records: [], ids: [], kinds: new Map() };
+      for (const e of events) add(out, e, toRecord(e));
+      return out;
+    };
+    const add = (out: Outbound, e: TrustfoldEvent, record: OutboundRecord): void => {
+      const kind = e.type === 'decision' ? 'decision' : e.kind;
+      out.records.push(record);
+      out.ids.push(e.event_id);
+      out.kinds.set(kind, (out.kinds.get(kind) ?? 0) + 1);
+    };
+
     /** Hands events to Kafka; true once acked, false after answering 503. */
-    const produce = async (events: TrustfoldEvent[], records: OutboundRecord[], reply: Parameters<typeof sendError>[0]): Promise<boolean> => {
+    const produce = async (out: Outbound, reply: Parameters<typeof sendError>[0]): Promise<boolean> => {
       const started = process.hrtime.bigint();
       try {
-        await deps.sink.send(records);
+        await deps.sink.send(out.records);
         metrics.produceSeconds.observe({ outcome: 'acked' }, Number(process.hrtime.bigint() - started) / 1e9);
-        recent.addAll(events.map((e) => e.event_id));
-        for (const e of events) metrics.accepted.inc({ kind: e.type === 'decision' ? 'decision' : e.kind });
+        recent.addAll(out.ids);
+        for (const [kind, n] of out.kinds) metrics.accepted.inc({ kind }, n);
         return true;
       } catch (e) {
         metrics.produceSeconds.observe({ outcome: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);
-        metrics.rejected.inc({ reason: 'unavailable' }, events.length);
+        metrics.rejected.inc({ reason: 'unavailable' }, out.records.length);
         metrics.requestsRefused.inc({ reason: 'unavailable' });
         const code = e instanceof TrustfoldError ? e.code : 'kafka_unavailable';
         reply.header('retry-after', retryAfter);
         await sendError(reply, 503, code, `events not stored, nothing of this request was accepted: ${errorMessage(e)}; retry after ${retryAfter} s`);
         return false;
       }
+    };
+
+    /**
+     * Body → validated, stamped, encoded records, synchronously: the parsed
+     * JSON and zod's output are garbage as soon as this returns.
+     */
+    const prepareEvents = (text: string, format: BodyFormat, caller: Caller): Result<{ out: Outbound; duplicates: number; rejected: Rejection[] }, BodyError> => {
+      const parsed = parseBody(text, format, deps.limits.maxEventsPerRequest);
+      if (!parsed.ok) return parsed;
+      const admission = admitEvents(parsed.value, caller, recent);
+      for (const r of admission.reasons) metrics.rejected.inc({ reason: r });
+      const duplicates = admission.duplicatesInRequest + admission.duplicatesRecent;
+      if (admission.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, admission.duplicatesInRequest);
+      if (admission.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, admission.duplicatesRecent);
+      const out: Outbound = { records: [], ids: [], kinds: new Map() };
+      for (const [k, e] of admission.events.entries()) {
+        let record: OutboundRecord;
+        try {
+          record = toRecord(e);
+        } catch (x) {
+          // zod passed but Avro refused: the two schemas drifted. Say so per event.
+          admission.rejected.push({ index: admission.indices[k] ?? -1, event_id: e.event_id, errors: [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }] });
+          metrics.rejected.inc({ reason: 'encode' });
+          continue;
+        }
+        add(out, e, record);
+      }
+      admission.rejected.sort((a, b) => a.index - b.index);
+      return ok({ out, duplicates, rejected: admission.rejected });
     };
 
     await app.register(async (events) => {
@@ -177,34 +226,16 @@ export const ingestRoutes =
           const badSub = subTooLong(caller);
           if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
           const text = typeof req.body === 'string' ? req.body : '';
-          const parsed = parseBody(text, formatOf(req.headers['content-type']), deps.limits.maxEventsPerRequest);
-          if (!parsed.ok) {
-            const e = parsed.error;
+          const prepared = prepareEvents(text, formatOf(req.headers['content-type']), caller);
+          if (!prepared.ok) {
+            const e = prepared.error;
             metrics.requestsRefused.inc({ reason: e.kind });
             if (e.kind === 'too_many_events') return sendError(reply, 413, 'payload_too_large', e.message);
-            return sendError(reply, 400, 'bad_request', e.message, e.kind === 'malformed' ? [{ path: `line ${e.line}, column ${e.column}`, message: e.reason }] : undefined);
+            return sendError(reply, 400, 'bad_request', e.message, [e.kind === 'malformed' ? { path: `line ${e.line}, column ${e.column}`, message: e.reason } : { path: '(body)', message: e.message }]);
           }
-          const admission = admitEvents(parsed.value, caller, recent);
-          for (const r of admission.reasons) metrics.rejected.inc({ reason: r });
-          const duplicates = admission.duplicatesInRequest + admission.duplicatesRecent;
-          if (admission.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, admission.duplicatesInRequest);
-          if (admission.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, admission.duplicatesRecent);
-
-          const records: OutboundRecord[] = [];
-          const accepted: TrustfoldEvent[] = [];
-          for (const [k, e] of admission.events.entries()) {
-            try {
-              records.push(toRecord(e));
-              accepted.push(e);
-            } catch (x) {
-              // zod passed but Avro refused: the two schemas drifted. Say so per event.
-              admission.rejected.push({ index: admission.indices[k] ?? -1, event_id: e.event_id, errors: [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }] });
-              metrics.rejected.inc({ reason: 'encode' });
-            }
-          }
-          if (records.length > 0 && !(await produce(accepted, records, reply))) return reply;
-          admission.rejected.sort((a, b) => a.index - b.index);
-          return reply.code(202).send({ accepted: accepted.length, duplicates, rejected: admission.rejected });
+          const { out, duplicates, rejected } = prepared.value;
+          if (out.records.length > 0 && !(await produce(out, reply))) return reply;
+          return reply.code(202).send({ accepted: out.records.length, duplicates, rejected });
         },
       );
     });
@@ -224,8 +255,8 @@ export const ingestRoutes =
         const caller = callerOf(req);
         const badSub = subTooLong(caller);
         if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
-        const t = tenantFor(caller, req.body.tenant_id);
-        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message);
+        const t = tenantFor(caller, req.body.tenant_id, 'tenant_id');
+        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message, t.errors);
         const now = clock();
         const { expires_at, ticket } = req.body;
         if (expires_at !== undefined && Date.parse(expires_at) <= now.getTime()) {
@@ -246,7 +277,7 @@ export const ingestRoutes =
           ...(ticket !== undefined ? { ticket } : {}),
           ...(expires_at !== undefined ? { expires_at } : {}),
         };
-        if (!(await produce([event], [toRecord(event)], reply))) return reply;
+        if (!(await produce(outboundOf([event]), reply))) return reply;
         let set = raisedHere.get(t.tenant);
         if (!set) raisedHere.set(t.tenant, (set = new Set()));
         set.add(freeze_id);
@@ -271,8 +302,8 @@ export const ingestRoutes =
         const caller = callerOf(req);
         const badSub = subTooLong(caller);
         if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
-        const t = tenantFor(caller, req.query.tenant);
-        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message);
+        const t = tenantFor(caller, req.query.tenant, 'tenant');
+        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message, t.errors);
         const freeze_id = req.params.id;
         const known =
           raisedHere.get(t.tenant)?.has(freeze_id) === true ||
@@ -289,7 +320,7 @@ export const ingestRoutes =
           lifted_by: caller.sub,
           ...(req.query.reason !== undefined ? { reason: req.query.reason } : {}),
         };
-        if (!(await produce([event], [toRecord(event)], reply))) return reply;
+        if (!(await produce(outboundOf([event]), reply))) return reply;
         raisedHere.get(t.tenant)?.delete(freeze_id);
         return reply.code(200).send({ freeze_id, event_id: event.event_id });
       },
@@ -307,8 +338,8 @@ export const ingestRoutes =
         },
       },
       async (req, reply) => {
-        const t = tenantFor(callerOf(req), req.query.tenant);
-        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message);
+        const t = tenantFor(callerOf(req), req.query.tenant, 'tenant');
+        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message, t.errors);
         const freezes = await deps.activeFreezes(t.tenant);
         return reply.code(200).send({ tenant_id: t.tenant, freezes });
       },

@@ -7,6 +7,14 @@
 // the next one. kafkajs's idempotent producer serialises requests per broker
 // anyway, so coalescing is what turns many small requests into throughput.
 //
+// Several producers ("lanes") can run side by side to get more than one
+// produce request in flight. A record's lane is fixed by its key, with the
+// same murmur2 hash that picks its partition (lane = hash mod lanes,
+// partition = hash mod partitions): with a lane count that divides the
+// partition count each lane owns the partitions ≡ lane (mod lanes), and in any
+// case every key — every session — has exactly one lane, so its events leave
+// in order, one request at a time, from one idempotent producer.
+//
 // Failure handling is deliberately blunt. After any failed or timed-out
 // produce the producer is retired and a fresh one (new producer id, sequences
 // from zero) takes over, so a batch whose fate is unknown can never make the
@@ -14,7 +22,7 @@
 // caller is still within its deadline are re-sent (at-least-once; consumers
 // dedupe by event_id); callers past their deadline get a retriable error,
 // which the HTTP layer turns into 503 + Retry-After.
-import { CompressionTypes, Partitioners, type IHeaders, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
+import { CompressionTypes, type ICustomPartitioner, type IHeaders, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
 import { TrustfoldError, errorMessage } from '../lib/errors.ts';
 
 export type OutboundRecord = { topic: string; key: string; value: Buffer; headers?: IHeaders };
@@ -42,6 +50,12 @@ export type KafkaSinkOptions = {
   maxBatchBytes?: number;
   /** Pause before re-sending after a failed produce. */
   retryBackoffMs?: number;
+  /**
+   * Idempotent producers working in parallel, each with one request in flight
+   * (default 1). Pick a divisor of the topics' partition count so each
+   * producer owns whole partitions.
+   */
+  producers?: number;
   onBatch?: (outcome: BatchOutcome) => void;
 };
 
@@ -59,38 +73,62 @@ const sizeOf = (r: OutboundRecord): number => r.value.length + r.key.length + 64
 
 const delay = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
+/**
+ * Kafka's murmur2 (as in the Java client and kafkajs's DefaultPartitioner),
+ * in 32-bit integer arithmetic: kafkajs's own version goes through a Long
+ * object per step and costs several µs a key.
+ */
+export const murmur2 = (key: string): number => {
+  const data = Buffer.from(key);
+  const length = data.length;
+  const m = 0x5bd1e995;
+  let h = (0x9747b28c ^ length) | 0;
+  const length4 = length >> 2;
+  for (let i = 0; i < length4; i++) {
+    const i4 = i * 4;
+    let k = (data[i4]! & 0xff) + ((data[i4 + 1]! & 0xff) << 8) + ((data[i4 + 2]! & 0xff) << 16) + ((data[i4 + 3]! & 0xff) << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  const tail = length & ~3;
+  const rest = length % 4;
+  if (rest === 3) h ^= (data[tail + 2]! & 0xff) << 16;
+  if (rest >= 2) h ^= (data[tail + 1]! & 0xff) << 8;
+  if (rest >= 1) {
+    h ^= data[tail]! & 0xff;
+    h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h | 0;
+};
+
+const toPositive = (x: number): number => x & 0x7fffffff;
+
+/** kafkajs's DefaultPartitioner for keyed records, with the fast hash. */
+export const keyPartitioner: ICustomPartitioner = () => ({ partitionMetadata, message }) => {
+  if (message.partition !== null && message.partition !== undefined) return message.partition;
+  if (message.key === null || message.key === undefined) throw new Error('ingest records always carry a key');
+  const key = Buffer.isBuffer(message.key) ? message.key.toString() : message.key;
+  return toPositive(murmur2(key)) % partitionMetadata.length;
+};
+
+type Lane = {
+  queue: Chunk[];
+  pump(): Promise<void>;
+  busy(): boolean;
+  onDrained(d: () => void): void;
+  disconnect(): Promise<void>;
+};
+
 export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
   const maxBatchBytes = opts.maxBatchBytes ?? 900_000;
   const backoffMs = opts.retryBackoffMs ?? 200;
-  const queue: Chunk[] = [];
-  let pumping = false;
+  const laneCount = Math.max(1, Math.floor(opts.producers ?? 1));
   let closed = false;
-  let producer: Promise<Producer> | undefined;
-  const drained: (() => void)[] = [];
-
-  const connectProducer = (): Promise<Producer> => {
-    if (producer) return producer;
-    const p = opts.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      // Bounded: a producer that fails is retired, never reused (see above).
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
-    });
-    const connecting = p.connect().then(() => p);
-    producer = connecting;
-    connecting.catch(() => {
-      if (producer === connecting) producer = undefined;
-      void p.disconnect().catch(() => undefined);
-    });
-    return connecting;
-  };
-
-  const retireProducer = () => {
-    const old = producer;
-    producer = undefined;
-    void old?.then((p) => p.disconnect()).catch(() => undefined);
-  };
 
   const settle = (item: Item, e?: TrustfoldError) => {
     if (item.settled) return;
@@ -100,93 +138,139 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
     else item.resolve();
   };
 
-  const takeBatch = (): Chunk[] => {
-    const batch: Chunk[] = [];
-    let bytes = 0;
-    while (queue.length > 0) {
-      const next = queue[0];
-      if (next === undefined) break;
-      if (next.item.settled) {
+  const createLane = (): Lane => {
+    const queue: Chunk[] = [];
+    let pumping = false;
+    let producer: Promise<Producer> | undefined;
+    const drained: (() => void)[] = [];
+
+    const connectProducer = (): Promise<Producer> => {
+      if (producer) return producer;
+      const p = opts.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        createPartitioner: keyPartitioner,
+        // Bounded: a producer that fails is retired, never reused (see above).
+        retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
+      });
+      const connecting = p.connect().then(() => p);
+      producer = connecting;
+      connecting.catch(() => {
+        if (producer === connecting) producer = undefined;
+        void p.disconnect().catch(() => undefined);
+      });
+      return connecting;
+    };
+
+    const retireProducer = () => {
+      const old = producer;
+      producer = undefined;
+      void old?.then((p) => p.disconnect()).catch(() => undefined);
+    };
+
+    const takeBatch = (): Chunk[] => {
+      const batch: Chunk[] = [];
+      let bytes = 0;
+      while (queue.length > 0) {
+        const next = queue[0];
+        if (next === undefined) break;
+        if (next.item.settled) {
+          queue.shift();
+          continue;
+        }
+        if (batch.length > 0 && bytes + next.bytes > maxBatchBytes) break;
         queue.shift();
-        continue;
+        batch.push(next);
+        bytes += next.bytes;
       }
-      if (batch.length > 0 && bytes + next.bytes > maxBatchBytes) break;
-      queue.shift();
-      batch.push(next);
-      bytes += next.bytes;
-    }
-    return batch;
-  };
+      return batch;
+    };
 
-  const toTopicMessages = (batch: readonly Chunk[]): TopicMessages[] => {
-    const byTopic = new Map<string, TopicMessages>();
-    for (const c of batch) {
-      for (const r of c.records) {
-        let t = byTopic.get(r.topic);
-        if (!t) byTopic.set(r.topic, (t = { topic: r.topic, messages: [] }));
-        t.messages.push(r.headers ? { key: r.key, value: r.value, headers: r.headers } : { key: r.key, value: r.value });
-      }
-    }
-    return [...byTopic.values()];
-  };
-
-  const produce = async (batch: readonly Chunk[]): Promise<void> => {
-    const deadline = Math.min(...batch.map((c) => c.item.deadline));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new TrustfoldError('kafka_timeout', `Kafka did not acknowledge within ${opts.timeoutMs} ms`, true)),
-        Math.max(1, deadline - Date.now()),
-      );
-    });
-    try {
-      const work = (async () => {
-        const p = await connectProducer();
-        await p.sendBatch({ topicMessages: toTopicMessages(batch), acks: -1, compression: CompressionTypes.None, timeout: opts.timeoutMs });
-      })();
-      work.catch(() => undefined); // the race below reports it; never an unhandled rejection
-      await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-
-  const pump = async (): Promise<void> => {
-    if (pumping) return;
-    pumping = true;
-    try {
-      for (;;) {
-        const batch = takeBatch();
-        if (batch.length === 0) break;
-        const started = process.hrtime.bigint();
-        const records = batch.reduce((n, c) => n + c.records.length, 0);
-        const bytes = batch.reduce((n, c) => n + c.bytes, 0);
-        try {
-          await produce(batch);
-          opts.onBatch?.({ records, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9, ok: true });
-          for (const c of batch) {
-            c.item.pending--;
-            if (c.item.pending === 0) settle(c.item);
-          }
-        } catch (e) {
-          opts.onBatch?.({ records, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9, ok: false });
-          retireProducer();
-          const now = Date.now();
-          const live = batch.filter((c) => !c.item.settled && c.item.deadline > now + backoffMs);
-          for (const c of batch) {
-            if (!live.includes(c)) {
-              settle(c.item, e instanceof TrustfoldError ? e : new TrustfoldError('kafka_unavailable', `Kafka produce failed: ${errorMessage(e)}`, true, { cause: e }));
-            }
-          }
-          queue.unshift(...live);
-          if (live.length > 0) await delay(backoffMs);
+    const toTopicMessages = (batch: readonly Chunk[]): TopicMessages[] => {
+      const byTopic = new Map<string, TopicMessages>();
+      for (const c of batch) {
+        for (const r of c.records) {
+          let t = byTopic.get(r.topic);
+          if (!t) byTopic.set(r.topic, (t = { topic: r.topic, messages: [] }));
+          t.messages.push(r.headers ? { key: r.key, value: r.value, headers: r.headers } : { key: r.key, value: r.value });
         }
       }
-    } finally {
-      pumping = false;
-      if (queue.length === 0) for (const d of drained.splice(0)) d();
-    }
+      return [...byTopic.values()];
+    };
+
+    const produce = async (batch: readonly Chunk[]): Promise<void> => {
+      const deadline = Math.min(...batch.map((c) => c.item.deadline));
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new TrustfoldError('kafka_timeout', `Kafka did not acknowledge within ${opts.timeoutMs} ms`, true)),
+          Math.max(1, deadline - Date.now()),
+        );
+      });
+      try {
+        const work = (async () => {
+          const p = await connectProducer();
+          await p.sendBatch({ topicMessages: toTopicMessages(batch), acks: -1, compression: CompressionTypes.None, timeout: opts.timeoutMs });
+        })();
+        work.catch(() => undefined); // the race below reports it; never an unhandled rejection
+        await Promise.race([work, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+
+    const pump = async (): Promise<void> => {
+      if (pumping) return;
+      pumping = true;
+      try {
+        for (;;) {
+          const batch = takeBatch();
+          if (batch.length === 0) break;
+          const started = process.hrtime.bigint();
+          const records = batch.reduce((n, c) => n + c.records.length, 0);
+          const bytes = batch.reduce((n, c) => n + c.bytes, 0);
+          try {
+            await produce(batch);
+            opts.onBatch?.({ records, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9, ok: true });
+            for (const c of batch) {
+              c.item.pending--;
+              if (c.item.pending === 0) settle(c.item);
+            }
+          } catch (e) {
+            opts.onBatch?.({ records, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9, ok: false });
+            retireProducer();
+            const now = Date.now();
+            const live = batch.filter((c) => !c.item.settled && c.item.deadline > now + backoffMs);
+            for (const c of batch) {
+              if (!live.includes(c)) {
+                settle(c.item, e instanceof TrustfoldError ? e : new TrustfoldError('kafka_unavailable', `Kafka produce failed: ${errorMessage(e)}`, true, { cause: e }));
+              }
+            }
+            queue.unshift(...live);
+            if (live.length > 0) await delay(backoffMs);
+          }
+        }
+      } finally {
+        pumping = false;
+        if (queue.length === 0) for (const d of drained.splice(0)) d();
+      }
+    };
+
+    return {
+      queue,
+      pump,
+      busy: () => pumping || queue.length > 0,
+      onDrained: (d) => void drained.push(d),
+      disconnect: async () => {
+        const p = producer;
+        producer = undefined;
+        await p?.then((x) => x.disconnect()).catch(() => undefined);
+      },
+    };
   };
+
+  const lanes: Lane[] = Array.from({ length: laneCount }, createLane);
+  const laneOf = (r: OutboundRecord): number => (laneCount === 1 ? 0 : toPositive(murmur2(r.key)) % laneCount);
 
   const send = (records: readonly OutboundRecord[]): Promise<void> => {
     if (records.length === 0) return Promise.resolve();
@@ -202,22 +286,31 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
           settle(item, new TrustfoldError('kafka_timeout', `Kafka did not acknowledge within ${opts.timeoutMs} ms`, true));
         }, opts.timeoutMs),
       };
-      let chunk: OutboundRecord[] = [];
-      let bytes = 0;
-      for (const r of records) {
-        const size = sizeOf(r);
-        if (chunk.length > 0 && bytes + size > maxBatchBytes) {
-          queue.push({ item, records: chunk, bytes });
-          item.pending++;
-          chunk = [];
-          bytes = 0;
+      // Split by lane (keeping each lane's records in request order), then into chunks under maxBatchBytes.
+      const perLane: OutboundRecord[][] = laneCount === 1 ? [records as OutboundRecord[]] : lanes.map(() => []);
+      if (laneCount > 1) for (const r of records) perLane[laneOf(r)]?.push(r);
+      const touched: Lane[] = [];
+      perLane.forEach((rs, i) => {
+        const lane = lanes[i];
+        if (rs.length === 0 || lane === undefined) return;
+        touched.push(lane);
+        let chunk: OutboundRecord[] = [];
+        let bytes = 0;
+        for (const r of rs) {
+          const size = sizeOf(r);
+          if (chunk.length > 0 && bytes + size > maxBatchBytes) {
+            lane.queue.push({ item, records: chunk, bytes });
+            item.pending++;
+            chunk = [];
+            bytes = 0;
+          }
+          chunk.push(r);
+          bytes += size;
         }
-        chunk.push(r);
-        bytes += size;
-      }
-      queue.push({ item, records: chunk, bytes });
-      item.pending++;
-      void pump();
+        lane.queue.push({ item, records: chunk, bytes });
+        item.pending++;
+      });
+      for (const lane of touched) void lane.pump();
     });
   };
 
@@ -240,12 +333,12 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
     },
     close: async () => {
       closed = true;
-      if (queue.length > 0 || pumping) {
-        await Promise.race([new Promise<void>((res) => drained.push(res)), delay(opts.timeoutMs)]);
-      }
-      const p = producer;
-      producer = undefined;
-      await p?.then((x) => x.disconnect()).catch(() => undefined);
+      await Promise.all(
+        lanes.map(async (lane) => {
+          if (lane.busy()) await Promise.race([new Promise<void>((res) => lane.onDrained(res)), delay(opts.timeoutMs)]);
+          await lane.disconnect();
+        }),
+      );
     },
   };
 };

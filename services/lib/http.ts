@@ -109,6 +109,12 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     onConstructorPoisoning: 'error',
     routerOptions: { maxParamLength: 512 },
     return503OnClosing: true,
+    // Errors raised before routing (a URL that does not decode, a failed
+    // constraint) get the same JSON error body as everything else.
+    frameworkErrors: (e, _req, reply) => {
+      const where = e.code === 'FST_ERR_BAD_URL' ? 'url' : '(request)';
+      void sendError(reply, 400, 'bad_request', e.message, [{ path: where, message: e.message }]);
+    },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   // Response schemas document the API (/docs); they are not re-validated on
@@ -143,13 +149,13 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
         return sendError(reply, 415, 'unsupported_media_type', e.message);
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
-        return sendError(reply, 400, 'bad_request', e.message);
+        return sendError(reply, 400, 'bad_request', e.message, [{ path: '(body)', message: e.message }]);
       default:
         break;
     }
-    if (e instanceof SyntaxError) return sendError(reply, 400, 'bad_request', `malformed JSON: ${e.message}`);
+    if (e instanceof SyntaxError) return sendError(reply, 400, 'bad_request', `malformed JSON: ${e.message}`, [{ path: '(body)', message: e.message }]);
     const status = e.statusCode ?? 500;
-    if (status < 500) return sendError(reply, status, e.code ?? 'bad_request', e.message);
+    if (status < 500) return sendError(reply, status, e.code ?? 'bad_request', e.message, status === 400 ? [{ path: '(request)', message: e.message }] : undefined);
     req.log.error({ err: e }, 'request failed');
     return sendError(reply, status, 'internal', `internal error (request ${req.id})`);
   });

@@ -1,6 +1,6 @@
 // Kafka plumbing shared by every role: the client, the topic layout, message
 // keys and the dead-letter record. Handlers stay thin on top of this.
-import { Kafka, logLevel, type Admin, type IHeaders, type ITopicConfig, type KafkaConfig, type Producer } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type ITopicConfig, type KafkaConfig, type Producer } from 'kafkajs';
 import type { TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config, Topics } from './config.ts';
 
@@ -48,14 +48,6 @@ export const partitionKeyOf = (e: TrustfoldEvent): string => {
 };
 
 export const topicOf = (topics: Topics, e: TrustfoldEvent): string => (e.type === 'decision' ? topics.decisions : topics.signals);
-
-/** Headers let a consumer route or filter without decoding the body. */
-export const eventHeaders = (e: TrustfoldEvent): IHeaders => ({
-  'content-type': 'application/vnd.trustfold.avro',
-  'trustfold-type': e.type === 'decision' ? 'decision' : e.kind,
-  'trustfold-tenant': e.tenant_id,
-  'trustfold-event-id': e.event_id,
-});
 
 export const topicLayout = (config: Pick<Config, 'topics' | 'kafka'>): ITopicConfig[] => {
   const { partitions, replication } = config.kafka;

@@ -57,6 +57,23 @@ export type TrustViewOptions = {
   groupPrefix?: string;
   /** Longest a fetch waits for new data; also bounds staleness when idle. Default 250 ms. */
   maxWaitTimeInMs?: number;
+  /**
+   * Read records of open (and aborted) transactions too. Default false.
+   *
+   * Safe — and what to use — only against a projector in the `idempotent`
+   * delivery mode: every state it publishes is final (no transaction can take
+   * it back) and a version is never reissued with a different content. A
+   * `transactional` projector writes states inside transactions; after an abort
+   * it re-folds from its changelog, and the same version number can then carry
+   * another state (batches of several partitions interleave differently, wall
+   * clock expiries land elsewhere). A view reading uncommitted would keep the
+   * aborted content and ignore the committed one (same version), so keep the
+   * default there. Against an idempotent projector, read_committed costs
+   * nothing either (no transactions on the topic) unless a transactional
+   * predecessor left a transaction open: then read_committed waits for its
+   * timeout, read_uncommitted does not.
+   */
+  readUncommitted?: boolean;
 };
 
 type Entry = { state: SessionTrust; receivedAt: number };
@@ -108,7 +125,7 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
   const consumer: Consumer = opts.kafka.consumer({
     groupId: `${opts.groupPrefix ?? 'trustfold-trust-view'}-${randomUUID()}`,
     maxWaitTimeInMs: opts.maxWaitTimeInMs ?? 250,
-    readUncommitted: false,
+    readUncommitted: opts.readUncommitted ?? false,
   });
   consumer.on(consumer.events.FETCH, () => {
     lastHeard = now();

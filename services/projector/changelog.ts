@@ -4,6 +4,15 @@
 // the consumed offsets. A restarted projector reads it back into a world that
 // is exactly the one whose offsets were committed.
 //
+// In the idempotent delivery mode the records are not transactional; one more
+// record, the *published marker* (key `PUBLISHED_MARKER_KEY`), says from which
+// offset of each session-trust partition a restore must read the published
+// states to find those the changelog does not cover yet, and up to which
+// offset of each input partition the recorded world has folded (`consumed`):
+// a restore skips input below it even when the consumer group's committed
+// offsets lag behind, e.g. after a commit failed during a rebalance (see
+// runtime.ts).
+//
 // It is internal state, not the public contract, so it is JSON (validated with
 // zod on the way back in) rather than one more Avro schema PDPs would see.
 import { z } from 'zod';
@@ -45,10 +54,22 @@ const freezeRecordSchema = z.strictObject({
   applied: z.array(z.string()),
 });
 
+const publishedMarkerSchema = z.strictObject({
+  /** session-trust partition → an offset at or before the first published state the changelog may not cover. */
+  partitions: z.array(z.strictObject({ partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) })),
+  /** input topic-partition → the next offset to fold: everything below it is in the recorded world. */
+  consumed: z.array(z.strictObject({ topic: z.string(), partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) })).optional(),
+});
+export type PublishedMarker = z.infer<typeof publishedMarkerSchema>;
+
+/** The changelog key of the published marker (never a tuple key of the fold: those start with the tenant). */
+export const PUBLISHED_MARKER_KEY = '\u0000published';
+
 export const changelogRecordSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('session'), value: sessionRecord }),
   z.strictObject({ kind: z.literal('user'), value: userRecordSchema }),
   z.strictObject({ kind: z.literal('freeze'), value: freezeRecordSchema }),
+  z.strictObject({ kind: z.literal('published'), value: publishedMarkerSchema }),
 ]);
 export type ChangelogRecord = z.infer<typeof changelogRecordSchema>;
 
@@ -71,6 +92,8 @@ export const keyOfRecord = (r: ChangelogRecord): string => {
       return userKeyOf(r.value.tenant_id, r.value.user_id);
     case 'freeze':
       return freezeKeyOf(r.value.tenant_id, r.value.freeze.freeze_id);
+    case 'published':
+      return PUBLISHED_MARKER_KEY;
   }
 };
 
@@ -88,7 +111,14 @@ export const decodeRecord = (bytes: Buffer): Result<ChangelogRecord, string> => 
   return ok(r.data);
 };
 
-/** Folds changelog records (latest per key wins, as compaction keeps) into a snapshot. */
+/** The newest published marker among the records (one key, so one partition: the last read is the newest). */
+export const publishedMarkerOf = (records: Iterable<ChangelogRecord>): PublishedMarker | undefined => {
+  let marker: PublishedMarker | undefined;
+  for (const r of records) if (r.kind === 'published') marker = r.value;
+  return marker;
+};
+
+/** Folds changelog records (latest per key wins, as compaction keeps) into a snapshot; the published marker is not part of the world. */
 export const snapshotFromRecords = (records: Iterable<ChangelogRecord>, clock = 0): Snapshot => {
   const latest = new Map<string, ChangelogRecord>();
   for (const r of records) {
@@ -102,7 +132,7 @@ export const snapshotFromRecords = (records: Iterable<ChangelogRecord>, clock = 
   for (const r of latest.values()) {
     if (r.kind === 'session') snap.sessions.push(r.value as SessionState);
     else if (r.kind === 'user') snap.users.push(r.value);
-    else snap.freezes.push(r.value as FreezeRecord);
+    else if (r.kind === 'freeze') snap.freezes.push(r.value as FreezeRecord);
   }
   return snap;
 };

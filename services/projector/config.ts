@@ -6,6 +6,11 @@ import { tierSchema } from '../../schemas/events.ts';
 import { err, ok, type FieldError, type Result } from '../../schemas/result.ts';
 import { DEFAULT_FOLD_CONFIG, DEFAULT_TIER_MAPPING, type FoldConfig } from './evolve.ts';
 
+/** How output and consumed offsets advance together (README, "Delivery modes"). */
+export type Delivery = 'transactional' | 'idempotent';
+// Idempotent: its PDP-facing step is one Produce instead of a transaction (README, "Delivery modes", bench figures).
+export const DEFAULT_DELIVERY: Delivery = 'idempotent';
+
 const tierMappingSchema = z.strictObject({
   injection: z.strictObject({ low: tierSchema, medium: tierSchema, high: tierSchema, critical: tierSchema }).partial().optional(),
   roleRevoked: tierSchema.optional(),
@@ -28,11 +33,17 @@ const envSchema = z.object({
   TRUSTFOLD_PROJECTOR_MAX_EVENT_SKEW_MS: z.coerce.number().int().min(0).default(DEFAULT_FOLD_CONFIG.maxEventSkewMs),
   /** e.g. {"injection":{"low":"restricted"},"roleRevoked":"restricted"}; unset keys keep their defaults. */
   TRUSTFOLD_TIER_MAPPING: json.pipe(tierMappingSchema).optional(),
+  /**
+   * How output and consumed offsets advance together: `transactional` (one Kafka
+   * transaction per group) or `idempotent` (states, then changelog, then offsets;
+   * a replay republishes identical states — README, "Delivery modes").
+   */
+  TRUSTFOLD_PROJECTOR_DELIVERY: z.enum(['transactional', 'idempotent']).default(DEFAULT_DELIVERY),
   /** Log the output transactions' step timings every this many ms (0: never). */
   TRUSTFOLD_PROJECTOR_TIMING_LOG_MS: z.coerce.number().int().min(0).default(0),
 });
 
-export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig; timingLogMs: number };
+export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig; timingLogMs: number; delivery: Delivery };
 
 export const parseProjectorConfig = (env: Record<string, string | undefined>): Result<ProjectorConfig, FieldError[]> => {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -49,5 +60,5 @@ export const parseProjectorConfig = (env: Record<string, string | undefined>): R
       sessionEnded: m.sessionEnded ?? DEFAULT_TIER_MAPPING.sessionEnded,
     },
   };
-  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold, timingLogMs: r.data.TRUSTFOLD_PROJECTOR_TIMING_LOG_MS });
+  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold, timingLogMs: r.data.TRUSTFOLD_PROJECTOR_TIMING_LOG_MS, delivery: r.data.TRUSTFOLD_PROJECTOR_DELIVERY });
 };

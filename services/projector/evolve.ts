@@ -753,11 +753,14 @@ export type Snapshot = {
   freezes: FreezeRecord[];
 };
 
+// Revocations keep the order they were made in (not sorted): a session that
+// starts later inherits them in that order, so a restored world must list them
+// exactly as the live one did or its new sessions would differ from a replay.
 export const userRecord = (u: UserFacts): Snapshot['users'][number] => ({
   tenant_id: u.tenant_id,
   user_id: u.user_id,
-  revokedRoles: [...u.revokedRoles].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-  consentRevocations: [...u.consentRevocations].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  revokedRoles: [...u.revokedRoles],
+  consentRevocations: [...u.consentRevocations],
   applied: [...u.applied],
 });
 

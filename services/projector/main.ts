@@ -18,7 +18,7 @@ if (config.kafka.brokers === undefined) {
   process.exit(2);
 }
 const kafka = createKafka(config.kafka.brokers, `${config.kafka.clientId}-projector`);
-const projector = createProjector({ kafka, config, logger, groupId: pc.value.groupId, tickIntervalMs: pc.value.tickIntervalMs, fold: pc.value.fold });
+const projector = createProjector({ kafka, config, logger, groupId: pc.value.groupId, tickIntervalMs: pc.value.tickIntervalMs, fold: pc.value.fold, delivery: pc.value.delivery });
 
 let stopping = false;
 const shutdown = (signal: string): void => {

@@ -1,6 +1,13 @@
 // The Kafka loop around the pure fold: decode → evolve → publish, thin.
 //
-// Exactly-once per batch with a Kafka transaction: the changed trust states
+// Two delivery modes (README, "Delivery modes"). `transactional`: exactly once
+// per group with a Kafka transaction. `idempotent`: per group, (1) the changed
+// states with an idempotent producer (the only step PDPs wait for), (2) the
+// changelog records, (3) the consumed offsets; a crash in between replays
+// events that the deterministic fold turns into the same states again, and a
+// restore checks every replayed version against what was already published.
+//
+// Transactional mode, in detail: the changed trust states
 // (session-trust topic), the records the fold wrote (changelog topic) and the
 // consumed offsets commit together or not at all. On start the world is read
 // back from the changelog, which is then exactly the state whose offsets were
@@ -14,7 +21,7 @@
 // replay that releases them by event time produces the same states.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Consumer, EachBatchPayload, Kafka, Message, Producer, Transaction } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, Message, Producer, RecordMetadata, Transaction } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config } from '../lib/config.ts';
@@ -22,8 +29,11 @@ import { errorMessage } from '../lib/errors.ts';
 import { ensureTopics, sendToDeadLetter, sessionKey, topicLayout } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import { trackCatchUp, endOffsets } from './catch-up.ts';
-import { decodeRecord, encodeRecord, recordOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
-import { DEFAULT_FOLD_CONFIG, evolve, initialWorld, restoreWorld, tick, type FoldConfig, type Transition, type World } from './evolve.ts';
+import { decodeRecord, encodeRecord, PUBLISHED_MARKER_KEY, publishedMarkerOf, recordOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
+import { DEFAULT_FOLD_CONFIG, evolve, initialWorld, restoreWorld, sessionKeyOf, tick, viewOf, type FoldConfig, type Transition, type World } from './evolve.ts';
+import { DEFAULT_DELIVERY, type Delivery } from './config.ts';
+
+export type { Delivery } from './config.ts';
 
 export type ProjectorDeps = {
   kafka: Kafka;
@@ -53,6 +63,8 @@ export type ProjectorDeps = {
   maxConcurrentPartitions?: number;
   /** Create missing topics at start (default true). */
   ensureTopics?: boolean;
+  /** Default `DEFAULT_DELIVERY`. */
+  delivery?: Delivery;
 };
 
 export type ProjectorStats = {
@@ -62,8 +74,15 @@ export type ProjectorStats = {
   deadLettered: number;
   recoveries: number;
   restoredRecords: number;
+  /** Idempotent mode, after a restore: replayed versions found already published with the same content (not sent again). */
+  republishSkipped: number;
+  /** Idempotent mode, after a restore: sessions whose replay diverged from what was published and moved past it. */
+  rebased: number;
+  /** Idempotent mode, after a restore: input records below the recorded marker, skipped (already folded). */
+  replaySkipped: number;
 };
 
+/** In idempotent mode: `transactions` counts groups; beginMs is 0, sendMs is step (1) (states), offsetsMs step (2) (changelog), commitMs step (3) (offsets). */
 export type TransactionTiming = {
   transactions: number;
   /** Partition batches those transactions covered. */
@@ -103,9 +122,12 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   const inputTopics = [config.topics.signals, ...(deps.consumeDecisions === false ? [] : [config.topics.decisions])];
   const maxPendingRecords = deps.maxPendingRecords ?? 20_000;
   const maxConcurrentPartitions = deps.maxConcurrentPartitions ?? 64;
+  const delivery = deps.delivery ?? DEFAULT_DELIVERY;
 
   let world: World = initialWorld();
   let producer: Producer | undefined;
+  /** Idempotent mode: the changelog producer (steps (2)), apart from `producer` (states, step (1)) so it never queues in front of a state. */
+  let logProducer: Producer | undefined;
   let dlq: Producer | undefined;
   let consumer: Consumer | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -113,8 +135,32 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   let ready = false;
   let broken = false;
   let recovering: Promise<void> | undefined;
-  const stats: ProjectorStats = { sessions: 0, published: 0, batches: 0, deadLettered: 0, recoveries: 0, restoredRecords: 0 };
+  const stats: ProjectorStats = { sessions: 0, published: 0, batches: 0, deadLettered: 0, recoveries: 0, restoredRecords: 0, republishSkipped: 0, rebased: 0, replaySkipped: 0 };
+
+  // ---- idempotent mode: what was published but may not be in the changelog
+  //
+  // `covered`: per session-trust partition, an offset at or before the first
+  // published state that the changelog may not cover (persisted as the
+  // published marker with each changelog write). `ahead`: after a restore,
+  // the sessions whose published versions go past the restored world, with
+  // those states' bytes; every replayed version of them is checked against
+  // them (see `reconcile`).
+  type Ahead = { max: number; published: Map<number, Buffer>; verified: number };
+  let covered = new Map<number, string>();
+  /**
+   * Idempotent mode: per input partition (topic\0partition), the next offset
+   * the recorded world has not folded (persisted in the marker). Input below
+   * it is skipped: the committed group offsets may lag behind the changelog
+   * (a commit that failed in a rebalance), and the bounded dedup memory of a
+   * session cannot be relied on to recognise a long replay.
+   */
+  let folded = new Map<string, { topic: string; partition: number; offset: string }>();
+  let ahead = new Map<string, Ahead>();
+  /** Input partitions (topic\0partition → end offset at restore) to fold before the `ahead` sessions are settled. */
+  let replayTargets = new Map<string, bigint>();
   const timing: TransactionTiming = { transactions: 0, batches: 0, beginMs: 0, sendMs: 0, offsetsMs: 0, commitMs: 0, maxMs: 0, requests: {} };
+
+  const inputKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
   const restore = async (): Promise<World> => {
     const admin = kafka.admin();
@@ -151,7 +197,136 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       }
     }
     stats.restoredRecords = records.length;
-    return restoreWorld(snapshotFromRecords(records));
+    const restored = restoreWorld(snapshotFromRecords(records));
+    const marker = publishedMarkerOf(records);
+    covered = new Map((marker?.partitions ?? []).map((p) => [p.partition, p.offset]));
+    folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
+    ahead = delivery === 'idempotent' ? await publishedAhead(restored) : new Map();
+    return restored;
+  };
+
+  /**
+   * Idempotent mode: reads the session-trust topic from the published marker
+   * (the beginning for partitions it does not name) to its current end and
+   * returns the sessions with a published version above the restored one.
+   * read_uncommitted: anything a PDP may have seen counts as published.
+   */
+  const publishedAhead = async (restored: World): Promise<Map<string, Ahead>> => {
+    const topic = config.topics.sessionTrust;
+    const admin = kafka.admin();
+    await admin.connect();
+    let ends: Map<number, bigint>;
+    try {
+      ends = await endOffsets(admin, topic);
+    } finally {
+      await admin.disconnect();
+    }
+    const from = (partition: number): bigint => BigInt(covered.get(partition) ?? '0');
+    for (const [partition, end] of ends) if (from(partition) >= end) ends.delete(partition);
+    const out = new Map<string, Ahead>();
+    if (ends.size === 0) return out;
+    const reader = kafka.consumer({ groupId: `${groupId}-published-${randomUUID()}`, maxWaitTimeInMs: 200, readUncommitted: true });
+    await reader.connect();
+    const caught = trackCatchUp(reader, topic, ends);
+    try {
+      await reader.subscribe({ topic, fromBeginning: true });
+      await reader.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          for (const m of batch.messages) {
+            if (m.value === null || BigInt(m.offset) < from(batch.partition)) continue;
+            const r = codec.decodeTrust(m.value);
+            if (!r.ok) continue;
+            const key = sessionKeyOf(r.value.tenant_id, r.value.session_id);
+            if (r.value.version <= (restored.sessions.get(key)?.version ?? 0)) continue;
+            let a = out.get(key);
+            if (a === undefined) out.set(key, (a = { max: 0, published: new Map(), verified: 0 }));
+            a.max = Math.max(a.max, r.value.version);
+            if (!a.published.has(r.value.version)) a.published.set(r.value.version, m.value);
+          }
+        },
+      });
+      // Skip what the changelog already covers (an optimisation: records below it are ignored anyway).
+      for (const partition of ends.keys()) if (from(partition) > 0n) reader.seek({ topic, partition, offset: String(from(partition)) });
+      await caught.done;
+    } finally {
+      caught.dispose();
+      await reader.disconnect();
+    }
+    return out;
+  };
+
+  /**
+   * Idempotent mode, after a restore: the replay must not reuse a published
+   * version for another content. A replayed version that was published with
+   * the same bytes is dropped (PDPs have it); the first that differs (or was
+   * never seen) moves the session past everything published — this and its
+   * later versions are shifted to `max + 1`, ... — and the world follows.
+   */
+  const reconcile = (changed: SessionTrust[]): SessionTrust[] => {
+    if (ahead.size === 0) return changed;
+    const out: SessionTrust[] = [];
+    const shifts = new Map<string, number>();
+    for (const s of changed) {
+      const key = sessionKeyOf(s.tenant_id, s.session_id);
+      const shift = shifts.get(key);
+      if (shift !== undefined) {
+        out.push({ ...s, version: s.version + shift });
+        continue;
+      }
+      const a = ahead.get(key);
+      if (a === undefined) {
+        out.push(s);
+        continue;
+      }
+      if (s.version > a.max) {
+        ahead.delete(key);
+        out.push(s);
+        continue;
+      }
+      const published = a.published.get(s.version);
+      if (published !== undefined && codec.encodeTrust(s).equals(published)) {
+        a.verified = s.version;
+        stats.republishSkipped++;
+        continue;
+      }
+      const d = a.max + 1 - s.version;
+      shifts.set(key, d);
+      ahead.delete(key);
+      stats.rebased++;
+      logger.warn({ session: s.session_id, tenant: s.tenant_id, replayed: s.version, published: a.max }, 'replay diverged from published states; moving past them');
+      out.push({ ...s, version: s.version + d });
+    }
+    for (const [key, d] of shifts) {
+      const ws = world.sessions.get(key);
+      if (ws !== undefined) world.sessions.set(key, { ...ws, version: ws.version + d });
+    }
+    return out;
+  };
+
+  /**
+   * Once the replay has folded every input record that existed at the restore
+   * (so everything the previous run could have folded), a session still ahead
+   * either ended exactly on a verified published version, or took another path
+   * (fewer changes): its current state is published once more, past `max`.
+   */
+  const settleAhead = (): void => {
+    if (ahead.size === 0) return;
+    for (const [key, a] of ahead) {
+      const ws = world.sessions.get(key);
+      if (ws === undefined) {
+        logger.warn({ key }, 'a published session is unknown after the replay');
+        continue;
+      }
+      if (ws.version === a.max && a.verified === a.max) continue;
+      const next = { ...ws, version: a.max + 1 };
+      world.sessions.set(key, next);
+      pending.changed.push(viewOf(next));
+      pending.touched.add(key);
+      stats.rebased++;
+    }
+    ahead.clear();
+    schedulePump();
   };
 
   const stateMessage = (s: SessionTrust): Message => ({
@@ -179,7 +354,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
 
   const collect = (t: Transition): void => {
     world = t.world;
-    for (const s of t.changed) pending.changed.push(s);
+    for (const s of reconcile(t.changed)) pending.changed.push(s);
     for (const k of t.touched) pending.touched.add(k);
   };
 
@@ -191,14 +366,19 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     scheduleRecovery();
   };
 
-  const sealed = (g: Group): { topicMessages: { topic: string; messages: Message[] }[]; offsets: { topic: string; partitions: { partition: number; offset: string }[] }[] } => {
-    const topicMessages: { topic: string; messages: Message[] }[] = [];
-    if (g.changed.length > 0) topicMessages.push({ topic: config.topics.sessionTrust, messages: g.changed.map(stateMessage) });
+  const changelogOf = (g: Group): Message[] => {
     const changelog: Message[] = [];
     for (const key of g.touched) {
       const r = recordOf(world, key);
       if (r !== undefined) changelog.push({ key, value: encodeRecord(r) });
     }
+    return changelog;
+  };
+
+  const sealed = (g: Group): { topicMessages: { topic: string; messages: Message[] }[]; offsets: { topic: string; partitions: { partition: number; offset: string }[] }[] } => {
+    const topicMessages: { topic: string; messages: Message[] }[] = [];
+    if (g.changed.length > 0) topicMessages.push({ topic: config.topics.sessionTrust, messages: g.changed.map(stateMessage) });
+    const changelog = changelogOf(g);
     if (changelog.length > 0) topicMessages.push({ topic: changelogTopic, messages: changelog });
     const byTopic = new Map<string, { partition: number; offset: string }[]>();
     for (const o of g.offsets.values()) {
@@ -262,14 +442,174 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     stats.sessions = world.sessions.size;
   };
 
-  /** Starts the next transaction if none is running and something is pending. */
+  // ---- idempotent delivery
+  //
+  // Two stages. (1) publishes a group's states, one group at a time, in order.
+  // The recorder does (2)+(3) for the groups whose (1) finished, in order and
+  // coalesced: everything published since its last round in one changelog
+  // write (sessions, then facts + marker) and one offset commit — so it keeps
+  // up however slow it is, and the next group's (1) never waits for it (up to
+  // `maxUnrecorded` groups). It stops at the first group whose (1) failed.
+  // Hence the changelog always holds a prefix of the groups, the committed
+  // offsets never pass the changelog, and the published marker never passes a
+  // state the changelog lacks.
+  type Unrecorded = {
+    /** Set once (1) settled: its produce results, or undefined if it failed. */
+    md?: RecordMetadata[] | undefined;
+    done: boolean;
+    published: Promise<void>;
+    sessions: Message[];
+    facts: Message[];
+    offsets: Map<string, { topic: string; partition: number; offset: string }>;
+    t0: number;
+  };
+  const maxUnrecorded = 64;
+  let unrecorded: Unrecorded[] = [];
+  let recorder: Promise<void> | undefined;
+
+  const publish = async (states: Message[]): Promise<RecordMetadata[]> => {
+    if (producer === undefined) throw new Error('projector not started');
+    if (states.length === 0) return [];
+    return producer.send({ topic: config.topics.sessionTrust, messages: states, acks: -1 });
+  };
+
+  const record = async (batch: Unrecorded[]): Promise<void> => {
+    if (logProducer === undefined) throw new Error('projector not started');
+    const t0 = performance.now();
+    const marker = new Map(covered);
+    let moved = false;
+    for (const u of batch) {
+      for (const m of u.md ?? []) {
+        const base = m.baseOffset ?? m.offset;
+        if (base === undefined) throw new Error('state produce returned no offset');
+        // The first offset of the newest recorded group's states on that partition.
+        if (!marker.has(m.partition) || BigInt(base) > BigInt(marker.get(m.partition) ?? '0')) marker.set(m.partition, base);
+        moved = true;
+      }
+    }
+    const offsets = new Map<string, { topic: string; partition: number; offset: string }>();
+    for (const u of batch) for (const [k, o] of u.offsets) offsets.set(k, o);
+    const consumed = new Map(folded);
+    for (const [k, o] of offsets) {
+      const before = consumed.get(k);
+      if (before === undefined || BigInt(o.offset) > BigInt(before.offset)) consumed.set(k, o);
+      moved = true;
+    }
+    // Sessions first, then the facts that fan out (users, freezes), then the
+    // marker, each send after the previous one succeeded: a fact is recorded
+    // only once every session it reached is, so a partial write never leaves a
+    // fact marked applied whose fan-out is missing (the replay would skip it as
+    // a duplicate); the other way round, the replay applies the fact again to
+    // sessions that already hold it: no change. The marker, last, never claims
+    // input whose records are not all written.
+    const sessions = batch.flatMap((u) => u.sessions);
+    if (sessions.length > 0) await logProducer.send({ topic: changelogTopic, messages: sessions, acks: -1 });
+    const facts = batch.flatMap((u) => u.facts);
+    if (facts.length > 0) await logProducer.send({ topic: changelogTopic, messages: facts, acks: -1 });
+    if (moved) {
+      const markerRecord: ChangelogRecord = {
+        kind: 'published',
+        value: { partitions: [...marker].map(([partition, offset]) => ({ partition, offset })), consumed: [...consumed.values()] },
+      };
+      await logProducer.send({ topic: changelogTopic, messages: [{ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) }], acks: -1 });
+    }
+    covered = marker;
+    folded = consumed;
+    const t1 = performance.now();
+    if (offsets.size > 0) {
+      // (3) With the consumer that read them; it is stopped only after everything recorded (teardown).
+      if (consumer === undefined) throw new Error('offsets to commit but no consumer');
+      await consumer.commitOffsets([...offsets.values()]);
+    }
+    const t2 = performance.now();
+    timing.offsetsMs += t1 - t0;
+    timing.commitMs += t2 - t1;
+    for (const u of batch) timing.maxMs = Math.max(timing.maxMs, t2 - u.t0);
+  };
+
+  const runRecorder = (): void => {
+    if (recorder !== undefined) return;
+    recorder = (async () => {
+      while (unrecorded.length > 0) {
+        const head = unrecorded[0];
+        if (head === undefined) break;
+        await head.published;
+        let n = 0;
+        while (n < unrecorded.length && unrecorded[n]?.done === true) n++;
+        const batch = unrecorded.slice(0, n);
+        if (batch.some((u) => u.md === undefined)) {
+          // A group failed to publish (the world is invalidated): record none from there on.
+          const ok = batch.slice(0, batch.findIndex((u) => u.md === undefined));
+          unrecorded = [];
+          if (ok.length > 0) await record(ok).catch((e: unknown) => invalidate('recording groups failed', e));
+          return;
+        }
+        try {
+          await record(batch);
+        } catch (e) {
+          unrecorded = [];
+          invalidate('recording groups failed', e);
+          return;
+        }
+        unrecorded = unrecorded.slice(n);
+      }
+    })().finally(() => {
+      recorder = undefined;
+      if (unrecorded.length > 0) runRecorder();
+      else if (inFlight === undefined) pump();
+    });
+  };
+
+  const startIdempotent = (g: Group): void => {
+    // Sealed now, synchronously: the states, the changelog records of the world at this instant, the offsets.
+    const states = g.changed.map(stateMessage);
+    const sessions: Message[] = [];
+    const facts: Message[] = [];
+    for (const key of g.touched) {
+      const r = recordOf(world, key);
+      if (r !== undefined) (r.kind === 'session' ? sessions : facts).push({ key, value: encodeRecord(r) });
+    }
+    const t0 = performance.now();
+    const u: Unrecorded = { done: false, published: Promise.resolve(), sessions, facts, offsets: g.offsets, t0 };
+    u.published = publish(states).then(
+      (md) => {
+        u.md = md;
+        u.done = true;
+        timing.sendMs += performance.now() - t0;
+        timing.transactions++;
+        timing.batches += g.offsets.size;
+        stats.published += g.changed.length;
+        stats.sessions = world.sessions.size;
+      },
+      (e: unknown) => {
+        u.done = true;
+        invalidate('publishing states failed', e);
+      },
+    );
+    unrecorded.push(u);
+    runRecorder();
+    inFlight = u.published.then(() => {
+      inFlight = undefined;
+      pump();
+    });
+  };
+
+  /** Starts the next transaction (or, idempotent, the next group) if none is running and something is pending. */
   const pump = (): void => {
     pumpScheduled = false;
     if (inFlight !== undefined) return;
     if (broken || isEmpty(pending)) {
+      if (unrecorded.length > 0) return; // groups still record; the recorder pumps again when done
       const waiting = drained;
       drained = [];
       for (const w of waiting) w();
+      return;
+    }
+    if (delivery === 'idempotent') {
+      if (unrecorded.length >= maxUnrecorded) return; // the recorder pumps again when done
+      const g = pending;
+      pending = emptyGroup();
+      startIdempotent(g);
       return;
     }
     const g = pending;
@@ -300,20 +640,27 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   /** Resolves once everything queued so far committed (or the world was invalidated). */
   const flush = (): Promise<void> =>
     new Promise<void>((resolve) => {
-      if (broken || (inFlight === undefined && isEmpty(pending))) return resolve();
+      if (unrecorded.length === 0 && (broken || (inFlight === undefined && isEmpty(pending)))) return resolve();
       drained.push(resolve);
       schedulePump();
     });
 
   const onBatch = async ({ batch }: EachBatchPayload): Promise<void> => {
     if (broken) throw new Error('projector is recovering');
-    // Backpressure: at most one group commits while the next accumulates.
-    while (inFlight !== undefined && pending.changed.length + pending.touched.size >= maxPendingRecords) {
-      await inFlight;
+    // Backpressure: at most one group commits (idempotent: publishes, and a bounded backlog records) while the next accumulates.
+    while ((inFlight !== undefined || unrecorded.length >= maxUnrecorded) && pending.changed.length + pending.touched.size >= maxPendingRecords) {
+      await (inFlight ?? recorder);
       if (broken) throw new Error('projector is recovering');
     }
     const valid: TrustfoldEvent[] = [];
+    const floor = folded.get(inputKey(batch.topic, batch.partition));
+    const skipBelow = floor === undefined ? -1n : BigInt(floor.offset);
     for (const m of batch.messages) {
+      // Already in the restored world (and dead-lettered, if it was poison).
+      if (BigInt(m.offset) < skipBelow) {
+        stats.replaySkipped++;
+        continue;
+      }
       const decoded = m.value === null ? undefined : codec.decodeEvent(m.value);
       if (decoded !== undefined && decoded.ok) {
         valid.push(decoded.value);
@@ -339,6 +686,11 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     const last = batch.messages.at(-1);
     if (last !== undefined) {
       pending.offsets.set(`${batch.topic}\u0000${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) });
+      const target = replayTargets.get(`${batch.topic}\u0000${batch.partition}`);
+      if (target !== undefined && BigInt(last.offset) + 1n >= target) {
+        replayTargets.delete(`${batch.topic}\u0000${batch.partition}`);
+        if (replayTargets.size === 0) settleAhead();
+      }
     }
     stats.batches++;
     schedulePump();
@@ -355,18 +707,35 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     if (timer !== undefined) clearInterval(timer);
     timer = undefined;
     const c = consumer;
+    if (delivery === 'idempotent' && c !== undefined) {
+      // Step (3) commits with this consumer: stop fetching, let what is queued
+      // (a healthy stop) or running (a recovery) publish and record, then leave.
+      try {
+        c.pause(inputTopics.map((topic) => ({ topic })));
+      } catch {
+        // not running (crashed): nothing more will be fetched anyway
+      }
+      if (!broken) await flush();
+      while (inFlight !== undefined) await inFlight;
+      while (recorder !== undefined) await recorder;
+    }
     consumer = undefined;
     await c?.disconnect().catch(() => undefined);
     // No more batches: commit what is queued (a healthy stop), or let a running
     // transaction settle before the changelog is read back (a recovery).
     if (!broken) await flush();
     while (inFlight !== undefined) await inFlight;
+    while (recorder !== undefined) await recorder;
     pending = emptyGroup();
+    unrecorded = [];
     const p = producer;
+    const l = logProducer;
     const d = dlq;
     producer = undefined;
+    logProducer = undefined;
     dlq = undefined;
     await p?.disconnect().catch(() => undefined);
+    await l?.disconnect().catch(() => undefined);
     await d?.disconnect().catch(() => undefined);
   };
 
@@ -374,22 +743,30 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     world = await restore();
     pending = emptyGroup();
     broken = false;
-    producer = kafka.producer({
-      transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 30_000,
-      // A transaction that starts right after a commit gets CONCURRENT_TRANSACTIONS
-      // until the commit markers are written (ms); the cluster's 100 ms first
-      // back-off would add that much to every propagation (kafkajs#304).
-      retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER },
-    });
+    producer =
+      delivery === 'transactional'
+        ? kafka.producer({
+            transactionalId,
+            idempotent: true,
+            maxInFlightRequests: 1,
+            transactionTimeout: 30_000,
+            // A transaction that starts right after a commit gets CONCURRENT_TRANSACTIONS
+            // until the commit markers are written (ms); the cluster's 100 ms first
+            // back-off would add that much to every propagation (kafkajs#304).
+            retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER },
+          })
+        : kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER } });
     producer.on(producer.events.REQUEST, (e) => {
       const r = (timing.requests[e.payload.apiName] ??= { n: 0, ms: 0 });
       r.n++;
       r.ms += e.payload.duration;
     });
     await producer.connect();
+    if (delivery === 'idempotent') {
+      logProducer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER } });
+      await logProducer.connect();
+      replayTargets = ahead.size > 0 ? await unreadInput() : new Map();
+    }
     dlq = kafka.producer({ idempotent: true });
     await dlq.connect();
     // Causes that expired while we were down are released before new input.
@@ -426,7 +803,30 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     timer = setInterval(onTick, tickIntervalMs);
     timer.unref();
     stats.sessions = world.sessions.size;
+    if (replayTargets.size === 0) settleAhead();
     ready = true;
+  };
+
+  /** Idempotent mode, restore with published states ahead: the input records not yet committed (topic\0partition → end offset now). */
+  const unreadInput = async (): Promise<Map<string, bigint>> => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const out = new Map<string, bigint>();
+      const committed = await admin.fetchOffsets({ groupId, topics: inputTopics });
+      for (const topic of inputTopics) {
+        const ends = await endOffsets(admin, topic);
+        const from = new Map((committed.find((c) => c.topic === topic)?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+        for (const [partition, end] of ends) {
+          const recorded = folded.get(inputKey(topic, partition));
+          const start = [from.get(partition) ?? -1n, recorded === undefined ? -1n : BigInt(recorded.offset)].reduce((a, b) => (a > b ? a : b));
+          if (start < end) out.set(inputKey(topic, partition), end);
+        }
+      }
+      return out;
+    } finally {
+      await admin.disconnect();
+    }
   };
 
   const scheduleRecovery = (): void => {

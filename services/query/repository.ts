@@ -15,13 +15,10 @@ import {
   decisionByIdSql,
   delegatorSessionsSql,
   lastTiersSql,
-  referencedSignalIdsSql,
   searchDecisionsSql,
   signalsByIdSql,
   TIMELINE_RANK,
-  timelineDecisionsSql,
-  timelineSignalsSql,
-  timelineTrustSql,
+  timelineSql,
   trustHistorySql,
   type DecisionFilters,
   type DecisionKey,
@@ -77,12 +74,33 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     return rs.json<T>();
   };
 
+  /**
+   * One query per page (see searchDecisionsSql): limit + 1 rows, the extra
+   * one saying whether a next page exists, so nothing is truncated silently.
+   * Copies of one event arrive adjacent; the first (highest Kafka offset) is
+   * kept, and if dropping the rest left the page short the next rows are
+   * fetched from past the last key seen.
+   */
   const searchDecisions = async (
     tenant: TenantScope,
     filters: DecisionFilters,
     page: { limit: number; order: Order; after?: DecisionKey | undefined },
   ): Promise<Page<AuditedDecision, DecisionKey>> => {
-    const found = (await rows<DecisionRecord>(searchDecisionsSql(database, tenant, filters, page))).map(decisionFromRecord);
+    const want = page.limit + 1;
+    const found: AuditedDecision[] = [];
+    const seen = new Set<string>();
+    let after = page.after;
+    for (;;) {
+      const batch = (await rows<DecisionRecord>(searchDecisionsSql(database, tenant, filters, { limit: page.limit, order: page.order, after }))).map(decisionFromRecord);
+      for (const d of batch) {
+        if (seen.has(d.event_id)) continue;
+        seen.add(d.event_id);
+        found.push(d);
+      }
+      const lastRaw = batch[batch.length - 1];
+      if (found.length >= want || batch.length < want || lastRaw === undefined) break;
+      after = { at: lastRaw.occurred_at, id: lastRaw.event_id };
+    }
     const items = found.slice(0, page.limit);
     const last = items[items.length - 1];
     return { items, next: found.length > page.limit && last !== undefined ? { at: last.occurred_at, id: last.event_id } : undefined };
@@ -100,14 +118,14 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     ids.length === 0 ? [] : (await rows<SignalRecord>(signalsByIdSql(database, tenant, ids))).map(signalFromRecord);
 
   const timeline = async (tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Promise<Page<TimelineEntry, TimelineKey>> => {
-    const referenced = (await rows<{ id: string }>(referencedSignalIdsSql(database, tenant, sessionId)))
-      .map((r) => r.id)
-      .filter((id) => /^[0-9a-f-]{36}$/i.test(id));
-    const [decisions, signals, trust] = [
-      await rows<DecisionRecord>(timelineDecisionsSql(database, tenant, sessionId, limit + 1, after)),
-      await rows<SignalRecord>(timelineSignalsSql(database, tenant, sessionId, referenced, limit + 1, after)),
-      await rows<TrustRow>(timelineTrustSql(database, tenant, sessionId, limit + 1, after)),
-    ];
+    const decisions: DecisionRecord[] = [];
+    const signals: SignalRecord[] = [];
+    const trust: TrustRow[] = [];
+    for (const r of await rows<{ rank: number; row: string }>(timelineSql(database, tenant, sessionId, limit + 1, after))) {
+      if (r.rank === TIMELINE_RANK.decision) decisions.push(JSON.parse(r.row) as DecisionRecord);
+      else if (r.rank === TIMELINE_RANK.signal) signals.push(JSON.parse(r.row) as SignalRecord);
+      else trust.push(JSON.parse(r.row) as TrustRow);
+    }
     type Keyed = { key: TimelineKey; entry: TimelineEntry };
     const all: Keyed[] = [
       ...decisions.map((r): Keyed => {

@@ -4,7 +4,7 @@ import { Partitioners, type Kafka, type Producer } from 'kafkajs';
 import { createCodec, parseEvent } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent, TrustfoldEventInput } from '../../schemas/events.ts';
 import { configFrom, type Config } from '../../services/lib/config.ts';
-import { eventHeaders, partitionKeyOf, topicOf } from '../../services/lib/kafka.ts';
+import { partitionKeyOf, topicOf } from '../../services/lib/kafka.ts';
 import { uniqueName } from '../helpers/kafka.ts';
 
 export const codec = createCodec();
@@ -44,7 +44,7 @@ export const createEventProducer = async (kafka: Kafka, config: Config): Promise
   return {
     raw,
     send: async (e) => {
-      await raw.send({ topic: topicOf(config.topics, e), acks: -1, messages: [{ key: partitionKeyOf(e), value: codec.encodeEvent(e), headers: eventHeaders(e) }] });
+      await raw.send({ topic: topicOf(config.topics, e), acks: -1, messages: [{ key: partitionKeyOf(e), value: codec.encodeEvent(e) }] });
     },
     close: () => raw.disconnect(),
   };

@@ -1,17 +1,21 @@
 // The projector on a real broker, in process: fan-out reaches TrustView,
 // poison messages go to the dead-letter topic without stopping the loop,
 // expiry is released by wall time alone, and a restart restores from the
-// changelog without republishing or regressing.
+// changelog without republishing or regressing. Every test runs in both
+// delivery modes; the last one forges a crash of the idempotent mode between
+// publishing states and recording them.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Kafka } from 'kafkajs';
 import type { SessionTrust } from '../../schemas/events.ts';
-import { createKafka } from '../../services/lib/kafka.ts';
+import { createKafka, sessionKey } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import { createTrustView, type TrustView } from '../../services/pdp-client/trust-view.ts';
+import type { Delivery } from '../../services/projector/config.ts';
+import { evolveAll, initialWorld } from '../../services/projector/evolve.ts';
 import { createProjector, type Projector } from '../../services/projector/runtime.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { createEventProducer, event, readTrustTopic, sessionStarted, testConfig, testEnv, waitFor } from './projector-helpers.ts';
+import { codec, createEventProducer, event, readTrustTopic, sessionStarted, testConfig, testEnv, waitFor } from './projector-helpers.ts';
 
 let broker: TestKafka;
 let kafka: Kafka;
@@ -25,15 +29,19 @@ after(async () => {
   await broker.stop();
 });
 
-test('a role revocation for a delegator with three live sessions reaches all three in TrustView', { timeout: 90_000 }, async () => {
+const modes: Delivery[] = process.env['TEST_PROJECTOR_DELIVERY'] === undefined ? ['transactional', 'idempotent'] : [process.env['TEST_PROJECTOR_DELIVERY'] as Delivery];
+
+for (const delivery of modes) {
+
+test(`[${delivery}] a role revocation for a delegator with three live sessions reaches all three in TrustView`, { timeout: 90_000 }, async () => {
   const env = testEnv(broker.brokers);
   const config = testConfig(env);
-  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: 200 });
+  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: 200, delivery });
   await projector.start();
   const producer = await createEventProducer(kafka, config);
   let view: TrustView | undefined;
   try {
-    view = await createTrustView({ kafka, topic: config.topics.sessionTrust });
+    view = await createTrustView({ kafka, topic: config.topics.sessionTrust, readUncommitted: delivery === 'idempotent' });
     await view.ready();
     const changes: SessionTrust[] = [];
     view.onChange((s) => changes.push(s));
@@ -73,10 +81,10 @@ test('a role revocation for a delegator with three live sessions reaches all thr
   }
 });
 
-test('poison messages are dead-lettered and the loop keeps going', { timeout: 90_000 }, async () => {
+test(`[${delivery}] poison messages are dead-lettered and the loop keeps going`, { timeout: 90_000 }, async () => {
   const env = testEnv(broker.brokers, 1);
   const config = testConfig(env);
-  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP });
+  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, delivery });
   await projector.start();
   const producer = await createEventProducer(kafka, config);
   const dlq: { offset: string; reason: string }[] = [];
@@ -104,11 +112,11 @@ test('poison messages are dead-lettered and the loop keeps going', { timeout: 90
   }
 });
 
-test('a cause is released at expires_at by wall time, with no new event', { timeout: 90_000 }, async () => {
+test(`[${delivery}] a cause is released at expires_at by wall time, with no new event`, { timeout: 90_000 }, async () => {
   const env = testEnv(broker.brokers, 1);
   const config = testConfig(env);
   let wall = Date.now();
-  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: 50, now: () => wall });
+  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: 50, now: () => wall, delivery });
   await projector.start();
   const producer = await createEventProducer(kafka, config);
   const trust = await readTrustTopic(kafka, config.topics.sessionTrust, uniqueName('raw'));
@@ -142,10 +150,10 @@ test('a cause is released at expires_at by wall time, with no new event', { time
   }
 });
 
-test('a restarted projector restores from its changelog: duplicates stay duplicates, versions continue', { timeout: 120_000 }, async () => {
+test(`[${delivery}] a restarted projector restores from its changelog: duplicates stay duplicates, versions continue`, { timeout: 120_000 }, async () => {
   const env = testEnv(broker.brokers, 3);
   const config = testConfig(env);
-  const mk = (): Projector => createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP });
+  const mk = (): Projector => createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, delivery });
   const first = mk();
   await first.start();
   const producer = await createEventProducer(kafka, config);
@@ -173,6 +181,76 @@ test('a restarted projector restores from its changelog: duplicates stay duplica
       [4, 'restricted'],
     ]);
     await second.stop();
+  } finally {
+    await trust.close();
+    await producer.close();
+  }
+});
+}
+
+test('[idempotent] states published but not recorded before a crash: identical replays are not sent again, a divergent one moves past, none is reused', { timeout: 120_000 }, async () => {
+  const env = testEnv(broker.brokers, 1);
+  const config = testConfig(env);
+  const mk = (): Projector => createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, delivery: 'idempotent' });
+  const first = mk();
+  await first.start();
+  const producer = await createEventProducer(kafka, config);
+  const trust = await readTrustTopic(kafka, config.topics.sessionTrust, uniqueName('raw'));
+  try {
+    const starts = ['S-same', 'S-diverged', 'S-overshot'].map((s) => sessionStarted(s, 'U-1'));
+    for (const e of starts) await producer.send(e);
+    await waitFor('three sessions', () => trust.records.length === 3);
+    await first.stop();
+
+    // The "crashed" run: it folded two events and published their states (one
+    // as the fold makes it, one as another path could have), plus a version of
+    // a session that the replay will not reach — then died before recording.
+    const same = event({ type: 'signal', kind: 'injection_detected', session_id: 'S-same', signal_id: 'SIG-1', severity: 'low', detector: 'd' });
+    const diverging = event({ type: 'signal', kind: 'injection_detected', session_id: 'S-diverged', signal_id: 'SIG-2', severity: 'high', detector: 'd' });
+    await producer.send(same);
+    await producer.send(diverging);
+    const folded = evolveAll(initialWorld(), [...starts, same, diverging]);
+    const v2 = (id: string): SessionTrust => {
+      const s = folded.changed.find((x) => x.session_id === id && x.version === 2);
+      assert.ok(s !== undefined);
+      return s;
+    };
+    const v1Overshot = folded.changed.find((x) => x.session_id === 'S-overshot' && x.version === 1);
+    assert.ok(v1Overshot !== undefined);
+    const forged: SessionTrust[] = [
+      v2('S-same'),
+      { ...v2('S-diverged'), tier: 'degraded', causes: [{ ...(v2('S-diverged').causes[0] as SessionTrust['causes'][number]), tier: 'degraded' }] },
+      { ...v1Overshot, version: 2, tier: 'restricted', caused_by: same.event_id },
+    ];
+    await producer.raw.send({ topic: config.topics.sessionTrust, acks: -1, messages: forged.map((s) => ({ key: sessionKey(s.tenant_id, s.session_id), value: codec.encodeTrust(s) })) });
+    await waitFor('forged states', () => trust.records.length === 6);
+
+    const second = mk();
+    await second.start();
+    await waitFor('replay settled', () => trust.records.length >= 8);
+    await new Promise((r) => setTimeout(r, 1_000)); // anything extra would show up now
+    const of = (id: string): SessionTrust[] => trust.records.filter((s) => s.session_id === id);
+    assert.deepEqual(of('S-same').map((s) => s.version), [1, 2], 'the identical replay was not sent again');
+    assert.deepEqual(of('S-diverged').map((s) => s.version), [1, 2, 3], 'the divergent replay moved past the published version');
+    assert.deepEqual(of('S-diverged').at(-1), { ...v2('S-diverged'), version: 3 }, 'with the fold\'s content');
+    assert.deepEqual(of('S-overshot').map((s) => s.version), [1, 2, 3], 'a version the replay did not reach is superseded');
+    assert.deepEqual(of('S-overshot').at(-1), { ...v1Overshot, version: 3 }, 'by the state the world holds');
+    const st = second.stats();
+    assert.equal(st.republishSkipped, 1);
+    assert.equal(st.rebased, 2);
+
+    // Versions continue from there, and a third start finds nothing ahead.
+    await producer.send(event({ type: 'signal', kind: 'trust_set', session_id: 'S-diverged', tier: 'trusted', reason: 'ok', set_by: 'soc' }));
+    await waitFor('fourth version', () => of('S-diverged').length === 4);
+    assert.equal(of('S-diverged').at(-1)?.version, 4);
+    await second.stop();
+    const third = mk();
+    await third.start();
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(third.stats().rebased, 0);
+    assert.equal(third.stats().republishSkipped, 0);
+    await third.stop();
+    assert.equal(trust.records.length, 9);
   } finally {
     await trust.close();
     await producer.close();

@@ -13,6 +13,7 @@ import { buildBaseApp } from '../../services/lib/http.ts';
 import { createKafka } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import { createTrustView } from '../../services/pdp-client/trust-view.ts';
+import type { Delivery } from '../../services/projector/config.ts';
 import { createProjector } from '../../services/projector/runtime.ts';
 import { trustRoutes } from '../../services/projector/trust-routes.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
@@ -29,13 +30,16 @@ after(async () => {
   await broker.stop();
 });
 
-test('SSE delivers a change and resumes with Last-Event-ID; the PDP denies under it and reports the trust_version', { timeout: 120_000 }, async () => {
+const modes: Delivery[] = process.env['TEST_PROJECTOR_DELIVERY'] === undefined ? ['transactional', 'idempotent'] : [process.env['TEST_PROJECTOR_DELIVERY'] as Delivery];
+
+for (const delivery of modes)
+test(`[${delivery}] SSE delivers a change and resumes with Last-Event-ID; the PDP denies under it and reports the trust_version`, { timeout: 120_000 }, async () => {
   const env = testEnv(broker.brokers);
   const config = testConfig(env);
-  const projector = createProjector({ kafka, config, logger: createLogger('t', 'silent'), groupId: env.TRUSTFOLD_PROJECTOR_GROUP });
+  const projector = createProjector({ kafka, config, logger: createLogger('t', 'silent'), groupId: env.TRUSTFOLD_PROJECTOR_GROUP, delivery });
   await projector.start();
   const producer = await createEventProducer(kafka, config);
-  const view = await createTrustView({ kafka, topic: config.topics.sessionTrust });
+  const view = await createTrustView({ kafka, topic: config.topics.sessionTrust, readUncommitted: delivery === 'idempotent' });
   await view.ready();
   const secret = 's'.repeat(40);
   const app = await buildBaseApp({ auth: createAuthenticator({ secret }), registry: new Registry() });

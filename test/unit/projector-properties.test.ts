@@ -102,7 +102,7 @@ const sequenceArb = (max = 60): fc.Arbitrary<TrustfoldEvent[]> =>
 const snap = (w: World): string => JSON.stringify(snapshotWorld(w));
 const viaJson = (w: World): World => restoreWorld(JSON.parse(JSON.stringify(snapshotWorld(w))) as Snapshot);
 
-const RUNS = { numRuns: 300 };
+const RUNS = { numRuns: Number(process.env.PROPERTY_RUNS ?? 300) };
 
 test('folding in pieces with a snapshot → JSON → restore between them equals folding the whole', () => {
   fc.assert(

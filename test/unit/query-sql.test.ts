@@ -11,6 +11,8 @@ import {
   timelineDecisionsSql,
   timelineSignalsSql,
   timelineTrustSql,
+  timelineSql,
+  mergeParams,
   trustHistorySql,
   type DecisionFilters,
   type Sql,
@@ -44,9 +46,10 @@ describe('decision search SQL', () => {
     assert.equal(s.query_params['limit'], 51);
   });
 
-  test('a stable order with a tie-breaker, duplicates collapsed by event id', () => {
+  test('a stable order with a tie-breaker; copies of an event adjacent, highest offset first, and no LIMIT BY (it defeats top-N)', () => {
     const s = searchDecisionsSql('tf', 'acme', {}, { limit: 10, order: 'desc' });
-    assert.match(s.query, /ORDER BY occurred_at DESC, event_id DESC, kafka_offset DESC\nLIMIT 1 BY event_id\nLIMIT \{limit:UInt32\}/);
+    assert.match(s.query, /ORDER BY occurred_at DESC, event_id DESC, kafka_offset DESC\nLIMIT \{limit:UInt32\}$/);
+    assert.doesNotMatch(s.query, /LIMIT 1 BY/);
   });
 
   test('the keyset condition follows the order', () => {
@@ -66,7 +69,8 @@ describe('decision search SQL', () => {
       trustHistorySql('tf', 'acme', 'S-9'),
       signalsByIdSql('tf', 'acme', ['01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e']),
       timelineDecisionsSql('tf', 'acme', 'S-9', 10),
-      timelineSignalsSql('tf', 'acme', 'S-9', [], 10),
+      timelineSignalsSql('tf', 'acme', 'S-9', 10),
+      timelineSql('tf', 'acme', 'S-9', 10),
       timelineTrustSql('tf', 'acme', 'S-9', 10),
       referencedSignalIdsSql('tf', 'acme', 'S-9'),
       delegatorSessionsSql('tf', 'acme', 'U-442', {}, 10),
@@ -85,7 +89,7 @@ describe('decision search SQL', () => {
 describe('timeline and delegator SQL', () => {
   test('timeline keyset: sources ranked before the cursor use >=, after it >, equal rank breaks ties by id', () => {
     const after = { at: '2026-06-09T14:01:57.000Z', rank: 1, id: '00000000000000000002' };
-    const sig = timelineSignalsSql('tf', 'acme', 'S-9', ['01976d2a-0000-7000-8000-000000000009'], 11, after);
+    const sig = timelineSignalsSql('tf', 'acme', 'S-9', 11, after);
     const trust = timelineTrustSql('tf', 'acme', 'S-9', 11, after);
     const dec = timelineDecisionsSql('tf', 'acme', 'S-9', 11, after);
     for (const s of [sig, trust, dec]) assertWellFormed(s);
@@ -93,7 +97,24 @@ describe('timeline and delegator SQL', () => {
     assert.match(dec.query, /occurred_at >= \{after_at/);
     assert.doesNotMatch(dec.query, /after_id/);
     assert.match(trust.query, /leftPad\(toString\(version\), 20, '0'\) > \{after_id:String\}/);
-    assert.match(sig.query, /event_id IN \{referenced:Array\(UUID\)\}/);
+    // The causes' ids come from a subquery over the session's trust transitions, not a prior round trip.
+    assert.match(sig.query, /event_id IN \(SELECT toUUIDOrZero\(id\) FROM \(\nSELECT DISTINCT arrayJoin/);
+  });
+
+  test('the timeline is one statement: three ranked branches whose shared parameters agree', () => {
+    const after = { at: '2026-06-09T14:01:57.000Z', rank: 1, id: '00000000000000000002' };
+    const s = timelineSql('tf', 'acme', HOSTILE, 11, after);
+    assertWellFormed(s);
+    assert.equal(s.query.split('UNION ALL').length, 3);
+    for (const rank of [0, 1, 2]) assert.match(s.query, new RegExp(`SELECT toUInt8\\(${rank}\\) AS rank, formatRowNoNewline\\('JSONEachRow', \\*\\) AS row`));
+    assert.equal(s.query_params['session'], HOSTILE);
+    assert.equal(s.query_params['limit'], 11);
+    assert.ok(!s.query.includes(HOSTILE));
+  });
+
+  test('combining queries refuses one parameter name bound to two values', () => {
+    assert.deepEqual(mergeParams({ a: 1 }, { a: 1, b: [2] }), { a: 1, b: [2] });
+    assert.throws(() => mergeParams({ a: 1 }, { a: 2 }), /parameter a bound to two values/);
   });
 
   test('delegator sessions: window, counts and keyset on (last activity, session)', () => {

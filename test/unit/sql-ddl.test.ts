@@ -72,6 +72,18 @@ describe('migrations and identifiers', () => {
     const all = MIGRATIONS[0]?.statements({ database: 'tf', ttlDays: 1 }).join('\n') ?? '';
     for (const t of AUDIT_TABLES) assert.match(all, new RegExp(`\`tf\`\\.\`${t.name}\``));
   });
+  test('migration 2 moves the token times to DoubleDelta on the storage table, like the table spec', () => {
+    const m = MIGRATIONS.find((x) => x.version === 2);
+    assert.ok(m);
+    const [single] = m.statements({ database: 'tf', ttlDays: 1 });
+    assert.match(single ?? '', /^ALTER TABLE `tf`\.`decisions`\n/);
+    for (const c of ['token_issued_at', 'token_expires_at']) {
+      assert.match(single ?? '', new RegExp(`MODIFY COLUMN IF EXISTS \`${c}\` CODEC\\(DoubleDelta, ZSTD\\(1\\)\\)`));
+      assert.equal(DECISIONS.columns.find((x) => x.name === c)?.codec, 'DoubleDelta, ZSTD(1)');
+    }
+    const [clustered] = m.statements({ database: 'tf', ttlDays: 1, cluster: 'c1' });
+    assert.match(clustered ?? '', /^ALTER TABLE `tf`\.`decisions_local` ON CLUSTER `c1`/);
+  });
   test('identifiers that are not plain names are refused', () => {
     assert.equal(ident('trustfold_1'), '`trustfold_1`');
     for (const bad of ['a`b', 'a;DROP TABLE x', '1abc', '', 'a b']) assert.throws(() => ident(bad), /plain identifier/);

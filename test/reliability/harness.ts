@@ -1,0 +1,403 @@
+// Shared by the reliability scenarios (test/reliability/scenarios/*) and their
+// fast variants (test/integration/reliability-*.test.ts): brokers, child
+// processes of `trustfold serve --role …`, event generators, the fresh fold
+// of a topic set, and the one-line figures every scenario prints.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Kafka } from 'kafkajs';
+import { createCodec } from '../../schemas/codec.ts';
+import type { DecisionEvent, SessionTrust, SignalEvent, TrustfoldEvent } from '../../schemas/events.ts';
+import { uuidv7 } from '../../services/ingest/ids.ts';
+import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-broker.ts';
+import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
+import { decisionFixture } from '../fixtures/events.ts';
+import { uniqueName } from '../helpers/kafka.ts';
+
+export const codec = createCodec();
+export const SECRET = 'reliability-secret-of-at-least-32-characters';
+export const ROOT = join(import.meta.dirname, '../..');
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export const envInt = (name: string, fallback: number): number => {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === '') return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${v}"`);
+  return n;
+};
+
+export const waitUntil = async (what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<number> => {
+  const started = Date.now();
+  for (;;) {
+    if (await cond()) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Figures: one line per scenario, a table at the end of the long suite.
+
+export type Figure = { scenario: string; fields: Record<string, string | number> };
+const figures: Figure[] = [];
+
+export const printFigure = (scenario: string, fields: Record<string, string | number>): Figure => {
+  const f = { scenario, fields };
+  figures.push(f);
+  const line = Object.entries(fields)
+    .map(([k, v]) => `${k} = ${v}`)
+    .join(', ');
+  process.stdout.write(`FIGURE ${scenario}: ${line}\n`);
+  return f;
+};
+
+export const summaryTable = (): string => {
+  const rows = figures.map((f) => [f.scenario, Object.entries(f.fields).map(([k, v]) => `${k}=${v}`).join(' ')]);
+  const w = Math.max(8, ...rows.map((r) => r[0]?.length ?? 0));
+  const lines = [`${'scenario'.padEnd(w)} | figures`, `${'-'.repeat(w)}-+-${'-'.repeat(60)}`];
+  for (const [s, v] of rows) lines.push(`${(s ?? '').padEnd(w)} | ${v ?? ''}`);
+  return lines.join('\n');
+};
+
+// ---------------------------------------------------------------------------
+// Brokers: small heaps (2 cores, other brokers on the box).
+
+export type TestBroker = { brokers: string[]; dataDir: string; restartable: boolean; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> };
+
+/** A broker of this test (KAFKA_BROKERS is honoured unless `own`); stop() also removes its data. */
+export const startBroker = async (o: { own?: boolean; heapMb?: number } = {}): Promise<TestBroker> => {
+  const external = process.env['KAFKA_BROKERS']?.trim();
+  if (o.own !== true && external !== undefined && external !== '') {
+    return { brokers: external.split(','), dataDir: '', restartable: false, stop: async () => undefined, kill: async () => undefined, start: async () => undefined };
+  }
+  const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-rel-kafka-'));
+  let current: KafkaBroker | undefined = await startKafkaBroker({ dataDir, heapMb: o.heapMb ?? 256, ephemeral: false });
+  const brokers = current.brokers;
+  return {
+    brokers,
+    dataDir,
+    restartable: true,
+    /** Stops the JVM (SIGTERM); data stays for start(). */
+    kill: async () => {
+      await current?.stop();
+      current = undefined;
+    },
+    start: async () => {
+      if (current !== undefined) return;
+      current = await startKafkaBroker({ dataDir, heapMb: o.heapMb ?? 256, ephemeral: false });
+      if (current.brokers.join(',') !== brokers.join(',')) throw new Error(`broker came back on ${current.brokers.join(',')}, not ${brokers.join(',')}`);
+    },
+    stop: async () => {
+      await current?.stop();
+      current = undefined;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+};
+
+/** A fresh set of topic names, client id (→ audit-sink group), projector group and ClickHouse database. */
+export const uniqueEnv = (brokers: string[], partitions = 3): Record<string, string> => {
+  const p = uniqueName('rel');
+  return {
+    KAFKA_BROKERS: brokers.join(','),
+    KAFKA_CLIENT_ID: p,
+    TRUSTFOLD_TOPIC_DECISIONS: `${p}.decisions`,
+    TRUSTFOLD_TOPIC_SIGNALS: `${p}.signals`,
+    TRUSTFOLD_TOPIC_SESSION_TRUST: `${p}.session-trust`,
+    TRUSTFOLD_TOPIC_DEAD_LETTER: `${p}.dead-letter`,
+    TRUSTFOLD_PARTITIONS: String(partitions),
+    TRUSTFOLD_PROJECTOR_GROUP: `${p}-projector`,
+    CLICKHOUSE_DATABASE: p.replace(/[^A-Za-z0-9_]/g, '_'),
+    TRUSTFOLD_JWT_SECRET: SECRET,
+    LOG_LEVEL: 'silent',
+    PORT: '0',
+  };
+};
+
+// ---------------------------------------------------------------------------
+// `trustfold serve --role …` as a child process, for SIGKILL.
+
+export type RoleProcess = {
+  role: string;
+  child: ChildProcess;
+  /** Resolves once the process printed "trustfold is running". */
+  ready: Promise<void>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  output(): string;
+};
+
+export const spawnRole = (role: string, env: Record<string, string>): RoleProcess => {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/trustfold.js'), 'serve', '--role', role], {
+    cwd: ROOT,
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (b: Buffer): void => {
+    out = (out + b.toString()).slice(-20_000);
+  };
+  child.stderr?.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (b: Buffer) => {
+      keep(b);
+      if (out.includes('trustfold is running')) resolve();
+    });
+    void exited.then(({ code, signal }) => reject(new Error(`${role} exited (${code ?? signal}) before ready: ${out}`)));
+  });
+  ready.catch(() => undefined);
+  return { role, child, ready, exited, output: () => out };
+};
+
+export const killHard = async (p: RoleProcess | undefined): Promise<void> => {
+  if (p === undefined || p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGKILL');
+  await p.exited;
+};
+
+export const stopGracefully = async (p: RoleProcess | undefined, ms = 20_000): Promise<void> => {
+  if (p === undefined || p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGTERM');
+  const t = setTimeout(() => p.child.kill('SIGKILL'), ms);
+  await p.exited;
+  clearTimeout(t);
+};
+
+// ---------------------------------------------------------------------------
+// Events. Every trust-relevant event is session-scoped (keyed by session, so it
+// stays in order on one partition): the fold of the topics is then the same
+// whatever order the partitions are read in.
+
+export type Workload = { tenant: string; sessions: number; signalEvery: number };
+
+const CHAIN = (session: string) => [
+  { kind: 'human' as const, id: `U-${session}` },
+  { kind: 'agent' as const, id: 'A-17', version: '3.2', owner: 'team-payments' },
+];
+
+/**
+ * A decision of the session, with the same chain and token as its
+ * session_started: decisions then teach the fold nothing new, so the order in
+ * which the decisions and signals topics are read cannot change a state.
+ */
+export const decisionEvent = (tenant: string, session: string, i: number, now = Date.now()): DecisionEvent =>
+  ({
+    ...decisionFixture,
+    chain: CHAIN(session),
+    token: { ...decisionFixture.token, scopes: [...decisionFixture.token.scopes] },
+    decision: { ...decisionFixture.decision, reasons: [...decisionFixture.decision.reasons], effect: i % 3 === 0 ? 'deny' : 'allow' },
+    event_id: uuidv7(now),
+    tenant_id: tenant,
+    session_id: session,
+    occurred_at: new Date(now).toISOString(),
+  }) as DecisionEvent;
+
+const SEVERITIES = ['low', 'medium', 'high', 'critical'] as const;
+
+export const sessionStartedEvent = (tenant: string, session: string, now = Date.now()): SignalEvent => ({
+  type: 'signal',
+  kind: 'session_started',
+  event_id: uuidv7(now),
+  tenant_id: tenant,
+  occurred_at: new Date(now).toISOString(),
+  session_id: session,
+  chain: CHAIN(session),
+  token: { ...decisionFixture.token, scopes: [...decisionFixture.token.scopes] },
+});
+
+export const riskSignal = (tenant: string, session: string, i: number, now = Date.now()): SignalEvent => {
+  const base = { type: 'signal' as const, event_id: uuidv7(now), tenant_id: tenant, occurred_at: new Date(now).toISOString(), session_id: session };
+  if (i % 7 === 0) return { ...base, kind: 'trust_set', tier: 'trusted', reason: 'soc reset', set_by: 'soc' };
+  return { ...base, kind: 'injection_detected', signal_id: `SIG-${i}`, severity: SEVERITIES[i % 4] ?? 'low', detector: 'rel' };
+};
+
+/** A stream of events: sessions are started first, then decisions with a risk signal every `signalEvery`. */
+export const createWorkload = (w: Workload) => {
+  const started = new Set<number>();
+  let i = 0;
+  return {
+    next(): TrustfoldEvent {
+      const s = i % w.sessions;
+      const session = `S-${s}`;
+      i++;
+      if (!started.has(s)) {
+        started.add(s);
+        return sessionStartedEvent(w.tenant, session);
+      }
+      return i % w.signalEvery === 0 ? riskSignal(w.tenant, session, i) : decisionEvent(w.tenant, session, i);
+    },
+    batch(n: number): TrustfoldEvent[] {
+      return Array.from({ length: n }, () => this.next());
+    },
+  };
+};
+
+// ---------------------------------------------------------------------------
+// Reading topics back.
+
+/** Every record of the topics from the beginning until the end offsets as of now. */
+export const readTopics = async (kafka: Kafka, topics: string[], timeoutMs = 120_000): Promise<{ topic: string; partition: number; offset: string; value: Buffer | null }[]> => {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = new Map<string, bigint>();
+  for (const t of topics) for (const p of await admin.fetchTopicOffsets(t)) ends.set(`${t}/${p.partition}`, BigInt(p.high));
+  await admin.disconnect();
+  const out: { topic: string; partition: number; offset: string; value: Buffer | null }[] = [];
+  const pending = new Set([...ends].filter(([, end]) => end > 0n).map(([k]) => k));
+  if (pending.size === 0) return out;
+  const consumer = kafka.consumer({ groupId: uniqueName('rel-read'), maxBytesPerPartition: 8 * 1024 * 1024, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  // Transactional topics end with commit markers a consumer never sees: a
+  // partition also counts as read once nothing new arrived for a while.
+  let lastMessageAt = 0;
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      const k = `${batch.topic}/${batch.partition}`;
+      const end = ends.get(k) ?? 0n;
+      for (const m of batch.messages) {
+        if (BigInt(m.offset) >= end) break;
+        out.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, value: m.value });
+      }
+      lastMessageAt = Date.now();
+      const last = batch.messages.at(-1);
+      if (last !== undefined && BigInt(last.offset) + 1n >= end) pending.delete(k);
+      if (pending.size === 0) done();
+    },
+  });
+  const deadline = Date.now() + timeoutMs;
+  const idle = setInterval(() => {
+    if ((lastMessageAt > 0 && Date.now() - lastMessageAt > 2_500) || Date.now() > deadline) done();
+  }, 250);
+  await finished;
+  clearInterval(idle);
+  if (lastMessageAt > 0 && Date.now() <= deadline) pending.clear();
+  await consumer.disconnect();
+  if (pending.size > 0) throw new Error(`could not read ${[...pending].join(', ')} to the end within ${timeoutMs} ms`);
+  return out;
+};
+
+/** The decodable events of the topics, per partition in offset order. */
+export const readEvents = async (kafka: Kafka, topics: string[]): Promise<TrustfoldEvent[]> => {
+  const records = await readTopics(kafka, topics);
+  records.sort((a, b) => (a.topic === b.topic ? (a.partition === b.partition ? Number(BigInt(a.offset) - BigInt(b.offset)) : a.partition - b.partition) : a.topic < b.topic ? -1 : 1));
+  const events: TrustfoldEvent[] = [];
+  for (const r of records) {
+    if (r.value === null) continue;
+    const d = codec.decodeEvent(r.value);
+    if (d.ok) events.push(d.value);
+  }
+  return events;
+};
+
+/** Session trust as a fresh fold of the given events computes it, by tenant/session. */
+export const freshFold = (events: TrustfoldEvent[]): Map<string, SessionTrust> => {
+  // Signals before decisions of one session would reorder a session's own
+  // stream; keep each partition's order by folding one session's events in
+  // the order they were read (they share a partition key).
+  const folded = evolveAll(initialWorld(), events);
+  const out = new Map<string, SessionTrust>();
+  for (const s of folded.world.sessions.values()) {
+    const v = viewOf(s);
+    out.set(`${v.tenant_id}/${v.session_id}`, v);
+  }
+  return out;
+};
+
+/** Latest committed state per session on the compacted topic (highest version wins). */
+export const latestTrust = async (kafka: Kafka, topic: string): Promise<{ latest: Map<string, SessionTrust>; records: number; undecodable: number }> => {
+  const records = await readTopics(kafka, [topic]);
+  const latest = new Map<string, SessionTrust>();
+  let undecodable = 0;
+  for (const r of records) {
+    if (r.value === null) continue;
+    const d = codec.decodeTrust(r.value);
+    if (!d.ok) {
+      undecodable++;
+      continue;
+    }
+    const k = `${d.value.tenant_id}/${d.value.session_id}`;
+    const had = latest.get(k);
+    if (had === undefined || had.version < d.value.version) latest.set(k, d.value);
+  }
+  return { latest, records: records.length, undecodable };
+};
+
+/** Sum of committed offsets of a group over the topics, and the sum of their end offsets. */
+export const groupProgress = async (kafka: Kafka, groupId: string, topics: string[]): Promise<{ committed: number; end: number }> => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    let committed = 0;
+    let end = 0;
+    for (const topic of topics) {
+      for (const p of await admin.fetchTopicOffsets(topic)) end += Number(p.high);
+      const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      for (const p of t?.partitions ?? []) committed += Math.max(0, Number(p.offset));
+    }
+    return { committed, end };
+  } finally {
+    await admin.disconnect();
+  }
+};
+
+/** Per partition: the offset after the last data record (transaction markers excluded). */
+export const dataEnds = async (kafka: Kafka, topics: string[]): Promise<Map<string, bigint>> => {
+  const out = new Map<string, bigint>();
+  for (const r of await readTopics(kafka, topics)) {
+    const k = `${r.topic}/${r.partition}`;
+    const next = BigInt(r.offset) + 1n;
+    if ((out.get(k) ?? 0n) < next) out.set(k, next);
+  }
+  return out;
+};
+
+/** Whether the group committed at least `targets` (topic/partition → offset) everywhere. */
+export const groupReached = async (kafka: Kafka, groupId: string, targets: Map<string, bigint>): Promise<boolean> => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const topics = [...new Set([...targets.keys()].map((k) => k.slice(0, k.lastIndexOf('/'))))];
+    const committed = new Map<string, bigint>();
+    for (const t of await admin.fetchOffsets({ groupId, topics })) {
+      for (const p of t.partitions) committed.set(`${t.topic}/${p.partition}`, BigInt(Math.max(0, Number(p.offset))));
+    }
+    return [...targets].every(([k, want]) => (committed.get(k) ?? 0n) >= want);
+  } finally {
+    await admin.disconnect();
+  }
+};
+
+/** Compares the published states with the fresh fold; returns the keys that differ (empty = equal). */
+export const trustDifferences = (published: Map<string, SessionTrust>, expected: Map<string, SessionTrust>): string[] => {
+  const bad: string[] = [];
+  for (const [k, want] of expected) {
+    const got = published.get(k);
+    if (got === undefined || JSON.stringify(canonical(got)) !== JSON.stringify(canonical(want))) bad.push(k);
+  }
+  for (const k of published.keys()) if (!expected.has(k)) bad.push(`${k} (not in the fold)`);
+  return bad;
+};
+
+const canonical = (v: unknown): unknown => {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v !== null && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>)
+        .filter(([, x]) => x !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([k, x]) => [k, canonical(x)]),
+    );
+  }
+  return v;
+};
+
+export const rssMb = (): number => Math.round(process.memoryUsage().rss / 1024 / 1024);
+
+export const tempDir = (prefix: string): string => mkdtempSync(join(tmpdir(), prefix));

@@ -1,0 +1,127 @@
+// Scenario 2, broker restart mid-run: every role runs in this process against
+// a broker that is stopped and started again on the same data while events
+// flow. While it is down ingest answers 503 + Retry-After; the roles reconnect
+// by themselves; afterwards every accepted event is in Kafka and ClickHouse,
+// and the published trust equals a fresh fold of the topics.
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SessionTrust, TrustfoldEvent } from '../../../schemas/events.ts';
+import { mintToken } from '../../../services/lib/auth.ts';
+import { createClickHouse } from '../../../services/lib/clickhouse.ts';
+import { configFrom } from '../../../services/lib/config.ts';
+import { createKafka } from '../../../services/lib/kafka.ts';
+import { createLogger } from '../../../services/lib/log.ts';
+import { startSystem } from '../../../services/system.ts';
+import { createWorkload, freshFold, latestTrust, printFigure, readEvents, SECRET, sleep, tempDir, trustDifferences, uniqueEnv, waitUntil, type Figure, type TestBroker } from '../harness.ts';
+
+export type BrokerRestartOptions = { broker: TestBroker; eventsBefore: number; downMs: number; eventsAfter: number; log?: (s: string) => void };
+
+export const runBrokerRestartScenario = async (o: BrokerRestartOptions): Promise<Figure> => {
+  assert.ok(o.broker.restartable, 'needs a broker of its own');
+  const started = Date.now();
+  const dataDir = tempDir('trustfold-rel-restart-');
+  const env: Record<string, string> = { ...uniqueEnv(o.broker.brokers, 3), TRUSTFOLD_DATA_DIR: dataDir, TRUSTFOLD_PRODUCE_TIMEOUT_MS: '1500' };
+  const config = configFrom(env);
+  const system = await startSystem({ config, roles: new Set(['ingest', 'projector', 'audit-sink', 'query']), brokers: o.broker.brokers, logger: createLogger('rel', process.env.RELIABILITY_LOG ?? 'silent'), env, listen: false });
+  const token = await mintToken({ sub: 'gw-rel', tenant: 'acme', scopes: ['events:write'], ttlSeconds: 3600 }, SECRET);
+  const workload = createWorkload({ tenant: 'acme', sessions: 50, signalEvery: 9 });
+  const accepted: TrustfoldEvent[] = [];
+  const refused: { status: number; retryAfter: string; code: string }[] = [];
+  let restartedAt = 0;
+  let firstAcceptAfterRestart = 0;
+  // Like a gateway (and the emitter client): a refused batch is sent again,
+  // the same events, until it is accepted. A refused send may still land
+  // later (Kafka cannot cancel a produce in flight); the event ids make the
+  // second copy harmless.
+  let retry: TrustfoldEvent[] | undefined;
+  const post = async (): Promise<void> => {
+    const batch = retry ?? workload.batch(200);
+    const r = await system.app.inject({ method: 'POST', url: '/v1/events', headers: { authorization: `Bearer ${token}` }, payload: batch });
+    if (r.statusCode === 202) {
+      retry = undefined;
+      accepted.push(...batch);
+      if (restartedAt > 0 && firstAcceptAfterRestart === 0) firstAcceptAfterRestart = Date.now();
+      return;
+    }
+    retry = batch;
+    assert.equal(r.statusCode, 503, `only 202 or 503, got ${r.statusCode}: ${r.body}`);
+    refused.push({ status: r.statusCode, retryAfter: String(r.headers['retry-after'] ?? ''), code: r.json<{ error: { code: string } }>().error.code });
+    await sleep(200);
+  };
+  try {
+    while (accepted.length < o.eventsBefore) await post();
+    o.log?.(`${accepted.length} accepted; stopping the broker`);
+    await o.broker.kill();
+    o.log?.('broker stopped');
+    const downSince = Date.now();
+    const refusedBefore = refused.length;
+    while (Date.now() - downSince < o.downMs) await post();
+    const refusedWhileDown = refused.length - refusedBefore;
+    o.log?.(`${refused.length - refusedBefore} refused while down; starting the broker`);
+    await o.broker.start();
+    o.log?.('broker back');
+    restartedAt = Date.now();
+    const target = accepted.length + o.eventsAfter;
+    while (accepted.length < target) {
+      await post();
+      if (Date.now() - restartedAt > 120_000) assert.fail('ingest did not recover within 120 s of the restart');
+    }
+    const ingestRecoveryMs = firstAcceptAfterRestart - restartedAt;
+    o.log?.(`ingest recovered ${ingestRecoveryMs} ms after the broker was back; ${refusedWhileDown} requests refused while down`);
+    assert.ok(refusedWhileDown >= 1, 'requests while the broker was down were refused');
+    assert.ok(refused.every((x) => x.retryAfter !== '' && ['kafka_timeout', 'kafka_unavailable'].includes(x.code)), `503s carry Retry-After: ${JSON.stringify(refused.slice(0, 3))}`);
+
+    // Nothing accepted is missing: on the topics, in ClickHouse, and in the trust the projector published.
+    const kafka = createKafka(o.broker.brokers, `${config.kafka.clientId}-check`);
+    const topicEvents = await readEvents(kafka, [config.topics.decisions, config.topics.signals]);
+    const onTopic = new Set(topicEvents.map((e) => e.event_id));
+    const missingInKafka = accepted.filter((e) => !onTopic.has(e.event_id)).length;
+    assert.equal(missingInKafka, 0, 'every accepted event is on its topic');
+    const decisions = accepted.filter((e) => e.type === 'decision').map((e) => e.event_id);
+    const ch = createClickHouse({ kind: 'embedded', path: join(dataDir, 'clickhouse'), database: config.clickhouse.database });
+    let stored = 0;
+    let duplicatedRows = 0;
+    const caughtUpMs = await waitUntil('the sink stored every accepted decision', async () => {
+      const rs = await ch.query({ query: `SELECT toString(event_id) AS id FROM ${config.clickhouse.database}.decisions FINAL`, format: 'TabSeparated' });
+      const rows = (await rs.text()).split('\n').filter((x) => x !== '');
+      const ids = new Set(rows);
+      duplicatedRows = rows.length - ids.size;
+      stored = decisions.filter((id) => ids.has(id)).length;
+      return stored === decisions.length;
+    }, 180_000, 1_000).catch((e: unknown) => assert.fail(`${stored} of ${decisions.length} accepted decisions in ClickHouse: ${(e as Error).message}`));
+    await ch.close();
+    // Sends refused while the broker was down may have landed since: fold what the topics hold now.
+    let finalEvents = topicEvents;
+    let expected = freshFold(topicEvents);
+    let diff: string[] = [];
+    let published = new Map<string, SessionTrust>();
+    await waitUntil('trust = fresh fold', async () => {
+      finalEvents = await readEvents(kafka, [config.topics.decisions, config.topics.signals]);
+      expected = freshFold(finalEvents);
+      published = (await latestTrust(kafka, config.topics.sessionTrust)).latest;
+      diff = trustDifferences(published, expected);
+      return diff.length === 0;
+    }, 60_000, 1_000).catch(() => {
+      const show = (k: string) => { const p = published.get(k); const e = expected.get(k); return `${k}: published v${p?.version} ${p?.tier} ${p?.caused_by}, fold v${e?.version} ${e?.tier} ${e?.caused_by}`; };
+      assert.fail(`${diff.length} sessions differ from the fresh fold after recovery: ${diff.slice(0, 4).map(show).join(' | ')}`);
+    });
+    const ready = await system.app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(ready.statusCode, 200, `every role ready again: ${ready.body}`);
+    return printFigure('broker-restart', {
+      events: accepted.length,
+      'down ms': o.downMs,
+      '503 while down': refusedWhileDown,
+      'ingest recovery ms': ingestRecoveryMs,
+      'audit check waited ms': caughtUpMs,
+      lost: missingInKafka + (decisions.length - stored),
+      duplicated: duplicatedRows,
+      'trust states = fresh fold': `${expected.size}/${expected.size}`,
+      'second copies on the topics (refused sends that landed, re-sent)': finalEvents.length - new Set(finalEvents.map((e) => e.event_id)).size,
+      seconds: Math.round((Date.now() - started) / 1000),
+    });
+  } finally {
+    await system.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+};

@@ -1,0 +1,85 @@
+// Scenario 6, sustained mixed load: ingest, a trust SSE stream and audit
+// queries at once for a fixed time against every role in this process (over
+// real HTTP). No error response, the stream keeps delivering, and memory
+// stays bounded (RSS sampled every second).
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { mintToken } from '../../../services/lib/auth.ts';
+import { configFrom } from '../../../services/lib/config.ts';
+import { createLogger } from '../../../services/lib/log.ts';
+import { startSystem } from '../../../services/system.ts';
+import { openSse } from '../../helpers/sse.ts';
+import { createWorkload, printFigure, rssMb, SECRET, sleep, tempDir, uniqueEnv, type Figure } from '../harness.ts';
+
+export type LoadOptions = { brokers: string[]; durationMs: number; batchSize: number; log?: (s: string) => void };
+
+export const runLoadScenario = async (o: LoadOptions): Promise<Figure> => {
+  const dataDir = tempDir('trustfold-rel-load-');
+  const env: Record<string, string> = { ...uniqueEnv(o.brokers, 3), TRUSTFOLD_DATA_DIR: dataDir };
+  const config = configFrom(env);
+  const system = await startSystem({ config, roles: new Set(['ingest', 'projector', 'audit-sink', 'query']), brokers: o.brokers, logger: createLogger('rel', 'silent'), env, listen: true });
+  const base = system.url ?? '';
+  const token = await mintToken({ sub: 'load', tenant: 'acme', scopes: ['events:write', 'trust:read', 'audit:read'], ttlSeconds: 3600 }, SECRET);
+  const headers = { authorization: `Bearer ${token}` };
+  const workload = createWorkload({ tenant: 'acme', sessions: 300, signalEvery: 5 });
+  const errors: string[] = [];
+  const counts = { events: 0, ingestRequests: 0, queries: 0 };
+  const rss: number[] = [];
+  const sse = await openSse(`${base}/v1/trust/stream`, headers);
+  assert.equal(sse.status, 200);
+  const deadline = Date.now() + o.durationMs;
+  const sampler = setInterval(() => rss.push(rssMb()), 1_000);
+  try {
+    const ingest = async (): Promise<void> => {
+      while (Date.now() < deadline) {
+        const batch = workload.batch(o.batchSize);
+        const r = await fetch(`${base}/v1/events`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(batch) });
+        const body = await r.text();
+        counts.ingestRequests++;
+        if (r.status !== 202) errors.push(`ingest ${r.status} ${body.slice(0, 200)}`);
+        else counts.events += batch.length;
+      }
+    };
+    const query = async (): Promise<void> => {
+      let i = 0;
+      while (Date.now() < deadline) {
+        const url = i % 3 === 0 ? '/v1/audit/decisions?limit=50&effect=deny' : i % 3 === 1 ? `/v1/audit/sessions/S-${i % 300}/timeline?limit=50` : `/v1/audit/delegators/U-S-${i % 300}/sessions`;
+        const r = await fetch(`${base}${url}`, { headers });
+        await r.arrayBuffer();
+        counts.queries++;
+        if (r.status !== 200) errors.push(`query ${url} ${r.status}`);
+        i++;
+        await sleep(50);
+      }
+    };
+    await Promise.all([ingest(), ingest(), query()]);
+    await sleep(1_000);
+    clearInterval(sampler);
+    const frames = sse.frames.filter((f) => f.event === 'trust').length;
+    sse.close();
+    const third = Math.max(1, Math.floor(rss.length / 3));
+    const early = Math.max(...rss.slice(0, third));
+    const late = Math.max(...rss.slice(-third));
+    o.log?.(`RSS MB over time: ${rss.join(' ')}`);
+    assert.deepEqual(errors.slice(0, 5), [], `${errors.length} error responses`);
+    assert.ok(frames > 0, 'the trust stream delivered changes');
+    assert.ok(counts.queries > 0 && counts.events > 0);
+    // Bounded: the last third of the run grows by less than half of the first third's peak.
+    assert.ok(late <= early * 1.5, `RSS grew from ${early} MB to ${late} MB`);
+    return printFigure('load', {
+      seconds: Math.round(o.durationMs / 1000),
+      events: counts.events,
+      'events/s': Math.round(counts.events / (o.durationMs / 1000)),
+      'ingest requests': counts.ingestRequests,
+      'audit queries': counts.queries,
+      'sse frames': frames,
+      'error responses': errors.length,
+      'RSS MB start/peak/end': `${rss[0] ?? 0}/${Math.max(...rss)}/${rss.at(-1) ?? 0}`,
+    });
+  } finally {
+    clearInterval(sampler);
+    sse.close();
+    await system.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+};

@@ -1,0 +1,91 @@
+// The repository's paging logic against a scripted ClickHouse client: which
+// statements it sends and what it makes of the rows, without an engine.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { parseEvent } from '../../schemas/codec.ts';
+import { decisionRow, type DecisionRecord } from '../../schemas/clickhouse/rows.ts';
+import type { DecisionEvent } from '../../schemas/events.ts';
+import { createAuditRepository } from '../../services/query/repository.ts';
+import { decisionFixture } from '../fixtures/events.ts';
+
+type Sent = { query: string; query_params: Record<string, unknown> };
+
+/** A client whose every query answers with the next scripted list of rows, and remembers what it was asked. */
+const scripted = (answers: unknown[][]): { client: ClickHouseClient; sent: Sent[] } => {
+  const sent: Sent[] = [];
+  const client = {
+    query: async (p: Sent) => {
+      sent.push({ query: p.query, query_params: p.query_params });
+      const rows = answers.shift() ?? [];
+      return { json: async () => rows };
+    },
+  } as unknown as ClickHouseClient;
+  return { client, sent };
+};
+
+const base = ((): DecisionEvent => {
+  const r = parseEvent(decisionFixture);
+  if (!r.ok) assert.fail(JSON.stringify(r.error));
+  return r.value as DecisionEvent;
+})();
+
+/** A stored copy of a decision as the engine returns it (JSONEachRow, ISO times). */
+const stored = (n: number, offset: number): DecisionRecord => {
+  const e: DecisionEvent = { ...base, event_id: `01976d2a-0000-7000-8000-${String(n).padStart(12, '0')}`, occurred_at: `2026-06-09T14:03:${String(10 + n).padStart(2, '0')}.000Z` };
+  const row = decisionRow(e, { topic: 't', partition: 0, offset: String(offset) });
+  const iso = (v: unknown): string | null => (v === null ? null : `${String(v).replace(' ', 'T')}Z`);
+  return {
+    ...(row as unknown as DecisionRecord),
+    occurred_at: iso(row.occurred_at) ?? '',
+    token_issued_at: iso(row.token_issued_at),
+    token_expires_at: iso(row.token_expires_at),
+    ingested_at: '2026-06-09T14:04:00.000Z',
+  };
+};
+
+describe('search paging with re-delivered copies', () => {
+  test('one statement per page when there are no copies; the extra row only says a next page exists', async () => {
+    const { client, sent } = scripted([[stored(1, 10), stored(2, 11), stored(3, 12)]]);
+    const page = await createAuditRepository(client, 'tf').searchDecisions('acme', { session: 'S-9' }, { limit: 2, order: 'asc' });
+    assert.deepEqual(page.items.map((d) => d.event_id), [stored(1, 0).event_id, stored(2, 0).event_id]);
+    assert.deepEqual(page.next, { at: '2026-06-09T14:03:12.000Z', id: stored(2, 0).event_id });
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]?.query_params['limit'], 3);
+    assert.equal(sent[0]?.query_params['tenant'], 'acme');
+  });
+
+  test('copies are dropped (the highest offset, first in order, is kept) and a short page is topped up past them', async () => {
+    // Page of 2 (asks 3): event 1 stored three times fills the first answer; the top-up resumes after its key.
+    const { client, sent } = scripted([
+      [stored(1, 30), stored(1, 20), stored(1, 10)],
+      [stored(2, 40), stored(3, 41), stored(4, 42)],
+    ]);
+    const page = await createAuditRepository(client, 'tf').searchDecisions('acme', {}, { limit: 2, order: 'asc' });
+    assert.deepEqual(page.items.map((d) => d.event_id), [stored(1, 0).event_id, stored(2, 0).event_id]);
+    assert.equal(page.items[0]?.audit.kafka.offset, '30');
+    assert.ok(page.next !== undefined, 'a third distinct event exists: the page says so');
+    assert.equal(sent.length, 2);
+    assert.equal(sent[1]?.query_params['after_at'], '2026-06-09 14:03:11.000');
+    assert.equal(sent[1]?.query_params['after_id'], stored(1, 0).event_id);
+  });
+
+  test('copies at the very end: no phantom next page', async () => {
+    const { client, sent } = scripted([[stored(1, 11), stored(1, 10)], []]);
+    const page = await createAuditRepository(client, 'tf').searchDecisions('acme', {}, { limit: 1, order: 'desc' });
+    assert.deepEqual(page.items.map((d) => d.event_id), [stored(1, 0).event_id]);
+    assert.equal(page.next, undefined);
+    assert.equal(sent.length, 2);
+  });
+});
+
+describe('timeline', () => {
+  test('is one statement; rows come back ranked and are mapped by their rank', async () => {
+    const { client, sent } = scripted([[{ rank: 2, row: JSON.stringify(stored(1, 5)) }]]);
+    const page = await createAuditRepository(client, 'tf').timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 1);
+    assert.equal(page.items.length, 1);
+    assert.equal(page.items[0]?.kind, 'decision');
+    assert.equal(page.next, undefined);
+  });
+});
