@@ -8,11 +8,11 @@
 // fresh one (new producer id), so a batch whose fate is unknown can never make
 // the broker treat a different later batch as its duplicate. A re-sent batch
 // carries the same deterministic event ids, so downstream dedupe absorbs it.
-import { CompressionTypes, Partitioners, type Kafka, type Message, type Producer } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Kafka, type Message } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
-import { partitionKeyOf } from '../lib/kafka.ts';
+import { partitionKeyOf, retiringProducer } from '../lib/kafka.ts';
 
 export type DecisionWriter = {
   write(events: readonly DecisionEvent[]): Promise<void>;
@@ -36,30 +36,8 @@ export const toMessage = (codec: Codec, e: DecisionEvent): Message => ({
 export const createDecisionWriter = (opts: DecisionWriterOptions): DecisionWriter => {
   const codec = opts.codec ?? createCodec();
   const perSend = opts.maxRecordsPerSend ?? 500;
-  let producer: Promise<Producer> | undefined;
+  const producer = retiringProducer(opts.kafka, Partitioners.DefaultPartitioner);
   let closed = false;
-
-  const connect = (): Promise<Producer> => {
-    if (producer) return producer;
-    const p = opts.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
-    });
-    const connecting = p.connect().then(() => p);
-    producer = connecting;
-    connecting.catch(() => {
-      if (producer === connecting) producer = undefined;
-    });
-    return connecting;
-  };
-
-  const retire = (p: Promise<Producer>): void => {
-    if (producer !== p) return;
-    producer = undefined;
-    void p.then((x) => x.disconnect()).catch(() => undefined);
-  };
 
   const withTimeout = async <T>(work: Promise<T>, what: string): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
@@ -78,7 +56,7 @@ export const createDecisionWriter = (opts: DecisionWriterOptions): DecisionWrite
       if (closed) throw new TrustfoldError('kafka_unavailable', 'decision writer is closed', true);
       if (events.length === 0) return;
       const messages = events.map((e) => toMessage(codec, e));
-      const p = connect();
+      const p = producer.get();
       try {
         await withTimeout(
           (async () => {
@@ -90,16 +68,14 @@ export const createDecisionWriter = (opts: DecisionWriterOptions): DecisionWrite
           `${events.length} decisions`,
         );
       } catch (e) {
-        retire(p);
+        producer.retire(p);
         if (e instanceof TrustfoldError) throw e;
         throw new TrustfoldError('kafka_unavailable', `writing decisions failed: ${errorMessage(e)}`, true, { cause: e });
       }
     },
     async close() {
       closed = true;
-      const p = producer;
-      producer = undefined;
-      if (p) await p.then((x) => x.disconnect()).catch(() => undefined);
+      await producer.close();
     },
   };
 };

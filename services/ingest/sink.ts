@@ -22,8 +22,9 @@
 // caller is still within its deadline are re-sent (at-least-once; consumers
 // dedupe by event_id); callers past their deadline get a retriable error,
 // which the HTTP layer turns into 503 + Retry-After.
-import { CompressionTypes, type ICustomPartitioner, type IHeaders, type Kafka, type Producer, type TopicMessages } from 'kafkajs';
+import { CompressionTypes, type ICustomPartitioner, type IHeaders, type Kafka, type TopicMessages } from 'kafkajs';
 import { TrustfoldError, errorMessage } from '../lib/errors.ts';
+import { retiringProducer } from '../lib/kafka.ts';
 
 export type OutboundRecord = { topic: string; key: string; value: Buffer; headers?: IHeaders };
 
@@ -141,32 +142,8 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
   const createLane = (): Lane => {
     const queue: Chunk[] = [];
     let pumping = false;
-    let producer: Promise<Producer> | undefined;
+    const producer = retiringProducer(opts.kafka, keyPartitioner);
     const drained: (() => void)[] = [];
-
-    const connectProducer = (): Promise<Producer> => {
-      if (producer) return producer;
-      const p = opts.kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        createPartitioner: keyPartitioner,
-        // Bounded: a producer that fails is retired, never reused (see above).
-        retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
-      });
-      const connecting = p.connect().then(() => p);
-      producer = connecting;
-      connecting.catch(() => {
-        if (producer === connecting) producer = undefined;
-        void p.disconnect().catch(() => undefined);
-      });
-      return connecting;
-    };
-
-    const retireProducer = () => {
-      const old = producer;
-      producer = undefined;
-      void old?.then((p) => p.disconnect()).catch(() => undefined);
-    };
 
     const takeBatch = (): Chunk[] => {
       const batch: Chunk[] = [];
@@ -209,7 +186,7 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
       });
       try {
         const work = (async () => {
-          const p = await connectProducer();
+          const p = await producer.get();
           await p.sendBatch({ topicMessages: toTopicMessages(batch), acks: -1, compression: CompressionTypes.None, timeout: opts.timeoutMs });
         })();
         work.catch(() => undefined); // the race below reports it; never an unhandled rejection
@@ -238,7 +215,7 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
             }
           } catch (e) {
             opts.onBatch?.({ records, bytes, seconds: Number(process.hrtime.bigint() - started) / 1e9, ok: false });
-            retireProducer();
+            producer.retire();
             const now = Date.now();
             const live = batch.filter((c) => !c.item.settled && c.item.deadline > now + backoffMs);
             for (const c of batch) {
@@ -261,11 +238,7 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
       pump,
       busy: () => pumping || queue.length > 0,
       onDrained: (d) => void drained.push(d),
-      disconnect: async () => {
-        const p = producer;
-        producer = undefined;
-        await p?.then((x) => x.disconnect()).catch(() => undefined);
-      },
+      disconnect: () => producer.close(),
     };
   };
 

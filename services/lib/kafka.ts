@@ -1,6 +1,6 @@
 // Kafka plumbing shared by every role: the client, the topic layout, message
 // keys and the dead-letter record. Handlers stay thin on top of this.
-import { Kafka, logLevel, type Admin, type ITopicConfig, type KafkaConfig, type Producer } from 'kafkajs';
+import { Kafka, logLevel, type Admin, type ICustomPartitioner, type ITopicConfig, type KafkaConfig, type Producer } from 'kafkajs';
 import type { TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config, Topics } from './config.ts';
 
@@ -133,4 +133,66 @@ export const sendToDeadLetter = async (producer: Producer, deadLetterTopic: stri
       },
     ],
   });
+};
+
+/** Retries Kafka's transient errors (e.g. NOT_LEADER right after a topic was created); anything else is thrown at once. */
+export const retryTransient = async <T>(fn: () => Promise<T>, attempts = 20, delayMs = 250): Promise<T> => {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      const retriable = typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
+      if (!retriable || i >= attempts) throw e;
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+};
+
+/**
+ * An idempotent acks=all producer connected on first use and retired after a
+ * failure: a produce whose fate is unknown (failed, timed out) retires it, and
+ * the next `get` makes a fresh one (new producer id), so a batch whose outcome
+ * was never known cannot block or reorder the sequences of the next one.
+ */
+export type RetiringProducer = {
+  /** The current producer, connecting a new one if there is none. */
+  get(): Promise<Producer>;
+  /** Drops `which` (default: the current one) and disconnects it in the background. */
+  retire(which?: Promise<Producer>): void;
+  /** Disconnects the current one. */
+  close(): Promise<void>;
+};
+
+export const retiringProducer = (kafka: Kafka, createPartitioner: ICustomPartitioner): RetiringProducer => {
+  let current: Promise<Producer> | undefined;
+  return {
+    get() {
+      if (current) return current;
+      const p = kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        createPartitioner,
+        // Bounded: a producer that fails is retired, never reused.
+        retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1_000 },
+      });
+      const connecting = p.connect().then(() => p);
+      current = connecting;
+      connecting.catch(() => {
+        if (current === connecting) current = undefined;
+        void p.disconnect().catch(() => undefined);
+      });
+      return connecting;
+    },
+    retire(which) {
+      const old = which ?? current;
+      if (old === undefined || old !== current) return;
+      current = undefined;
+      void old.then((x) => x.disconnect()).catch(() => undefined);
+    },
+    async close() {
+      const old = current;
+      current = undefined;
+      await old?.then((x) => x.disconnect()).catch(() => undefined);
+    },
+  };
 };

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { Consumer, Kafka } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { SessionTrust } from '../../schemas/events.ts';
-import { tupleKey } from '../lib/kafka.ts';
+import { retryTransient, tupleKey } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 
 export type TrustLookup =
@@ -77,19 +77,6 @@ export type TrustViewOptions = {
 };
 
 type Entry = { state: SessionTrust; receivedAt: number };
-
-/** Retries Kafka's transient errors (e.g. NOT_LEADER right after the topic was created). */
-const retryTransient = async <T>(fn: () => Promise<T>, attempts = 20, delayMs = 250): Promise<T> => {
-  for (let i = 1; ; i++) {
-    try {
-      return await fn();
-    } catch (e) {
-      const retriable = typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
-      if (!retriable || i >= attempts) throw e;
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-  }
-};
 
 const keyOf = (tenantId: string, sessionId: string): string => tupleKey(tenantId, sessionId);
 

@@ -5,6 +5,7 @@
 // markers or aborted records too (END_BATCH_PROCESS), so a topic written with
 // transactions, whose last offset is a commit marker, is caught up as well.
 import type { Admin, Consumer } from 'kafkajs';
+import { retryTransient } from '../lib/kafka.ts';
 
 export type CatchUp = {
   /** Resolves once every partition reached its start-time end. */
@@ -12,19 +13,6 @@ export type CatchUp = {
   isDone(): boolean;
   /** Stops listening to the consumer's events. */
   dispose(): void;
-};
-
-/** Retries Kafka's transient errors (e.g. NOT_LEADER right after a topic was created). */
-export const retryTransient = async <T>(fn: () => Promise<T>, attempts = 20, delayMs = 250): Promise<T> => {
-  for (let i = 1; ; i++) {
-    try {
-      return await fn();
-    } catch (e) {
-      const retriable = typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
-      if (!retriable || i >= attempts) throw e;
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-  }
 };
 
 export const endOffsets = async (admin: Admin, topic: string): Promise<Map<number, bigint>> => {
