@@ -488,15 +488,15 @@ const onUserSignal = (
       roles.set(e.role, stamp);
       break;
     case 'role_granted':
-      roles.delete(e.role);
+      // A grant lifts a revocation made before it only: a late copy of an old grant cannot undo a newer revocation.
+      if ((roles.get(e.role)?.since ?? '') <= e.occurred_at) roles.delete(e.role);
       break;
     case 'consent_revoked':
       consents.set(e.consent_ref ?? '*', stamp);
       break;
     case 'consent_granted':
       // Granting one consent lifts that revocation; granting without a ref lifts them all.
-      if (e.consent_ref === undefined) consents.clear();
-      else consents.delete(e.consent_ref);
+      for (const [ref, st] of consents) if ((e.consent_ref === undefined || ref === e.consent_ref) && st.since <= e.occurred_at) consents.delete(ref);
       break;
   }
   c.touched.add(ukey);
@@ -517,7 +517,7 @@ const onUserSignal = (
         causes = addCause(c, d, { kind: 'role_revoked', ref: e.role, event_id: e.event_id, since: e.occurred_at, tier: c.cfg.tiers.roleRevoked }).causes;
         break;
       case 'role_granted':
-        causes = causes.filter((x) => !(x.kind === 'role_revoked' && x.ref === e.role));
+        causes = causes.filter((x) => !(x.kind === 'role_revoked' && x.ref === e.role && x.since <= e.occurred_at));
         break;
       case 'consent_revoked': {
         const ref = e.consent_ref ?? '*';
@@ -527,7 +527,7 @@ const onUserSignal = (
         break;
       }
       case 'consent_granted':
-        causes = causes.filter((x) => !(x.kind === 'consent_revoked' && (e.consent_ref === undefined || x.ref === e.consent_ref)));
+        causes = causes.filter((x) => !(x.kind === 'consent_revoked' && (e.consent_ref === undefined || x.ref === e.consent_ref) && x.since <= e.occurred_at));
         break;
     }
     apply(c, key, s, { ...d, causes }, stamp, s.applied);
@@ -599,9 +599,14 @@ const onSignal = (c: Ctx, e: SignalEvent): void => {
         }),
       );
     case 'trust_set':
-      // The SOC's word replaces every earlier cause, fanned-out ones included;
-      // later signals raise the tier again. Freezes are not causes and stay.
+      // The SOC's word replaces every cause raised before it (by event time),
+      // fanned-out ones included; causes raised after it, even if they arrived
+      // first, stand, and a later trust_set outranks it. So a late copy of an
+      // old reset (a retried send, a replay) cannot wipe newer signals.
+      // Freezes are not causes and stay.
       return onSession(c, e, (_s, d) => {
+        if (d.causes.some((x) => x.kind === 'trust_set' && x.since > e.occurred_at)) return d;
+        const later = d.causes.filter((x) => x.since > e.occurred_at);
         const cause: TrustCause = {
           kind: 'trust_set',
           ref: e.set_by,
@@ -610,7 +615,7 @@ const onSignal = (c: Ctx, e: SignalEvent): void => {
           tier: e.tier,
           ...(e.expires_at !== undefined && { expires_at: e.expires_at }),
         };
-        return { ...d, causes: unexpired(c.w, e.expires_at) ? [cause] : [] };
+        return { ...d, causes: unexpired(c.w, e.expires_at) ? [cause, ...later] : later };
       });
     case 'role_revoked':
     case 'role_granted':

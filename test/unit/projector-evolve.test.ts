@@ -280,6 +280,46 @@ describe('overrides, duplicates, versions', () => {
       assert.equal(JSON.stringify(snapshotWorld(t.world)), before);
     });
   }
+  // Beyond the dedup memory (32 ids per session), event time still keeps a
+  // late copy of an old reset or grant from undoing what happened after it.
+  const pad = (n: number, from: number): TrustfoldEvent[] =>
+    Array.from({ length: n }, (_, i) =>
+      ev(signalFixtures.injection_detected, { signal_id: `SIG-PAD-${from + i}`, severity: 'low', occurred_at: new Date(Date.parse('2026-06-09T14:40:00.000Z') + (from + i) * 1000).toISOString() }),
+    );
+  test('a late copy of an old trust_set, past the dedup memory, does not clear a newer injection', () => {
+    const set = ev(signalFixtures.trust_set, { tier: 'trusted', occurred_at: '2026-06-09T14:30:00.000Z' });
+    const inj = ev(signalFixtures.injection_detected, { occurred_at: '2026-06-09T14:35:00.000Z' });
+    const w = fold([started('S-9'), set, inj, ...pad(DEFAULT_FOLD_CONFIG.appliedPerSession + 8, 0)]);
+    assert.equal(must(w, 'S-9').tier, 'restricted');
+    const t = evolve(w, set);
+    assert.deepEqual(t.changed, []);
+    assert.equal(must(t.world, 'S-9').tier, 'restricted');
+  });
+  test('an older trust_set arriving after a newer one changes nothing; a newer one still overrides', () => {
+    const newer = ev(signalFixtures.trust_set, { tier: 'restricted', occurred_at: '2026-06-09T14:30:00.000Z' });
+    const older = ev(signalFixtures.trust_set, { tier: 'trusted', occurred_at: '2026-06-09T14:10:00.000Z' });
+    const w = fold([started('S-9'), newer]);
+    assert.deepEqual(evolve(w, older).changed, []);
+    assert.equal(must(w, 'S-9').tier, 'restricted');
+    const latest = evolve(w, ev(signalFixtures.trust_set, { tier: 'trusted', occurred_at: '2026-06-09T14:50:00.000Z' }));
+    assert.equal(latest.changed.at(-1)?.tier, 'trusted');
+  });
+  test('a late role_granted older than the revocation it meets does not lift it', () => {
+    const grant = ev(signalFixtures.role_granted, { occurred_at: '2026-06-09T14:01:00.000Z' });
+    const revoke = ev(signalFixtures.role_revoked, { occurred_at: '2026-06-09T14:02:00.000Z' });
+    const w = fold([started('S-9'), revoke, grant]);
+    assert.equal(must(w, 'S-9').tier, 'degraded');
+    assert.deepEqual(must(w, 'S-9').revoked_roles, ['payments-admin']);
+    // And the user fact stays: a session that starts later inherits it.
+    const later = fold([started('S-9'), revoke, grant, started('S-10', 'U-442', '2026-06-09T14:05:00.000Z')]);
+    assert.deepEqual(must(later, 'S-10').revoked_roles, ['payments-admin']);
+  });
+  test('a late consent_granted older than the revocation does not lift it', () => {
+    const revoke = ev(signalFixtures.consent_revoked, { occurred_at: '2026-06-09T14:02:00.000Z' });
+    const grant = ev(signalFixtures.consent_granted, { occurred_at: '2026-06-09T14:01:00.000Z' });
+    const w = fold([started('S-9'), revoke, grant]);
+    assert.equal(must(w, 'S-9').consent_revoked, true);
+  });
   test('versions rise by one per change and caused_by names the event', () => {
     const events = [
       started('S-9'),
