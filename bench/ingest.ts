@@ -7,7 +7,7 @@
 // shared). `npm run bench:ingest` (KAFKA_BROKERS to use an existing broker).
 //
 //   BENCH_SECONDS (15)  BENCH_CONNECTIONS (4)  BENCH_BATCH (500)
-//   BENCH_PRODUCERS (1: idempotent producers in the sink and the raw baseline; a divisor of the 6 partitions)
+//   BENCH_PRODUCERS (3, as TRUSTFOLD_INGEST_PRODUCERS: idempotent producers in the sink and the raw baseline; a divisor of the 6 partitions)
 //   BENCH_SESSIONS (64: distinct session ids, so records spread over partitions)
 //   BENCH_ROUNDS (3: raw and HTTP alternate in this many rounds of
 //   BENCH_SECONDS/rounds each, so a load swing on the shared machine hits both)
@@ -31,7 +31,7 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 15);
 const rounds = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 3));
 const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 4);
 const batch = Number(process.env['BENCH_BATCH'] ?? 500);
-const producers = Number(process.env['BENCH_PRODUCERS'] ?? 1);
+const producers = Number(process.env['BENCH_PRODUCERS'] ?? 3);
 const sessions = Number(process.env['BENCH_SESSIONS'] ?? 64);
 const SECRET = 'bench-secret-of-at-least-32-characters!!';
 

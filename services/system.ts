@@ -228,7 +228,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     closers.push(() => app.close());
 
     if (has('ingest')) {
-      const sink = createKafkaSink({ kafka, timeoutMs: config.http.produceTimeoutMs });
+      const sink = createKafkaSink({ kafka, timeoutMs: config.http.produceTimeoutMs, producers: config.http.ingestProducers });
       closers.push(() => sink.close());
       const p = projector;
       const v = view;

@@ -36,6 +36,7 @@ const envSchema = z.object({
   TRUSTFOLD_MAX_BODY_BYTES: int(16 * 1024 * 1024, 1024),
   TRUSTFOLD_MAX_EVENTS_PER_REQUEST: int(10_000, 1),
   TRUSTFOLD_PRODUCE_TIMEOUT_MS: int(5_000, 100),
+  TRUSTFOLD_INGEST_PRODUCERS: int(3, 1, 64),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -57,7 +58,7 @@ export type Config = {
     path: string;
   };
   dataDir: string;
-  http: { port: number; host: string; maxBodyBytes: number; maxEventsPerRequest: number; produceTimeoutMs: number };
+  http: { port: number; host: string; maxBodyBytes: number; maxEventsPerRequest: number; produceTimeoutMs: number; ingestProducers: number };
   auth: { secret: string | undefined; jwksUrl: string | undefined; issuer: string | undefined; audience: string | undefined };
   framing: 'single-object' | 'confluent';
   logLevel: Env['LOG_LEVEL'];
@@ -93,6 +94,7 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       maxBodyBytes: e.TRUSTFOLD_MAX_BODY_BYTES,
       maxEventsPerRequest: e.TRUSTFOLD_MAX_EVENTS_PER_REQUEST,
       produceTimeoutMs: e.TRUSTFOLD_PRODUCE_TIMEOUT_MS,
+      ingestProducers: e.TRUSTFOLD_INGEST_PRODUCERS,
     },
     auth: { secret: e.TRUSTFOLD_JWT_SECRET, jwksUrl: e.TRUSTFOLD_JWKS_URL, issuer: e.TRUSTFOLD_JWT_ISSUER, audience: e.TRUSTFOLD_JWT_AUDIENCE },
     framing: e.TRUSTFOLD_AVRO_FRAMING,
