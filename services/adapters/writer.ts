@@ -12,7 +12,7 @@ import { CompressionTypes, Partitioners, type Kafka, type Message } from 'kafkaj
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
-import { partitionKeyOf, retiringProducer } from '../lib/kafka.ts';
+import { chunkMessages, partitionKeyOf, retiringProducer } from '../lib/kafka.ts';
 
 export type DecisionWriter = {
   write(events: readonly DecisionEvent[]): Promise<void>;
@@ -62,7 +62,10 @@ export const createDecisionWriter = (opts: DecisionWriterOptions): DecisionWrite
           (async () => {
             const prod = await p;
             for (let i = 0; i < messages.length; i += perSend) {
-              await prod.send({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: messages.slice(i, i + perSend) });
+              // And by bytes: a broker refuses a batch over its message.max.bytes for good.
+              for (const chunk of chunkMessages(messages.slice(i, i + perSend))) {
+                await prod.send({ topic: opts.topic, acks: -1, compression: CompressionTypes.None, messages: chunk });
+              }
             }
           })(),
           `${events.length} decisions`,

@@ -196,3 +196,28 @@ export const retiringProducer = (kafka: Kafka, createPartitioner: ICustomPartiti
     },
   };
 };
+
+/**
+ * Splits messages into sends of at most `maxBytes` (keys + values) each. A
+ * broker refuses a record batch over its `message.max.bytes` (1 MiB by
+ * default) for good, and kafkajs puts a send's messages for one partition in
+ * one batch: a consumer that folds a large backlog into one output group
+ * would otherwise fail on that group forever.
+ */
+export const chunkMessages = <M extends { key?: Buffer | string | null; value: Buffer | string | null }>(messages: readonly M[], maxBytes = 256 * 1024): M[][] => {
+  const out: M[][] = [];
+  let chunk: M[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    const size = (m.value?.length ?? 0) + (m.key?.length ?? 0) + 64;
+    if (chunk.length > 0 && bytes + size > maxBytes) {
+      out.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(m);
+    bytes += size;
+  }
+  if (chunk.length > 0) out.push(chunk);
+  return out;
+};

@@ -26,7 +26,7 @@ import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config } from '../lib/config.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { ensureTopics, sendToDeadLetter, sessionKey, topicLayout } from '../lib/kafka.ts';
+import { chunkMessages, ensureTopics, sendToDeadLetter, sessionKey, topicLayout } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import { trackCatchUp, endOffsets } from './catch-up.ts';
 import { decodeRecord, encodeRecord, PUBLISHED_MARKER_KEY, publishedMarkerOf, recordOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
@@ -421,7 +421,12 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     const txn = await producer.transaction();
     const t1 = performance.now();
     try {
-      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1 });
+      // Round i sends the i-th chunk of every topic: one request for a usual group, bounded batches for a backlog.
+      const chunks = topicMessages.map(({ topic, messages }) => ({ topic, chunks: chunkMessages(messages) }));
+      for (let i = 0; chunks.some((c) => i < c.chunks.length); i++) {
+        const round = chunks.flatMap(({ topic, chunks: cs }) => (i < cs.length ? [{ topic, messages: cs[i] ?? [] }] : []));
+        await txn.sendBatch({ topicMessages: round, acks: -1 });
+      }
       const t2 = performance.now();
       if (offsets.length > 0) await sendOffsets(txn, offsets);
       const t3 = performance.now();
@@ -470,7 +475,9 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   const publish = async (states: Message[]): Promise<RecordMetadata[]> => {
     if (producer === undefined) throw new Error('projector not started');
     if (states.length === 0) return [];
-    return producer.send({ topic: config.topics.sessionTrust, messages: states, acks: -1 });
+    const md: RecordMetadata[] = [];
+    for (const chunk of chunkMessages(states)) md.push(...(await producer.send({ topic: config.topics.sessionTrust, messages: chunk, acks: -1 })));
+    return md;
   };
 
   const record = async (batch: Unrecorded[]): Promise<void> => {
@@ -503,9 +510,13 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     // sessions that already hold it: no change. The marker, last, never claims
     // input whose records are not all written.
     const sessions = batch.flatMap((u) => u.sessions);
-    if (sessions.length > 0) await logProducer.send({ topic: changelogTopic, messages: sessions, acks: -1 });
+    const log = logProducer;
+    const write = async (messages: Message[]): Promise<void> => {
+      for (const chunk of chunkMessages(messages)) await log.send({ topic: changelogTopic, messages: chunk, acks: -1 });
+    };
+    await write(sessions);
     const facts = batch.flatMap((u) => u.facts);
-    if (facts.length > 0) await logProducer.send({ topic: changelogTopic, messages: facts, acks: -1 });
+    await write(facts);
     if (moved) {
       const markerRecord: ChangelogRecord = {
         kind: 'published',

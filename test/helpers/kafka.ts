@@ -79,3 +79,14 @@ export const createTopic = async (
     await admin.disconnect();
   }
 };
+
+/** The environment that gives one test its own topics and projector group, all named after `prefix`. */
+export const topicEnv = (prefix: string, brokers: string[], partitions: number): Record<string, string> & { TRUSTFOLD_PROJECTOR_GROUP: string } => ({
+  KAFKA_BROKERS: brokers.join(','),
+  TRUSTFOLD_TOPIC_DECISIONS: `${prefix}.decisions`,
+  TRUSTFOLD_TOPIC_SIGNALS: `${prefix}.signals`,
+  TRUSTFOLD_TOPIC_SESSION_TRUST: `${prefix}.session-trust`,
+  TRUSTFOLD_TOPIC_DEAD_LETTER: `${prefix}.dead-letter`,
+  TRUSTFOLD_PARTITIONS: String(partitions),
+  TRUSTFOLD_PROJECTOR_GROUP: `${prefix}-projector`,
+});

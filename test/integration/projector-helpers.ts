@@ -5,22 +5,12 @@ import { createCodec, parseEvent } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent, TrustfoldEventInput } from '../../schemas/events.ts';
 import { configFrom, type Config } from '../../services/lib/config.ts';
 import { partitionKeyOf, topicOf } from '../../services/lib/kafka.ts';
-import { uniqueName } from '../helpers/kafka.ts';
+import { topicEnv, uniqueName } from '../helpers/kafka.ts';
 
 export const codec = createCodec();
 
 export const testEnv = (brokers: string[], partitions = 3): Record<string, string> & { TRUSTFOLD_PROJECTOR_GROUP: string } => {
-  const p = uniqueName('pt');
-  return {
-    KAFKA_BROKERS: brokers.join(','),
-    TRUSTFOLD_TOPIC_DECISIONS: `${p}.decisions`,
-    TRUSTFOLD_TOPIC_SIGNALS: `${p}.signals`,
-    TRUSTFOLD_TOPIC_SESSION_TRUST: `${p}.session-trust`,
-    TRUSTFOLD_TOPIC_DEAD_LETTER: `${p}.dead-letter`,
-    TRUSTFOLD_PARTITIONS: String(partitions),
-    TRUSTFOLD_PROJECTOR_GROUP: `${p}-projector`,
-    LOG_LEVEL: 'warn',
-  };
+  return { ...topicEnv(uniqueName('pt'), brokers, partitions), LOG_LEVEL: 'warn' };
 };
 
 export const testConfig = (env: Record<string, string>): Config => configFrom(env);

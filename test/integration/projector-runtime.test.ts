@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Kafka } from 'kafkajs';
 import type { SessionTrust } from '../../schemas/events.ts';
-import { createKafka, sessionKey } from '../../services/lib/kafka.ts';
+import { createKafka, ensureTopics, sessionKey, topicLayout } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import { createTrustView, type TrustView } from '../../services/pdp-client/trust-view.ts';
 import type { Delivery } from '../../services/projector/config.ts';
@@ -147,6 +147,38 @@ test(`[${delivery}] a cause is released at expires_at by wall time, with no new 
     await trust.close();
     await producer.close();
     await projector.stop();
+  }
+});
+
+test(`[${delivery}] a backlog folded into one group larger than the broker's batch limit is published in bounded sends`, { timeout: 120_000 }, async () => {
+  // 3,000 sessions × 3 signals waiting before the projector starts: the first
+  // groups hold thousands of states and changelog records (several MiB per
+  // partition, over the broker's 1 MiB message.max.bytes in one batch).
+  const env = testEnv(broker.brokers, 1);
+  const config = testConfig(env);
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, topicLayout({ topics: config.topics, kafka: config.kafka }));
+  await admin.disconnect();
+  const producer = await createEventProducer(kafka, config);
+  const sessions = Array.from({ length: 3_000 }, (_, i) => `S-b${i}`);
+  const messages = sessions.flatMap((s, i) =>
+    [sessionStarted(s, `U-${i % 50}`), event({ type: 'signal', kind: 'injection_detected', session_id: s, signal_id: `SIG-${i}`, severity: 'high', detector: 'd' })].map((e) => ({
+      key: sessionKey('acme', s),
+      value: codec.encodeEvent(e),
+    })),
+  );
+  for (let i = 0; i < messages.length; i += 1_000) await producer.raw.send({ topic: config.topics.signals, acks: -1, messages: messages.slice(i, i + 1_000) });
+  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, delivery, maxConcurrentPartitions: 2 });
+  const trust = await readTrustTopic(kafka, config.topics.sessionTrust, uniqueName('raw'));
+  try {
+    await projector.start();
+    await waitFor('every session restricted', () => new Set(trust.records.filter((r) => r.tier === 'restricted').map((r) => r.session_id)).size === sessions.length, 45_000);
+    assert.equal(projector.stats().recoveries, 0, 'no group failed and had to be rebuilt');
+  } finally {
+    await projector.stop();
+    await trust.close();
+    await producer.close();
   }
 });
 

@@ -13,7 +13,7 @@ import { uuidv7 } from '../../services/ingest/ids.ts';
 import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-broker.ts';
 import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
 import { decisionFixture } from '../fixtures/events.ts';
-import { uniqueName } from '../helpers/kafka.ts';
+import { topicEnv, uniqueName } from '../helpers/kafka.ts';
 
 export const codec = createCodec();
 export const SECRET = 'reliability-secret-of-at-least-32-characters';
@@ -102,14 +102,8 @@ export const startBroker = async (o: { own?: boolean; heapMb?: number } = {}): P
 export const uniqueEnv = (brokers: string[], partitions = 3): Record<string, string> => {
   const p = uniqueName('rel');
   return {
-    KAFKA_BROKERS: brokers.join(','),
+    ...topicEnv(p, brokers, partitions),
     KAFKA_CLIENT_ID: p,
-    TRUSTFOLD_TOPIC_DECISIONS: `${p}.decisions`,
-    TRUSTFOLD_TOPIC_SIGNALS: `${p}.signals`,
-    TRUSTFOLD_TOPIC_SESSION_TRUST: `${p}.session-trust`,
-    TRUSTFOLD_TOPIC_DEAD_LETTER: `${p}.dead-letter`,
-    TRUSTFOLD_PARTITIONS: String(partitions),
-    TRUSTFOLD_PROJECTOR_GROUP: `${p}-projector`,
     CLICKHOUSE_DATABASE: p.replace(/[^A-Za-z0-9_]/g, '_'),
     TRUSTFOLD_JWT_SECRET: SECRET,
     LOG_LEVEL: 'silent',
