@@ -4,7 +4,7 @@
 // knows them all.
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka } from 'kafkajs';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { migrate } from '../schemas/clickhouse/migrate.ts';
 import type { ActiveFreeze } from '../schemas/events.ts';
 import { err, ok, type Result } from '../schemas/result.ts';
@@ -172,6 +172,16 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       await projector.start();
       closers.push(() => projector?.stop() ?? Promise.resolve());
       const p = projector;
+      // The projector's counters, read at scrape time.
+      const stat = (name: string, help: string, read: (st: ReturnType<Projector['stats']>) => number): void => {
+        new Gauge({ name: `trustfold_projector_${name}`, help, registers: [registry], collect() { this.set(read(p.stats())); } });
+      };
+      stat('sessions', 'sessions in the fold', (st) => st.sessions);
+      stat('published_states', 'trust states published since start', (st) => st.published);
+      stat('batches', 'input batches folded since start', (st) => st.batches);
+      stat('dead_lettered', 'input records sent to the dead-letter topic since start', (st) => st.deadLettered);
+      stat('recoveries', 'times the in-memory fold was rebuilt from the changelog since start', (st) => st.recoveries);
+      stat('replay_skipped', 'input records skipped after a restore because the changelog already covered them', (st) => st.replaySkipped);
       readiness.push({ name: 'projector', check: async () => (p.isReady() ? true : 'restoring state') });
     }
 

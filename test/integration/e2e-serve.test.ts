@@ -135,6 +135,9 @@ describe('end to end: trustfold serve', { timeout: 240_000 }, () => {
     }
     assert.match(r.story, /denied/);
     assert.ok(lines.some((l) => /DENY/.test(l)), 'the PDP printed its deny');
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const published = Number(/^trustfold_projector_published_states (\d+)/m.exec(metrics)?.[1] ?? '0');
+    assert.ok(published >= r.transitions.length, `the projector's published states are in /metrics (${published})`);
 
     const code = await server.stop();
     assert.equal(code, 0, `clean exit on SIGTERM:\n${server.output()}`);
