@@ -39,27 +39,17 @@ export const waitUntil = async (what: string, cond: () => boolean | Promise<bool
 };
 
 // ---------------------------------------------------------------------------
-// Figures: one line per scenario, a table at the end of the long suite.
+// Figures: one line per scenario; scripts/reliability.mjs collects them into a table.
 
 export type Figure = { scenario: string; fields: Record<string, string | number> };
-const figures: Figure[] = [];
 
 export const printFigure = (scenario: string, fields: Record<string, string | number>): Figure => {
   const f = { scenario, fields };
-  figures.push(f);
   const line = Object.entries(fields)
     .map(([k, v]) => `${k} = ${v}`)
     .join(', ');
   process.stdout.write(`FIGURE ${scenario}: ${line}\n`);
   return f;
-};
-
-export const summaryTable = (): string => {
-  const rows = figures.map((f) => [f.scenario, Object.entries(f.fields).map(([k, v]) => `${k}=${v}`).join(' ')]);
-  const w = Math.max(8, ...rows.map((r) => r[0]?.length ?? 0));
-  const lines = [`${'scenario'.padEnd(w)} | figures`, `${'-'.repeat(w)}-+-${'-'.repeat(60)}`];
-  for (const [s, v] of rows) lines.push(`${(s ?? '').padEnd(w)} | ${v ?? ''}`);
-  return lines.join('\n');
 };
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,27 @@
+// Long run of scenario 1 (crash safety); `npm run test:reliability` runs it.
+import { after, before, test } from 'node:test';
+import { envInt, startBroker, type TestBroker } from '../harness.ts';
+import { runCrashScenario } from '../scenarios/crash.ts';
+
+const HOUR = 3_600_000;
+let broker: TestBroker;
+before(async () => {
+  broker = await startBroker({ heapMb: 384 });
+});
+after(async () => {
+  await broker?.stop();
+});
+
+test('1. crash safety at scale', { timeout: 3 * HOUR }, async (t) => {
+  await runCrashScenario({
+    brokers: broker.brokers,
+    events: envInt('RELIABILITY_EVENTS', 1_000_000),
+    kills: envInt('RELIABILITY_KILLS', 10),
+    sessions: 5_000,
+    batchSize: 2_000,
+    killGapMs: [3_000, 12_000],
+    minProduceMs: envInt('RELIABILITY_MIN_PRODUCE_MS', 60_000),
+    catchUpTimeoutMs: 2 * HOUR,
+    log: (s) => t.diagnostic(s),
+  });
+});
