@@ -248,6 +248,7 @@ export const ingestRoutes =
           summary: 'Raise a change freeze (emitted as a change_freeze_raised signal)',
           tags: ['freezes'],
           body: raiseFreezeBodySchema,
+          querystring: tenantQuery,
           response: { 201: freezeEventResponse, 400: errorBodySchema, 403: errorBodySchema, 503: errorBodySchema },
         },
       },
@@ -255,7 +256,12 @@ export const ingestRoutes =
         const caller = callerOf(req);
         const badSub = subTooLong(caller);
         if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
-        const t = tenantFor(caller, req.body.tenant_id, 'tenant_id');
+        // The tenant as the other freeze routes take it (?tenant=), or tenant_id in the body; not two different ones.
+        if (req.body.tenant_id !== undefined && req.query.tenant !== undefined && req.body.tenant_id !== req.query.tenant) {
+          const message = `tenant_id "${req.body.tenant_id}" and ?tenant="${req.query.tenant}" differ`;
+          return sendError(reply, 400, 'bad_request', message, [{ path: 'tenant_id', message }]);
+        }
+        const t = tenantFor(caller, req.body.tenant_id ?? req.query.tenant, req.body.tenant_id === undefined && req.query.tenant !== undefined ? 'tenant' : 'tenant_id');
         if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message, t.errors);
         const now = clock();
         const { expires_at, ticket } = req.body;

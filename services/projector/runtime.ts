@@ -886,7 +886,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         await teardown();
         throw e;
       }
-      logger.info({ groupId, transactionalId, restored: stats.restoredRecords, sessions: world.sessions.size }, 'projector started');
+      logger.info({ groupId, delivery, ...(delivery === 'transactional' && { transactionalId }), restored: stats.restoredRecords, sessions: world.sessions.size }, 'projector started');
     },
     async stop() {
       running = false;

@@ -287,6 +287,14 @@ describe('freezes', () => {
     assert.equal(res.statusCode, 201);
     assert.equal(res.json().freeze_id, 'INC-9');
     assert.equal(decoded(sink.sent[0]!).tenant_id, 'globex');
+    // Or with ?tenant=, as the other freeze routes (and the demo) name it.
+    const byQuery = await app.inject({ method: 'POST', url: '/v1/freezes?tenant=acme', headers: await auth({ tenant: '*' }), payload: { freeze_id: 'INC-77', scope: {}, reason: 'x' } });
+    assert.equal(byQuery.statusCode, 201, byQuery.body);
+    assert.equal(decoded(sink.sent[1]!).tenant_id, 'acme');
+    const both = await app.inject({ method: 'POST', url: '/v1/freezes?tenant=acme', headers: await auth({ tenant: '*' }), payload: { tenant_id: 'globex', scope: {}, reason: 'x' } });
+    assert.equal(both.statusCode, 400);
+    assert.equal(both.json().error.errors[0].path, 'tenant_id');
+    assert.equal(sink.sent.length, 2);
   });
 
   test('503 + Retry-After when the freeze cannot be stored', async () => {
