@@ -162,15 +162,19 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
 
   const inputKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
-  const restore = async (): Promise<World> => {
+  /** A topic's end offsets now, through a short-lived admin client. */
+  const endOffsetsNow = async (topic: string): Promise<Map<number, bigint>> => {
     const admin = kafka.admin();
     await admin.connect();
-    let targets: Map<number, bigint>;
     try {
-      targets = await endOffsets(admin, changelogTopic);
+      return await endOffsets(admin, topic);
     } finally {
       await admin.disconnect();
     }
+  };
+
+  const restore = async (): Promise<World> => {
+    const targets = await endOffsetsNow(changelogTopic);
     const records: ChangelogRecord[] = [];
     if (targets.size > 0) {
       // A throwaway group that never commits: the changelog is always read whole.
@@ -213,14 +217,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
    */
   const publishedAhead = async (restored: World): Promise<Map<string, Ahead>> => {
     const topic = config.topics.sessionTrust;
-    const admin = kafka.admin();
-    await admin.connect();
-    let ends: Map<number, bigint>;
-    try {
-      ends = await endOffsets(admin, topic);
-    } finally {
-      await admin.disconnect();
-    }
+    const ends = await endOffsetsNow(topic);
     const from = (partition: number): bigint => BigInt(covered.get(partition) ?? '0');
     for (const [partition, end] of ends) if (from(partition) >= end) ends.delete(partition);
     const out = new Map<string, Ahead>();

@@ -4,6 +4,7 @@
 // binary is on PATH, a real OPA server uploads its own decision logs here.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +26,9 @@ import { opaEvent } from '../unit/adapters-fixtures.ts';
 
 const codec = createCodec();
 const secret = 'integration-secret-integration-secret-0123456789';
-const opaOnPath = spawnSync('opa', ['version'], { encoding: 'utf8' }).status === 0;
+// `opa` on PATH, else the one scripts/opa-fetch.mjs built (npm test runs it first).
+const OPA_CACHED = fileURLToPath(new URL('../../.cache/opa/opa', import.meta.url));
+const opaBin = ['opa', OPA_CACHED].find((b) => spawnSync(b, ['version'], { encoding: 'utf8' }).status === 0);
 
 let broker: TestKafka;
 let kafka: Kafka;
@@ -150,7 +153,7 @@ decision := {"allow": false, "rule_id": "deny-destructive-when-degraded", "reaso
 }
 `;
 
-describe('real OPA → its decision-log plugin → this endpoint', { skip: opaOnPath ? false : 'no `opa` binary on PATH (go install github.com/open-policy-agent/opa@latest puts one in ~/go/bin)' }, () => {
+describe('real OPA → its decision-log plugin → this endpoint', { skip: opaBin !== undefined ? false : 'no `opa` binary: not on PATH, and scripts/opa-fetch.mjs could not build one (needs Go)' }, () => {
   test('OPA uploads its decision logs (gzip, bearer token) and they arrive as trustfold decisions', { timeout: 90_000 }, async (t) => {
     const address = app.server.address();
     assert.ok(address !== null && typeof address === 'object');
@@ -175,7 +178,7 @@ decision_logs:
     );
     const out = openSync(join(dir, 'opa.log'), 'a');
     const port = 20_000 + Math.floor(Math.random() * 20_000);
-    const child = spawn('opa', ['run', '--server', `--addr=127.0.0.1:${port}`, `--config-file=${join(dir, 'opa.yaml')}`, join(dir, 'policy.rego')], { stdio: ['ignore', out, out] });
+    const child = spawn(opaBin ?? 'opa', ['run', '--server', `--addr=127.0.0.1:${port}`, `--config-file=${join(dir, 'opa.yaml')}`, join(dir, 'policy.rego')], { stdio: ['ignore', out, out] });
     try {
       const url = `http://127.0.0.1:${port}`;
       await waitForAsync(() => fetch(`${url}/health`).then((r) => r.ok).catch(() => false), 20_000, () => readFileSync(join(dir, 'opa.log'), 'utf8'));
