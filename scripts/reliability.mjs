@@ -24,7 +24,7 @@ const figures = [];
 let pending = '';
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', '--test-timeout=14400000', '--test-reporter=spec', ...files],
+  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=14400000', '--test-reporter=spec', ...files],
   { env, stdio: ['ignore', 'pipe', 'inherit'] },
 );
 child.stdout.on('data', (b) => {

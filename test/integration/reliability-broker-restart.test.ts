@@ -2,6 +2,9 @@
 import { after, before, test } from 'node:test';
 import { envInt, startBroker, type TestBroker } from '../reliability/harness.ts';
 import { runBrokerRestartScenario } from '../reliability/scenarios/broker-restart.ts';
+import { exitIfStuck } from '../helpers/exit.ts';
+
+exitIfStuck();
 
 let broker: TestBroker;
 before(async () => {

@@ -3,6 +3,9 @@
 import { after, before, test } from 'node:test';
 import { envInt, startBroker, type TestBroker } from '../reliability/harness.ts';
 import { runCrashScenario } from '../reliability/scenarios/crash.ts';
+import { exitIfStuck } from '../helpers/exit.ts';
+
+exitIfStuck();
 
 let broker: TestBroker;
 before(async () => {

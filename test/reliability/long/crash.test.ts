@@ -2,8 +2,11 @@
 import { after, before, test } from 'node:test';
 import { envInt, startBroker, type TestBroker } from '../harness.ts';
 import { runCrashScenario } from '../scenarios/crash.ts';
+import { exitIfStuck } from '../../helpers/exit.ts';
 
 const HOUR = 3_600_000;
+exitIfStuck();
+
 let broker: TestBroker;
 before(async () => {
   broker = await startBroker({ heapMb: 384 });
