@@ -1,23 +1,14 @@
 // Fast variant of reliability scenario 1 (test/reliability has the long one):
 // ~20k events while the projector and the audit sink are SIGKILLed.
-import { after, before, test } from 'node:test';
-import { envInt, startBroker, type TestBroker } from '../reliability/harness.ts';
+import { test } from 'node:test';
+import { envInt, brokerForFile } from '../reliability/harness.ts';
 import { runCrashScenario } from '../reliability/scenarios/crash.ts';
-import { exitIfStuck } from '../helpers/exit.ts';
 
-exitIfStuck();
-
-let broker: TestBroker;
-before(async () => {
-  broker = await startBroker();
-});
-after(async () => {
-  await broker?.stop();
-});
+const broker = brokerForFile();
 
 test('crash safety: SIGKILLed projector and audit sink lose nothing, double nothing, and the trust equals a fresh fold', { timeout: 240_000 }, async (t) => {
   await runCrashScenario({
-    brokers: broker.brokers,
+    brokers: broker().brokers,
     events: envInt('RELIABILITY_FAST_EVENTS', 20_000),
     kills: envInt('RELIABILITY_FAST_KILLS', 2),
     sessions: 200,

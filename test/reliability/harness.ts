@@ -14,6 +14,8 @@ import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-bro
 import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
 import { decisionFixture } from '../fixtures/events.ts';
 import { topicEnv, uniqueName } from '../helpers/kafka.ts';
+import { after, before } from 'node:test';
+import { exitIfStuck } from '../helpers/exit.ts';
 
 export const codec = createCodec();
 export const SECRET = 'reliability-secret-of-at-least-32-characters';
@@ -56,6 +58,26 @@ export const printFigure = (scenario: string, fields: Record<string, string | nu
 // Brokers: small heaps (2 cores, other brokers on the box).
 
 export type TestBroker = { brokers: string[]; dataDir: string; restartable: boolean; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> };
+
+/**
+ * The broker of one test file: started before its tests, stopped after them,
+ * and the file's process made to exit if a client still holds it (see
+ * exitIfStuck). Call at the top level; the getter is valid inside tests.
+ */
+export const brokerForFile = (o: { own?: boolean; heapMb?: number } = {}): (() => TestBroker) => {
+  exitIfStuck();
+  let broker: TestBroker | undefined;
+  before(async () => {
+    broker = await startBroker(o);
+  });
+  after(async () => {
+    await broker?.stop();
+  });
+  return () => {
+    if (broker === undefined) throw new Error('the broker starts in before(); use it inside a test');
+    return broker;
+  };
+};
 
 /** A broker of this test (KAFKA_BROKERS is honoured unless `own`); stop() also removes its data. */
 export const startBroker = async (o: { own?: boolean; heapMb?: number } = {}): Promise<TestBroker> => {

@@ -1,23 +1,14 @@
 // Long run of scenario 1 (crash safety); `npm run test:reliability` runs it.
-import { after, before, test } from 'node:test';
-import { envInt, startBroker, type TestBroker } from '../harness.ts';
+import { test } from 'node:test';
+import { envInt, brokerForFile } from '../harness.ts';
 import { runCrashScenario } from '../scenarios/crash.ts';
-import { exitIfStuck } from '../../helpers/exit.ts';
 
 const HOUR = 3_600_000;
-exitIfStuck();
-
-let broker: TestBroker;
-before(async () => {
-  broker = await startBroker({ heapMb: 384 });
-});
-after(async () => {
-  await broker?.stop();
-});
+const broker = brokerForFile({ heapMb: 384 });
 
 test('1. crash safety at scale', { timeout: 3 * HOUR }, async (t) => {
   await runCrashScenario({
-    brokers: broker.brokers,
+    brokers: broker().brokers,
     events: envInt('RELIABILITY_EVENTS', 1_000_000),
     kills: envInt('RELIABILITY_KILLS', 10),
     sessions: 5_000,
