@@ -24,7 +24,7 @@
 // which the HTTP layer turns into 503 + Retry-After.
 import { CompressionTypes, type ICustomPartitioner, type IHeaders, type Kafka, type TopicMessages } from 'kafkajs';
 import { TrustfoldError, errorMessage } from '../lib/errors.ts';
-import { retiringProducer } from '../lib/kafka.ts';
+import { chunkBySize, messageSize, retiringProducer } from '../lib/kafka.ts';
 
 export type OutboundRecord = { topic: string; key: string; value: Buffer; headers?: IHeaders };
 
@@ -69,8 +69,6 @@ type Item = {
   timer: NodeJS.Timeout;
 };
 type Chunk = { item: Item; records: readonly OutboundRecord[]; bytes: number };
-
-const sizeOf = (r: OutboundRecord): number => r.value.length + r.key.length + 64;
 
 const delay = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
@@ -267,21 +265,10 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
         const lane = lanes[i];
         if (rs.length === 0 || lane === undefined) return;
         touched.push(lane);
-        let chunk: OutboundRecord[] = [];
-        let bytes = 0;
-        for (const r of rs) {
-          const size = sizeOf(r);
-          if (chunk.length > 0 && bytes + size > maxBatchBytes) {
-            lane.queue.push({ item, records: chunk, bytes });
-            item.pending++;
-            chunk = [];
-            bytes = 0;
-          }
-          chunk.push(r);
-          bytes += size;
+        for (const c of chunkBySize(rs, messageSize, maxBatchBytes)) {
+          lane.queue.push({ item, records: c.items, bytes: c.bytes });
+          item.pending++;
         }
-        lane.queue.push({ item, records: chunk, bytes });
-        item.pending++;
       });
       for (const lane of touched) void lane.pump();
     });

@@ -198,26 +198,34 @@ export const retiringProducer = (kafka: Kafka, createPartitioner: ICustomPartiti
 };
 
 /**
- * Splits messages into sends of at most `maxBytes` (keys + values) each. A
- * broker refuses a record batch over its `message.max.bytes` (1 MiB by
- * default) for good, and kafkajs puts a send's messages for one partition in
- * one batch: a consumer that folds a large backlog into one output group
- * would otherwise fail on that group forever.
+ * Splits items, in order, into runs whose sizes add up to at most `maxBytes`
+ * (an item larger than that travels alone). A broker refuses a record batch
+ * over its `message.max.bytes` (1 MiB by default) for good, and kafkajs puts a
+ * send's messages for one partition in one batch: a producer that sends a
+ * large backlog at once would otherwise fail on it forever.
  */
-export const chunkMessages = <M extends { key?: Buffer | string | null; value: Buffer | string | null }>(messages: readonly M[], maxBytes = 256 * 1024): M[][] => {
-  const out: M[][] = [];
-  let chunk: M[] = [];
+export const chunkBySize = <T>(items: readonly T[], sizeOf: (item: T) => number, maxBytes: number): { items: T[]; bytes: number }[] => {
+  const out: { items: T[]; bytes: number }[] = [];
+  let chunk: T[] = [];
   let bytes = 0;
-  for (const m of messages) {
-    const size = (m.value?.length ?? 0) + (m.key?.length ?? 0) + 64;
+  for (const item of items) {
+    const size = sizeOf(item);
     if (chunk.length > 0 && bytes + size > maxBytes) {
-      out.push(chunk);
+      out.push({ items: chunk, bytes });
       chunk = [];
       bytes = 0;
     }
-    chunk.push(m);
+    chunk.push(item);
     bytes += size;
   }
-  if (chunk.length > 0) out.push(chunk);
+  if (chunk.length > 0) out.push({ items: chunk, bytes });
   return out;
 };
+
+type Sized = { key?: Buffer | string | null; value: Buffer | string | null };
+/** A record's bytes on the wire, roughly: key, value and a record's overhead. */
+export const messageSize = (m: Sized): number => (m.value?.length ?? 0) + (m.key?.length ?? 0) + 64;
+
+/** Messages in sends of at most `maxBytes` each (see chunkBySize). */
+export const chunkMessages = <M extends Sized>(messages: readonly M[], maxBytes = 256 * 1024): M[][] =>
+  chunkBySize(messages, messageSize, maxBytes).map((c) => c.items);
