@@ -108,6 +108,15 @@ export type Projector = {
   activeFreezes(tenantId: string): ActiveFreeze[];
 };
 
+/**
+ * Retries of the output producers: never give up (a failure invalidates the
+ * world), and start at 5 ms — a transaction that starts right after a commit
+ * gets CONCURRENT_TRANSACTIONS until the commit markers are written (ms), and
+ * the cluster's 100 ms first back-off would add that much to every
+ * propagation (kafkajs#304).
+ */
+const OUTPUT_RETRY = { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER };
+
 export const changelogTopicOf = (sessionTrustTopic: string, groupId: string): string => `${sessionTrustTopic}.changelog.${groupId}`;
 
 export const createProjector = (deps: ProjectorDeps): Projector => {
@@ -449,7 +458,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   // Two stages. (1) publishes a group's states, one group at a time, in order.
   // The recorder does (2)+(3) for the groups whose (1) finished, in order and
   // coalesced: everything published since its last round in one changelog
-  // write (sessions, then facts + marker) and one offset commit — so it keeps
+  // write (sessions, then facts, then the marker) and one offset commit — so it keeps
   // up however slow it is, and the next group's (1) never waits for it (up to
   // `maxUnrecorded` groups). It stops at the first group whose (1) failed.
   // Hence the changelog always holds a prefix of the groups, the committed
@@ -519,7 +528,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         kind: 'published',
         value: { partitions: [...marker].map(([partition, offset]) => ({ partition, offset })), consumed: [...consumed.values()] },
       };
-      await logProducer.send({ topic: changelogTopic, messages: [{ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) }], acks: -1 });
+      await write([{ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) }]);
     }
     covered = marker;
     folded = consumed;
@@ -661,7 +670,8 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       if (broken) throw new Error('projector is recovering');
     }
     const valid: TrustfoldEvent[] = [];
-    const floor = folded.get(inputKey(batch.topic, batch.partition));
+    const key = inputKey(batch.topic, batch.partition);
+    const floor = folded.get(key);
     const skipBelow = floor === undefined ? -1n : BigInt(floor.offset);
     for (const m of batch.messages) {
       // Already in the restored world (and dead-lettered, if it was poison).
@@ -693,10 +703,10 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     for (const e of valid) collect(evolve(world, e, fold));
     const last = batch.messages.at(-1);
     if (last !== undefined) {
-      pending.offsets.set(`${batch.topic}\u0000${batch.partition}`, { topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) });
-      const target = replayTargets.get(`${batch.topic}\u0000${batch.partition}`);
+      pending.offsets.set(key, { topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) });
+      const target = replayTargets.get(key);
       if (target !== undefined && BigInt(last.offset) + 1n >= target) {
-        replayTargets.delete(`${batch.topic}\u0000${batch.partition}`);
+        replayTargets.delete(key);
         if (replayTargets.size === 0) settleAhead();
       }
     }
@@ -758,12 +768,9 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
             idempotent: true,
             maxInFlightRequests: 1,
             transactionTimeout: 30_000,
-            // A transaction that starts right after a commit gets CONCURRENT_TRANSACTIONS
-            // until the commit markers are written (ms); the cluster's 100 ms first
-            // back-off would add that much to every propagation (kafkajs#304).
-            retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER },
+            retry: OUTPUT_RETRY,
           })
-        : kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER } });
+        : kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: OUTPUT_RETRY });
     producer.on(producer.events.REQUEST, (e) => {
       const r = (timing.requests[e.payload.apiName] ??= { n: 0, ms: 0 });
       r.n++;
@@ -771,7 +778,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     });
     await producer.connect();
     if (delivery === 'idempotent') {
-      logProducer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER } });
+      logProducer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: OUTPUT_RETRY });
       await logProducer.connect();
       replayTargets = ahead.size > 0 ? await unreadInput() : new Map();
     }
@@ -827,8 +834,10 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         const from = new Map((committed.find((c) => c.topic === topic)?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
         for (const [partition, end] of ends) {
           const recorded = folded.get(inputKey(topic, partition));
-          const start = [from.get(partition) ?? -1n, recorded === undefined ? -1n : BigInt(recorded.offset)].reduce((a, b) => (a > b ? a : b));
-          if (start < end) out.set(inputKey(topic, partition), end);
+          // Read from the later of the committed offset and the recorded marker.
+          const committedAt = from.get(partition) ?? -1n;
+          const recordedAt = recorded === undefined ? -1n : BigInt(recorded.offset);
+          if ((committedAt > recordedAt ? committedAt : recordedAt) < end) out.set(inputKey(topic, partition), end);
         }
       }
       return out;
