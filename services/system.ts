@@ -25,7 +25,7 @@ import { createKafka, ensureTopics, topicLayout } from './lib/kafka.ts';
 import type { Logger } from './lib/log.ts';
 import { createTrustView, type TrustView } from './pdp-client/trust-view.ts';
 import { parseProjectorConfig } from './projector/config.ts';
-import { createProjector, type Projector } from './projector/runtime.ts';
+import { createProjector, type Projector, type ProjectorStats } from './projector/runtime.ts';
 import { trustRoutes } from './projector/trust-routes.ts';
 import { auditRoutes } from './query/routes.ts';
 
@@ -157,9 +157,11 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     // The projector's delivery mode also decides how trust readers read: with
     // transactional output they must skip aborted records; with idempotent
     // output every record is final, so reading uncommitted costs nothing.
-    const pc = configOrThrow('projector', parseProjectorConfig(o.env));
+    // Parsed only where a projector or a trust view runs, so a sink-only
+    // process does not fail on projector settings.
+    const pc = has('projector') || has('ingest') ? configOrThrow('projector', parseProjectorConfig(o.env)) : undefined;
     let projector: Projector | undefined;
-    if (has('projector')) {
+    if (has('projector') && pc !== undefined) {
       projector = createProjector({
         kafka,
         config,
@@ -173,7 +175,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       closers.push(() => projector?.stop() ?? Promise.resolve());
       const p = projector;
       // The projector's counters, read at scrape time.
-      const stat = (name: string, help: string, read: (st: ReturnType<Projector['stats']>) => number): void => {
+      const stat = (name: string, help: string, read: (st: ProjectorStats) => number): void => {
         new Gauge({ name: `trustfold_projector_${name}`, help, registers: [registry], collect() { this.set(read(p.stats())); } });
       };
       stat('sessions', 'sessions in the fold', (st) => st.sessions);
@@ -186,7 +188,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     }
 
     let view: TrustView | undefined;
-    if (has('projector') || has('ingest')) {
+    if (pc !== undefined) {
       view = await createTrustView({
         kafka,
         topic: config.topics.sessionTrust,

@@ -88,19 +88,19 @@ export const kafkaReadiness = (sink: EventSink): ReadinessCheck => ({
   check: async () => ((await sink.ready()) ? true : 'Kafka cluster unreachable'),
 });
 
-type TenantChoice = { ok: true; tenant: string } | { ok: false; status: 400 | 403; message: string; errors: FieldError[] };
+type TenantChoice = { ok: true; tenant: string } | { ok: false; status: 400 | 403; code: 'bad_request' | 'forbidden'; message: string; errors: FieldError[] };
 /** `field`: where the request names its tenant (`tenant_id` in a body, `tenant` in a query). */
 const tenantFor = (caller: Caller, requested: string | undefined, field: string): TenantChoice => {
   if (isOperator(caller)) {
     if (requested === undefined || requested === OPERATOR_TENANT) {
       const message = `an operator token (tenant "*") must name the tenant in ${field}`;
-      return { ok: false, status: 400, message, errors: [{ path: field, message: 'required with an operator token' }] };
+      return { ok: false, status: 400, code: 'bad_request', message, errors: [{ path: field, message: 'required with an operator token' }] };
     }
     return { ok: true, tenant: requested };
   }
   if (requested !== undefined && requested !== caller.tenant) {
     const message = `the token may act on tenant "${caller.tenant}" only`;
-    return { ok: false, status: 403, message, errors: [{ path: field, message }] };
+    return { ok: false, status: 403, code: 'forbidden', message, errors: [{ path: field, message }] };
   }
   return { ok: true, tenant: caller.tenant };
 };
@@ -257,12 +257,14 @@ export const ingestRoutes =
         const badSub = subTooLong(caller);
         if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
         // The tenant as the other freeze routes take it (?tenant=), or tenant_id in the body; not two different ones.
-        if (req.body.tenant_id !== undefined && req.query.tenant !== undefined && req.body.tenant_id !== req.query.tenant) {
-          const message = `tenant_id "${req.body.tenant_id}" and ?tenant="${req.query.tenant}" differ`;
+        const inBody = req.body.tenant_id;
+        const inQuery = req.query.tenant;
+        if (inBody !== undefined && inQuery !== undefined && inBody !== inQuery) {
+          const message = `tenant_id "${inBody}" and ?tenant="${inQuery}" differ`;
           return sendError(reply, 400, 'bad_request', message, [{ path: 'tenant_id', message }]);
         }
-        const t = tenantFor(caller, req.body.tenant_id ?? req.query.tenant, req.body.tenant_id === undefined && req.query.tenant !== undefined ? 'tenant' : 'tenant_id');
-        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message, t.errors);
+        const t = inBody === undefined && inQuery !== undefined ? tenantFor(caller, inQuery, 'tenant') : tenantFor(caller, inBody, 'tenant_id');
+        if (!t.ok) return sendError(reply, t.status, t.code, t.message, t.errors);
         const now = clock();
         const { expires_at, ticket } = req.body;
         if (expires_at !== undefined && Date.parse(expires_at) <= now.getTime()) {
@@ -309,7 +311,7 @@ export const ingestRoutes =
         const badSub = subTooLong(caller);
         if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
         const t = tenantFor(caller, req.query.tenant, 'tenant');
-        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message, t.errors);
+        if (!t.ok) return sendError(reply, t.status, t.code, t.message, t.errors);
         const freeze_id = req.params.id;
         const known =
           raisedHere.get(t.tenant)?.has(freeze_id) === true ||
@@ -345,7 +347,7 @@ export const ingestRoutes =
       },
       async (req, reply) => {
         const t = tenantFor(callerOf(req), req.query.tenant, 'tenant');
-        if (!t.ok) return sendError(reply, t.status, t.status === 403 ? 'forbidden' : 'bad_request', t.message, t.errors);
+        if (!t.ok) return sendError(reply, t.status, t.code, t.message, t.errors);
         const freezes = await deps.activeFreezes(t.tenant);
         return reply.code(200).send({ tenant_id: t.tenant, freezes });
       },
