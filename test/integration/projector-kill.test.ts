@@ -109,7 +109,11 @@ test(`[${delivery}] SIGKILL mid-stream and restart: no lost, doubled or regresse
       for (const r of trust.records) m.set(r.session_id, r);
       return m;
     };
-    await waitFor('final states', () => [...expected].every(([id, s]) => latest().get(id)?.version === s.version), 90_000);
+    await waitFor('final states', () => [...expected].every(([id, s]) => latest().get(id)?.version === s.version), 90_000).catch((e: unknown) => {
+      const off = [...expected].filter(([id, s]) => latest().get(id)?.version !== s.version);
+      const show = off.slice(0, 3).map(([id, s]) => `${id}: published v${latest().get(id)?.version} ${latest().get(id)?.tier}, fold v${s.version} ${s.tier}`);
+      throw new Error(`${(e as Error).message}; ${off.length} sessions off: ${show.join(' | ')}`);
+    });
     await new Promise((r) => setTimeout(r, 500)); // anything extra would show up now
 
     assert.ok(beforeKill < trust.records.length, 'the stream went on after the kill');
