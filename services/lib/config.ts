@@ -3,12 +3,15 @@
 import { z } from 'zod';
 import { zodIssues } from '../../schemas/codec.ts';
 import { err, ok, type FieldError, type Result } from '../../schemas/result.ts';
+import { secretWeakness } from './auth.ts';
 
 const list = z
   .string()
   .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== ''));
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max).default(def);
+const flag = z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1').default(false);
+const DAY_MS = 86_400_000;
 
 const envSchema = z.object({
   KAFKA_BROKERS: list.pipe(z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).min(1)).optional(),
@@ -28,10 +31,26 @@ const envSchema = z.object({
   TRUSTFOLD_DATA_DIR: z.string().min(1).default('.data'),
   PORT: int(8080, 0, 65535),
   HOST: z.string().default('127.0.0.1'),
-  TRUSTFOLD_JWT_SECRET: z.string().min(32, 'use at least 32 characters').optional(),
+  TRUSTFOLD_JWT_SECRET: z
+    .string()
+    .superRefine((s, ctx) => {
+      const weak = secretWeakness(s);
+      if (weak !== undefined) ctx.addIssue({ code: 'custom', message: `the secret ${weak}` });
+    })
+    .optional(),
   TRUSTFOLD_JWKS_URL: z.url().optional(),
   TRUSTFOLD_JWT_ISSUER: z.string().optional(),
   TRUSTFOLD_JWT_AUDIENCE: z.string().optional(),
+  TRUSTFOLD_JWT_MAX_TTL_S: int(24 * 3600, 60, 366 * 24 * 3600),
+  TRUSTFOLD_JWT_ALLOW_LONG_LIVED: flag,
+  TRUSTFOLD_JWT_CLOCK_SKEW_S: int(60, 0, 3600),
+  TRUSTFOLD_JWKS_ALLOW_ALL_TENANTS: flag,
+  TRUSTFOLD_METRICS_TOKEN: z.string().min(32, 'use at least 32 characters').optional(),
+  TRUSTFOLD_MAX_FUTURE_SKEW_MS: int(60_000, 0, DAY_MS),
+  // One insert may touch at most 100 monthly partitions of the audit tables: 8 years keeps a batch under that.
+  TRUSTFOLD_MAX_EVENT_AGE_MS: int(30 * DAY_MS, 60_000, 8 * 365 * DAY_MS),
+  TRUSTFOLD_SSE_MAX_STREAMS: int(1_000, 1, 1_000_000),
+  TRUSTFOLD_SSE_MAX_STREAMS_PER_SUBJECT: int(20, 1, 1_000_000),
   TRUSTFOLD_AVRO_FRAMING: z.enum(['single-object', 'confluent']).default('single-object'),
   TRUSTFOLD_MAX_BODY_BYTES: int(16 * 1024 * 1024, 1024),
   TRUSTFOLD_MAX_EVENTS_PER_REQUEST: int(10_000, 1),
@@ -58,8 +77,31 @@ export type Config = {
     path: string;
   };
   dataDir: string;
-  http: { port: number; host: string; maxBodyBytes: number; maxEventsPerRequest: number; produceTimeoutMs: number; ingestProducers: number };
-  auth: { secret: string | undefined; jwksUrl: string | undefined; issuer: string | undefined; audience: string | undefined };
+  http: {
+    port: number;
+    host: string;
+    maxBodyBytes: number;
+    maxEventsPerRequest: number;
+    produceTimeoutMs: number;
+    ingestProducers: number;
+    /** When set, /metrics answers only `Authorization: Bearer <this>`. */
+    metricsToken: string | undefined;
+    /** Open SSE streams, in all and per token subject (429 beyond). */
+    maxStreams: number;
+    maxStreamsPerSubject: number;
+  };
+  auth: {
+    secret: string | undefined;
+    jwksUrl: string | undefined;
+    issuer: string | undefined;
+    audience: string | undefined;
+    maxTtlSeconds: number;
+    allowLongLived: boolean;
+    clockSkewSeconds: number;
+    jwksAllowAllTenants: boolean;
+  };
+  /** Bounds on an event's occurred_at at every entry (HTTP ingest, OPA, Cerbos). */
+  eventTime: { maxFutureSkewMs: number; maxAgeMs: number };
   framing: 'single-object' | 'confluent';
   logLevel: Env['LOG_LEVEL'];
 };
@@ -70,6 +112,11 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
   const r = envSchema.safeParse(cleaned);
   if (!r.success) return err(zodIssues(r.error));
   const e = r.data;
+  if (e.TRUSTFOLD_JWKS_URL !== undefined) {
+    // Somebody else's issuer: without iss and aud pinned, a token it signed for another service would do here.
+    const missing = (['TRUSTFOLD_JWT_ISSUER', 'TRUSTFOLD_JWT_AUDIENCE'] as const).filter((k) => e[k] === undefined);
+    if (missing.length > 0) return err(missing.map((path) => ({ path, message: 'required with TRUSTFOLD_JWKS_URL' })));
+  }
   return ok({
     kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID, partitions: e.TRUSTFOLD_PARTITIONS, replication: e.TRUSTFOLD_REPLICATION },
     topics: {
@@ -95,8 +142,21 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       maxEventsPerRequest: e.TRUSTFOLD_MAX_EVENTS_PER_REQUEST,
       produceTimeoutMs: e.TRUSTFOLD_PRODUCE_TIMEOUT_MS,
       ingestProducers: e.TRUSTFOLD_INGEST_PRODUCERS,
+      metricsToken: e.TRUSTFOLD_METRICS_TOKEN,
+      maxStreams: e.TRUSTFOLD_SSE_MAX_STREAMS,
+      maxStreamsPerSubject: e.TRUSTFOLD_SSE_MAX_STREAMS_PER_SUBJECT,
     },
-    auth: { secret: e.TRUSTFOLD_JWT_SECRET, jwksUrl: e.TRUSTFOLD_JWKS_URL, issuer: e.TRUSTFOLD_JWT_ISSUER, audience: e.TRUSTFOLD_JWT_AUDIENCE },
+    auth: {
+      secret: e.TRUSTFOLD_JWT_SECRET,
+      jwksUrl: e.TRUSTFOLD_JWKS_URL,
+      issuer: e.TRUSTFOLD_JWT_ISSUER,
+      audience: e.TRUSTFOLD_JWT_AUDIENCE,
+      maxTtlSeconds: e.TRUSTFOLD_JWT_MAX_TTL_S,
+      allowLongLived: e.TRUSTFOLD_JWT_ALLOW_LONG_LIVED,
+      clockSkewSeconds: e.TRUSTFOLD_JWT_CLOCK_SKEW_S,
+      jwksAllowAllTenants: e.TRUSTFOLD_JWKS_ALLOW_ALL_TENANTS,
+    },
+    eventTime: { maxFutureSkewMs: e.TRUSTFOLD_MAX_FUTURE_SKEW_MS, maxAgeMs: e.TRUSTFOLD_MAX_EVENT_AGE_MS },
     framing: e.TRUSTFOLD_AVRO_FRAMING,
     logLevel: e.LOG_LEVEL,
   });
