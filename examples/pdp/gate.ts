@@ -1,33 +1,21 @@
-// An example PDP: a tiny MCP-style `tools/call` gate in front of an agent's
-// tools. Each call is judged against the session's live trust from TrustView
-// and one decision event is emitted carrying the `trust_version` it used, so
-// the audit can say which trust state the call met.
-//
-// Rules (in order; the first that fires decides):
-//   1. trust unknown (view not loaded, or session never seen) → destructive
-//      calls are denied (fail closed), others allowed;
-//   2. tier revoked → deny;
-//   3. destructive call and tier ≥ restricted → deny;
-//   4. destructive call under a freeze matching this call → deny;
-//   5. allow.
+// An example PDP: a tiny `tools/call` gate in front of an agent's tools,
+// without the protocol. The real MCP gateway is `trustfold gate`
+// (services/gate/); both judge with the same built-in rules
+// (services/gate/rules.ts): trust unknown → destructive calls denied (fail
+// closed); revoked → deny; destructive and tier ≥ restricted → deny;
+// destructive under a matching freeze → deny; else allow. One decision event
+// is emitted carrying the `trust_version` it used, so the audit can say which
+// trust state the call met.
 import { randomUUID } from 'node:crypto';
 import type { Producer } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
-import { TIERS, type ChainLink, type DecisionEvent, type Effect } from '../../schemas/events.ts';
+import type { ChainLink, DecisionEvent } from '../../schemas/events.ts';
+import { DEFAULT_RULES, DESTRUCTIVE_ACTIONS, judgeCall, type Verdict } from '../../services/gate/rules.ts';
 import type { Topics } from '../../services/lib/config.ts';
 import { partitionKeyOf } from '../../services/lib/kafka.ts';
-import { matchingFreezes } from '../../services/pdp-client/freeze-match.ts';
 import type { TrustLookup } from '../../services/pdp-client/trust-view.ts';
 
-export const DESTRUCTIVE_ACTIONS: ReadonlySet<string> = new Set([
-  'delete_file',
-  'drop_table',
-  'force_push',
-  'delete_branch',
-  'truncate_table',
-  'transfer_funds',
-  'deploy',
-]);
+export { DESTRUCTIVE_ACTIONS, type Verdict };
 
 export type ToolCall = {
   tenant_id: string;
@@ -40,29 +28,9 @@ export type ToolCall = {
   chain?: ChainLink[];
 };
 
-export type Verdict = { effect: Effect; rule_id: string; reasons: string[]; trust_version?: number };
-
 /** The decision itself: pure, from the trust lookup and the call. */
-export const judge = (lookup: TrustLookup, call: ToolCall, destructive: ReadonlySet<string> = DESTRUCTIVE_ACTIONS): Verdict => {
-  const isDestructive = destructive.has(call.action);
-  if (!lookup.known) {
-    return isDestructive
-      ? { effect: 'deny', rule_id: 'deny-destructive-when-trust-unknown', reasons: [`session trust ${lookup.reason === 'not_ready' ? 'not loaded yet' : 'unknown'}`] }
-      : { effect: 'allow', rule_id: 'allow-read-when-trust-unknown', reasons: [] };
-  }
-  const s = lookup.state;
-  const v = { trust_version: lookup.version };
-  const causes = s.causes.map((c) => c.ref).join(', ');
-  if (s.tier === 'revoked') return { effect: 'deny', rule_id: 'deny-all-when-revoked', reasons: [`session trust revoked (${causes})`], ...v };
-  if (isDestructive && TIERS.indexOf(s.tier) >= TIERS.indexOf('restricted')) {
-    return { effect: 'deny', rule_id: 'deny-destructive-when-restricted', reasons: [`session trust ${s.tier} (${causes})`], ...v };
-  }
-  const freezes = isDestructive ? matchingFreezes(s, call) : [];
-  if (freezes.length > 0) {
-    return { effect: 'deny', rule_id: 'deny-destructive-under-freeze', reasons: freezes.map((f) => `change freeze ${f.freeze_id} in force: ${f.reason}`), ...v };
-  }
-  return { effect: 'allow', rule_id: 'allow', reasons: [], ...v };
-};
+export const judge = (lookup: TrustLookup, call: ToolCall, destructive: ReadonlySet<string> = DESTRUCTIVE_ACTIONS): Verdict =>
+  judgeCall(lookup, call, { ...DEFAULT_RULES, destructiveActions: destructive });
 
 export type GateDeps = {
   view: { get(sessionId: string, tenantId: string): TrustLookup };
