@@ -184,7 +184,9 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       stat('dead_lettered', 'input records sent to the dead-letter topic since start', (st) => st.deadLettered);
       stat('recoveries', 'times the in-memory fold was rebuilt from the changelog since start', (st) => st.recoveries);
       stat('replay_skipped', 'input records skipped after a restore because the changelog already covered them', (st) => st.replaySkipped);
-      readiness.push({ name: 'projector', check: async () => (p.isReady() ? true : 'restoring state') });
+      stat('unpublished_states', 'trust states folded but not yet acknowledged by the session-trust topic (0 at rest)', (st) => st.unpublished);
+      stat('publish_lag_ms', 'age of the oldest folded state not yet on the session-trust topic, ms (0 at rest)', (st) => st.publishLagMs);
+      readiness.push({ name: 'projector', check: async () => p.readiness() });
     }
 
     let view: TrustView | undefined;

@@ -65,6 +65,11 @@ export type ProjectorDeps = {
   ensureTopics?: boolean;
   /** Default `DEFAULT_DELIVERY`. */
   delivery?: Delivery;
+  /**
+   * Readiness: the projector reports not ready while a state it folded has
+   * waited longer than this to reach the session-trust topic (default 30 s).
+   */
+  maxPublishLagMs?: number;
 };
 
 export type ProjectorStats = {
@@ -80,9 +85,13 @@ export type ProjectorStats = {
   rebased: number;
   /** Idempotent mode, after a restore: input records below the recorded marker, skipped (already folded). */
   replaySkipped: number;
+  /** Trust states the fold produced that the session-trust topic has not acknowledged yet (0 at rest). */
+  unpublished: number;
+  /** Age of the oldest of those, ms (0 when there is none). */
+  publishLagMs: number;
 };
 
-/** In idempotent mode: `transactions` counts groups; beginMs is 0, sendMs is step (1) (states), offsetsMs step (2) (changelog), commitMs step (3) (offsets). */
+/** In idempotent mode: `transactions` counts groups; beginMs and commitMs are 0, sendMs is step (1) (states), offsetsMs the recording transaction, steps (2)+(3) (changelog and offsets). */
 export type TransactionTiming = {
   transactions: number;
   /** Partition batches those transactions covered. */
@@ -99,8 +108,10 @@ export type TransactionTiming = {
 export type Projector = {
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** True once restored from the changelog and consuming. */
+  /** True once restored from the changelog and consuming, and no folded state waits longer than `maxPublishLagMs` to be published. */
   isReady(): boolean;
+  /** `true`, or why the projector is not ready. */
+  readiness(): true | string;
   stats(): ProjectorStats;
   /** Cumulative time spent in each step of the output transactions (ms), for benchmarks and diagnosis. */
   timing(): TransactionTiming;
@@ -116,6 +127,19 @@ export type Projector = {
  * propagation (kafkajs#304).
  */
 const OUTPUT_RETRY = { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER };
+
+type InputOffset = { topic: string; partition: number; offset: string };
+
+/** Consumed offsets grouped by topic, as `sendOffsets` takes them. */
+const offsetsByTopic = (offsets: Iterable<InputOffset>): { topic: string; partitions: { partition: number; offset: string }[] }[] => {
+  const byTopic = new Map<string, { partition: number; offset: string }[]>();
+  for (const o of offsets) {
+    const list = byTopic.get(o.topic) ?? [];
+    list.push({ partition: o.partition, offset: o.offset });
+    byTopic.set(o.topic, list);
+  }
+  return [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
+};
 
 export const changelogTopicOf = (sessionTrustTopic: string, groupId: string): string => `${sessionTrustTopic}.changelog.${groupId}`;
 
@@ -144,7 +168,28 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   let ready = false;
   let broken = false;
   let recovering: Promise<void> | undefined;
-  const stats: ProjectorStats = { sessions: 0, published: 0, batches: 0, deadLettered: 0, recoveries: 0, restoredRecords: 0, republishSkipped: 0, rebased: 0, replaySkipped: 0 };
+  let starting = false;
+  const maxPublishLagMs = deps.maxPublishLagMs ?? 30_000;
+  const stats: ProjectorStats = {
+    sessions: 0,
+    published: 0,
+    batches: 0,
+    deadLettered: 0,
+    recoveries: 0,
+    restoredRecords: 0,
+    republishSkipped: 0,
+    rebased: 0,
+    replaySkipped: 0,
+    unpublished: 0,
+    publishLagMs: 0,
+  };
+  /**
+   * "Caught up" must mean "published": states folded but not yet acknowledged
+   * by the session-trust topic, and when the oldest of them was folded (the
+   * pending group's, else the one being published).
+   */
+  let unpublished = 0;
+  let publishingSince: number | undefined;
 
   // ---- idempotent mode: what was published but may not be in the changelog
   //
@@ -327,7 +372,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       if (ws.version === a.max && a.verified === a.max) continue;
       const next = { ...ws, version: a.max + 1 };
       world.sessions.set(key, next);
-      pending.changed.push(viewOf(next));
+      addState(viewOf(next));
       pending.touched.add(key);
       stats.rebased++;
     }
@@ -350,8 +395,30 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   // synchronously — its messages, the changelog records of what it touched and
   // its offsets are taken at that instant — so it holds exactly the world that
   // the offsets it commits imply.
-  type Group = { changed: SessionTrust[]; touched: Set<string>; offsets: Map<string, { topic: string; partition: number; offset: string }> };
+  type Group = {
+    changed: SessionTrust[];
+    touched: Set<string>;
+    offsets: Map<string, { topic: string; partition: number; offset: string }>;
+    /** Wall time its first state was folded. */
+    firstAt?: number;
+  };
   const emptyGroup = (): Group => ({ changed: [], touched: new Set(), offsets: new Map() });
+  const addState = (s: SessionTrust): void => {
+    if (pending.changed.length === 0) pending.firstAt = now();
+    pending.changed.push(s);
+    unpublished++;
+  };
+  /** A group's states were acknowledged by the session-trust topic. */
+  const acknowledged = (g: Group): void => {
+    unpublished -= g.changed.length;
+    publishingSince = undefined;
+    stats.published += g.changed.length;
+    stats.sessions = world.sessions.size;
+  };
+  const publishLagMs = (): number => {
+    const oldest = publishingSince ?? pending.firstAt;
+    return unpublished === 0 || oldest === undefined ? 0 : Math.max(0, now() - oldest);
+  };
   let pending: Group = emptyGroup();
   let inFlight: Promise<void> | undefined;
   let pumpScheduled = false;
@@ -360,7 +427,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
 
   const collect = (t: Transition): void => {
     world = t.world;
-    for (const s of reconcile(t.changed)) pending.changed.push(s);
+    for (const s of reconcile(t.changed)) addState(s);
     for (const k of t.touched) pending.touched.add(k);
   };
 
@@ -386,13 +453,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     if (g.changed.length > 0) topicMessages.push({ topic: config.topics.sessionTrust, messages: g.changed.map(stateMessage) });
     const changelog = changelogOf(g);
     if (changelog.length > 0) topicMessages.push({ topic: changelogTopic, messages: changelog });
-    const byTopic = new Map<string, { partition: number; offset: string }[]>();
-    for (const o of g.offsets.values()) {
-      const list = byTopic.get(o.topic) ?? [];
-      list.push({ partition: o.partition, offset: o.offset });
-      byTopic.set(o.topic, list);
-    }
-    return { topicMessages, offsets: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) };
+    return { topicMessages, offsets: offsetsByTopic(g.offsets.values()) };
   };
 
   const isConcurrentTransactions = (e: unknown): boolean => {
@@ -449,8 +510,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       await txn.abort().catch(() => undefined);
       throw e;
     }
-    stats.published += g.changed.length;
-    stats.sessions = world.sessions.size;
+    acknowledged(g);
   };
 
   // ---- idempotent delivery
@@ -508,40 +568,36 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       if (before === undefined || BigInt(o.offset) > BigInt(before.offset)) consumed.set(k, o);
       moved = true;
     }
-    // Sessions first, then the facts that fan out (users, freezes), then the
-    // marker, each send after the previous one succeeded: a fact is recorded
-    // only once every session it reached is, so a partial write never leaves a
-    // fact marked applied whose fan-out is missing (the replay would skip it as
-    // a duplicate); the other way round, the replay applies the fact again to
-    // sessions that already hold it: no change. The marker, last, never claims
-    // input whose records are not all written.
-    const sessions = batch.flatMap((u) => u.sessions);
-    const log = logProducer;
-    const write = async (messages: Message[]): Promise<void> => {
-      for (const chunk of chunkMessages(messages)) await log.send({ topic: changelogTopic, messages: chunk, acks: -1 });
-    };
-    await write(sessions);
-    const facts = batch.flatMap((u) => u.facts);
-    await write(facts);
+    // (2)+(3) as one Kafka transaction: the session records, the records of
+    // the facts that fan out (users, freezes), the published marker and the
+    // consumed offsets are recorded together or not at all. A kill anywhere
+    // in between leaves the changelog and the committed offsets exactly at
+    // the previous round (the transaction is aborted by the next instance's
+    // initTransactions), so a restore never sees half a round — a fact
+    // recorded without a session it reached, or the other way round.
+    const messages = batch.flatMap((u) => u.sessions);
+    for (const u of batch) messages.push(...u.facts);
     if (moved) {
       const markerRecord: ChangelogRecord = {
         kind: 'published',
         value: { partitions: [...marker].map(([partition, offset]) => ({ partition, offset })), consumed: [...consumed.values()] },
       };
-      await write([{ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) }]);
+      messages.push({ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) });
+    }
+    const txn = await logProducer.transaction();
+    try {
+      for (const chunk of chunkMessages(messages)) await txn.send({ topic: changelogTopic, messages: chunk, acks: -1 });
+      if (offsets.size > 0) await sendOffsets(txn, offsetsByTopic(offsets.values()));
+      await txn.commit();
+    } catch (e) {
+      await txn.abort().catch(() => undefined);
+      throw e;
     }
     covered = marker;
     folded = consumed;
     const t1 = performance.now();
-    if (offsets.size > 0) {
-      // (3) With the consumer that read them; it is stopped only after everything recorded (teardown).
-      if (consumer === undefined) throw new Error('offsets to commit but no consumer');
-      await consumer.commitOffsets([...offsets.values()]);
-    }
-    const t2 = performance.now();
     timing.offsetsMs += t1 - t0;
-    timing.commitMs += t2 - t1;
-    for (const u of batch) timing.maxMs = Math.max(timing.maxMs, t2 - u.t0);
+    for (const u of batch) timing.maxMs = Math.max(timing.maxMs, t1 - u.t0);
   };
 
   const runRecorder = (): void => {
@@ -595,8 +651,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         timing.sendMs += performance.now() - t0;
         timing.transactions++;
         timing.batches += g.offsets.size;
-        stats.published += g.changed.length;
-        stats.sessions = world.sessions.size;
+        acknowledged(g);
       },
       (e: unknown) => {
         u.done = true;
@@ -626,11 +681,13 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       if (unrecorded.length >= maxUnrecorded) return; // the recorder pumps again when done
       const g = pending;
       pending = emptyGroup();
+      publishingSince = g.firstAt;
       startIdempotent(g);
       return;
     }
     const g = pending;
     pending = emptyGroup();
+    publishingSince = g.firstAt;
     const run = transact(g);
     inFlight = run.then(
       () => {
@@ -746,6 +803,8 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     while (recorder !== undefined) await recorder;
     pending = emptyGroup();
     unrecorded = [];
+    unpublished = 0;
+    publishingSince = undefined;
     const p = producer;
     const l = logProducer;
     const d = dlq;
@@ -758,9 +817,9 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   };
 
   const bringUp = async (): Promise<void> => {
-    world = await restore();
-    pending = emptyGroup();
-    broken = false;
+    // The producers that own the transactional id come first: initTransactions
+    // fences a killed predecessor and aborts its open transaction, so the
+    // changelog read below (read_committed) is not held back by it.
     producer =
       delivery === 'transactional'
         ? kafka.producer({
@@ -778,10 +837,18 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     });
     await producer.connect();
     if (delivery === 'idempotent') {
-      logProducer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: OUTPUT_RETRY });
+      // Steps (2)+(3) are one transaction (see `record`); the states of step (1) stay outside it.
+      logProducer = kafka.producer({ transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 30_000, retry: OUTPUT_RETRY });
       await logProducer.connect();
-      replayTargets = ahead.size > 0 ? await unreadInput() : new Map();
     }
+    const owner = delivery === 'transactional' ? producer : logProducer;
+    if (owner !== undefined) await (await owner.transaction()).abort();
+    world = await restore();
+    pending = emptyGroup();
+    unpublished = 0;
+    publishingSince = undefined;
+    broken = false;
+    if (delivery === 'idempotent') replayTargets = ahead.size > 0 ? await unreadInput() : new Map();
     dlq = kafka.producer({ idempotent: true });
     await dlq.connect();
     // Causes that expired while we were down are released before new input.
@@ -847,7 +914,8 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   };
 
   const scheduleRecovery = (): void => {
-    if (recovering !== undefined || !running) return;
+    // While start() brings the pipeline up, it checks `broken` itself when done.
+    if (recovering !== undefined || !running || starting) return;
     stats.recoveries++;
     recovering = (async () => {
       // Let the failing eachBatch return before the consumer is disconnected.
@@ -856,6 +924,9 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         try {
           await teardown();
           await bringUp();
+          // Invalidated again while coming up (the new consumer rejoined,
+          // crashed, a send failed): its recovery was this one, so go round again.
+          if (broken) throw new Error('invalidated while recovering');
           logger.info({ attempt }, 'projector recovered');
           return;
         } catch (e) {
@@ -866,6 +937,13 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     })().finally(() => {
       recovering = undefined;
     });
+  };
+
+  const readiness = (): true | string => {
+    if (!ready || broken) return 'restoring state';
+    const lag = publishLagMs();
+    if (lag > maxPublishLagMs) return `${unpublished} trust states folded but not published for ${lag} ms`;
+    return true;
   };
 
   return {
@@ -885,13 +963,17 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
           await admin.disconnect();
         }
       }
+      starting = true;
       try {
         await bringUp();
       } catch (e) {
         running = false;
         await teardown();
         throw e;
+      } finally {
+        starting = false;
       }
+      if (broken) scheduleRecovery();
       logger.info({ groupId, delivery, ...(delivery === 'transactional' && { transactionalId }), restored: stats.restoredRecords, sessions: world.sessions.size }, 'projector started');
     },
     async stop() {
@@ -899,8 +981,9 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       await recovering;
       await teardown();
     },
-    isReady: () => ready && !broken,
-    stats: () => ({ ...stats, sessions: world.sessions.size }),
+    isReady: () => readiness() === true,
+    readiness,
+    stats: () => ({ ...stats, sessions: world.sessions.size, unpublished, publishLagMs: publishLagMs() }),
     timing: () => ({ ...timing, requests: Object.fromEntries(Object.entries(timing.requests).map(([k, v]) => [k, { ...v }])) }),
     activeFreezes: (tenantId) =>
       [...world.freezes.values()].filter((f) => f.tenant_id === tenantId && f.status === 'active').map((f) => ({ ...f.freeze, scope: { ...f.freeze.scope } })),

@@ -3,7 +3,7 @@
 // processes of `trustfold serve --role …`, event generators, the fresh fold
 // of a topic set, and the one-line figures every scenario prints.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
@@ -136,14 +136,19 @@ export type RoleProcess = {
 };
 
 export const spawnRole = (role: string, env: Record<string, string>): RoleProcess => {
+  // RELIABILITY_LOG_DIR keeps every child's whole output (one file per process, LOG_LEVEL info or RELIABILITY_LOG_LEVEL) for diagnosis.
+  const logDir = process.env['RELIABILITY_LOG_DIR'];
   const child = spawn(process.execPath, [join(ROOT, 'bin/trustfold.js'), 'serve', '--role', role], {
     cwd: ROOT,
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env, ...(logDir !== undefined && logDir !== '' && { LOG_LEVEL: process.env['RELIABILITY_LOG_LEVEL'] ?? 'info' }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  if (logDir !== undefined && logDir !== '') mkdirSync(logDir, { recursive: true });
+  const logFile = logDir === undefined || logDir === '' ? undefined : join(logDir, `${role}-${Date.now()}-${child.pid ?? 0}.log`);
   const keep = (b: Buffer): void => {
     out = (out + b.toString()).slice(-20_000);
+    if (logFile !== undefined) appendFileSync(logFile, b);
   };
   child.stderr?.on('data', keep);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
