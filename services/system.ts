@@ -45,7 +45,7 @@ export const parseRoles = (spec: string): Result<ReadonlySet<Role>, string> => {
   return out.size === 0 ? err('no role given') : ok(out);
 };
 
-export type AuthSetup = { authenticator: Authenticator; localSecret?: string; secretFile?: string; created?: boolean };
+export type AuthSetup = { authenticator: Authenticator; localSecret?: string; secretFile?: string; created?: boolean; tightened?: boolean };
 
 /** The configured key, or in local mode a generated secret kept in the data dir. */
 export const setUpAuth = (config: Config): AuthSetup => {
@@ -53,8 +53,14 @@ export const setUpAuth = (config: Config): AuthSetup => {
     return { authenticator: createAuthenticator(config.auth) };
   }
   const file = localSecretFile(config);
-  const { secret, created } = loadOrCreateLocalSecret(file);
-  return { authenticator: createAuthenticator({ ...config.auth, secret }), localSecret: secret, secretFile: file, created };
+  const { secret, created, tightened } = loadOrCreateLocalSecret(file);
+  return {
+    authenticator: createAuthenticator({ ...config.auth, secret }),
+    localSecret: secret,
+    secretFile: file,
+    created,
+    ...(tightened === true ? { tightened } : {}),
+  };
 };
 
 export type SystemOptions = {
@@ -121,6 +127,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const auth = setUpAuth(config);
+    if (auth.tightened === true) logger.warn({ file: auth.secretFile }, 'the local JWT secret file was readable by others; its mode is now 0600');
     const adapters: AdapterConfig = configOrThrow('adapter', parseAdapterConfig(o.env));
     const readiness: ReadinessCheck[] = [
       {
@@ -149,7 +156,10 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         name: 'clickhouse',
         check: async () => {
           const r = await withTimeout(ch.ping(), 2_000, 'clickhouse');
-          return r.success ? true : errorMessage(r.error);
+          if (r.success) return true;
+          // The driver's text names hosts and ports: the log has it, /readyz does not.
+          logger.warn({ err: errorMessage(r.error) }, 'ClickHouse ping failed');
+          return 'ClickHouse unreachable';
         },
       });
     }
@@ -226,6 +236,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         registry,
         logger: logger.child({ role: 'cerbos-adapter' }),
         produceTimeoutMs: config.http.produceTimeoutMs,
+        eventTime: config.eventTime,
       });
       await cerbos.start();
       closers.push(() => cerbos.stop());
@@ -238,6 +249,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       logger: logger.child({ role: 'http' }),
       readiness,
       bodyLimit: config.http.maxBodyBytes,
+      metricsToken: config.http.metricsToken,
     });
     closers.push(() => app.close());
 
@@ -256,13 +268,13 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         return [...byId.values()];
       };
       readiness.push(kafkaReadiness(sink));
-      await app.register(ingestRoutes({ sink, topics: config.topics, registry, activeFreezes, limits: config.http }));
+      await app.register(ingestRoutes({ sink, topics: config.topics, registry, activeFreezes, limits: config.http, eventTime: config.eventTime }));
       const writer = createDecisionWriter({ kafka, topic: config.topics.decisions, timeoutMs: config.http.produceTimeoutMs });
       closers.push(() => writer.close());
-      await app.register(opaRoutes({ writer, opa: adapters.opa, registry }));
+      await app.register(opaRoutes({ writer, opa: adapters.opa, registry, eventTime: config.eventTime }));
     }
     if (view !== undefined && has('projector')) {
-      await app.register(trustRoutes({ view }));
+      await app.register(trustRoutes({ view, maxStreams: config.http.maxStreams, maxStreamsPerSubject: config.http.maxStreamsPerSubject }));
     }
     if (has('query')) {
       await app.register(auditRoutes({ clickhouse: await openClickHouse(), database: config.clickhouse.database }));

@@ -9,7 +9,10 @@
 // dead-letter topic with its reason, write the decisions (acks=all), and only
 // then commit. A crash before the commit re-reads the batch and re-writes the
 // same deterministic event ids, which downstream dedupe absorbs. The loop
-// never stops on bad input, and restarts itself after Kafka trouble.
+// never stops on bad input, and restarts itself after Kafka trouble. An entry
+// dated outside the event-time bounds (TRUSTFOLD_MAX_FUTURE_SKEW_MS,
+// TRUSTFOLD_MAX_EVENT_AGE_MS) is poison like any other: dead-lettered with
+// the reason, so an operator can widen the horizon and replay it.
 import type { Consumer, IHeaders, Kafka, KafkaMessage, Producer } from 'kafkajs';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -17,6 +20,7 @@ import type { Codec } from '../../schemas/codec.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import type { Topics } from '../lib/config.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { DEFAULT_EVENT_TIME_BOUNDS, eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
 import { sendToDeadLetter, type DeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import type { CerbosAdapterConfig } from './config.ts';
@@ -61,7 +65,7 @@ const decisionLogEntry = z.looseObject({
 
 export type CerbosRecordOutcome =
   | { kind: 'ignored'; why: 'access_log' | 'plan_resources' | 'no_decisions' }
-  | { kind: 'poison'; reason: 'empty' | 'unsupported_encoding' | 'bad_json' | 'not_a_decision_log_entry'; message: string }
+  | { kind: 'poison'; reason: 'empty' | 'unsupported_encoding' | 'bad_json' | 'not_a_decision_log_entry' | 'occurred_at_out_of_bounds'; message: string }
   | { kind: 'mapped'; mapped: Mapped[]; failures: string[] };
 
 const header = (headers: IHeaders | undefined, name: string): string | undefined => {
@@ -70,11 +74,15 @@ const header = (headers: IHeaders | undefined, name: string): string | undefined
   return one === undefined ? undefined : one.toString();
 };
 
-/** What one record of the Cerbos audit topic becomes. Pure: bytes and headers in, a value out. */
+/** The clock and the bounds an entry's time is checked against. */
+export type CerbosTime = { nowMs: number; bounds: EventTimeBounds };
+
+/** What one record of the Cerbos audit topic becomes. Pure: bytes, headers and the time in, a value out. */
 export const classifyCerbosRecord = (
   value: Buffer | null,
   headers: IHeaders | undefined,
   cfg: Pick<CerbosAdapterConfig, 'convention' | 'defaultTenant' | 'pdpId'>,
+  time: CerbosTime,
 ): CerbosRecordOutcome => {
   const kind = header(headers, CERBOS_HEADERS.kind);
   if (kind === 'access') return { kind: 'ignored', why: 'access_log' };
@@ -103,6 +111,11 @@ export const classifyCerbosRecord = (
     emittedBy: `cerbos-adapter:${cfg.pdpId}`,
   });
   if (mapped.length === 0 && failures.length === 0) return { kind: 'ignored', why: 'no_decisions' };
+  // One entry, one timestamp: if any of its decisions is out of bounds, the whole record is set aside.
+  for (const m of mapped) {
+    const late = eventTimeError(m.event.occurred_at, time.nowMs, time.bounds);
+    if (late !== undefined) return { kind: 'poison', reason: 'occurred_at_out_of_bounds', message: `${late.path}: ${late.message}` };
+  }
   return { kind: 'mapped', mapped, failures };
 };
 
@@ -119,6 +132,8 @@ export type CerbosAuditConsumerDeps = {
   produceTimeoutMs?: number;
   /** Injected in tests; by default one is created on the kafka client. */
   writer?: DecisionWriter;
+  /** occurred_at bounds (config.eventTime). Default 60 s ahead, 30 days old. */
+  eventTime?: EventTimeBounds;
   consumer?: { maxBytesPerPartition?: number; maxWaitTimeInMs?: number; partitionsConsumedConcurrently?: number };
 };
 
@@ -180,7 +195,7 @@ export const createCerbosAuditConsumer = (deps: CerbosAuditConsumerDeps): Cerbos
           for (const m of batch.messages) {
             let outcome: CerbosRecordOutcome;
             try {
-              outcome = classifyCerbosRecord(m.value, m.headers, deps.cerbos);
+              outcome = classifyCerbosRecord(m.value, m.headers, deps.cerbos, { nowMs: now().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS });
             } catch (e) {
               // A bug in the mapping must not stop the loop; the record is kept for replay.
               outcome = { kind: 'poison', reason: 'not_a_decision_log_entry', message: `mapping threw: ${errorMessage(e)}` };

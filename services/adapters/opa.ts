@@ -5,6 +5,9 @@
 // acknowledged by Kafka (acks=all), and 503 when Kafka is not there: OPA's own
 // retry then carries the data over the outage. Re-sent chunks map to the same
 // event ids, so a retry after a lost 2xx is a duplicate, not a second decision.
+// A decision whose time is outside the configured bounds (TRUSTFOLD_MAX_*)
+// is not written: it is listed in `rejected` and counted, and the rest of the
+// chunk is answered 200, because OPA would otherwise re-send the chunk forever.
 //
 // Register with `app.register(opaRoutes(deps))` (encapsulated: its raw-body
 // parser does not leak into the other routes).
@@ -14,7 +17,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import { Counter } from 'prom-client';
 import { isOperator } from '../lib/auth.ts';
+import type { FieldError } from '../../schemas/result.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
+import { DEFAULT_EVENT_TIME_BOUNDS, eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
 import type { OpaAdapterConfig } from './config.ts';
 import { mapOpaEvent, type Mapped } from './mapping.ts';
@@ -33,9 +38,11 @@ export type OpaRoutesDeps = {
   now?: () => Date;
   /** Seconds OPA is told to wait after a 503 (it applies its own backoff too). */
   retryAfterSeconds?: number;
+  /** occurred_at bounds (config.eventTime). Default 60 s ahead, 30 days old. */
+  eventTime?: EventTimeBounds;
 };
 
-export type OpaUploadResponse = { accepted: number; partial: number };
+export type OpaUploadResponse = { accepted: number; partial: number; rejected: { index: number; event_id: string; errors: FieldError[] }[] };
 
 type Decoded = { ok: true; events: unknown[] } | { ok: false; status: 400 | 413 | 415; code: string; message: string; path: string };
 
@@ -91,7 +98,8 @@ export const opaRoutes = (deps: OpaRoutesDeps): FastifyPluginAsync => async (app
   app.post(
     OPA_LOGS_PATH,
     {
-      preHandler: requireScope('events:write'),
+      // Before the body is read: an unauthenticated upload costs no gunzip.
+      onRequest: requireScope('events:write'),
       bodyLimit: deps.opa.maxUploadBytes,
       schema: {
         summary: 'OPA decision-log upload (gzip JSON array); 200 only once durable in Kafka',
@@ -109,8 +117,11 @@ export const opaRoutes = (deps: OpaRoutesDeps): FastifyPluginAsync => async (app
       const decoded = await decodeUpload(body, Array.isArray(header) ? header[0] : header, deps.opa);
       if (!decoded.ok) return sendError(reply, decoded.status, decoded.code, decoded.message, [{ path: decoded.path, message: decoded.message }]);
 
-      const receivedAt = now().toISOString();
+      const at = now();
+      const receivedAt = at.toISOString();
+      const bounds = deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS;
       const mapped: Mapped[] = [];
+      const rejected: OpaUploadResponse['rejected'] = [];
       for (const [i, ev] of decoded.events.entries()) {
         const r = mapOpaEvent(ev as Record<string, unknown>, {
           convention: deps.opa.convention,
@@ -124,19 +135,26 @@ export const opaRoutes = (deps: OpaRoutesDeps): FastifyPluginAsync => async (app
           req.log.error({ index: i, error: r.error }, 'OPA event could not be mapped');
           return sendError(reply, 500, 'internal', `event [${i}] could not be mapped: ${r.error}`);
         }
-        mapped.push(r.value);
+        const late = eventTimeError(r.value.event.occurred_at, at.getTime(), bounds);
+        if (late !== undefined) rejected.push({ index: i, event_id: r.value.event.event_id, errors: [late] });
+        else mapped.push(r.value);
+      }
+      if (rejected.length > 0) {
+        metrics.entries.inc({ engine: 'opa', result: 'out_of_time_bounds' }, rejected.length);
+        req.log.warn({ rejected: rejected.length, first: rejected[0]?.errors[0]?.message }, 'OPA decisions outside the event-time bounds not written');
       }
       try {
         await deps.writer.write(mapped.map((m) => m.event));
       } catch (e) {
         const retriable = e instanceof TrustfoldError ? e.retriable : true;
-        req.log.warn({ err: e }, 'OPA upload not durable; OPA will retry');
+        // Kafka's text (brokers, addresses) stays in the log.
+        req.log.warn({ err: errorMessage(e) }, 'OPA upload not durable; OPA will retry');
         if (retriable) reply.header('retry-after', String(deps.retryAfterSeconds ?? 1));
-        return sendError(reply, retriable ? 503 : 500, e instanceof TrustfoldError ? e.code : 'kafka_unavailable', `not durable, retry: ${errorMessage(e)}`);
+        return sendError(reply, retriable ? 503 : 500, e instanceof TrustfoldError ? e.code : 'kafka_unavailable', 'not durable (Kafka unavailable), retry');
       }
       metrics.entries.inc({ engine: 'opa', result: 'mapped' }, mapped.length);
       metrics.observe('opa', mapped);
-      const response: OpaUploadResponse = { accepted: mapped.length, partial: mapped.filter((m) => m.missing.length > 0).length };
+      const response: OpaUploadResponse = { accepted: mapped.length, partial: mapped.filter((m) => m.missing.length > 0).length, rejected };
       return reply.code(200).send(response);
     },
   );

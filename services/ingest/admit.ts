@@ -1,19 +1,39 @@
-// Which events of a request go to Kafka: parse each with zod, check its tenant
-// against the caller's, stamp `emitted_by`, and skip ids already seen in this
-// request or recently acknowledged by this instance. Pure but for `recent`.
+// Which events of a request go to Kafka. Each is parsed with zod, then must
+// pass, in this order: the caller's tenant, the scope its kind needs
+// (EVENT_KIND_SCOPES), the actor fields (stamped from the token's `sub`),
+// the event-time bounds, and the duplicate check by (tenant, event_id) with a
+// content digest. Every refusal is listed with a reason; nothing is dropped
+// silently. Pure but for `recent`; the clock is an argument.
+import { createHash } from 'node:crypto';
 import { parseEvent } from '../../schemas/codec.ts';
-import type { TrustfoldEvent } from '../../schemas/events.ts';
+import type { SignalKind, TrustfoldEvent } from '../../schemas/events.ts';
 import type { FieldError } from '../../schemas/result.ts';
-import { canAccessTenant, type Caller } from '../lib/auth.ts';
-import type { RecentIds } from './recent-ids.ts';
+import { canAccessTenant, EVENT_KIND_SCOPES, type Caller } from '../lib/auth.ts';
+import { eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
+import { tenantIdKey, type RecentIds } from './recent-ids.ts';
 
 export type Rejection = { index: number; event_id?: string; errors: FieldError[] };
-export type RejectReason = 'invalid' | 'tenant_mismatch';
+export type RejectReason = 'invalid' | 'tenant_mismatch' | 'missing_scope' | 'actor_mismatch' | 'occurred_at_out_of_bounds' | 'id_conflict';
+
+/**
+ * The fields that name who did something. Each is the token's `sub`: a body
+ * may leave it out (it is stamped) or repeat the sub; any other value is
+ * refused, so the audit never records a name the caller chose.
+ */
+export const ACTOR_FIELDS: Readonly<Partial<Record<SignalKind, 'set_by' | 'raised_by' | 'lifted_by'>>> = {
+  trust_set: 'set_by',
+  change_freeze_raised: 'raised_by',
+  change_freeze_lifted: 'lifted_by',
+};
+
+export type AdmitContext = { caller: Caller; recent: RecentIds; nowMs: number; bounds: EventTimeBounds };
 
 export type Admission = {
   events: TrustfoldEvent[];
   /** Position in the request of each entry of `events`. */
   indices: number[];
+  /** Content digest of each entry of `events`, for `recent` once Kafka acknowledged them. */
+  digests: string[];
   rejected: Rejection[];
   reasons: RejectReason[];
   duplicatesInRequest: number;
@@ -26,40 +46,80 @@ const eventIdOf = (raw: unknown): string | undefined => {
   return typeof id === 'string' && id.length <= 256 ? id : undefined;
 };
 
-export const admitEvents = (raw: readonly unknown[], caller: Caller, recent: RecentIds): Admission => {
-  const out: Admission = { events: [], indices: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
-  const inRequest = new Set<string>();
+const kindOf = (e: TrustfoldEvent): 'decision' | SignalKind => (e.type === 'decision' ? 'decision' : e.kind);
+
+/** The raw item with absent actor fields filled from `sub`; present ones are left to be compared after parsing. */
+const withActors = (raw: unknown, sub: string): unknown => {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const o = raw as Record<string, unknown>;
+  const field = typeof o['kind'] === 'string' && o['type'] === 'signal' ? ACTOR_FIELDS[o['kind'] as SignalKind] : undefined;
+  const missing = [...(field !== undefined && o[field] === undefined ? [field] : []), ...(o['emitted_by'] === undefined ? ['emitted_by'] : [])];
+  return missing.length === 0 ? raw : { ...o, ...Object.fromEntries(missing.map((f) => [f, sub])) };
+};
+
+const actorErrors = (e: TrustfoldEvent, sub: string): FieldError[] => {
+  const field = e.type === 'signal' ? ACTOR_FIELDS[e.kind] : undefined;
+  const claimed: [string, string | undefined][] = [['emitted_by', e.emitted_by]];
+  if (field !== undefined) claimed.push([field, (e as unknown as Record<string, string>)[field]]);
+  return claimed
+    .filter(([, v]) => v !== sub)
+    .map(([path, v]) => ({ path, message: `is "${v ?? ''}" but the token's sub is "${sub}": actor fields are stamped from the token (leave it out, or send the sub)` }));
+};
+
+/** Zod's output lists keys in schema order, so equal events stringify equally. */
+const digestOf = (e: TrustfoldEvent): string => createHash('sha256').update(JSON.stringify(e)).digest('base64url');
+
+export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admission => {
+  const { caller, recent } = ctx;
+  const out: Admission = { events: [], indices: [], digests: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
+  const reject = (index: number, reason: RejectReason, errors: FieldError[], event_id: string | undefined): void => {
+    out.rejected.push(event_id === undefined ? { index, errors } : { index, event_id, errors });
+    out.reasons.push(reason);
+  };
+  const inRequest = new Map<string, string>();
   for (let index = 0; index < raw.length; index++) {
     const item = raw[index];
-    const parsed = parseEvent(item);
+    const parsed = parseEvent(withActors(item, caller.sub));
     if (!parsed.ok) {
-      const event_id = eventIdOf(item);
-      out.rejected.push(event_id === undefined ? { index, errors: parsed.error } : { index, event_id, errors: parsed.error });
-      out.reasons.push('invalid');
+      reject(index, 'invalid', parsed.error, eventIdOf(item));
       continue;
     }
     const e = parsed.value;
     if (!canAccessTenant(caller, e.tenant_id)) {
-      out.rejected.push({
-        index,
-        event_id: e.event_id,
-        errors: [{ path: 'tenant_id', message: `the token may write tenant "${caller.tenant}" only, not "${e.tenant_id}"` }],
-      });
-      out.reasons.push('tenant_mismatch');
+      reject(index, 'tenant_mismatch', [{ path: 'tenant_id', message: `the token may write tenant "${caller.tenant}" only, not "${e.tenant_id}"` }], e.event_id);
       continue;
     }
-    if (inRequest.has(e.event_id)) {
-      out.duplicatesInRequest++;
+    const kind = kindOf(e);
+    const scope = EVENT_KIND_SCOPES[kind];
+    if (!caller.scopes.has(scope)) {
+      reject(index, 'missing_scope', [{ path: 'kind', message: `${kind} events need scope ${scope}, which the token lacks` }], e.event_id);
       continue;
     }
-    inRequest.add(e.event_id);
-    if (recent.has(e.event_id)) {
-      out.duplicatesRecent++;
+    const actors = actorErrors(e, caller.sub);
+    if (actors.length > 0) {
+      reject(index, 'actor_mismatch', actors, e.event_id);
       continue;
     }
-    e.emitted_by = caller.sub;
+    const late = eventTimeError(e.occurred_at, ctx.nowMs, ctx.bounds);
+    if (late !== undefined) {
+      reject(index, 'occurred_at_out_of_bounds', [late], e.event_id);
+      continue;
+    }
+    const digest = digestOf(e);
+    const key = tenantIdKey(e.tenant_id, e.event_id);
+    const seen = inRequest.get(key) ?? recent.digestOf(e.tenant_id, e.event_id);
+    if (seen !== undefined) {
+      if (seen !== digest) {
+        const message = 'this event_id was already sent with different content; a changed event needs a new event_id';
+        reject(index, 'id_conflict', [{ path: 'event_id', message }], e.event_id);
+      } else if (inRequest.has(key)) out.duplicatesInRequest++;
+      else out.duplicatesRecent++;
+      continue;
+    }
+    inRequest.set(key, digest);
     out.events.push(e);
     out.indices.push(index);
+    out.digests.push(digest);
   }
   return out;
 };

@@ -18,7 +18,7 @@ export const createIngestMetrics = (registry: Registry): IngestMetrics => ({
   rejected: counter(
     registry,
     'trustfold_ingest_events_rejected_total',
-    'Events not accepted, by reason (invalid, tenant_mismatch, unavailable)',
+    'Events not accepted, by reason (invalid, tenant_mismatch, missing_scope, actor_mismatch, occurred_at_out_of_bounds, id_conflict, encode, unavailable)',
     ['reason'] as const,
   ),
   duplicates: counter(

@@ -1,43 +1,56 @@
-// A bounded set of event ids this instance has seen acknowledged by Kafka.
-// It only saves a re-send from being produced twice by the *same* instance;
-// the end-to-end guarantee is that every consumer is idempotent by event_id
-// (the projector's fold and the audit sink both dedupe), so losing this set on
-// restart, or a retry landing on another instance, is harmless.
+// A bounded map of the events this instance has seen acknowledged by Kafka,
+// keyed by (tenant, event_id) and holding a digest of each one's content. It
+// only saves a re-send from being produced twice by the *same* instance; the
+// end-to-end guarantee is that every consumer is idempotent by event_id, so
+// losing this map on restart, or a retry landing on another instance, is
+// harmless. The tenant is part of the key so that one tenant reusing
+// another's id cannot make the other's event report as a duplicate and never
+// reach Kafka; the digest tells a true re-send from a different event under
+// a known id, which is a conflict to report, not a duplicate to hide.
+
+export type RecentEntry = { tenant: string; id: string; digest: string };
 
 export type RecentIds = {
-  has(id: string): boolean;
-  addAll(ids: Iterable<string>): void;
+  /** The digest recorded for (tenant, id), or undefined. A hit moves the entry to the young end. */
+  digestOf(tenant: string, id: string): string | undefined;
+  addAll(entries: Iterable<RecentEntry>): void;
   readonly size: number;
 };
 
-/** Insertion-ordered Map as an LRU: a hit moves the id to the young end. */
+/** Collision-free: no pair of strings shares a JSON tuple with another pair. */
+export const tenantIdKey = (tenant: string, id: string): string => JSON.stringify([tenant, id]);
+
+/** Insertion-ordered Map as an LRU. */
 export const createRecentIds = (capacity: number): RecentIds => {
-  const ids = new Map<string, true>();
+  const entries = new Map<string, string>();
   return {
-    has: (id) => {
-      if (!ids.has(id)) return false;
-      ids.delete(id);
-      ids.set(id, true);
-      return true;
+    digestOf: (tenant, id) => {
+      const key = tenantIdKey(tenant, id);
+      const digest = entries.get(key);
+      if (digest === undefined) return undefined;
+      entries.delete(key);
+      entries.set(key, digest);
+      return digest;
     },
     addAll: (batch) => {
       if (capacity <= 0) return;
-      for (const id of batch) {
-        ids.delete(id);
-        ids.set(id, true);
+      for (const e of batch) {
+        const key = tenantIdKey(e.tenant, e.id);
+        entries.delete(key);
+        entries.set(key, e.digest);
       }
       // One pass from the old end (deleting while iterating a Map is safe),
-      // not a fresh iterator per evicted id.
-      let excess = ids.size - capacity;
+      // not a fresh iterator per evicted entry.
+      let excess = entries.size - capacity;
       if (excess > 0) {
-        for (const oldest of ids.keys()) {
-          ids.delete(oldest);
+        for (const oldest of entries.keys()) {
+          entries.delete(oldest);
           if (--excess === 0) break;
         }
       }
     },
     get size() {
-      return ids.size;
+      return entries.size;
     },
   };
 };

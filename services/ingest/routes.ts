@@ -6,25 +6,28 @@
 // reported accepted; some of it may still land, which is harmless because
 // every consumer is idempotent by event_id and the client will re-send.
 //
-// `duplicates` is best effort per instance (ids seen in the request, and a
-// bounded LRU of ids this instance got acked); the end-to-end guarantee is
+// `duplicates` is best effort per instance ((tenant, event_id) pairs seen in
+// the request, and a bounded LRU of those this instance got acked, each with a
+// digest of its content: the same id with other content is rejected as a
+// conflict, never counted as a duplicate); the end-to-end guarantee is
 // idempotency by event_id downstream, not this count.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import { eventSchema, freezeScopeSchema, LIMITS, signalSchemas, type ActiveFreeze, type SignalOf, type TrustfoldEvent } from '../../schemas/events.ts';
 import { ok, type FieldError, type Result } from '../../schemas/result.ts';
-import { isOperator, OPERATOR_TENANT, type Caller } from '../lib/auth.ts';
+import { EVENT_KIND_SCOPES, EVENT_WRITE_SCOPES, isOperator, OPERATOR_TENANT, type Caller } from '../lib/auth.ts';
 import type { Config, Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
-import { callerOf, requireScope, sendError, type ReadinessCheck } from '../lib/http.ts';
+import { DEFAULT_EVENT_TIME_BOUNDS, type EventTimeBounds } from '../lib/event-time.ts';
+import { callerOf, requireAnyScope, requireScope, sendError, type ReadinessCheck } from '../lib/http.ts';
 import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
 import type { Registry } from 'prom-client';
 import { admitEvents, type Rejection } from './admit.ts';
 import { formatOf, NDJSON_CONTENT_TYPES, parseBody, type BodyError, type BodyFormat } from './body.ts';
 import { uuidv7 } from './ids.ts';
 import { createIngestMetrics } from './metrics.ts';
-import { createRecentIds } from './recent-ids.ts';
+import { createRecentIds, type RecentEntry } from './recent-ids.ts';
 import type { EventSink, OutboundRecord } from './sink.ts';
 
 export type IngestDeps = {
@@ -34,6 +37,8 @@ export type IngestDeps = {
   /** Active freezes of a tenant from the projected state (wired to the projector). */
   activeFreezes: (tenant: string) => Promise<ActiveFreeze[]>;
   limits: Pick<Config['http'], 'maxBodyBytes' | 'maxEventsPerRequest' | 'produceTimeoutMs'>;
+  /** occurred_at bounds (config.eventTime). Default 60 s ahead, 30 days old. */
+  eventTime?: EventTimeBounds;
   codec?: Codec;
   /** How many acknowledged event ids this instance remembers for duplicate detection. Default 100 000. */
   recentIdCapacity?: number;
@@ -105,6 +110,13 @@ const tenantFor = (caller: Caller, requested: string | undefined, field: string)
   return { ok: true, tenant: caller.tenant };
 };
 
+/** The kind → scope table of the contract, as the OpenAPI description prints it. */
+const kindScopeTable = (): string => {
+  const byScope = new Map<string, string[]>();
+  for (const [kind, scope] of Object.entries(EVENT_KIND_SCOPES)) byScope.set(scope, [...(byScope.get(scope) ?? []), kind]);
+  return [...byScope].map(([scope, kinds]) => `\`${scope}\`: ${kinds.join(', ')}`).join('; ');
+};
+
 const subTooLong = (caller: Caller): FieldError[] | undefined =>
   caller.sub.length > LIMITS.id ? [{ path: 'sub', message: `token sub longer than ${LIMITS.id} characters cannot be stamped as emitted_by` }] : undefined;
 
@@ -132,16 +144,17 @@ export const ingestRoutes =
      * ids and the per-kind counts — not the parsed events, so those die young
      * while the request waits for the ack (cheaper garbage collection).
      */
-    type Outbound = { records: OutboundRecord[]; ids: string[]; kinds: Map<string, number> };
+    type Outbound = { records: OutboundRecord[]; recent: RecentEntry[]; kinds: Map<string, number> };
+    /** Events the server made itself (freezes): fresh ids, nothing for the duplicate cache. */
     const outboundOf = (events: readonly TrustfoldEvent[]): Outbound => {
-      const out: Outbound = { records: [], ids: [], kinds: new Map() };
+      const out: Outbound = { records: [], recent: [], kinds: new Map() };
       for (const e of events) add(out, e, toRecord(e));
       return out;
     };
-    const add = (out: Outbound, e: TrustfoldEvent, record: OutboundRecord): void => {
+    const add = (out: Outbound, e: TrustfoldEvent, record: OutboundRecord, digest?: string): void => {
       const kind = e.type === 'decision' ? 'decision' : e.kind;
       out.records.push(record);
-      out.ids.push(e.event_id);
+      if (digest !== undefined) out.recent.push({ tenant: e.tenant_id, id: e.event_id, digest });
       out.kinds.set(kind, (out.kinds.get(kind) ?? 0) + 1);
     };
 
@@ -151,7 +164,7 @@ export const ingestRoutes =
       try {
         await deps.sink.send(out.records);
         metrics.produceSeconds.observe({ outcome: 'acked' }, Number(process.hrtime.bigint() - started) / 1e9);
-        recent.addAll(out.ids);
+        recent.addAll(out.recent);
         for (const [kind, n] of out.kinds) metrics.accepted.inc({ kind }, n);
         return true;
       } catch (e) {
@@ -159,8 +172,10 @@ export const ingestRoutes =
         metrics.rejected.inc({ reason: 'unavailable' }, out.records.length);
         metrics.requestsRefused.inc({ reason: 'unavailable' });
         const code = e instanceof TrustfoldError ? e.code : 'kafka_unavailable';
+        // The cause stays in the log: Kafka's text names brokers and addresses.
+        reply.log.warn({ err: errorMessage(e) }, 'produce failed; answering 503');
         reply.header('retry-after', retryAfter);
-        await sendError(reply, 503, code, `events not stored, nothing of this request was accepted: ${errorMessage(e)}; retry after ${retryAfter} s`);
+        await sendError(reply, 503, code, `events not stored (Kafka unavailable), nothing of this request was accepted; retry after ${retryAfter} s`);
         return false;
       }
     };
@@ -172,12 +187,12 @@ export const ingestRoutes =
     const prepareEvents = (text: string, format: BodyFormat, caller: Caller): Result<{ out: Outbound; duplicates: number; rejected: Rejection[] }, BodyError> => {
       const parsed = parseBody(text, format, deps.limits.maxEventsPerRequest);
       if (!parsed.ok) return parsed;
-      const admission = admitEvents(parsed.value, caller, recent);
+      const admission = admitEvents(parsed.value, { caller, recent, nowMs: clock().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS });
       for (const r of admission.reasons) metrics.rejected.inc({ reason: r });
       const duplicates = admission.duplicatesInRequest + admission.duplicatesRecent;
       if (admission.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, admission.duplicatesInRequest);
       if (admission.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, admission.duplicatesRecent);
-      const out: Outbound = { records: [], ids: [], kinds: new Map() };
+      const out: Outbound = { records: [], recent: [], kinds: new Map() };
       for (const [k, e] of admission.events.entries()) {
         let record: OutboundRecord;
         try {
@@ -188,7 +203,7 @@ export const ingestRoutes =
           metrics.rejected.inc({ reason: 'encode' });
           continue;
         }
-        add(out, e, record);
+        add(out, e, record, admission.digests[k]);
       }
       admission.rejected.sort((a, b) => a.index - b.index);
       return ok({ out, duplicates, rejected: admission.rejected });
@@ -207,7 +222,8 @@ export const ingestRoutes =
         '/v1/events',
         {
           bodyLimit: deps.limits.maxBodyBytes,
-          preHandler: requireScope('events:write'),
+          // Authenticated before the body is read: no token, no parse.
+          onRequest: requireAnyScope(EVENT_WRITE_SCOPES),
           // The body schema documents the contract; events are validated one by
           // one in the handler so that one bad event does not refuse the rest.
           validatorCompiler: () => (data) => ({ value: data }),
@@ -215,7 +231,11 @@ export const ingestRoutes =
             summary: 'Ingest decision and signal events (JSON array or NDJSON)',
             description:
               'Answers 202 once every accepted event is acknowledged by Kafka (acks=all). Per-event problems are listed in `rejected` and do not affect the others. ' +
-              'Re-sending an event_id is harmless. 400: malformed body (line/column named); 413: body or event count over the limit; 503 + Retry-After: Kafka unavailable, nothing accepted.',
+              `Each event needs the scope of its kind (${kindScopeTable()}); the token needs at least one of them to post at all. ` +
+              'Actor fields (`emitted_by`, `set_by`, `raised_by`, `lifted_by`) are the token\'s `sub`: leave them out or send the sub; another value is rejected. ' +
+              '`occurred_at` must be at most TRUSTFOLD_MAX_FUTURE_SKEW_MS (60 s) ahead and TRUSTFOLD_MAX_EVENT_AGE_MS (30 days) old. ' +
+              'Re-sending an identical event is harmless (counted in `duplicates`); the same (tenant, event_id) with other content is rejected as a conflict. ' +
+              '400: malformed body (line/column named); 401 before the body is read; 413: body or event count over the limit; 503 + Retry-After: Kafka unavailable, nothing accepted.',
             tags: ['ingest'],
             body: z.array(eventSchema).describe('decision and signal events (or the same as NDJSON, one per line)'),
             response: { 202: ingestResponseSchema, 400: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema },
@@ -243,7 +263,7 @@ export const ingestRoutes =
     app.post(
       '/v1/freezes',
       {
-        preHandler: requireScope('freeze:write'),
+        onRequest: requireScope('freeze:write'),
         schema: {
           summary: 'Raise a change freeze (emitted as a change_freeze_raised signal)',
           tags: ['freezes'],
@@ -297,7 +317,7 @@ export const ingestRoutes =
     app.delete(
       '/v1/freezes/:id',
       {
-        preHandler: requireScope('freeze:write'),
+        onRequest: requireScope('freeze:write'),
         schema: {
           summary: 'Lift a change freeze (emitted as a change_freeze_lifted signal)',
           tags: ['freezes'],
@@ -337,7 +357,7 @@ export const ingestRoutes =
     app.get(
       '/v1/freezes',
       {
-        preHandler: requireScope('freeze:read'),
+        onRequest: requireScope('freeze:read'),
         schema: {
           summary: "Active change freezes of the caller's tenant (from the projected state)",
           tags: ['freezes'],

@@ -1,6 +1,8 @@
 // The HTTP shell every role shares: fastify with zod validation, one error
-// body shape, bearer auth with scopes, health, readiness, metrics and docs.
-// Built without listening (tests use app.inject()); services/main.ts listens.
+// body shape, bearer auth with scopes, health, readiness, metrics and docs,
+// standard security headers. Built without listening (tests use
+// app.inject()); services/main.ts listens.
+import { timingSafeEqual } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, {
@@ -57,6 +59,8 @@ export type BaseAppDeps = {
   version?: string;
   /** Base URL shown in the OpenAPI document. */
   publicUrl?: string;
+  /** When set, /metrics answers only `Authorization: Bearer <this>` (config.http.metricsToken). */
+  metricsToken?: string | undefined;
 };
 
 export const AUTH_DECORATION = Symbol.for('trustfold.auth');
@@ -70,9 +74,13 @@ export const callerOf = (req: FastifyRequest): Caller => {
 const authenticatorOf = (req: FastifyRequest): Authenticator =>
   (req.server as FastifyInstance & { [AUTH_DECORATION]: Authenticator })[AUTH_DECORATION];
 
-/** preHandler: 401 without a valid token, 403 without the scope; sets `request.caller`. */
-export const requireScope =
-  (scope: Scope) =>
+/**
+ * A hook (use it as `onRequest`, so no body is read or parsed for a caller
+ * without a token): 401 without a valid token, 403 without any of the
+ * scopes; sets `request.caller`.
+ */
+export const requireAnyScope =
+  (scopes: readonly Scope[]) =>
   async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const r = await authenticatorOf(req).verify(req.headers.authorization);
     if (!r.ok) {
@@ -80,12 +88,31 @@ export const requireScope =
       await sendError(reply, 401, r.error.code, r.error.message);
       return reply;
     }
-    if (!r.value.scopes.has(scope)) {
-      await sendError(reply, 403, 'forbidden', `token lacks scope ${scope}`);
+    if (!scopes.some((s) => r.value.scopes.has(s))) {
+      await sendError(reply, 403, 'forbidden', `token lacks scope ${scopes.join(' or ')}`);
       return reply;
     }
     req.caller = r.value;
   };
+
+/** requireAnyScope of one scope. */
+export const requireScope = (scope: Scope) => requireAnyScope([scope]);
+
+/** Constant-time comparison of a bearer header with the metrics token. */
+const bearerMatches = (authorization: string | undefined, token: string): boolean => {
+  const given = Buffer.from(/^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1] ?? '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+};
+
+/** On every answer but /docs (which sets its own CSP for swagger-ui's assets). */
+const SECURITY_HEADERS: Record<string, string> = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'cross-origin-resource-policy': 'same-origin',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+};
 
 const zodErrors = (e: FastifyError): FieldError[] => {
   if (!hasZodFastifySchemaValidationErrors(e)) return [];
@@ -130,6 +157,10 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [deps.registry],
   });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) if (!reply.hasHeader(name)) reply.header(name, value);
+    return payload;
+  });
   app.addHook('onResponse', async (req, reply) => {
     duration.observe(
       { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
@@ -170,10 +201,16 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  // swagger-ui's own CSP (hashes of its inline script and style), minus
+  // upgrade-insecure-requests, which would break /docs on a plain-HTTP localhost.
+  await app.register(fastifySwaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    transformStaticCSP: (header) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
+  });
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+  app.get('/readyz', { schema: { hide: true } }, async (req, reply) => {
     const checks: Record<string, string> = {};
     let ready = true;
     await Promise.all(
@@ -182,7 +219,9 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
         try {
           r = await c.check();
         } catch (e) {
-          r = e instanceof Error ? e.message : String(e);
+          // An exception's text (addresses, hosts, stack) is for the log, not for whoever asks /readyz.
+          req.log.warn({ check: c.name, err: e instanceof Error ? e.message : String(e) }, 'readiness check failed');
+          r = 'check failed (see the server log)';
         }
         checks[c.name] = r === true ? 'ok' : r;
         if (r !== true) ready = false;
@@ -190,8 +229,13 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     );
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks });
   });
-  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) =>
-    reply.type(deps.registry.contentType).send(await deps.registry.metrics()),
-  );
+  const metricsToken = deps.metricsToken;
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    if (metricsToken !== undefined && !bearerMatches(req.headers.authorization, metricsToken)) {
+      reply.header('www-authenticate', 'Bearer realm="trustfold-metrics"');
+      return sendError(reply, 401, 'unauthorized', 'metrics need Authorization: Bearer <TRUSTFOLD_METRICS_TOKEN>');
+    }
+    return reply.type(deps.registry.contentType).send(await deps.registry.metrics());
+  });
   return app;
 };

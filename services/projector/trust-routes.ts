@@ -4,6 +4,11 @@
 //
 // Tenancy: a caller sees its own tenant only; an operator (tenant "*") sees
 // every tenant and may narrow with ?tenant=.
+//
+// Streams are bounded: one ends when the token that opened it expires (the
+// client reconnects with a fresh token and Last-Event-ID), and open streams
+// are capped per token subject and in all (429 + Retry-After beyond), so one
+// leaked token cannot hold every connection of the process.
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { LIMITS, TIERS, type SessionTrust } from '../../schemas/events.ts';
@@ -18,6 +23,8 @@ export type TrustSource = {
   get(sessionId: string, tenantId: string): TrustLookup;
   find(sessionId: string): SessionTrust[];
   all(): Iterable<SessionTrust>;
+  /** The states of one tenant, when the view indexes them; else `all()` is filtered. */
+  ofTenant?(tenantId: string): Iterable<SessionTrust>;
   onChange(listener: (state: SessionTrust) => void): () => void;
 };
 
@@ -30,7 +37,16 @@ export type TrustRoutesDeps = {
   /** A client further behind than this many bytes is disconnected (it resumes with Last-Event-ID). Default 4 MiB. */
   maxBufferedBytes?: number;
   hub?: TrustHub;
+  /** Open streams in all (config.http.maxStreams). Default 1000. */
+  maxStreams?: number;
+  /** Open streams per token subject (config.http.maxStreamsPerSubject). Default 20. */
+  maxStreamsPerSubject?: number;
+  /** The clock (ms) a stream's remaining token lifetime is measured with. */
+  now?: () => number;
 };
+
+/** setTimeout takes at most a signed 32-bit delay; a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const id = z.string().min(1).max(LIMITS.id);
 // The SessionTrust contract (schemas/events.ts) as a serializer: its timestamp
@@ -56,6 +72,43 @@ const tenantScope = (caller: Caller, requested: string | undefined): { ok: true;
 
 const frame = (e: { id: string; state: SessionTrust }): string => `id: ${e.id}\nevent: trust\ndata: ${JSON.stringify(e.state)}\n\n`;
 
+/**
+ * The current states a new stream starts with, read from the caller's tenant
+ * only: one session is looked up, a tenant is listed through its index when
+ * the view has one; only an operator without ?tenant= walks every tenant.
+ */
+const snapshotOf = (view: TrustSource, filter: StreamFilter): Iterable<SessionTrust> => {
+  if (filter.tenant !== undefined && filter.session !== undefined) {
+    const r = view.get(filter.session, filter.tenant);
+    return r.known ? [r.state] : [];
+  }
+  if (filter.tenant !== undefined && view.ofTenant !== undefined) return view.ofTenant(filter.tenant);
+  return view.all();
+};
+
+/** Counts open streams per subject and in all. */
+const createStreamCounter = (max: number, perSubject: number) => {
+  const bySubject = new Map<string, number>();
+  let total = 0;
+  return {
+    /** Why a new stream of `sub` is refused, or undefined after counting it in. */
+    open(sub: string): string | undefined {
+      const mine = bySubject.get(sub) ?? 0;
+      if (total >= max) return `${total} streams are open on this instance, the limit (TRUSTFOLD_SSE_MAX_STREAMS)`;
+      if (mine >= perSubject) return `${mine} streams are open for sub "${sub}", the limit per token subject (TRUSTFOLD_SSE_MAX_STREAMS_PER_SUBJECT)`;
+      bySubject.set(sub, mine + 1);
+      total++;
+      return undefined;
+    },
+    close(sub: string): void {
+      const mine = (bySubject.get(sub) ?? 1) - 1;
+      if (mine <= 0) bySubject.delete(sub);
+      else bySubject.set(sub, mine);
+      total--;
+    },
+  };
+};
+
 export const trustRoutes =
   (deps: TrustRoutesDeps): FastifyPluginAsyncZod =>
   async (app) => {
@@ -63,6 +116,8 @@ export const trustRoutes =
     const heartbeatMs = deps.heartbeatMs ?? 15_000;
     const maxBuffered = deps.maxBufferedBytes ?? 4 * 1024 * 1024;
     const unsubscribe = deps.hub === undefined ? deps.view.onChange((s) => hub.publish(s)) : () => undefined;
+    const now = deps.now ?? Date.now;
+    const streams = createStreamCounter(deps.maxStreams ?? 1_000, deps.maxStreamsPerSubject ?? 20);
     const open = new Set<() => void>();
     // Streams never end on their own: close them before the server waits for its connections.
     app.addHook('preClose', async () => {
@@ -75,7 +130,7 @@ export const trustRoutes =
     app.get(
       '/v1/sessions/:id/trust',
       {
-        preHandler: requireScope('trust:read'),
+        onRequest: requireScope('trust:read'),
         schema: {
           description: 'Current trust state of a session (404 if unknown).',
           params: z.object({ id }),
@@ -112,12 +167,13 @@ export const trustRoutes =
     app.get(
       '/v1/trust/stream',
       {
-        preHandler: requireScope('trust:read'),
+        onRequest: requireScope('trust:read'),
         schema: {
           description:
             'Server-sent events of trust changes (`event: trust`, data = the session trust state). Filters: session, delegator, tenant (operators). ' +
             'Ids are `<epoch>-<seq>`; reconnect with Last-Event-ID to get what was missed, or a snapshot of current states when that is no longer possible. ' +
-            'Without Last-Event-ID the stream starts with the current states matching a session or delegator filter (snapshot=false to skip). Comment lines are heartbeats.',
+            'Without Last-Event-ID the stream starts with the current states matching a session or delegator filter (snapshot=false to skip). Comment lines are heartbeats. ' +
+            'The stream ends with `event: token_expired` when the token expires: reconnect with a fresh token and Last-Event-ID. 429 + Retry-After beyond the open-stream limits (per token subject and per instance).',
           querystring: z.object({
             session: id.optional(),
             delegator: id.optional(),
@@ -138,6 +194,11 @@ export const trustRoutes =
         };
         const header = req.headers['last-event-id'];
         const lastEventId = (Array.isArray(header) ? header[0] : header) ?? req.query.last_event_id;
+        const refused = streams.open(caller.sub);
+        if (refused !== undefined) {
+          reply.header('retry-after', '5');
+          return sendError(reply, 429, 'too_many_streams', refused);
+        }
 
         reply.hijack();
         const res = reply.raw;
@@ -158,12 +219,21 @@ export const trustRoutes =
           if (matches(filter, e.state)) write(frame(e));
         });
         const heartbeat = setInterval(() => write(`: heartbeat ${new Date().toISOString()}\n\n`), heartbeatMs);
+        const expiry = setTimeout(
+          () => {
+            write(`event: token_expired\ndata: {"reconnect":"with a fresh token and Last-Event-ID"}\n\n`);
+            close();
+          },
+          Math.min(MAX_TIMER_MS, Math.max(0, caller.expiresAt - now())),
+        );
         const close = (): void => {
           if (closed) return;
           closed = true;
           clearInterval(heartbeat);
+          clearTimeout(expiry);
           stopListening();
           open.delete(close);
+          streams.close(caller.sub);
           res.end();
         };
         open.add(close);
@@ -178,7 +248,7 @@ export const trustRoutes =
             lastEventId !== undefined || (req.query.snapshot ?? (filter.session !== undefined || filter.delegator !== undefined ? 'true' : 'false')) === 'true';
           if (wantSnapshot) {
             const head = hub.headId();
-            for (const s of deps.view.all()) if (matches(filter, s)) write(frame({ id: head, state: s }));
+            for (const s of snapshotOf(deps.view, filter)) if (matches(filter, s)) write(frame({ id: head, state: s }));
           }
         }
       },

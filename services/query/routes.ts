@@ -1,5 +1,5 @@
 // The forensics API as a fastify plugin. Every route is behind
-// requireScope('audit:read'); the tenant comes from the caller's token and is
+// requireScope('audit:read') (onRequest: before anything is parsed); the tenant comes from the caller's token and is
 // a condition of every query (operators, tenant '*', may name one).
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -10,7 +10,7 @@ import { EFFECTS, LIMITS, timestamp } from '../../schemas/events.ts';
 import { err, ok, type Result } from '../../schemas/result.ts';
 import { isOperator, type Caller } from '../lib/auth.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
-import { decodeCursor, encodeCursor, queryHash } from './cursor.ts';
+import { CURSOR_KEYS, decodeKey, encodeCursor, queryHash } from './cursor.ts';
 import { explainDecision } from './explain.ts';
 import { createAuditRepository } from './repository.ts';
 import type { DecisionFilters, DecisionKey, SessionKey, TenantScope, TimelineKey } from './sql.ts';
@@ -54,7 +54,7 @@ export const auditRoutes =
     const repo = createAuditRepository(deps.clickhouse, deps.database);
     const maxLimit = deps.maxLimit ?? 1000;
     const exportPage = deps.exportPageSize ?? 5000;
-    const guard = { preHandler: requireScope('audit:read') };
+    const guard = { onRequest: requireScope('audit:read') };
 
     const searchQuery = z
       .strictObject({
@@ -88,10 +88,9 @@ export const auditRoutes =
         const hash = queryHash('decisions', { tenant: scope.value, order, ...filters });
         let after: DecisionKey | undefined;
         if (cursor !== undefined) {
-          const k = decodeCursor(cursor, hash);
+          const k = decodeKey(cursor, hash, CURSOR_KEYS.decisions);
           if (!k.ok) return badCursor(reply, k.error);
           const [at, eventId] = k.value;
-          if (typeof at !== 'string' || typeof eventId !== 'string') return badCursor(reply, 'cursor is not one this API issued');
           after = { at, id: eventId };
         }
         const limitGiven = (req.query as { limit?: unknown }).limit !== undefined && new URL(req.url, 'http://x').searchParams.has('limit');
@@ -171,10 +170,9 @@ export const auditRoutes =
         const hash = queryHash('timeline', { tenant: scope.value, session: req.params.id });
         let after: TimelineKey | undefined;
         if (req.query.cursor !== undefined) {
-          const k = decodeCursor(req.query.cursor, hash);
+          const k = decodeKey(req.query.cursor, hash, CURSOR_KEYS.timeline);
           if (!k.ok) return badCursor(reply, k.error);
           const [at, rank, key] = k.value;
-          if (typeof at !== 'string' || typeof rank !== 'number' || typeof key !== 'string') return badCursor(reply, 'cursor is not one this API issued');
           after = { at, rank, id: key };
         }
         const page = await repo.timeline(scope.value, req.params.id, req.query.limit, after);
@@ -205,10 +203,9 @@ export const auditRoutes =
         const hash = queryHash('delegator', { tenant: scope.value, user: req.params.user_id, ...window });
         let after: SessionKey | undefined;
         if (req.query.cursor !== undefined) {
-          const k = decodeCursor(req.query.cursor, hash);
+          const k = decodeKey(req.query.cursor, hash, CURSOR_KEYS.delegator);
           if (!k.ok) return badCursor(reply, k.error);
           const [last, tenant, session] = k.value;
-          if (typeof last !== 'string' || typeof tenant !== 'string' || typeof session !== 'string') return badCursor(reply, 'cursor is not one this API issued');
           after = { last, tenant, session };
         }
         const page = await repo.delegatorSessions(scope.value, req.params.user_id, window, req.query.limit, after);
