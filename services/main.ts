@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { mintToken } from './lib/auth.ts';
+import { ALL_TENANTS_SCOPE, mintToken, OPERATOR_TENANT, SCOPES } from './lib/auth.ts';
 import { parseConfig, type Config } from './lib/config.ts';
 import { errorMessage } from './lib/errors.ts';
 import { startKafkaBroker, type KafkaBroker } from './lib/kafka-broker.ts';
@@ -27,7 +27,8 @@ usage:
   trustfold help
 `;
 
-const OPERATOR_SCOPES = ['events:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read'];
+/** The token `serve` prints: every scope and tenant, so it lives one hour only. */
+const OPERATOR_TOKEN_TTL_SECONDS = 3600;
 
 const configOrExit = (env: Record<string, string | undefined>): Config => {
   const r = parseConfig(env);
@@ -82,11 +83,13 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
     `  ClickHouse ${config.clickhouse.url ?? `embedded, ${config.clickhouse.path}`}`,
   ];
   if (system.auth.localSecret !== undefined) {
-    const token = await mintToken({ sub: 'local-operator', tenant: '*', scopes: OPERATOR_SCOPES, ttlSeconds: 12 * 3600 }, system.auth.localSecret);
+    const token = await mintToken({ sub: 'local-operator', tenant: OPERATOR_TENANT, scopes: SCOPES, ttlSeconds: OPERATOR_TOKEN_TTL_SECONDS }, system.auth.localSecret);
+    const until = new Date(Date.now() + OPERATOR_TOKEN_TTL_SECONDS * 1000).toISOString();
     lines.push(
       `  auth       local secret in ${system.auth.secretFile ?? ''} (set TRUSTFOLD_JWT_SECRET or TRUSTFOLD_JWKS_URL in production)`,
+      `  metrics    ${config.http.metricsToken !== undefined ? 'need Bearer $TRUSTFOLD_METRICS_TOKEN' : 'open to anyone who reaches the port (set TRUSTFOLD_METRICS_TOKEN to close it)'}`,
       '',
-      'operator token (all scopes, every tenant, 12 h):',
+      `operator token (all scopes, every tenant; short-lived: expires in 1 h, at ${until}; mint another with trustfold token):`,
       `  export TRUSTFOLD_TOKEN=${token}`,
       '',
       `try:  curl -s -H "Authorization: Bearer $TRUSTFOLD_TOKEN" ${system.url ?? ''}/v1/freezes?tenant=acme`,
@@ -123,7 +126,7 @@ const audit = async (args: string[], env: Record<string, string | undefined>): P
       process.stderr.write('trustfold audit: set TRUSTFOLD_TOKEN (no local secret to mint one from)\n');
       return 3;
     }
-    token = await mintToken({ sub: 'cli', tenant: '*', scopes: ['audit:read'], ttlSeconds: 300 }, secret);
+    token = await mintToken({ sub: 'cli', tenant: OPERATOR_TENANT, scopes: ['audit:read', ALL_TENANTS_SCOPE], ttlSeconds: 300 }, secret);
   }
   return runAuditCli(args, { baseUrl, token });
 };

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
-import { loadOrCreateLocalSecret, mintToken, OPERATOR_TENANT, SCOPES } from '../lib/auth.ts';
+import { ALL_TENANTS_SCOPE, loadOrCreateLocalSecret, mintToken, OPERATOR_TENANT, SCOPES } from '../lib/auth.ts';
 import { parseConfig, type Config } from '../lib/config.ts';
 
 export type CliIo = {
@@ -18,8 +18,10 @@ export type CliIo = {
 export const localSecretFile = (config: Pick<Config, 'dataDir'>): string => join(config.dataDir, 'jwt-secret');
 
 const USAGE = `usage:
-  trustfold token [--sub NAME] [--tenant ID|*] [--scope S]... [--ttl 1h]
-      mint a dev token from TRUSTFOLD_JWT_SECRET or the local secret; prints the token only
+  trustfold token --tenant ID|* --scope S [--scope S]... [--sub NAME] [--ttl 1h]
+      mint a dev token from TRUSTFOLD_JWT_SECRET or the local secret; prints the token only.
+      No default tenant or scopes: name them. --tenant '*' also needs --scope tenants:all.
+      --ttl is at most TRUSTFOLD_JWT_MAX_TTL_S (24 h) unless TRUSTFOLD_JWT_ALLOW_LONG_LIVED is set.
   trustfold freeze raise --reason TEXT [--prefix RESOURCE_PREFIX] [--action A]... [--agent ID]
                          [--ticket ID] [--expires 2h|ISO-8601] [--id FREEZE_ID] [--tenant ID]
   trustfold freeze lift FREEZE_ID [--reason TEXT] [--tenant ID]
@@ -58,17 +60,27 @@ const secretOf = (ctx: Ctx): string => ctx.config.auth.secret ?? loadOrCreateLoc
 const tokenCommand = async (ctx: Ctx, args: string[]): Promise<number> => {
   const { values } = parse(args, {
     sub: { type: 'string', default: 'dev' },
-    tenant: { type: 'string', default: OPERATOR_TENANT },
+    tenant: { type: 'string' },
     scope: { type: 'string', multiple: true },
     ttl: { type: 'string', default: '1h' },
   });
   if (ctx.config.auth.jwksUrl !== undefined && ctx.config.auth.secret === undefined) {
     throw new UsageError('this deployment verifies tokens with a JWKS URL; get a token from its identity provider');
   }
-  const scopes = (values.scope as string[] | undefined) ?? [...SCOPES];
+  if (values.tenant === undefined) throw new UsageError(`token needs --tenant (a tenant id, or ${OPERATOR_TENANT} with --scope ${ALL_TENANTS_SCOPE})`);
+  const scopes = values.scope as string[] | undefined;
+  if (scopes === undefined) throw new UsageError(`token needs at least one --scope (known: ${SCOPES.join(' ')})`);
   const unknown = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
   if (unknown.length > 0) throw new UsageError(`unknown scope ${unknown.join(', ')} (known: ${SCOPES.join(' ')})`);
+  if (values.tenant === OPERATOR_TENANT && !scopes.includes(ALL_TENANTS_SCOPE)) {
+    throw new UsageError(`--tenant ${OPERATOR_TENANT} needs --scope ${ALL_TENANTS_SCOPE}: cross-tenant reach is asked for explicitly`);
+  }
   const ttlSeconds = parseDuration(String(values.ttl));
+  const { maxTtlSeconds, allowLongLived } = ctx.config.auth;
+  if (ttlSeconds <= 0) throw new UsageError('--ttl must be positive');
+  if (ttlSeconds > maxTtlSeconds && !allowLongLived) {
+    throw new UsageError(`--ttl ${ttlSeconds}s is over the ${maxTtlSeconds}s the server accepts (TRUSTFOLD_JWT_MAX_TTL_S; long-lived tokens need TRUSTFOLD_JWT_ALLOW_LONG_LIVED=true)`);
+  }
   const token = await mintToken(
     {
       sub: String(values.sub),
@@ -92,7 +104,10 @@ const api = async (ctx: Ctx, values: Record<string, unknown>, method: string, pa
   const token =
     (values['token'] as string | undefined) ??
     ctx.env.TRUSTFOLD_TOKEN ??
-    (await mintToken({ sub: 'trustfold-cli', tenant: tenant ?? OPERATOR_TENANT, scopes: ['freeze:write', 'freeze:read'], ttlSeconds: 300 }, secretOf(ctx)));
+    (await mintToken(
+      { sub: 'trustfold-cli', tenant: tenant ?? OPERATOR_TENANT, scopes: ['freeze:write', 'freeze:read', ...(tenant === undefined ? [ALL_TENANTS_SCOPE] : [])], ttlSeconds: 300 },
+      secretOf(ctx),
+    ));
   let res: Response;
   try {
     res = await ctx.io.fetch(new URL(path, base), {
