@@ -1,0 +1,291 @@
+// The MCP gateway: an SDK server per agent connection in front of shared
+// upstream clients. tools/list is the union of the upstreams' tools (names
+// namespaced when there are several), filtered to what the caller may call;
+// tools/call is judged on the session's live trust, audited with one
+// decision event, and only then forwarded — progress, cancellation and the
+// upstream's result or error pass through as they are.
+//
+// When is a decision durable? Allowed calls that `durable` covers
+// (destructive ones by default) are forwarded only after ingest acknowledged
+// their decision (Kafka acks=all); if that fails the call is refused, so no
+// such call runs unaudited. Their decision carries no outcome: the contract
+// has no way to amend a stored decision. Every other call is forwarded at
+// once and its decision, with the outcome, is emitted when the upstream
+// answered: a gateway crash loses the decisions of calls still running
+// upstream and of those in the emitter's buffer (≤ its flush interval, 50 ms
+// by default, plus one ingest round trip).
+import { randomUUID } from 'node:crypto';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import type { ChainLink, Effect } from '../../schemas/events.ts';
+import type { DecisionToEmit, SignalToEmit } from '../emitter/emitter.ts';
+import type { Logger } from '../lib/log.ts';
+import type { TrustLookup } from '../pdp-client/trust-view.ts';
+import { argsDigest, buildCatalog, changedTools, mayCall, resourceOf, type Catalog, type CatalogEntry, type ToolChange } from './catalog.ts';
+import { GATE_SCOPES, intentOf, type CallerIdentity } from './claims.ts';
+import type { GateConfig } from './config.ts';
+import { isDestructive, judgeCall, type Verdict } from './rules.ts';
+import { GATE_INFO, type CallResult, type Upstream } from './upstream.ts';
+
+/** JSON-RPC error codes the gateway answers with itself (the server-defined range). */
+export const GATE_ERRORS = {
+  unauthorized: -32010,
+  forbidden: -32011,
+  no_session: -32012,
+  audit_unavailable: -32013,
+} as const;
+
+/** An error answered with exactly this code, message and data (an upstream's, or the gateway's own). */
+export class RpcError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+const gateError = (code: keyof typeof GATE_ERRORS, message: string, retriable = false): RpcError =>
+  new RpcError(GATE_ERRORS[code], message, { trustfold: { code, retriable } });
+
+/** The upstream's error as the upstream sent it (the client SDK prefixes the message). */
+const passThrough = (e: unknown): RpcError => {
+  if (e instanceof McpError) {
+    const prefix = `MCP error ${e.code}: `;
+    return new RpcError(e.code, e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message, e.data);
+  }
+  return new RpcError(ErrorCode.InternalError, e instanceof Error ? e.message : String(e));
+};
+
+export type AuditOutcome = { ok: true } | { ok: false; message: string };
+/** Where decisions and signals go; `createEmitter` (ingest) in production. Never rejects. */
+export type Audit = {
+  decision(d: DecisionToEmit & { event_id: string }): Promise<AuditOutcome>;
+  signal(s: SignalToEmit): Promise<AuditOutcome>;
+};
+
+export type GatewayDeps = {
+  config: Pick<GateConfig, 'separator' | 'namespaced' | 'sessionMetaKey' | 'rules' | 'tools' | 'audit' | 'toolChangeSeverity'>;
+  upstreams: readonly Upstream[];
+  view: { get(sessionId: string, tenantId: string): TrustLookup };
+  audit: Audit;
+  logger?: Logger;
+  now?: () => Date;
+  newId?: () => string;
+};
+
+export type Gateway = {
+  /** Serves one agent connection; `identity` for transports without per-request auth (stdio). */
+  connect(transport: Transport, identity?: CallerIdentity): Promise<Server>;
+  /** Lists every upstream again; returns the tools whose description or schema changed. */
+  refresh(): Promise<ToolChange[]>;
+  catalog(): Catalog;
+  /** Closes the agent connections (not the upstreams, which the caller opened). */
+  close(): Promise<void>;
+};
+
+/** The verified caller of an HTTP request, handed to the SDK as its AuthInfo. */
+const identities = new WeakMap<AuthInfo, CallerIdentity>();
+export const authInfoFor = (token: string, identity: CallerIdentity, clientId: string): AuthInfo => {
+  const info: AuthInfo = { token, clientId, scopes: [...identity.scopes] };
+  identities.set(info, identity);
+  return info;
+};
+
+type Meta = Record<string, unknown>;
+const metaOf = (params: { _meta?: unknown }): Meta => (typeof params._meta === 'object' && params._meta !== null ? (params._meta as Meta) : {});
+
+const text = (t: string): CallToolResult['content'] => [{ type: 'text', text: t }];
+
+export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
+  const { config, audit } = deps;
+  const now = deps.now ?? (() => new Date());
+  const newId = deps.newId ?? randomUUID;
+  const upstreams = new Map(deps.upstreams.map((u) => [u.name, u]));
+  const servers = new Set<Server>();
+  /** exposed tool name → the sessions (tenant, session) that called it, for the tool-change signal. */
+  const usedBy = new Map<string, Map<string, { tenant: string; session: string }>>();
+
+  const list = async (): Promise<Catalog> =>
+    buildCatalog(await Promise.all(deps.upstreams.map(async (u) => ({ upstream: u.name, tools: await u.listTools() }))), config.tools, config);
+
+  let catalog = await list();
+  let refreshing: Promise<ToolChange[]> = Promise.resolve([]);
+
+  const signalChange = async (c: ToolChange): Promise<void> => {
+    const sessions = [...(usedBy.get(c.name)?.values() ?? [])];
+    deps.logger?.warn({ tool: c.name, before: c.before, after: c.after, sessions: sessions.length }, 'upstream changed a tool description or schema');
+    await Promise.all(
+      sessions.map(async ({ tenant, session }) => {
+        const r = await audit.signal({
+          kind: 'injection_detected',
+          tenant_id: tenant,
+          session_id: session,
+          signal_id: `tool-changed:${c.name}:${c.after.slice('sha256:'.length, 'sha256:'.length + 16)}`,
+          severity: config.toolChangeSeverity,
+          detector: 'trustfold-gate/tool-schema-changed',
+          detail: `upstream ${c.upstream} changed tool ${c.tool} (description or input schema) after this session used it: ${c.before} → ${c.after}`,
+        });
+        if (!r.ok) deps.logger?.error({ tool: c.name, session, err: r.message }, 'tool-change signal not stored');
+      }),
+    );
+  };
+
+  const refresh = (): Promise<ToolChange[]> => {
+    refreshing = refreshing.catch(() => []).then(async () => {
+      const next = await list();
+      const changes = changedTools(catalog, next);
+      const membership = [...next.entries.keys()].join('\n') !== [...catalog.entries.keys()].join('\n');
+      catalog = next;
+      await Promise.all(changes.map(signalChange));
+      if (changes.length > 0 || membership) await Promise.all([...servers].map((s) => s.sendToolListChanged().catch(() => undefined)));
+      return changes;
+    });
+    return refreshing;
+  };
+
+  const identityOf = (fixed: CallerIdentity | undefined, authInfo: AuthInfo | undefined): CallerIdentity => {
+    const id = (authInfo !== undefined ? identities.get(authInfo) : undefined) ?? fixed;
+    if (id === undefined) throw gateError('unauthorized', 'no verified token for this request');
+    return id;
+  };
+
+  const sessionOf = (id: CallerIdentity, meta: Meta): string | undefined => {
+    if (id.session !== undefined) return id.session;
+    if (config.sessionMetaKey === null) return undefined;
+    const s = meta[config.sessionMetaKey];
+    return typeof s === 'string' && s !== '' && s.length <= 256 ? s : undefined;
+  };
+
+  type Judged = { entry: CatalogEntry; session: string; verdict: Verdict; started: bigint; args: Record<string, unknown>; meta: Meta; action: string; resource: string };
+
+  const decisionOf = (id: CallerIdentity, j: Judged, eventId: string, outcome?: { status: 'executed' | 'blocked' | 'failed'; detail?: string }): DecisionToEmit & { event_id: string } => {
+    const intent = intentOf(j.meta['trustfold/intent']) ?? id.intent;
+    return {
+      event_id: eventId,
+      tenant_id: id.tenant,
+      occurred_at: now().toISOString(),
+      session_id: j.session,
+      chain: id.chain satisfies ChainLink[],
+      ...(id.token !== undefined && { token: id.token }),
+      ...(intent !== undefined && { intent }),
+      request: { tool: j.entry.name, action: j.action, resource: j.resource, args_digest: argsDigest(j.args) },
+      decision: {
+        effect: j.verdict.effect,
+        policy_id: config.audit.policy_id,
+        policy_version: config.audit.policy_version,
+        rule_id: j.verdict.rule_id,
+        reasons: j.verdict.reasons,
+        ...(j.verdict.trust_version !== undefined && { trust_version: j.verdict.trust_version }),
+        pdp_id: config.audit.pdp_id,
+        latency_us: Number((process.hrtime.bigint() - j.started) / 1000n),
+      },
+      ...(outcome !== undefined && { outcome: outcome.detail !== undefined ? { status: outcome.status, detail: outcome.detail.slice(0, 4096) } : { status: outcome.status } }),
+      provenance: { tool_schema_digest: j.entry.digest },
+    };
+  };
+
+  const emitLater = (d: DecisionToEmit & { event_id: string }): void => {
+    void audit.decision(d).then((r) => {
+      if (!r.ok) deps.logger?.error({ event_id: d.event_id, err: r.message }, 'decision not stored');
+    });
+  };
+
+  const decisionMeta = (eventId: string, v: Verdict): Meta => ({
+    'trustfold/decision': { event_id: eventId, effect: v.effect, rule_id: v.rule_id, reasons: v.reasons, ...(v.trust_version !== undefined && { trust_version: v.trust_version }) },
+  });
+
+  const refuse = (id: CallerIdentity, j: Judged, eventId: string): CallToolResult => {
+    emitLater(decisionOf(id, j, eventId, { status: 'blocked' }));
+    const effect: Effect = j.verdict.effect;
+    return { content: text(`${effect}: ${j.entry.name} on ${j.resource}: ${j.verdict.reasons.join('; ') || j.verdict.rule_id}`), isError: true, _meta: decisionMeta(eventId, j.verdict) };
+  };
+
+  const callTool = async (id: CallerIdentity, params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown }, extra: { signal: AbortSignal; sendNotification: (n: ServerNotification) => Promise<void> }): Promise<CallToolResult> => {
+    const started = process.hrtime.bigint();
+    const entry = catalog.entries.get(params.name);
+    if (entry === undefined || !mayCall(entry, id.scopes)) throw new RpcError(ErrorCode.InvalidParams, `Unknown tool: ${params.name}`);
+    const meta = metaOf(params);
+    const session = sessionOf(id, meta);
+    if (session === undefined) {
+      throw gateError('no_session', `no session: the token has no session claim${config.sessionMetaKey !== null ? ` and the request no _meta["${config.sessionMetaKey}"]` : ''}`);
+    }
+    const args = params.arguments ?? {};
+    const action = entry.policy.action ?? entry.tool.name;
+    const resource = resourceOf(entry, args);
+    const facts = { action, resource, destructive: entry.policy.destructive };
+    const eventId = newId();
+    if (!id.scopes.has(GATE_SCOPES.write)) {
+      const verdict: Verdict = { effect: 'deny', rule_id: 'deny-missing-scope', reasons: [`token lacks scope ${GATE_SCOPES.write}`] };
+      emitLater(decisionOf(id, { entry, session, verdict, started, args, meta, action, resource }, eventId, { status: 'blocked' }));
+      throw gateError('forbidden', `tools/call needs scope ${GATE_SCOPES.write}`);
+    }
+    const verdict = judgeCall(deps.view.get(session, id.tenant), facts, config.rules);
+    const j: Judged = { entry, session, verdict, started, args, meta, action, resource };
+    if (verdict.effect !== 'allow') return refuse(id, j, eventId);
+
+    const sessions = usedBy.get(entry.name) ?? new Map<string, { tenant: string; session: string }>();
+    usedBy.set(entry.name, sessions.set(`${id.tenant}\u0000${session}`, { tenant: id.tenant, session }));
+
+    const durable = config.audit.durable === 'all' || (config.audit.durable === 'destructive' && isDestructive(facts, config.rules));
+    if (durable) {
+      const stored = await audit.decision(decisionOf(id, j, eventId));
+      if (!stored.ok) throw gateError('audit_unavailable', `the decision could not be stored, so the call was not forwarded: ${stored.message}`, true);
+    }
+    const upstream = upstreams.get(entry.upstream);
+    if (upstream === undefined) throw new RpcError(ErrorCode.InternalError, `upstream ${entry.upstream} is gone`);
+    const { [config.sessionMetaKey ?? '']: _session, ...forwardMeta } = meta;
+    const progressToken = meta['progressToken'];
+    let result: CallResult;
+    try {
+      result = await upstream.callTool(
+        { ...params, name: entry.tool.name, ...(params._meta !== undefined && { _meta: forwardMeta }) },
+        {
+          signal: extra.signal,
+          onprogress:
+            typeof progressToken === 'string' || typeof progressToken === 'number'
+              ? (p) => void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined)
+              : undefined,
+        },
+      );
+    } catch (e) {
+      const failure = passThrough(e);
+      if (!durable) emitLater(decisionOf(id, j, eventId, { status: 'failed', detail: extra.signal.aborted ? 'cancelled by the agent' : `${failure.code}: ${failure.message}` }));
+      throw failure;
+    }
+    if (!durable) emitLater(decisionOf(id, j, eventId, { status: result['isError'] === true ? 'failed' : 'executed' }));
+    const upstreamMeta = typeof result['_meta'] === 'object' && result['_meta'] !== null ? (result['_meta'] as Meta) : {};
+    return { ...result, _meta: { ...upstreamMeta, ...decisionMeta(eventId, verdict) } } as CallToolResult;
+  };
+
+  const instructions = deps.upstreams.length === 1 ? deps.upstreams[0]?.instructions() : undefined;
+
+  return {
+    catalog: () => catalog,
+    refresh,
+    async connect(transport, fixed) {
+      const server = new Server({ name: GATE_INFO.name, version: GATE_INFO.version }, { capabilities: { tools: { listChanged: true } }, ...(instructions !== undefined && { instructions }) });
+      server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
+        const id = identityOf(fixed, extra.authInfo);
+        if (!id.scopes.has(GATE_SCOPES.read)) throw gateError('forbidden', `tools/list needs scope ${GATE_SCOPES.read}`);
+        await refresh().catch((e: unknown) => deps.logger?.warn({ err: e instanceof Error ? e.message : String(e) }, 'tools/list: an upstream did not list; serving the last listing'));
+        const tools = [...catalog.entries.values()].filter((e) => mayCall(e, id.scopes)).map((e) => ({ ...e.tool, name: e.name }));
+        return { tools } as { tools: { name: string; inputSchema: { type: 'object' } }[] };
+      });
+      server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
+        callTool(identityOf(fixed, extra.authInfo), req.params, { signal: extra.signal, sendNotification: (n) => extra.sendNotification(n) }),
+      );
+      server.onclose = () => servers.delete(server);
+      servers.add(server);
+      await server.connect(transport);
+      return server;
+    },
+    async close() {
+      await Promise.all([...servers].map((s) => s.close()));
+      servers.clear();
+    },
+  };
+};
