@@ -6,7 +6,7 @@
 // by session so every duplicate of an event meets its twin on one shard. The
 // query and sink code name `<db>.<table>` in both layouts.
 import type { TableSpec } from './tables.ts';
-import { AUDIT_TABLES, DECISIONS, TOKEN_TIME_CODEC } from './tables.ts';
+import { AUDIT_TABLES, DECISIONS, SIGNALS, TOKEN_TIME_CODEC, TRUST_TRANSITIONS, WRITE_ONCE_TABLES } from './tables.ts';
 
 export type DdlOptions = {
   database: string;
@@ -66,18 +66,19 @@ export const storageTable = (t: TableSpec, o: Pick<DdlOptions, 'cluster'>): stri
 export const createTableStatements = (t: TableSpec, o: DdlOptions): string[] => {
   // A projection on a Replacing table must say what happens to it when rows collapse.
   const common = t.projections.length > 0 ? ["deduplicate_merge_projection_mode = 'rebuild'"] : [];
+  const kind = t.version !== undefined ? 'ReplacingMergeTree' : 'MergeTree';
   if (o.cluster === undefined) {
     const window = o.dedupWindow ?? 10_000;
     return [
       `CREATE TABLE IF NOT EXISTS ${qualified(o.database, t.name)}\n${bodySql(t)}\n` +
-        storageSql(t, o, `ReplacingMergeTree(${t.version})`, [`non_replicated_deduplication_window = ${window}`, ...common]),
+        storageSql(t, o, `${kind}(${t.version ?? ''})`, [`non_replicated_deduplication_window = ${window}`, ...common]),
     ];
   }
   const local = storageTable(t, o);
   const zkPath = `/clickhouse/tables/{shard}/${o.database}/${local}`;
   return [
     `CREATE TABLE IF NOT EXISTS ${qualified(o.database, local)}${onCluster(o)}\n${bodySql(t)}\n` +
-      storageSql(t, o, `ReplicatedReplacingMergeTree('${zkPath}', '{replica}', ${t.version})`, [
+      storageSql(t, o, `Replicated${kind}('${zkPath}', '{replica}'${t.version !== undefined ? `, ${t.version}` : ''})`, [
         `replicated_deduplication_window = ${o.dedupWindow ?? 10_000}`,
         ...common,
       ]),
@@ -125,7 +126,32 @@ export const MIGRATIONS: readonly Migration[] = [
         ['token_issued_at', 'token_expires_at'].map((c) => `  MODIFY COLUMN IF EXISTS ${ident(c)} CODEC(${TOKEN_TIME_CODEC})`).join(',\n'),
     ],
   },
+  {
+    version: 3,
+    name: 'write-once audit: record_ids index and conflicts evidence, backfilled from the stored records',
+    // The backfill takes, per id, the copy a reader showed first (lowest Kafka coordinates); its digest is
+    // unknown (computed by the sink, not by SQL), written as zeros: a later copy of such an id is then a
+    // conflict whatever its content, kept as evidence and never stored as the record.
+    statements: (o) => {
+      const zeros = "toFixedString(repeat('0', 64), 64)";
+      const backfill = (from: string, namespace: string, key: string, time: string): string =>
+        `INSERT INTO ${qualified(o.database, 'record_ids')} (tenant, namespace, record_key, digest, occurred_at, kafka_topic, kafka_partition, kafka_offset)\n` +
+        `SELECT tenant, '${namespace}', ${key} AS k, ${zeros}, ${time}, kafka_topic, kafka_partition, kafka_offset\n` +
+        `FROM ${qualified(o.database, from)}\n` +
+        `WHERE (tenant, k) GLOBAL NOT IN (SELECT tenant, record_key FROM ${qualified(o.database, 'record_ids')} WHERE namespace = '${namespace}')\n` +
+        `ORDER BY tenant, k, kafka_topic, kafka_partition, kafka_offset\nLIMIT 1 BY tenant, k`;
+      return [
+        ...WRITE_ONCE_TABLES.flatMap((t) => createTableStatements(t, o)),
+        backfill(DECISIONS.name, 'event', 'toString(event_id)', 'occurred_at'),
+        backfill(SIGNALS.name, 'event', 'toString(event_id)', 'occurred_at'),
+        backfill(TRUST_TRANSITIONS.name, 'trust', "concat(toString(version), ':', session_id)", 'updated_at'),
+      ];
+    },
+  },
 ];
+
+/** A digest of zeros: the id was stored before the write-once check existed (migration 3). */
+export const UNKNOWN_DIGEST = '0'.repeat(64);
 
 /** TTL is configuration, not a migration: reconciled at every start (see migrate.ts). */
 export const modifyTtlStatement = (t: TableSpec, o: DdlOptions): string =>

@@ -14,7 +14,7 @@ import {
   type DdlOptions,
   type Migration,
 } from './ddl.ts';
-import { AUDIT_TABLES } from './tables.ts';
+import { STORED_TABLES } from './tables.ts';
 
 export type MigrationReport = { applied: number[]; ttlChanged: string[] };
 
@@ -38,7 +38,8 @@ export const migrate = async (
   const applied: number[] = [];
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
     if (done.has(m.version)) continue;
-    for (const statement of m.statements(o)) await client.command({ query: statement });
+    // A backfill (migration 3) copies rows of every month at once: no per-block partition cap.
+    for (const statement of m.statements(o)) await client.command({ query: statement, clickhouse_settings: { max_partitions_per_insert_block: '0' } });
     await client.insert({
       table: qualified(o.database, MIGRATIONS_TABLE),
       values: [{ version: m.version, name: m.name }],
@@ -47,7 +48,7 @@ export const migrate = async (
     applied.push(m.version);
   }
   const ttlChanged: string[] = [];
-  for (const t of AUDIT_TABLES) {
+  for (const t of STORED_TABLES) {
     const rs = await client.query({
       query: 'SELECT create_table_query FROM system.tables WHERE database = {db:String} AND name = {name:String}',
       query_params: { db: o.database, name: storageTable(t, o) },

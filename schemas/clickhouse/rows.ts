@@ -1,5 +1,6 @@
 // Event ↔ ClickHouse row, both ways. The sink writes with `*Row`, the query
 // side reads back with `*FromRecord`; test/unit/audit-rows round-trips them.
+import { createHash } from 'node:crypto';
 import {
   actingAgentOf,
   delegatorOf,
@@ -8,7 +9,7 @@ import {
   type SessionTrust,
   type SignalEvent,
 } from '../events.ts';
-import { DECISIONS, insertColumns, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from './tables.ts';
+import { CONFLICTS, DECISIONS, insertColumns, RECORD_IDS, SIGNALS, TRUST_TRANSITIONS, type RecordNamespace, type TableSpec } from './tables.ts';
 
 /** Where a row came from on Kafka: the sink's provenance and its dedup token's input. */
 export type KafkaCoordinates = { topic: string; partition: number; offset: string };
@@ -20,6 +21,8 @@ const INSERT_COLUMNS = {
   decisions: insertColumns(DECISIONS),
   signals: insertColumns(SIGNALS),
   trust_transitions: insertColumns(TRUST_TRANSITIONS),
+  record_ids: insertColumns(RECORD_IDS),
+  conflicts: insertColumns(CONFLICTS),
 } as const;
 
 type DecisionColumn =
@@ -178,6 +181,78 @@ export const compact = (table: TableSpec, row: Readonly<Record<string, CellValue
     return v;
   });
 
+// ---- write-once ------------------------------------------------------------
+
+/** JSON with every object's keys sorted: one text per content, whatever order a decoder built it in. */
+export const canonicalJson = (v: unknown): string => {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const entries = Object.entries(v)
+      .filter(([, x]) => x !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+};
+
+export const contentDigest = (canonical: string): string => createHash('sha256').update(canonical).digest('hex');
+
+/** The write-once key of a trust transition: its version, then its session (versions are digits, so the first ':' splits). */
+export const trustRecordKey = (s: Pick<SessionTrust, 'version' | 'session_id'>): string => `${s.version}:${s.session_id}`;
+
+/** One record as the write-once check sees it. */
+export type RecordIdentity = {
+  tenant: string;
+  namespace: RecordNamespace;
+  key: string;
+  digest: string;
+  /** The partition column's value (ClickHouse text), for grouping inserts by month. */
+  time: string;
+  /** Canonical JSON of the record: kept as evidence when it conflicts with the stored copy. */
+  canonical: string;
+};
+
+export const eventIdentity = (e: DecisionEvent | SignalEvent): RecordIdentity => {
+  const canonical = canonicalJson(e);
+  return { tenant: e.tenant_id, namespace: 'event', key: e.event_id, digest: contentDigest(canonical), time: toClickHouseTime(e.occurred_at), canonical };
+};
+
+export const trustIdentity = (s: SessionTrust): RecordIdentity => {
+  const canonical = canonicalJson(s);
+  return { tenant: s.tenant_id, namespace: 'trust', key: trustRecordKey(s), digest: contentDigest(canonical), time: toClickHouseTime(s.updated_at), canonical };
+};
+
+export const recordIdRow = (id: RecordIdentity, at: KafkaCoordinates): CellValue[] =>
+  compact(RECORD_IDS, {
+    tenant: id.tenant,
+    namespace: id.namespace,
+    record_key: id.key,
+    digest: id.digest,
+    occurred_at: id.time,
+    kafka_topic: at.topic,
+    kafka_partition: at.partition,
+    kafka_offset: at.offset,
+  });
+
+/** Where and with which digest the first copy of a record was stored. */
+export type StoredCopy = { digest: string; kafka: KafkaCoordinates };
+
+export const conflictRow = (copy: RecordIdentity, at: KafkaCoordinates, first: StoredCopy): CellValue[] =>
+  compact(CONFLICTS, {
+    tenant: copy.tenant,
+    namespace: copy.namespace,
+    record_key: copy.key,
+    first_topic: first.kafka.topic,
+    first_partition: first.kafka.partition,
+    first_offset: first.kafka.offset,
+    first_digest: first.digest,
+    copy_digest: copy.digest,
+    copy: copy.canonical,
+    kafka_topic: at.topic,
+    kafka_partition: at.partition,
+    kafka_offset: at.offset,
+  });
+
 // ---- reading back ----------------------------------------------------------
 
 /** A decisions row as JSONEachRow returns it (64-bit integers quoted, times as ISO). */
@@ -238,8 +313,15 @@ const presentOrUndefined = <T extends Record<string, unknown>>(o: T): Partial<T>
   return Object.keys(p).length === 0 ? undefined : p;
 };
 
-/** The decision event as the gateway sent it (the contract's JSON), plus where the audit found it. */
-export type AuditedDecision = DecisionEvent & { audit: { kafka: KafkaCoordinates; ingested_at: string } };
+/** A later copy of the id with other content: refused as the record, kept as evidence. */
+export type ConflictEvidence = { kafka: KafkaCoordinates; digest: string; detected_at: string; copy: unknown };
+
+/**
+ * The decision event as the gateway sent it (the contract's JSON), plus where
+ * the audit found it, and — only when there are any — the conflicting copies
+ * of its id that were refused.
+ */
+export type AuditedDecision = DecisionEvent & { audit: { kafka: KafkaCoordinates; ingested_at: string; conflicts?: ConflictEvidence[] } };
 
 export const decisionFromRecord = (r: DecisionRecord): AuditedDecision => {
   const chain: ChainLink[] = r.chain_ids.map((id, i) => ({

@@ -13,8 +13,12 @@ export type TableSpec = {
   name: string;
   columns: readonly Column[];
   orderBy: readonly string[];
-  /** ReplacingMergeTree version column: the row with the highest value survives a merge. */
-  version: string;
+  /**
+   * ReplacingMergeTree version column: the row with the highest value survives
+   * a merge. Absent: a plain MergeTree, nothing collapses (the write-once index,
+   * whose reader picks the first copy itself).
+   */
+  version?: string;
   /** The event-time column TTL is computed from. */
   ttlColumn: string;
   /** Sharding key for the Distributed variant: a session lives on one shard so duplicates meet on merge. */
@@ -160,6 +164,74 @@ export const TRUST_TRANSITIONS: TableSpec = {
 };
 
 export const AUDIT_TABLES = [DECISIONS, SIGNALS, TRUST_TRANSITIONS] as const;
+
+/**
+ * What the write-once check keys a record by. `event`: decisions and signals
+ * share one id space, (tenant, event_id). `trust`: a trust transition is
+ * (tenant, session, version), written `<version>:<session>`.
+ */
+export const RECORD_NAMESPACES = ['event', 'trust'] as const;
+export type RecordNamespace = (typeof RECORD_NAMESPACES)[number];
+
+/**
+ * The write-once index: one row per record the sink stored, the first copy's
+ * Kafka coordinates and content digest. The sink consults it before every
+ * insert, so a later copy of an id is never stored as the record (migration 3).
+ */
+export const RECORD_IDS: TableSpec = {
+  name: 'record_ids',
+  columns: [
+    { name: 'tenant', type: lc },
+    { name: 'namespace', type: lc },
+    { name: 'record_key', type: 'String' },
+    /** sha256 of the record's canonical JSON: equal digests = a harmless duplicate. */
+    { name: 'digest', type: 'FixedString(64)' },
+    { name: 'occurred_at', type: time, codec: 'DoubleDelta, ZSTD(1)' },
+    ...kafkaCoordinates,
+    ingestedAt,
+  ],
+  orderBy: ['tenant', 'namespace', 'record_key'],
+  ttlColumn: 'occurred_at',
+  shardBy: 'cityHash64(tenant, record_key)',
+  indexes: [],
+  projections: [],
+};
+
+/**
+ * Evidence: a later copy of a stored id whose content differs. Never read as
+ * the record; shown beside it (GET /v1/audit/decisions/:id, `audit.conflicts`)
+ * and counted (`trustfold_audit_sink_conflicts_total`). Keyed by the copy's
+ * Kafka coordinates, so a re-read of the same copy collapses into one row.
+ */
+export const CONFLICTS: TableSpec = {
+  name: 'conflicts',
+  columns: [
+    { name: 'tenant', type: lc },
+    { name: 'namespace', type: lc },
+    { name: 'record_key', type: 'String' },
+    { name: 'first_topic', type: lc },
+    { name: 'first_partition', type: 'UInt32' },
+    { name: 'first_offset', type: 'UInt64' },
+    { name: 'first_digest', type: 'FixedString(64)' },
+    { name: 'copy_digest', type: 'FixedString(64)' },
+    /** The refused copy, as canonical JSON. */
+    { name: 'copy', type: 'String', codec: 'ZSTD(3)' },
+    ...kafkaCoordinates,
+    { name: 'detected_at', type: time, default: 'now64(3)' },
+  ],
+  orderBy: ['tenant', 'namespace', 'record_key', 'kafka_topic', 'kafka_partition', 'kafka_offset'],
+  version: 'detected_at',
+  ttlColumn: 'detected_at',
+  shardBy: 'cityHash64(tenant, record_key)',
+  indexes: [],
+  projections: [],
+};
+
+/** Tables of migration 3 and later: not part of migration 1's statement list. */
+export const WRITE_ONCE_TABLES = [RECORD_IDS, CONFLICTS] as const;
+
+/** Every table the TTL setting applies to. */
+export const STORED_TABLES = [...AUDIT_TABLES, ...WRITE_ONCE_TABLES] as const;
 
 /** The columns a writer supplies (everything but DEFAULT columns), in table order. */
 export const insertColumns = (t: TableSpec): string[] => t.columns.filter((c) => c.default === undefined).map((c) => c.name);

@@ -1,7 +1,18 @@
 // The pure half of the audit sink: one Kafka batch in, rows per table and
 // dead letters out. No Kafka client, no ClickHouse, no clock.
 import type { Codec } from '../../schemas/codec.ts';
-import { compact, decisionRow, signalRow, trustRow, type CellValue } from '../../schemas/clickhouse/rows.ts';
+import {
+  compact,
+  decisionRow,
+  eventIdentity,
+  signalRow,
+  trustIdentity,
+  trustRow,
+  type CellValue,
+  type KafkaCoordinates,
+  type RecordIdentity,
+  type StoredCopy,
+} from '../../schemas/clickhouse/rows.ts';
 import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
 import type { Topics } from '../lib/config.ts';
 
@@ -11,8 +22,11 @@ export type RejectReason = 'decode_failed' | 'invalid_event' | 'wrong_topic' | '
 
 export type Rejected = { offset: string; key: Buffer | null; value: Buffer | null; reason: RejectReason; message: string };
 
-/** Rows for one table, each with the offset it came from (so a rejected row can be traced back). */
-export type TableRows = { table: TableSpec; rows: CellValue[][]; offsets: string[] };
+/**
+ * Rows for one table, each with the offset it came from (so a rejected row can
+ * be traced back) and its write-once identity; the three arrays are parallel.
+ */
+export type TableRows = { table: TableSpec; rows: CellValue[][]; offsets: string[]; ids: RecordIdentity[] };
 
 export type MappedBatch = { tables: TableRows[]; rejected: Rejected[]; tombstones: number };
 
@@ -30,9 +44,9 @@ export const topicRole = (topics: Topics, topic: string): TopicRole | undefined 
  * good messages around it are mapped as usual.
  */
 export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[]): MappedBatch => {
-  const decisions: TableRows = { table: DECISIONS, rows: [], offsets: [] };
-  const signals: TableRows = { table: SIGNALS, rows: [], offsets: [] };
-  const trust: TableRows = { table: TRUST_TRANSITIONS, rows: [], offsets: [] };
+  const decisions: TableRows = { table: DECISIONS, rows: [], offsets: [], ids: [] };
+  const signals: TableRows = { table: SIGNALS, rows: [], offsets: [], ids: [] };
+  const trust: TableRows = { table: TRUST_TRANSITIONS, rows: [], offsets: [], ids: [] };
   const rejected: Rejected[] = [];
   let tombstones = 0;
   for (const m of messages) {
@@ -51,6 +65,7 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
       }
       trust.rows.push(compact(TRUST_TRANSITIONS, trustRow(r.value, at)));
       trust.offsets.push(m.offset);
+      trust.ids.push(trustIdentity(r.value));
       continue;
     }
     const r = codec.decodeEvent(m.value);
@@ -62,12 +77,84 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
     if (e.type === 'decision') {
       decisions.rows.push(compact(DECISIONS, decisionRow(e, at)));
       decisions.offsets.push(m.offset);
+      decisions.ids.push(eventIdentity(e));
     } else {
       signals.rows.push(compact(SIGNALS, signalRow(e, at)));
       signals.offsets.push(m.offset);
+      signals.ids.push(eventIdentity(e));
     }
   }
   return { tables: [decisions, signals, trust].filter((t) => t.rows.length > 0), rejected, tombstones };
+};
+
+/** The rows at the given indexes, arrays kept parallel. */
+export const pick = (t: TableRows, indexes: readonly number[]): TableRows => ({
+  table: t.table,
+  rows: indexes.map((i) => t.rows[i] ?? []),
+  offsets: indexes.map((i) => t.offsets[i] ?? ''),
+  ids: indexes.flatMap((i) => (t.ids[i] !== undefined ? [t.ids[i]] : [])),
+});
+
+/**
+ * Splits rows by month of their partition column (`toYYYYMM`), oldest month
+ * first, keeping Kafka order inside each. One insert per month never touches
+ * more than one partition, so ClickHouse's per-block partition cap
+ * (max_partitions_per_insert_block, error 252 beyond it) cannot be reached by
+ * however spread out a batch's times are.
+ */
+export const byMonth = (t: TableRows): { month: string; rows: TableRows }[] => {
+  const groups = new Map<string, number[]>();
+  t.ids.forEach((id, i) => {
+    const month = id.time.slice(0, 7);
+    let g = groups.get(month);
+    if (g === undefined) groups.set(month, (g = []));
+    g.push(i);
+  });
+  return [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([month, indexes]) => ({ month, rows: pick(t, indexes) }));
+};
+
+/** `<tenant>\0<key>`: one record's place in the write-once index of its namespace. */
+export const identityKey = (id: Pick<RecordIdentity, 'tenant' | 'key'>): string => `${id.tenant}\u0000${id.key}`;
+
+export type Conflict = { index: number; first: StoredCopy };
+
+export type WriteOnceVerdict = {
+  /** Indexes of rows to store: the first copy of their id anywhere. */
+  fresh: number[];
+  /** Later copies with the same content as the stored one: dropped, counted. */
+  duplicates: number[];
+  /** Rows the index already names by these very coordinates: a re-read after a crash, already stored. */
+  replays: number[];
+  /** Later copies with other content: never stored as the record, kept as evidence. */
+  conflicts: Conflict[];
+};
+
+const sameCoordinates = (a: KafkaCoordinates, b: KafkaCoordinates): boolean =>
+  a.topic === b.topic && a.partition === b.partition && BigInt(a.offset) === BigInt(b.offset);
+
+/**
+ * The write-once rule, pure: the first stored copy of (tenant, id) wins
+ * forever. `stored` is what the index held before this batch; inside the batch
+ * the lowest offset is first. The verdict depends only on the index and the
+ * records, so a re-read of the same offsets after a crash reaches the same one
+ * (its rows are then `replays`, never conflicts with themselves).
+ */
+export const judgeWriteOnce = (t: TableRows, at: { topic: string; partition: number }, stored: ReadonlyMap<string, StoredCopy>): WriteOnceVerdict => {
+  const verdict: WriteOnceVerdict = { fresh: [], duplicates: [], replays: [], conflicts: [] };
+  const firstInBatch = new Map<string, StoredCopy>();
+  t.ids.forEach((id, i) => {
+    const here: KafkaCoordinates = { ...at, offset: t.offsets[i] ?? '' };
+    const k = identityKey(id);
+    const before = stored.get(k);
+    const first = before ?? firstInBatch.get(k);
+    if (first === undefined) {
+      firstInBatch.set(k, { digest: id.digest, kafka: here });
+      verdict.fresh.push(i);
+    } else if (sameCoordinates(first.kafka, here)) verdict.replays.push(i);
+    else if (first.digest === id.digest) verdict.duplicates.push(i);
+    else verdict.conflicts.push({ index: i, first });
+  });
+  return verdict;
 };
 
 /**
@@ -77,6 +164,14 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
  */
 export const dedupToken = (table: string, topic: string, partition: number, firstOffset: string, lastOffset: string): string =>
   `${table}|${topic}|${partition}|${firstOffset}-${lastOffset}`;
+
+/**
+ * The token of one insert: its table, offset range, row count and month. The
+ * rows a write-once batch inserts depend only on the index and the records,
+ * so a re-read of the same offsets builds the same blocks with the same tokens.
+ */
+export const blockToken = (rows: Pick<TableRows, 'table' | 'offsets' | 'ids'>, topic: string, partition: number): string =>
+  `${dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '')}|${rows.offsets.length}|${rows.ids[0]?.time.slice(0, 7) ?? ''}`;
 
 /** The committed offset is the next one to read. */
 export const nextOffset = (offset: string): string => (BigInt(offset) + 1n).toString();

@@ -1,20 +1,25 @@
-// Kafka → ClickHouse. Per partition batch: decode and map (./batch.ts), insert
-// each table's rows with a dedup token made of the batch's offset range, send
-// poison to the dead-letter topic, and only then commit the offset. A crash
-// anywhere before the commit re-reads the same batch; its insert carries the
-// same token and ClickHouse drops it, and ReplacingMergeTree plus the query
-// side's dedup cover any re-read whose batch boundaries moved.
+// Kafka → ClickHouse. Per partition batch: decode and map (./batch.ts), keep
+// only the first stored copy of every id (the write-once index, ./write-once.ts;
+// later copies are duplicates or conflicts), insert month by month with dedup
+// tokens made of offset ranges (./write.ts isolates any record ClickHouse
+// refuses), send poison to the dead-letter topic, and only then commit the
+// offset. A crash anywhere before the commit re-reads the same batch: the
+// index and the tokens make its retry a no-op, and ReplacingMergeTree plus the
+// query side's dedup cover a re-read whose batch boundaries moved.
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
-import { insertColumns } from '../../schemas/clickhouse/tables.ts';
+import { conflictRow, recordIdRow, type CellValue } from '../../schemas/clickhouse/rows.ts';
+import { CONFLICTS, insertColumns, RECORD_IDS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
 import type { Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
-import { dedupToken, mapBatch, nextOffset, topicRole, type Rejected, type TableRows } from './batch.ts';
+import { blockToken, byMonth, dedupToken, judgeWriteOnce, mapBatch, nextOffset, pick, topicRole, type Rejected, type TableRows } from './batch.ts';
+import { lookupStoredCopies } from './write-once.ts';
+import { createBlockWriter } from './write.ts';
 
 export type InsertedBlock = { table: string; topic: string; partition: number; rows: number; token: string };
 
@@ -55,23 +60,6 @@ export type AuditSink = {
   isRunning(): boolean;
 };
 
-// ClickHouse error codes that mean "this data is bad", not "try again later".
-const DATA_ERROR_CODES = new Set([6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 241, 376, 1000]);
-
-const clickhouseCode = (e: unknown): number | undefined => {
-  if (typeof e === 'object' && e !== null && 'code' in e) {
-    const n = Number((e as { code: unknown }).code);
-    if (Number.isInteger(n)) return n;
-  }
-  const m = /Code: (\d+)/.exec(errorMessage(e));
-  return m?.[1] !== undefined ? Number(m[1]) : undefined;
-};
-
-export const isDataError = (e: unknown): boolean => {
-  const code = clickhouseCode(e);
-  return code !== undefined && DATA_ERROR_CODES.has(code);
-};
-
 type Metrics = {
   rows: Counter<'table'>;
   rowsPerSecond: Gauge;
@@ -79,6 +67,8 @@ type Metrics = {
   lag: Gauge<'topic' | 'partition'>;
   insertSeconds: Histogram<'table'>;
   batches: Counter<'topic'>;
+  duplicates: Counter<'table'>;
+  conflicts: Counter<'table'>;
 };
 
 const metric = <T>(registry: Registry, name: string, make: () => T): T =>
@@ -97,7 +87,21 @@ const createMetrics = (registry: Registry): Metrics => ({
     new Histogram({ name: 'trustfold_audit_sink_insert_seconds', help: 'ClickHouse insert duration', labelNames: ['table'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] })),
   batches: metric(registry, 'trustfold_audit_sink_batches_total', () =>
     new Counter({ name: 'trustfold_audit_sink_batches_total', help: 'Kafka batches handled', labelNames: ['topic'], registers: [registry] })),
+  duplicates: metric(registry, 'trustfold_audit_sink_duplicates_total', () =>
+    new Counter({ name: 'trustfold_audit_sink_duplicates_total', help: 'Later copies of a stored id with the same content (dropped)', labelNames: ['table'], registers: [registry] })),
+  conflicts: metric(registry, 'trustfold_audit_sink_conflicts_total', () =>
+    new Counter({ name: 'trustfold_audit_sink_conflicts_total', help: 'Later copies of a stored id with other content (kept as evidence, never as the record)', labelNames: ['table'], registers: [registry] })),
 });
+
+/** Runs tasks one after another: the write-once check and the inserts it decides must not interleave. */
+const createSerial = () => {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(task: () => Promise<T>): Promise<T> => {
+    const run = tail.then(task, task);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+};
 
 /** Rows per second over a sliding window, from timestamps of completed inserts. */
 const createRateWindow = (windowMs: number) => {
@@ -115,51 +119,90 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
   const now = deps.now ?? (() => new Date());
   const metrics = createMetrics(deps.registry);
   const rate = createRateWindow(10_000);
+  const serial = createSerial();
   const topics = deps.subscribe ?? [deps.topics.decisions, deps.topics.signals, deps.topics.sessionTrust];
   const insertSettings = deps.cluster !== undefined ? { distributed_foreground_insert: 1 } : {};
   let consumer: Consumer | undefined;
   let producer: Producer | undefined;
   let running = false;
 
-  const insertBlock = async (rows: TableRows, token: string): Promise<void> => {
-    const end = metrics.insertSeconds.startTimer({ table: rows.table.name });
+  const insertValues = async (table: TableSpec, values: CellValue[][], token: string): Promise<void> => {
+    const end = metrics.insertSeconds.startTimer({ table: table.name });
     await deps.clickhouse.insert({
-      table: qualified(deps.database, rows.table.name),
-      values: rows.rows,
-      columns: insertColumns(rows.table) as [string, ...string[]],
+      table: qualified(deps.database, table.name),
+      values,
+      columns: insertColumns(table) as [string, ...string[]],
       format: 'JSONCompactEachRow',
       clickhouse_settings: { insert_deduplicate: 1, insert_deduplication_token: token, ...insertSettings },
     });
     end();
   };
 
-  /**
-   * Inserts a table's rows. When ClickHouse rejects the data itself, halves
-   * the block until the bad rows stand alone; those become dead letters and
-   * every good row is still written. Sub-blocks get tokens of their own
-   * offset ranges, so a replay splits the same way and dedups the same way.
-   */
-  const insertOrIsolate = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[]): Promise<number> => {
-    const first = rows.offsets[0];
-    const last = rows.offsets[rows.offsets.length - 1];
-    if (first === undefined || last === undefined) return 0;
-    const token = dedupToken(rows.table.name, topic, partition, first, last);
+  /** Bookkeeping inserts (index, evidence): one month or one small block, so any failure is the server's. */
+  const insertOrRetry = async (table: TableSpec, values: CellValue[][], token: string): Promise<void> => {
+    if (values.length === 0) return;
     try {
-      await insertBlock(rows, token);
-      return rows.rows.length;
+      await insertValues(table, values, token);
     } catch (e) {
-      if (!isDataError(e)) {
-        throw new TrustfoldError('clickhouse_unavailable', `insert into ${rows.table.name} failed: ${errorMessage(e)}`, true, { cause: e });
-      }
-      if (rows.rows.length === 1) {
-        rejected.push({ offset: first, key: null, value: null, reason: 'clickhouse_rejected', message: errorMessage(e) });
-        return 0;
-      }
-      const mid = Math.ceil(rows.rows.length / 2);
-      const left = { table: rows.table, rows: rows.rows.slice(0, mid), offsets: rows.offsets.slice(0, mid) };
-      const right = { table: rows.table, rows: rows.rows.slice(mid), offsets: rows.offsets.slice(mid) };
-      return (await insertOrIsolate(left, topic, partition, rejected)) + (await insertOrIsolate(right, topic, partition, rejected));
+      throw new TrustfoldError('clickhouse_unavailable', `insert into ${table.name} failed: ${errorMessage(e)}`, true, { cause: e });
     }
+  };
+
+  const healthy = async (): Promise<boolean> => {
+    try {
+      await (await deps.clickhouse.query({ query: 'SELECT 1', format: 'JSONEachRow' })).json();
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  /**
+   * One table's rows of one partition batch, write-once: the index says which
+   * ids were stored before; only first copies are inserted, month by month
+   * (the rows, then their index entries, so a crash in between re-inserts an
+   * identical row instead of losing one); conflicting copies go to the
+   * evidence table. Returns the rows inserted.
+   */
+  const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[]): Promise<number> => {
+    const stored = await lookupStoredCopies(deps.clickhouse, deps.database, rows.ids);
+    const verdict = judgeWriteOnce(rows, { topic, partition }, stored);
+    const writer = createBlockWriter({
+      insert: (block, token) => insertValues(block.table, block.rows, token),
+      healthy,
+      token: (block) => blockToken(block, topic, partition),
+    });
+    let inserted = 0;
+    for (const { rows: month } of byMonth(pick(rows, verdict.fresh))) {
+      const r = await writer.write(month);
+      for (const x of r.rejected) rejected.push({ offset: x.offset, key: null, value: null, reason: 'clickhouse_rejected', message: x.message });
+      const done = pick(month, month.offsets.flatMap((o, i) => (r.inserted.has(o) ? [i] : [])));
+      inserted += done.rows.length;
+      await insertOrRetry(
+        RECORD_IDS,
+        done.ids.map((id, i) => recordIdRow(id, { topic, partition, offset: done.offsets[i] ?? '' })),
+        blockToken({ ...done, table: RECORD_IDS }, topic, partition),
+      );
+    }
+    const conflicts = pick(rows, verdict.conflicts.map((c) => c.index));
+    await insertOrRetry(
+      CONFLICTS,
+      verdict.conflicts.map((c, i) => {
+        const id = conflicts.ids[i];
+        if (id === undefined) throw new TrustfoldError('internal', 'conflict without its record', false);
+        return conflictRow(id, { topic, partition, offset: conflicts.offsets[i] ?? '' }, c.first);
+      }),
+      blockToken({ ...conflicts, table: CONFLICTS }, topic, partition),
+    );
+    metrics.duplicates.inc({ table: rows.table.name }, verdict.duplicates.length);
+    metrics.conflicts.inc({ table: rows.table.name }, verdict.conflicts.length);
+    for (const c of verdict.conflicts) {
+      deps.log.warn(
+        { table: rows.table.name, topic, partition, offset: rows.offsets[c.index], key: rows.ids[c.index]?.key, first: c.first.kafka },
+        'audit sink: a later copy of a stored id differs; kept as evidence, not as the record',
+      );
+    }
+    return inserted;
   };
 
   const handleBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {
@@ -175,7 +218,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
 
     const rejected = [...mapped.rejected];
     for (const rows of mapped.tables) {
-      const inserted = await insertOrIsolate(rows, topic, partition, rejected);
+      const inserted = await serial(() => storeWriteOnce(rows, topic, partition, rejected));
       metrics.rows.inc({ table: rows.table.name }, inserted);
       metrics.rowsPerSecond.set(rate(Date.now(), inserted));
       const token = dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '');

@@ -7,11 +7,13 @@ import {
   signalFromRecord,
   trustFromRecord,
   type AuditedDecision,
+  type ConflictEvidence,
   type DecisionRecord,
   type SignalRecord,
 } from '../../schemas/clickhouse/rows.ts';
 import type { SessionTrust, SignalEvent, Tier } from '../../schemas/events.ts';
 import {
+  conflictsSql,
   decisionByIdSql,
   delegatorSessionsSql,
   lastTiersSql,
@@ -52,6 +54,24 @@ export type DelegatorSession = {
 
 export type Page<T, K> = { items: T[]; next?: K | undefined };
 
+/**
+ * An operator asked for an id without naming a tenant, and several tenants
+ * hold that id: which one was meant cannot be known, so none is shown. Fastify
+ * answers it as 409 with the tenants named; the operator repeats the request
+ * with `?tenant=`.
+ */
+export class AmbiguousTenantError extends Error {
+  override readonly name = 'AmbiguousTenantError';
+  readonly statusCode = 409;
+  readonly code = 'ambiguous_tenant';
+  constructor(
+    readonly eventId: string,
+    readonly tenants: readonly string[],
+  ) {
+    super(`event id ${eventId} exists in ${tenants.length} tenants (${tenants.join(', ')}): name one with ?tenant=`);
+  }
+}
+
 type TrustRow = { tenant: string; session_id: string; version: string | number; tier: Tier; updated_at: string; caused_by: string; state: string };
 
 const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
@@ -77,7 +97,7 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
   /**
    * One query per page (see searchDecisionsSql): limit + 1 rows, the extra
    * one saying whether a next page exists, so nothing is truncated silently.
-   * Copies of one event arrive adjacent; the first (highest Kafka offset) is
+   * Copies of one event arrive adjacent; the first (lowest Kafka offset) is
    * kept, and if dropping the rest left the page short the next rows are
    * fetched from past the last key seen.
    */
@@ -106,9 +126,30 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     return { items, next: found.length > page.limit && last !== undefined ? { at: last.occurred_at, id: last.event_id } : undefined };
   };
 
+  type ConflictRow = { kafka_topic: string; kafka_partition: number; kafka_offset: string | number; copy_digest: string; copy: string; detected_at: string };
+
+  const conflictsOf = async (tenant: string, eventId: string): Promise<ConflictEvidence[]> =>
+    (await rows<ConflictRow>(conflictsSql(database, tenant, 'event', eventId))).map((r) => ({
+      kafka: { topic: r.kafka_topic, partition: Number(r.kafka_partition), offset: String(r.kafka_offset) },
+      digest: r.copy_digest,
+      detected_at: fromClickHouseTime(r.detected_at),
+      copy: JSON.parse(r.copy) as unknown,
+    }));
+
+  /**
+   * The first stored copy of a decision, with the conflicting copies of its id
+   * that were refused (`audit.conflicts`, only when there are any). An
+   * operator without a tenant gets the decision only when one tenant holds
+   * the id; several → AmbiguousTenantError.
+   */
   const decisionById = async (tenant: TenantScope, eventId: string): Promise<AuditedDecision | undefined> => {
-    const [r] = await rows<DecisionRecord>(decisionByIdSql(database, tenant, eventId));
-    return r === undefined ? undefined : decisionFromRecord(r);
+    const found = await rows<DecisionRecord>(decisionByIdSql(database, tenant, eventId));
+    const [r] = found;
+    if (r === undefined) return undefined;
+    if (found.length > 1) throw new AmbiguousTenantError(eventId, found.map((x) => x.tenant));
+    const d = decisionFromRecord(r);
+    const conflicts = await conflictsOf(d.tenant_id, d.event_id);
+    return conflicts.length === 0 ? d : { ...d, audit: { ...d.audit, conflicts } };
   };
 
   const trustHistory = async (tenant: string, sessionId: string, upTo?: { version?: number; at?: string }): Promise<TrustTransition[]> =>

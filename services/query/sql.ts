@@ -2,11 +2,15 @@
 // query text and its `{name:Type}` parameters; values never enter the text.
 // Identifiers (database, table) come from configuration and go through ident().
 //
-// The tables are ReplacingMergeTree: until a merge, a re-delivered event can
-// sit in two parts. Every read collapses by event id, preferring the highest
-// Kafka offset, so nothing is counted twice: in SQL (`LIMIT 1 BY event_id`),
-// except the decision search, whose copies come out adjacent and are dropped
-// by the repository (LIMIT BY there would defeat the top-N read).
+// The audit is write-once per (tenant, event_id): the sink stores only the
+// first copy of an id (a later one is a duplicate, or a conflict kept in the
+// `conflicts` table, never in the record tables). What can still sit in two
+// parts until a merge is the same record re-inserted after a crash (same
+// Kafka coordinates, same content). Every read collapses by event id,
+// preferring the first stored copy (lowest Kafka offset), so nothing is
+// counted twice: in SQL (`LIMIT 1 BY event_id`), except the decision search,
+// whose copies come out adjacent and are dropped by the repository (LIMIT BY
+// there would defeat the top-N read).
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
 import { toClickHouseTime } from '../../schemas/clickhouse/rows.ts';
 
@@ -100,7 +104,7 @@ export const decisionFilterWhere = (tenant: TenantScope, f: DecisionFilters): Wh
  * search on 10M rows). A plain ORDER BY … LIMIT lets it keep a top-N heap over
  * the sort and filter columns and read the other columns of only the rows it
  * returns (lazy materialization). Re-delivered copies of an event share its
- * (time, id), so they come out adjacent, highest Kafka offset first; the
+ * (time, id), so they come out adjacent, lowest Kafka offset first; the
  * caller keeps the first copy and asks again past them if that left the page
  * short (repository.searchDecisions).
  */
@@ -127,21 +131,41 @@ export const searchDecisionsSql = (
     query:
       `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\n` +
       `WHERE ${w.sql()}\n` +
-      `ORDER BY occurred_at ${dir}, event_id ${dir}, kafka_offset DESC\n` +
+      `ORDER BY occurred_at ${dir}, event_id ${dir}, kafka_offset ASC\n` +
       `LIMIT {limit:UInt32}`,
     query_params: { ...w.params, limit: page.limit + 1 },
   };
 };
 
+/** Tenants an operator's lookup by id reports at most when the id is in several. */
+export const MAX_TENANTS_PER_ID = 20;
+
+/**
+ * A decision by id: the first stored copy. Scoped to one tenant, one row.
+ * For an operator who named no tenant, the first copy in each tenant holding
+ * the id (ids are only unique within a tenant), so the caller can tell one
+ * tenant's decision from several and never shows one as if it were the other.
+ */
 export const decisionByIdSql = (database: string, tenant: TenantScope, eventId: string): Sql => {
   const w = new Where();
   tenantCondition(w, tenant);
   w.add((p) => `event_id = ${p('event_id', 'UUID', eventId)}`);
   return {
-    query: `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\nORDER BY kafka_offset DESC\nLIMIT 1`,
+    query:
+      `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
+      `ORDER BY tenant ASC, kafka_offset ASC\nLIMIT 1 BY tenant\nLIMIT ${tenant === undefined ? MAX_TENANTS_PER_ID : 1}`,
     query_params: w.params,
   };
 };
+
+/** Refused later copies of one record id: the evidence beside the record. */
+export const conflictsSql = (database: string, tenant: string, namespace: 'event' | 'trust', recordKey: string, limit = 100): Sql => ({
+  query:
+    `SELECT kafka_topic, kafka_partition, kafka_offset, copy_digest, copy, detected_at FROM ${qualified(database, 'conflicts')}\n` +
+    `WHERE tenant = {tenant:String} AND namespace = {namespace:String} AND record_key = {key:String}\n` +
+    `ORDER BY kafka_topic, kafka_partition, kafka_offset\nLIMIT 1 BY kafka_topic, kafka_partition, kafka_offset\nLIMIT {limit:UInt32}`,
+  query_params: { tenant, namespace, key: recordKey, limit },
+});
 
 /** A session's trust transitions up to a version (or all), one row per version. */
 export const trustHistorySql = (database: string, tenant: string, sessionId: string, upTo?: { version?: number; at?: string }): Sql => {
@@ -159,7 +183,7 @@ export const trustHistorySql = (database: string, tenant: string, sessionId: str
   return {
     query:
       `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
-      `WHERE ${w.sql()}\nORDER BY version ASC, kafka_offset DESC\nLIMIT 1 BY version`,
+      `WHERE ${w.sql()}\nORDER BY version ASC, kafka_offset ASC\nLIMIT 1 BY version`,
     query_params: w.params,
   };
 };
@@ -171,7 +195,7 @@ export const signalsByIdSql = (database: string, tenant: TenantScope, eventIds: 
   return {
     query:
       `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload FROM ${qualified(database, 'signals')}\n` +
-      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset DESC\nLIMIT 1 BY event_id`,
+      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY event_id`,
     query_params: w.params,
   };
 };
@@ -205,7 +229,7 @@ export const timelineDecisionsSql = (database: string, tenant: TenantScope, sess
   return {
     query:
       `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
-      `ORDER BY occurred_at ASC, toString(event_id) ASC, kafka_offset DESC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
+      `ORDER BY occurred_at ASC, toString(event_id) ASC, kafka_offset ASC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
     query_params: { ...w.params, limit },
   };
 };
@@ -224,7 +248,7 @@ export const timelineSignalsSql = (database: string, tenant: TenantScope, sessio
   return {
     query:
       `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload FROM ${qualified(database, 'signals')}\n` +
-      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset DESC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
+      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
     query_params: mergeParams(referenced.query_params, { ...w.params, limit }),
   };
 };
@@ -238,7 +262,7 @@ export const timelineTrustSql = (database: string, tenant: TenantScope, sessionI
   return {
     query:
       `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
-      `WHERE ${w.sql()}\nORDER BY updated_at ASC, version ASC, kafka_offset DESC\nLIMIT 1 BY version\nLIMIT {limit:UInt32}`,
+      `WHERE ${w.sql()}\nORDER BY updated_at ASC, version ASC, kafka_offset ASC\nLIMIT 1 BY version\nLIMIT {limit:UInt32}`,
     query_params: { ...w.params, limit },
   };
 };

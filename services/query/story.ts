@@ -7,7 +7,8 @@ import { actingAgentOf, delegatorOf } from '../../schemas/events.ts';
 export type TrustStep = { version: number; tier: Tier; updated_at: string };
 
 export type StoryInput = {
-  decision: DecisionEvent;
+  /** The decision; `audit.conflicts`, when present, are refused later copies of its id. */
+  decision: DecisionEvent & { audit?: { conflicts?: readonly unknown[] } };
   /** The trust state the decision met; undefined when none was recorded. */
   trust?: SessionTrust | undefined;
   /** Transitions of the session up to that state, oldest first (to say when the tier was reached). */
@@ -147,5 +148,9 @@ export const storyOf = ({ decision: d, trust, history = [] }: StoryInput): strin
   if (trust === undefined) s += ' (no trust state was recorded for the session at that point)';
   s += '.';
   if (d.outcome !== undefined && d.decision.effect !== 'deny') s += ` Outcome: ${d.outcome.status.replace('_', ' ')}.`;
+  const conflicts = d.audit?.conflicts?.length ?? 0;
+  if (conflicts > 0) {
+    s += ` Warning: ${conflicts === 1 ? 'a later copy' : `${conflicts} later copies`} of this event id with different content ${conflicts === 1 ? 'was' : 'were'} received and refused; this is the first stored copy (see audit.conflicts).`;
+  }
   return s;
 };

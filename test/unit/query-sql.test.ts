@@ -46,10 +46,30 @@ describe('decision search SQL', () => {
     assert.equal(s.query_params['limit'], 51);
   });
 
-  test('a stable order with a tie-breaker; copies of an event adjacent, highest offset first, and no LIMIT BY (it defeats top-N)', () => {
+  test('a stable order with a tie-breaker; copies of an event adjacent, first stored (lowest offset) first, and no LIMIT BY (it defeats top-N)', () => {
     const s = searchDecisionsSql('tf', 'acme', {}, { limit: 10, order: 'desc' });
-    assert.match(s.query, /ORDER BY occurred_at DESC, event_id DESC, kafka_offset DESC\nLIMIT \{limit:UInt32\}$/);
+    assert.match(s.query, /ORDER BY occurred_at DESC, event_id DESC, kafka_offset ASC\nLIMIT \{limit:UInt32\}$/);
     assert.doesNotMatch(s.query, /LIMIT 1 BY/);
+  });
+
+  test('no read prefers a later copy: every collapse keeps the lowest offset', () => {
+    for (const s of [
+      decisionByIdSql('tf', 'acme', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e'),
+      trustHistorySql('tf', 'acme', 'S-9'),
+      signalsByIdSql('tf', 'acme', ['01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e']),
+      timelineSql('tf', 'acme', 'S-9', 10),
+    ]) {
+      assert.doesNotMatch(s.query, /kafka_offset DESC/);
+      assert.match(s.query, /kafka_offset ASC/);
+    }
+  });
+
+  test('by id: one row in a tenant; for an operator without a tenant, one per tenant holding the id (the caller refuses to guess)', () => {
+    const scoped = decisionByIdSql('tf', 'acme', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e');
+    assert.match(scoped.query, /LIMIT 1 BY tenant\nLIMIT 1$/);
+    const operator = decisionByIdSql('tf', undefined, '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e');
+    assert.doesNotMatch(operator.query, /tenant =/);
+    assert.match(operator.query, /LIMIT 1 BY tenant\nLIMIT 20$/);
   });
 
   test('the keyset condition follows the order', () => {

@@ -37,6 +37,16 @@ describe('story', () => {
     assert.match(s, /SIG-INJ-8821/);
   });
 
+  test('refused later copies of the id are named in the story, which stays the first copy\'s', () => {
+    const copy = { kafka: { topic: 't', partition: 0, offset: '9' }, digest: 'f'.repeat(64), detected_at: '2026-06-09T15:00:00.000Z', copy: {} };
+    const one = storyOf({ decision: { ...inc.denied, audit: { conflicts: [copy] } }, trust: met, history });
+    assert.match(one, /denied it by rule deny-destructive-when-degraded/);
+    assert.match(one, / Warning: a later copy of this event id with different content was received and refused; this is the first stored copy \(see audit\.conflicts\)\.$/);
+    const two = storyOf({ decision: { ...inc.denied, audit: { conflicts: [copy, copy] } }, trust: met, history });
+    assert.match(two, /Warning: 2 later copies of this event id with different content were received and refused/);
+    assert.doesNotMatch(storyOf({ decision: inc.denied, trust: met, history }), /Warning/);
+  });
+
   test('no trust state recorded: the story says so rather than inventing one', () => {
     const s = storyOf({ decision: inc.denied });
     assert.match(s, /because session trust restricted \(SIG-INJ-8821\) and change freeze INC-77 in force \(no trust state was recorded/);

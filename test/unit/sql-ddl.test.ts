@@ -65,12 +65,24 @@ describe('migrations and identifiers', () => {
     assert.deepEqual(versions, [...versions].sort((a, b) => a - b));
     assert.equal(new Set(versions).size, versions.length);
     for (const m of MIGRATIONS) {
-      for (const s of m.statements({ database: 'tf', ttlDays: 1 })) assert.match(s, /IF NOT EXISTS|IF EXISTS/);
+      // A backfill is idempotent by skipping what the target already holds.
+      for (const s of m.statements({ database: 'tf', ttlDays: 1 })) assert.match(s, /IF NOT EXISTS|IF EXISTS|^INSERT INTO [\s\S]* NOT IN \(SELECT/);
     }
   });
   test('migration 1 creates every audit table', () => {
     const all = MIGRATIONS[0]?.statements({ database: 'tf', ttlDays: 1 }).join('\n') ?? '';
     for (const t of AUDIT_TABLES) assert.match(all, new RegExp(`\`tf\`\\.\`${t.name}\``));
+  });
+  test('migration 3 creates the write-once index (plain MergeTree: nothing collapses it) and the conflicts table, then backfills the index', () => {
+    const m = MIGRATIONS.find((x) => x.version === 3);
+    assert.ok(m);
+    const [index, conflicts, ...backfills] = m.statements({ database: 'tf', ttlDays: 30 });
+    assert.match(index ?? '', /CREATE TABLE IF NOT EXISTS `tf`\.`record_ids`[\s\S]*ENGINE = MergeTree\(\)\nPARTITION BY toYYYYMM\(occurred_at\)\nORDER BY \(tenant, namespace, record_key\)/);
+    assert.match(conflicts ?? '', /CREATE TABLE IF NOT EXISTS `tf`\.`conflicts`[\s\S]*ENGINE = ReplacingMergeTree\(detected_at\)/);
+    assert.deepEqual(backfills.map((b) => /FROM `tf`\.`(\w+)`/.exec(b)?.[1]), ['decisions', 'signals', 'trust_transitions']);
+    const cluster = m.statements({ database: 'tf', ttlDays: 30, cluster: 'c' }).join('\n');
+    assert.match(cluster, /ReplicatedMergeTree\('\/clickhouse\/tables\/\{shard\}\/tf\/record_ids_local', '\{replica\}'\)/);
+    assert.match(cluster, /ENGINE = Distributed\(`c`, `tf`, `record_ids_local`, cityHash64\(tenant, record_key\)\)/);
   });
   test('migration 2 moves the token times to DoubleDelta on the storage table, like the table spec', () => {
     const m = MIGRATIONS.find((x) => x.version === 2);
