@@ -90,16 +90,34 @@ test('formatOf picks NDJSON by media type, JSON otherwise', () => {
 });
 
 describe('recent ids', () => {
-  test('evicts the least recently seen id beyond capacity', () => {
+  const e = (tenant: string, id: string, digest = 'd1') => ({ tenant, id, digest });
+  test('evicts the least recently seen entry beyond capacity', () => {
     const r = createRecentIds(2);
-    r.addAll(['a', 'b']);
-    assert.equal(r.has('a'), true); // refreshes a
-    r.addAll(['c']);
-    assert.equal(r.has('b'), false);
-    assert.equal(r.has('a'), true);
-    assert.equal(r.has('c'), true);
+    r.addAll([e('acme', 'a'), e('acme', 'b')]);
+    assert.equal(r.digestOf('acme', 'a'), 'd1'); // refreshes a
+    r.addAll([e('acme', 'c')]);
+    assert.equal(r.digestOf('acme', 'b'), undefined);
+    assert.equal(r.digestOf('acme', 'a'), 'd1');
+    assert.equal(r.digestOf('acme', 'c'), 'd1');
     assert.equal(r.size, 2);
   });
+  test('is keyed by (tenant, id): one tenant\'s id is not another\'s, and no pair collides with another', () => {
+    const r = createRecentIds(10);
+    r.addAll([e('acme', 'x', 'digest-a'), e('a","cme', 'x', 'digest-b')]);
+    assert.equal(r.digestOf('globex', 'x'), undefined);
+    assert.equal(r.digestOf('acme', 'x'), 'digest-a');
+    assert.equal(r.digestOf('a","cme', 'x'), 'digest-b');
+    assert.equal(r.digestOf('acme","x', ''), undefined);
+  });
+});
+
+test('locateJsonError walks 20 000 nested brackets without a stack overflow', () => {
+  const deep = '['.repeat(20_000);
+  assert.equal(locateJsonError(deep), 20_000);
+  assert.equal(locateJsonError(`${deep}${']'.repeat(20_000)}x`), 40_000);
+  const r = parseBody(`{"a":1}\n${'{"a":'.repeat(20_000)}`, 'ndjson', 10);
+  assert.equal(r.ok, false);
+  assert.equal(!r.ok && r.error.kind === 'malformed' && r.error.line, 2);
 });
 
 test('uuidv7 is a version-7 RFC 9562 UUID ordered by time', () => {

@@ -9,6 +9,7 @@ import { buildIngestApp } from '../../services/ingest/app.ts';
 import type { EventSink, OutboundRecord } from '../../services/ingest/sink.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
 import { TrustfoldError } from '../../services/lib/errors.ts';
+import { EVENT_KIND_SCOPES } from '../../services/lib/auth.ts';
 import { decisionFixture, signalFixtures } from '../fixtures/events.ts';
 
 const SECRET = 'unit-test-secret-of-at-least-32-characters';
@@ -30,6 +31,9 @@ const fakeSink = (): FakeSink => {
   return sink;
 };
 
+/** After every fixture's time, inside the 30-day horizon. */
+const NOW = '2026-06-09T19:00:00.000Z';
+
 const setup = async (opts: { freezes?: ActiveFreeze[]; maxEvents?: number; maxBody?: number } = {}) => {
   const sink = fakeSink();
   const registry = new Registry();
@@ -44,13 +48,17 @@ const setup = async (opts: { freezes?: ActiveFreeze[]; maxEvents?: number; maxBo
       return tenant === 'acme' ? (opts.freezes ?? []) : [];
     },
     limits: { maxBodyBytes: opts.maxBody ?? 256 * 1024, maxEventsPerRequest: opts.maxEvents ?? 100, produceTimeoutMs: 1_000 },
-    clock: () => new Date('2026-06-09T14:00:00.000Z'),
+    clock: () => new Date(NOW),
   });
   return { app, sink, registry, asked };
 };
 
+/** An operator token (tenant "*") carries tenants:all, as the auth policy requires. */
 const token = (o: { sub?: string; tenant?: string; scopes?: string[]; ttlSeconds?: number } = {}) =>
-  mintToken({ sub: o.sub ?? 'gw-1', tenant: o.tenant ?? 'acme', scopes: o.scopes ?? ALL, ttlSeconds: o.ttlSeconds ?? 600 }, SECRET);
+  mintToken(
+    { sub: o.sub ?? 'gw-1', tenant: o.tenant ?? 'acme', scopes: [...(o.scopes ?? ALL), ...(o.tenant === '*' ? ['tenants:all'] : [])], ttlSeconds: o.ttlSeconds ?? 600 },
+    SECRET,
+  );
 
 const auth = async (o?: Parameters<typeof token>[0]) => ({ authorization: `Bearer ${await token(o)}` });
 const decision = (n: number, extra: Record<string, unknown> = {}) => ({
@@ -58,6 +66,11 @@ const decision = (n: number, extra: Record<string, unknown> = {}) => ({
   event_id: `01976d2a-9e1b-7c3a-8d4e-${String(n).padStart(12, '0')}`,
   ...extra,
 });
+/** The fixture's actor field of a SOC kind, set to the caller. */
+const actorOf = (kind: string, actors: Record<string, string>): Record<string, string> => {
+  const field = ({ trust_set: 'set_by', change_freeze_raised: 'raised_by', change_freeze_lifted: 'lifted_by' } as Record<string, string>)[kind];
+  return field === undefined ? {} : { [field]: actors[field] ?? '' };
+};
 const decoded = (r: OutboundRecord) => {
   const d = codec.decodeEvent(r.value);
   assert.ok(d.ok);
@@ -90,11 +103,19 @@ describe('POST /v1/events', () => {
     assert.equal(sink.sent[0]!.headers, undefined, 'no per-message headers: the Avro fingerprint names the type');
   });
 
-  test('emitted_by is the token subject even if the body claims another', async () => {
-    const { app, sink } = await setup();
-    const res = await app.inject({ method: 'POST', url: '/v1/events', headers: await auth({ sub: 'pdp-7' }), payload: [decision(1, { emitted_by: 'someone-else' })] });
+  test('emitted_by is the token subject: absent is stamped, the sub itself passes, another value is rejected naming the field', async () => {
+    const { app, sink, registry } = await setup();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/events',
+      headers: await auth({ sub: 'pdp-7' }),
+      payload: [decision(1), decision(2, { emitted_by: 'pdp-7' }), decision(3, { emitted_by: 'someone-else' })],
+    });
     assert.equal(res.statusCode, 202);
-    assert.equal(decoded(sink.sent[0]!).emitted_by, 'pdp-7');
+    assert.equal(res.json().accepted, 2);
+    assert.deepEqual(res.json().rejected.map((r: { index: number; errors: { path: string }[] }) => [r.index, r.errors[0]?.path]), [[2, 'emitted_by']]);
+    assert.deepEqual(sink.sent.map((r) => decoded(r).emitted_by), ['pdp-7', 'pdp-7']);
+    assert.match(await registry.metrics(), /trustfold_ingest_events_rejected_total\{reason="actor_mismatch"\} 1/);
   });
 
   test('202: NDJSON body', async () => {
@@ -118,6 +139,111 @@ describe('POST /v1/events', () => {
     assert.match(metrics, /trustfold_ingest_events_duplicate_total\{where="request"\} 1/);
     assert.match(metrics, /trustfold_ingest_events_duplicate_total\{where="recent"\} 1/);
     assert.match(metrics, /trustfold_ingest_events_accepted_total\{kind="decision"\} 3/);
+  });
+
+  test('each kind needs its scope: loosening signals need trust:write or freeze:write, and a refusal names the scope', async () => {
+    const { app, sink, registry } = await setup();
+    const kinds = Object.entries(signalFixtures).map(([kind, e]) => ({ kind, event: e as Record<string, unknown> }));
+    const soc = { set_by: 'gw-1', raised_by: 'gw-1', lifted_by: 'gw-1' };
+    const payload = [decision(1), ...kinds.map(({ kind, event }) => ({ ...event, ...(kind in { trust_set: 1, change_freeze_raised: 1, change_freeze_lifted: 1 } ? actorOf(kind, soc) : {}) }))];
+    const gateway = await app.inject({ method: 'POST', url: '/v1/events', headers: await auth({ scopes: ['events:write'] }), payload });
+    const body = gateway.json();
+    const refused = body.rejected.map((r: { index: number; errors: { path: string; message: string }[] }) => ({ kind: payload[r.index]?.['kind'], path: r.errors[0]?.path, message: r.errors[0]?.message }));
+    const needSoc = Object.entries(EVENT_KIND_SCOPES).filter(([, s]) => s !== 'events:write').map(([k]) => k).sort();
+    assert.deepEqual(refused.map((r: { kind: string }) => r.kind).sort(), needSoc);
+    for (const r of refused) {
+      assert.equal(r.path, 'kind');
+      assert.match(r.message, new RegExp(`need scope ${EVENT_KIND_SCOPES[r.kind as keyof typeof EVENT_KIND_SCOPES]}`));
+    }
+    assert.equal(body.accepted, payload.length - needSoc.length);
+    assert.match(await registry.metrics(), new RegExp(`trustfold_ingest_events_rejected_total\\{reason="missing_scope"\\} ${needSoc.length}`));
+    // A SOC token with trust:write and freeze:write (and no events:write) posts exactly those kinds.
+    const socToken = await auth({ scopes: ['trust:write', 'freeze:write'] });
+    const socRes = await app.inject({ method: 'POST', url: '/v1/events', headers: socToken, payload });
+    assert.equal(socRes.json().accepted, needSoc.length);
+    assert.equal(socRes.json().rejected.length, payload.length - needSoc.length);
+    assert.equal(sink.sent.length, payload.length);
+  });
+
+  test('actor fields are the token sub: absent is stamped, another value is refused naming the field', async () => {
+    const { app, sink } = await setup();
+    const headers = await auth({ sub: 'soc-7', scopes: ['trust:write', 'freeze:write', 'events:write'] });
+    const { set_by: _s, ...trustSet } = signalFixtures.trust_set;
+    const payload = [trustSet, signalFixtures.trust_set, { ...signalFixtures.change_freeze_lifted, lifted_by: 'soc-7' }, { ...signalFixtures.change_freeze_raised, raised_by: 'mallory' }];
+    const res = await app.inject({ method: 'POST', url: '/v1/events', headers, payload });
+    assert.deepEqual(
+      res.json().rejected.map((r: { index: number; errors: { path: string }[] }) => [r.index, r.errors.map((e) => e.path)]),
+      [[1, ['set_by']], [3, ['raised_by']]],
+    );
+    const stored = sink.sent.map((r) => decoded(r));
+    assert.equal(stored.length, 2);
+    assert.ok(stored[0]?.type === 'signal' && stored[0].kind === 'trust_set' && stored[0].set_by === 'soc-7');
+    assert.ok(stored[1]?.type === 'signal' && stored[1].kind === 'change_freeze_lifted' && stored[1].lifted_by === 'soc-7');
+  });
+
+  test('occurred_at is bounded: 60 s ahead and 30 days old at most, refusals name occurred_at', async () => {
+    const { app, sink, registry } = await setup();
+    const at = (ms: number) => new Date(Date.parse(NOW) + ms).toISOString();
+    const payload = [
+      decision(1, { occurred_at: '2099-01-01T00:00:00.000Z' }),
+      decision(2, { occurred_at: at(61_000) }),
+      decision(3, { occurred_at: at(59_000) }),
+      decision(4, { occurred_at: at(-29 * 86_400_000) }),
+      decision(5, { occurred_at: at(-31 * 86_400_000) }),
+      decision(6, { occurred_at: '1970-01-01T00:00:00.000Z' }),
+    ];
+    const res = await app.inject({ method: 'POST', url: '/v1/events', headers: await auth(), payload });
+    const rejected = res.json().rejected as { index: number; errors: { path: string; message: string }[] }[];
+    assert.deepEqual(rejected.map((r) => r.index), [0, 1, 4, 5]);
+    assert.ok(rejected.every((r) => r.errors[0]?.path === 'occurred_at'));
+    assert.match(rejected[0]?.errors[0]?.message ?? '', /ahead of the server clock.*TRUSTFOLD_MAX_FUTURE_SKEW_MS/);
+    assert.match(rejected[2]?.errors[0]?.message ?? '', /old.*TRUSTFOLD_MAX_EVENT_AGE_MS/);
+    assert.equal(sink.sent.length, 2);
+    assert.match(await registry.metrics(), /trustfold_ingest_events_rejected_total\{reason="occurred_at_out_of_bounds"\} 4/);
+  });
+
+  test('the duplicate cache is keyed by (tenant, event_id): another tenant reusing an id is not a duplicate', async () => {
+    const { app, sink } = await setup();
+    const first = await app.inject({ method: 'POST', url: '/v1/events', headers: await auth({ tenant: 'globex' }), payload: [decision(1, { tenant_id: 'globex' })] });
+    assert.equal(first.json().accepted, 1);
+    const acme = await app.inject({ method: 'POST', url: '/v1/events', headers: await auth(), payload: [decision(1)] });
+    assert.deepEqual(acme.json(), { accepted: 1, duplicates: 0, rejected: [] });
+    assert.deepEqual(sink.sent.map((r) => decoded(r).tenant_id), ['globex', 'acme']);
+  });
+
+  test('the same id with other content is a conflict, rejected naming event_id, never counted as a duplicate', async () => {
+    const { app, sink, registry } = await setup();
+    const headers = await auth();
+    await app.inject({ method: 'POST', url: '/v1/events', headers, payload: [decision(1)] });
+    const forged = { ...decision(1), decision: { ...decisionFixture.decision, effect: 'allow' } };
+    const later = await app.inject({ method: 'POST', url: '/v1/events', headers, payload: [forged] });
+    assert.equal(later.json().duplicates, 0);
+    assert.equal(later.json().rejected[0]?.errors[0]?.path, 'event_id');
+    assert.match(later.json().rejected[0]?.errors[0]?.message, /different content/);
+    const inOne = await app.inject({ method: 'POST', url: '/v1/events', headers, payload: [decision(2), { ...decision(2), session_id: 'S-other' }] });
+    assert.deepEqual([inOne.json().accepted, inOne.json().duplicates, inOne.json().rejected[0]?.index], [1, 0, 1]);
+    assert.equal(sink.sent.length, 2);
+    assert.match(await registry.metrics(), /trustfold_ingest_events_rejected_total\{reason="id_conflict"\} 2/);
+  });
+
+  test('401 before the body is read: no token with malformed JSON, or with a body over the limit', async () => {
+    const { app } = await setup({ maxBody: 4_096 });
+    const malformed = await app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'application/json' }, payload: '[{"type":' });
+    assert.equal(malformed.statusCode, 401);
+    const big = await app.inject({ method: 'POST', url: '/v1/events', headers: { 'content-type': 'application/json' }, payload: `[${'1,'.repeat(10_000)}1]` });
+    assert.equal(big.statusCode, 401);
+    const freeze = await app.inject({ method: 'POST', url: '/v1/freezes', headers: { 'content-type': 'application/json' }, payload: '{' });
+    assert.equal(freeze.statusCode, 401);
+  });
+
+  test('400, not 500: 20 000 nested brackets in JSON and in NDJSON', async () => {
+    const { app } = await setup({ maxBody: 256 * 1024 });
+    const headers = await auth();
+    const deep = '['.repeat(20_000);
+    for (const [type, payload] of [['application/json', deep], ['application/x-ndjson', `${JSON.stringify(decision(1))}\n${deep}`], ['application/json', `${deep}${']'.repeat(20_000)}`]] as const) {
+      const res = await app.inject({ method: 'POST', url: '/v1/events', headers: { ...headers, 'content-type': type }, payload });
+      assert.ok(res.statusCode === 400 || (res.statusCode === 202 && res.json().accepted === 0), `${type}: ${res.statusCode} ${res.body.slice(0, 200)}`);
+    }
   });
 
   test('an operator token (tenant "*") may write any tenant', async () => {
@@ -219,6 +345,7 @@ describe('POST /v1/events', () => {
     assert.equal(res.statusCode, 503);
     assert.equal(res.headers['retry-after'], '2');
     assert.equal(res.json().error.code, 'kafka_timeout');
+    assert.doesNotMatch(res.body, /within 1000 ms/, "Kafka's own text stays in the log");
     assert.equal('accepted' in res.json(), false);
     assert.match(await registry.metrics(), /trustfold_ingest_events_rejected_total\{reason="unavailable"\} 2/);
     // The retry is produced, not waved through as a duplicate of the failed attempt.
@@ -356,6 +483,7 @@ describe('operational endpoints', () => {
     const notReady = await app.inject({ method: 'GET', url: '/readyz' });
     assert.equal(notReady.statusCode, 503);
     assert.match(notReady.body, /Kafka cluster unreachable/);
+    assert.equal(notReady.headers['x-content-type-options'], 'nosniff');
     const metrics = await app.inject({ method: 'GET', url: '/metrics' });
     assert.match(metrics.body, /trustfold_ingest_produce_duration_seconds/);
     const docs = (await app.inject({ method: 'GET', url: '/docs/json' })).json();
