@@ -65,7 +65,7 @@ before(async () => {
   base = await app.listen({ port: 0, host: '127.0.0.1' });
   tokens['acme'] = await mintToken({ sub: 'pdp-1', tenant: 'acme', scopes: ['trust:read'] }, SECRET);
   tokens['globex'] = await mintToken({ sub: 'pdp-2', tenant: 'globex', scopes: ['trust:read'] }, SECRET);
-  tokens['op'] = await mintToken({ sub: 'soc', tenant: '*', scopes: ['trust:read'] }, SECRET);
+  tokens['op'] = await mintToken({ sub: 'soc', tenant: '*', scopes: ['trust:read', 'tenants:all'] }, SECRET);
   tokens['noscope'] = await mintToken({ sub: 'x', tenant: 'acme', scopes: ['events:write'] }, SECRET);
   view.put(state('S-1', 1));
   view.put(state('S-1', 1, { tenant_id: 'globex', delegator: 'U-g' }));
@@ -153,5 +153,80 @@ describe('GET /v1/trust/stream', () => {
     c.close();
     const denied = await openSse(`${base}/v1/trust/stream?tenant=acme`, auth('globex'));
     assert.equal(denied.status, 403);
+  });
+});
+
+describe('GET /v1/trust/stream: bounded', () => {
+  const withApp = async (deps: Partial<Parameters<typeof trustRoutes>[0]>, run: (base: string) => Promise<void>, source: TrustSource = fakeView()) => {
+    const a = await buildBaseApp({ auth: createAuthenticator({ secret: SECRET }), registry: new Registry() });
+    await a.register(trustRoutes({ view: source, heartbeatMs: 60_000, ...deps }));
+    const url = await a.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      await run(url);
+    } finally {
+      await a.close();
+    }
+  };
+  const bearer = async (sub: string, ttlSeconds = 600) => ({ authorization: `Bearer ${await mintToken({ sub, tenant: 'acme', scopes: ['trust:read'], ttlSeconds }, SECRET)}` });
+
+  test('a stream ends with event: token_expired when its token expires', async () => {
+    const headers = await bearer('pdp-exp', 60);
+    // The clock the route measures with is 59.9 s ahead: the token has 100 ms left.
+    await withApp({ now: () => Date.now() + 59_900 }, async (url) => {
+      const c = await openSse(`${url}/v1/trust/stream?snapshot=false`, headers);
+      assert.equal(c.status, 200);
+      await c.until((fs) => fs.some((f) => f.event === 'token_expired'));
+      c.close();
+    });
+  });
+
+  test('429 beyond the per-subject cap and beyond the global cap; a closed stream frees its slot', async () => {
+    await withApp({ maxStreams: 2, maxStreamsPerSubject: 1 }, async (url) => {
+      const a1 = await openSse(`${url}/v1/trust/stream?snapshot=false`, await bearer('pdp-a'));
+      assert.equal(a1.status, 200);
+      const a2 = await openSse(`${url}/v1/trust/stream?snapshot=false`, await bearer('pdp-a'));
+      assert.equal(a2.status, 429);
+      const b1 = await openSse(`${url}/v1/trust/stream?snapshot=false`, await bearer('pdp-b'));
+      assert.equal(b1.status, 200);
+      const c1 = await openSse(`${url}/v1/trust/stream?snapshot=false`, await bearer('pdp-c'));
+      assert.equal(c1.status, 429);
+      a1.close();
+      // The server learns of the close asynchronously: ask until the slot is free (bounded).
+      let again = 429;
+      for (let i = 0; i < 100 && again === 429; i++) {
+        const r = await openSse(`${url}/v1/trust/stream?snapshot=false`, await bearer('pdp-a'));
+        again = r.status;
+        r.close();
+        if (again === 429) await new Promise((res) => setTimeout(res, 20));
+      }
+      assert.equal(again, 200);
+      b1.close();
+    });
+  });
+
+  test("a new stream's snapshot reads the caller's tenant only, never every tenant's states", async () => {
+    const inner = fakeView();
+    inner.put(state('S-1', 1));
+    inner.put(state('S-1', 1, { tenant_id: 'globex', delegator: 'U-442' }));
+    let walkedAll = 0;
+    const source: TrustSource = {
+      ...inner,
+      all: () => {
+        walkedAll++;
+        return inner.all();
+      },
+      ofTenant: (t) => [...inner.all()].filter((s) => s.tenant_id === t),
+    };
+    await withApp({}, async (url) => {
+      const headers = await bearer('pdp-snap');
+      for (const q of ['session=S-1', 'delegator=U-442']) {
+        const c = await openSse(`${url}/v1/trust/stream?${q}`, headers);
+        await c.until((fs) => fs.some((f) => f.event === 'trust'));
+        const states = c.frames.filter((f) => f.event === 'trust').map((f) => JSON.parse(f.data ?? '{}') as SessionTrust);
+        assert.deepEqual(states.map((x) => x.tenant_id), ['acme'], q);
+        c.close();
+      }
+    }, source);
+    assert.equal(walkedAll, 0);
   });
 });
