@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { decisionEventSchema, delegatorOf, actingAgentOf } from '../../schemas/events.ts';
 import { classifyCerbosRecord } from '../../services/adapters/cerbos.ts';
+import { DEFAULT_EVENT_TIME_BOUNDS } from '../../services/lib/event-time.ts';
 import { adapterConfigFrom, parseAdapterConfig } from '../../services/adapters/config.ts';
 import {
   asTime,
@@ -135,19 +136,31 @@ describe('Cerbos entry → decisions', () => {
 
   test('records on the topic: access logs ignored, protobuf/garbage/non-entries are poison with a reason', () => {
     const cfg = { convention: DEFAULT_CERBOS_CONVENTION, defaultTenant: 'acme', pdpId: 'cerbos' };
-    const ok = classifyCerbosRecord(Buffer.from(CERBOS_ENTRY_JSON), CERBOS_HEADERS_JSON, cfg);
+    // The fixture entry is dated 2026-11-23T18:47:12Z.
+    const time = { nowMs: Date.parse('2026-11-23T18:50:00Z'), bounds: DEFAULT_EVENT_TIME_BOUNDS };
+    const ok = classifyCerbosRecord(Buffer.from(CERBOS_ENTRY_JSON), CERBOS_HEADERS_JSON, cfg, time);
     assert.equal(ok.kind, 'mapped');
     assert.equal(ok.kind === 'mapped' ? ok.mapped.length : 0, 2);
-    assert.deepEqual(classifyCerbosRecord(Buffer.from('{}'), { 'cerbos.audit.kind': 'access' }, cfg), { kind: 'ignored', why: 'access_log' });
-    const proto = classifyCerbosRecord(Buffer.from([0x0a, 0x01]), { 'cerbos.audit.encoding': 'protobuf', 'cerbos.audit.kind': 'decision' }, cfg);
+    assert.deepEqual(classifyCerbosRecord(Buffer.from('{}'), { 'cerbos.audit.kind': 'access' }, cfg, time), { kind: 'ignored', why: 'access_log' });
+    const proto = classifyCerbosRecord(Buffer.from([0x0a, 0x01]), { 'cerbos.audit.encoding': 'protobuf', 'cerbos.audit.kind': 'decision' }, cfg, time);
     assert.equal(proto.kind === 'poison' ? proto.reason : proto.kind, 'unsupported_encoding');
-    const garbage = classifyCerbosRecord(Buffer.from('{"callId": '), CERBOS_HEADERS_JSON, cfg);
+    const garbage = classifyCerbosRecord(Buffer.from('{"callId": '), CERBOS_HEADERS_JSON, cfg, time);
     assert.equal(garbage.kind === 'poison' ? garbage.reason : garbage.kind, 'bad_json');
-    const notEntry = classifyCerbosRecord(Buffer.from('{"hello": "world"}'), CERBOS_HEADERS_JSON, cfg);
+    const notEntry = classifyCerbosRecord(Buffer.from('{"hello": "world"}'), CERBOS_HEADERS_JSON, cfg, time);
     assert.equal(notEntry.kind === 'poison' ? notEntry.reason : notEntry.kind, 'not_a_decision_log_entry');
-    assert.equal(classifyCerbosRecord(null, CERBOS_HEADERS_JSON, cfg).kind, 'poison');
-    const plan = classifyCerbosRecord(Buffer.from(JSON.stringify({ callId: 'x', planResources: { input: {} } })), CERBOS_HEADERS_JSON, cfg);
+    assert.equal(classifyCerbosRecord(null, CERBOS_HEADERS_JSON, cfg, time).kind, 'poison');
+    const plan = classifyCerbosRecord(Buffer.from(JSON.stringify({ callId: 'x', planResources: { input: {} } })), CERBOS_HEADERS_JSON, cfg, time);
     assert.deepEqual(plan, { kind: 'ignored', why: 'plan_resources' });
+  });
+
+  test('an entry dated outside the event-time bounds is poison naming occurred_at, ahead or too old', () => {
+    const cfg = { convention: DEFAULT_CERBOS_CONVENTION, defaultTenant: 'acme', pdpId: 'cerbos' };
+    const entryAt = Date.parse('2026-11-23T18:47:12Z');
+    for (const nowMs of [entryAt - 120_000, entryAt + 31 * 86_400_000]) {
+      const r = classifyCerbosRecord(Buffer.from(CERBOS_ENTRY_JSON), CERBOS_HEADERS_JSON, cfg, { nowMs, bounds: DEFAULT_EVENT_TIME_BOUNDS });
+      assert.equal(r.kind === 'poison' ? r.reason : r.kind, 'occurred_at_out_of_bounds');
+      assert.match(r.kind === 'poison' ? r.message : '', /^occurred_at: /);
+    }
   });
 });
 

@@ -57,7 +57,7 @@ describe('POST /v1/ingest/opa/logs', () => {
   test('single event → 200 {accepted: 1}, one decision written under the token tenant, emitted_by = token sub', async () => {
     const r = await upload(gz([opaEvent()]));
     assert.equal(r.statusCode, 200, r.body);
-    assert.deepEqual(r.json(), { accepted: 1, partial: 0 });
+    assert.deepEqual(r.json(), { accepted: 1, partial: 0, rejected: [] });
     assert.equal(written.length, 1);
     const e = written[0]?.[0];
     assert.equal(e?.tenant_id, 'acme');
@@ -70,7 +70,7 @@ describe('POST /v1/ingest/opa/logs', () => {
     const partial = Array.from({ length: 5 }, (_, i) => ({ decision_id: `p-${i}`, path: 'x/allow', result: true, timestamp: '2026-06-09T14:00:00Z' }));
     const r = await upload(gz([...full, ...partial]));
     assert.equal(r.statusCode, 200, r.body);
-    assert.deepEqual(r.json(), { accepted: 25, partial: 5 });
+    assert.deepEqual(r.json(), { accepted: 25, partial: 5, rejected: [] });
     assert.equal(written.length, 1);
     assert.equal(written[0]?.length, 25);
     assert.equal(new Set(written[0]?.map((e) => e.event_id)).size, 25);
@@ -127,11 +127,32 @@ describe('POST /v1/ingest/opa/logs', () => {
   });
 
   test('Kafka not durable → 503 with Retry-After, so OPA keeps the chunk and retries', async () => {
-    failWith = new TrustfoldError('kafka_timeout', 'not acknowledged', true);
+    failWith = new TrustfoldError('kafka_timeout', 'not acknowledged by broker 10.0.0.7:9092', true);
     const r = await upload(gz([opaEvent()]));
     assert.equal(r.statusCode, 503);
     assert.equal(r.headers['retry-after'], '1');
     assert.equal(r.json().error.code, 'kafka_timeout');
+    assert.doesNotMatch(r.body, /10\.0\.0\.7/, "Kafka's text stays in the log");
+  });
+
+  test('decisions dated outside the bounds are not written, listed in rejected naming occurred_at; the rest of the chunk is', async () => {
+    const events = [
+      opaEvent({ decision_id: 't-future', timestamp: '2099-01-01T00:00:00Z' }),
+      opaEvent({ decision_id: 't-ok', timestamp: '2026-06-09T14:59:30Z' }),
+      opaEvent({ decision_id: 't-old', timestamp: '2020-01-01T00:00:00Z' }),
+    ];
+    const r = await upload(gz(events));
+    assert.equal(r.statusCode, 200, r.body);
+    const body = r.json<{ accepted: number; rejected: { index: number; errors: { path: string }[] }[] }>();
+    assert.equal(body.accepted, 1);
+    assert.deepEqual(body.rejected.map((x) => [x.index, x.errors[0]?.path]), [[0, 'occurred_at'], [2, 'occurred_at']]);
+    assert.equal(written[0]?.length, 1);
+    assert.match(await registry.metrics(), /trustfold_adapter_entries_total\{engine="opa",result="out_of_time_bounds"\} 2/);
+  });
+
+  test('401 before the body is read: no token and a malformed gzip body', async () => {
+    const r = await app.inject({ method: 'POST', url: OPA_LOGS_PATH, payload: Buffer.from('not gzip'), headers: { 'content-encoding': 'gzip' } });
+    assert.equal(r.statusCode, 401);
   });
 
   test('auth: no token → 401; wrong scope → 403', async () => {

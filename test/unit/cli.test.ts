@@ -64,15 +64,29 @@ describe('trustfold token', () => {
   test('without a configured secret, the local secret in the data dir is created and reused', async () => {
     const h = await harness();
     const env = { TRUSTFOLD_DATA_DIR: dataDir };
-    assert.equal(await h.run(['token'], env), 0);
+    assert.equal(await h.run(['token', '--tenant', '*', '--scope', 'audit:read', '--scope', 'tenants:all'], env), 0);
     const secret = readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim();
     const verified = await createAuthenticator({ secret }).verify(`Bearer ${h.output().out.trim()}`);
     assert.ok(verified.ok && verified.value.tenant === '*' && verified.value.scopes.has('audit:read'));
   });
 
+  test('no default tenant or scopes; tenant * needs tenants:all; --ttl is capped at the server maximum', async () => {
+    const h = await harness();
+    assert.equal(await h.run(['token', '--scope', 'audit:read']), 2);
+    assert.match(h.output().err, /needs --tenant/);
+    assert.equal(await h.run(['token', '--tenant', 'acme']), 2);
+    assert.match(h.output().err, /at least one --scope/);
+    assert.equal(await h.run(['token', '--tenant', '*', '--scope', 'audit:read']), 2);
+    assert.match(h.output().err, /needs --scope tenants:all/);
+    assert.equal(await h.run(['token', '--tenant', 'acme', '--scope', 'audit:read', '--ttl', '30d']), 2);
+    assert.match(h.output().err, /over the 86400s the server accepts/);
+    const long = { TRUSTFOLD_JWT_SECRET: SECRET, TRUSTFOLD_JWT_ALLOW_LONG_LIVED: 'true' };
+    assert.equal(await h.run(['token', '--tenant', 'acme', '--scope', 'audit:read', '--ttl', '30d'], long), 0);
+  });
+
   test('an unknown scope is a usage error (exit 2)', async () => {
     const h = await harness();
-    assert.equal(await h.run(['token', '--scope', 'root']), 2);
+    assert.equal(await h.run(['token', '--tenant', 'acme', '--scope', 'root']), 2);
     assert.match(h.output().err, /unknown scope root/);
   });
 });

@@ -75,7 +75,7 @@ describe('forensics API: refusals', () => {
 });
 
 describe('tenant scope', () => {
-  const caller = (tenant: string) => ({ sub: 's', tenant, scopes: new Set(['audit:read']) });
+  const caller = (tenant: string) => ({ sub: 's', tenant, scopes: new Set(['audit:read']), expiresAt: 0 });
   test('own tenant always; operators choose or read all', () => {
     assert.deepEqual(tenantScope(caller('acme'), undefined), { ok: true, value: 'acme' });
     assert.deepEqual(tenantScope(caller('acme'), 'acme'), { ok: true, value: 'acme' });
