@@ -1,0 +1,65 @@
+// Audit records in the form the leaf rule (./leaf.ts) hashes, from either
+// side: a log writer maps the event it read from Kafka through the same row
+// mapping the sink stores and the API reads back (schemas/clickhouse/rows.ts),
+// a verifier maps the row it read from ClickHouse. Pure.
+import {
+  decisionFromRecord,
+  decisionRow,
+  signalRow,
+  trustRow,
+  type DecisionRecord,
+  type KafkaCoordinates,
+} from '../../schemas/clickhouse/rows.ts';
+import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
+import type { Json } from './jcs.ts';
+import { withoutAudit, type LeafInput } from './leaf.ts';
+
+const NO_TIME = '1970-01-01 00:00:00.000';
+
+/** A stored row's fields that locate it on Kafka (read with 64-bit integers unquoted or quoted). */
+type Located = { kafka_topic: string; kafka_partition: number | string; kafka_offset: number | string };
+
+const coordinatesOf = (r: Located): KafkaCoordinates => ({ topic: r.kafka_topic, partition: Number(r.kafka_partition), offset: String(r.kafka_offset) });
+
+export const decisionLeafOfRecord = (r: DecisionRecord): LeafInput => ({
+  kind: 'decision',
+  kafka: coordinatesOf(r),
+  record: withoutAudit(decisionFromRecord(r)),
+});
+
+export type StoredSignal = Located & { payload: string };
+export const signalLeafOfRecord = (r: StoredSignal): LeafInput => ({ kind: 'signal', kafka: coordinatesOf(r), record: JSON.parse(r.payload) as Json });
+
+export type StoredTrust = Located & { state: string };
+export const trustLeafOfRecord = (r: StoredTrust): LeafInput => ({ kind: 'trust', kafka: coordinatesOf(r), record: JSON.parse(r.state) as Json });
+
+/** The leaf of an event read from Kafka: exactly what the verifier will rebuild from the row the sink stores. */
+export const leafOfEvent = (e: TrustfoldEvent, at: KafkaCoordinates): LeafInput => {
+  if (e.type === 'decision') {
+    // The row as the store holds it, read back as the API does.
+    const row = { ...decisionRow(e, at), ingested_at: NO_TIME } as unknown as DecisionRecord;
+    return decisionLeafOfRecord(row);
+  }
+  const r = signalRow(e, at);
+  return signalLeafOfRecord({ kafka_topic: at.topic, kafka_partition: at.partition, kafka_offset: at.offset, payload: String(r.payload) });
+};
+
+export const leafOfTrust = (s: SessionTrust, at: KafkaCoordinates): LeafInput => {
+  const r = trustRow(s, at);
+  return trustLeafOfRecord({ kafka_topic: at.topic, kafka_partition: at.partition, kafka_offset: at.offset, state: String(r.state) });
+};
+
+/** A trust transition's reference: its session and version. */
+export const trustRef = (sessionId: string, version: number | string): string => `${sessionId}#${String(version)}`;
+
+/**
+ * The tenant and reference of a leaf, kept beside its hash so a proof can be
+ * found by record: the event id of a decision or signal, session#version of a
+ * trust transition.
+ */
+export const leafKey = (l: LeafInput): { tenant: string; ref: string } => {
+  const r = l.record as Record<string, Json>;
+  const tenant = String(r['tenant_id'] ?? '');
+  if (l.kind === 'trust') return { tenant, ref: trustRef(String(r['session_id'] ?? ''), String(r['version'] ?? '')) };
+  return { tenant, ref: String(r['event_id'] ?? '') };
+};

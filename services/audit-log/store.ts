@@ -1,0 +1,193 @@
+// The audit log's ClickHouse tables and every read and write on them.
+//
+// `audit_log_tree` holds, per log, every leaf (level 0, with the tenant,
+// kind, record reference and Kafka offset it came from) and the hashes of the
+// complete subtrees at every TILE_HEIGHT-th level — the content of C2SP
+// tlog-tiles of height 4, one row per hash, sorted so a tile is one
+// contiguous range. A node at any other level is hashed from at most
+// 2^(TILE_HEIGHT-1) stored hashes, so a proof or a root needs O(log n) rows,
+// fetched in one query. One insert per batch holds a batch's leaves and nodes,
+// so a crash leaves either all of them or none.
+import type { ClickHouseClient } from '@clickhouse/client';
+import { ident, qualified } from '../../schemas/clickhouse/ddl.ts';
+import type { LeafKind } from './leaf.ts';
+import { perfectNodes, rootOfLeaves, type Frontier, type Hash, type NodeHash, type NodeId } from './merkle.ts';
+
+export const TILE_HEIGHT = 4;
+export const TREE_TABLE = 'audit_log_tree';
+export const CHECKPOINT_TABLE = 'audit_log_checkpoints';
+
+/** A node is stored when it is a leaf or sits on a tile boundary. */
+export const isStoredLevel = (level: number): boolean => level % TILE_HEIGHT === 0;
+
+export const toHex = (h: Uint8Array): string => Buffer.from(h).toString('hex');
+export const fromHex = (s: string): Hash => new Uint8Array(Buffer.from(s, 'hex'));
+// A hash is stored as a UInt256 (32 bytes; JSON carries it as a decimal string) and read with toString().
+const toCell = (h: Uint8Array): string => BigInt(`0x${toHex(h)}`).toString();
+const fromCell = (s: string): Hash => fromHex(BigInt(s).toString(16).padStart(64, '0'));
+
+export type StoredLeaf = { index: number; hash: Hash; tenant: string; kind: LeafKind; ref: string; offset: string };
+export type StoredCheckpoint = { log: string; origin: string; size: number; root: Hash; note: string; signedAt: string };
+
+const SETTINGS = { output_format_json_quote_64bit_integers: 0, date_time_output_format: 'iso' } as const;
+
+export const createAuditLogStore = (client: ClickHouseClient, database: string) => {
+  const tree = qualified(database, TREE_TABLE);
+  const checkpoints = qualified(database, CHECKPOINT_TABLE);
+
+  const rows = async <T>(query: string, params: Record<string, unknown> = {}): Promise<T[]> => {
+    const rs = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: SETTINGS });
+    return rs.json<T>();
+  };
+
+  const ensureTables = async (): Promise<void> => {
+    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ident(database)}` });
+    await client.command({
+      query: `CREATE TABLE IF NOT EXISTS ${tree} (
+        log LowCardinality(String),
+        level UInt8,
+        idx UInt64,
+        hash UInt256,
+        tenant LowCardinality(String),
+        kind LowCardinality(String),
+        ref String,
+        kafka_offset UInt64
+      ) ENGINE = ReplacingMergeTree ORDER BY (log, level, idx)`,
+    });
+    await client.command({
+      query: `CREATE TABLE IF NOT EXISTS ${checkpoints} (
+        log LowCardinality(String),
+        origin String,
+        size UInt64,
+        root_hex String,
+        note String,
+        signed_at DateTime64(3, 'UTC')
+      ) ENGINE = ReplacingMergeTree ORDER BY (log, size)`,
+    });
+  };
+
+  type TreeRow = { log: string; level: number; idx: number; hash: string; tenant: string; kind: string; ref: string; kafka_offset: string };
+
+  /** One atomic insert: a batch's leaves and the stored nodes they completed. */
+  const append = async (log: string, leaves: readonly StoredLeaf[], nodes: readonly NodeHash[]): Promise<void> => {
+    const values: TreeRow[] = [
+      ...leaves.map((l) => ({ log, level: 0, idx: l.index, hash: toCell(l.hash), tenant: l.tenant, kind: l.kind, ref: l.ref, kafka_offset: l.offset })),
+      ...nodes.filter((n) => n.level > 0 && isStoredLevel(n.level)).map((n) => ({ log, level: n.level, idx: n.index, hash: toCell(n.hash), tenant: '', kind: '', ref: '', kafka_offset: '0' })),
+    ];
+    if (values.length === 0) return;
+    await client.insert({ table: tree, values, format: 'JSONEachRow' });
+  };
+
+  /** Size of a log and the Kafka offset of its last leaf (none when empty). */
+  const logHead = async (log: string): Promise<{ size: number; lastOffset: string | undefined }> => {
+    const [r] = await rows<{ n: number; size: number; last: string | number }>(
+      `SELECT count() AS n, max(idx) + 1 AS size, argMax(kafka_offset, idx) AS last FROM ${tree} WHERE log = {log:String} AND level = 0`,
+      { log },
+    );
+    if (r === undefined || Number(r.n) === 0) return { size: 0, lastOffset: undefined };
+    return { size: Number(r.size), lastOffset: String(r.last) };
+  };
+
+  /** The stored hashes a list of nodes needs, fetched in one query, then each node hashed from them. */
+  const nodes = async (log: string, ids: readonly NodeId[]): Promise<Map<string, Hash>> => {
+    const out = new Map<string, Hash>();
+    if (ids.length === 0) return out;
+    const ranges = ids.map((id) => {
+      const base = id.level - (id.level % TILE_HEIGHT);
+      const span = 2 ** (id.level - base);
+      return { id, base, begin: id.index * span, end: (id.index + 1) * span };
+    });
+    const params: Record<string, unknown> = { log };
+    const where = ranges.map((r, i) => {
+      params[`l${i}`] = r.base;
+      params[`b${i}`] = r.begin;
+      params[`e${i}`] = r.end;
+      return `(level = {l${i}:UInt8} AND idx >= {b${i}:UInt64} AND idx < {e${i}:UInt64})`;
+    });
+    const found = await rows<{ level: number; idx: number; h: string }>(
+      `SELECT level, idx, toString(any(hash)) AS h FROM ${tree} WHERE log = {log:String} AND (${where.join(' OR ')}) GROUP BY level, idx`,
+      params,
+    );
+    const stored = new Map(found.map((r) => [`${r.level}/${r.idx}`, fromCell(r.h)]));
+    for (const r of ranges) {
+      const parts: Hash[] = [];
+      for (let i = r.begin; i < r.end; i++) {
+        const h = stored.get(`${r.base}/${i}`);
+        if (h === undefined) throw new Error(`audit log ${log}: node ${r.base}/${i} is not stored`);
+        parts.push(h);
+      }
+      out.set(`${r.id.level}/${r.id.index}`, r.id.level === r.base ? (parts[0] as Hash) : rootOfLeaves(parts).slice());
+    }
+    return out;
+  };
+
+  /** A node reader for merkle.hashRange over a prefetched map. */
+  const nodeFrom = (m: Map<string, Hash>) => (id: NodeId): Hash => {
+    const h = m.get(`${id.level}/${id.index}`);
+    if (h === undefined) throw new Error(`node ${id.level}/${id.index} was not fetched`);
+    return h;
+  };
+
+  /** The frontier of a log at `size`, from storage (a writer's state after a restart). */
+  const frontierAt = async (log: string, size: number): Promise<Frontier> => {
+    const ids = perfectNodes({ begin: 0, end: size });
+    const m = await nodes(log, ids);
+    return { size, nodes: ids.map((id) => ({ ...id, hash: nodeFrom(m)(id) })) };
+  };
+
+  const leaves = async (log: string, from = 0, to?: number): Promise<StoredLeaf[]> => {
+    const found = await rows<{ idx: number; h: string; tenant: string; kind: LeafKind; ref: string; kafka_offset: string | number }>(
+      `SELECT idx, toString(hash) AS h, tenant, kind, ref, kafka_offset FROM ${tree}
+       WHERE log = {log:String} AND level = 0 AND idx >= {from:UInt64}${to !== undefined ? ' AND idx < {to:UInt64}' : ''}
+       ORDER BY idx LIMIT 1 BY idx`,
+      { log, from, to },
+    );
+    return found.map((r) => ({ index: Number(r.idx), hash: fromCell(r.h), tenant: r.tenant, kind: r.kind, ref: r.ref, offset: String(r.kafka_offset) }));
+  };
+
+  /** The leaves of one record (first copy first): a decision or signal by event id, a transition by session#version. */
+  const findLeaves = async (tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string })[]> => {
+    const found = await rows<{ log: string; idx: number; h: string; tenant: string; kind: LeafKind; ref: string; kafka_offset: string | number }>(
+      `SELECT log, idx, toString(hash) AS h, tenant, kind, ref, kafka_offset FROM ${tree}
+       WHERE level = 0 AND kind = {kind:String} AND ref = {ref:String}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}
+       ORDER BY log, idx LIMIT 1 BY log, idx`,
+      { kind, ref, tenant },
+    );
+    return found.map((r) => ({ log: r.log, index: Number(r.idx), hash: fromCell(r.h), tenant: r.tenant, kind: r.kind, ref: r.ref, offset: String(r.kafka_offset) }));
+  };
+
+  const saveCheckpoint = async (c: StoredCheckpoint): Promise<void> => {
+    await client.insert({
+      table: checkpoints,
+      values: [{ log: c.log, origin: c.origin, size: c.size, root_hex: toHex(c.root), note: c.note, signed_at: c.signedAt.replace('T', ' ').replace('Z', '') }],
+      format: 'JSONEachRow',
+    });
+  };
+
+  type CheckpointRow = { log: string; origin: string; size: number; root_hex: string; note: string; signed_at: string };
+  const toCheckpoint = (r: CheckpointRow): StoredCheckpoint => ({ log: r.log, origin: r.origin, size: Number(r.size), root: fromHex(r.root_hex), note: r.note, signedAt: new Date(r.signed_at).toISOString() });
+
+  /** The latest checkpoint of every log (or of one). */
+  const latestCheckpoints = async (log?: string): Promise<StoredCheckpoint[]> =>
+    (
+      await rows<CheckpointRow>(
+        `SELECT log, origin, size, root_hex, note, signed_at FROM ${checkpoints}${log !== undefined ? ' WHERE log = {log:String}' : ''}
+         ORDER BY log, size DESC LIMIT 1 BY log`,
+        { log },
+      )
+    ).map(toCheckpoint);
+
+  /** Every checkpoint of a log, oldest first. */
+  const checkpointsOf = async (log: string): Promise<StoredCheckpoint[]> =>
+    (await rows<CheckpointRow>(`SELECT log, origin, size, root_hex, note, signed_at FROM ${checkpoints} WHERE log = {log:String} ORDER BY size LIMIT 1 BY size`, { log })).map(toCheckpoint);
+
+  const checkpointAt = async (log: string, size: number): Promise<StoredCheckpoint | undefined> =>
+    (await rows<CheckpointRow>(`SELECT log, origin, size, root_hex, note, signed_at FROM ${checkpoints} WHERE log = {log:String} AND size = {size:UInt64} LIMIT 1`, { log, size })).map(toCheckpoint)[0];
+
+  const logs = async (): Promise<string[]> =>
+    (await rows<{ log: string }>(`SELECT DISTINCT log FROM ${tree} WHERE level = 0 ORDER BY log`)).map((r) => r.log);
+
+  return { ensureTables, append, logHead, nodes, nodeFrom, frontierAt, leaves, findLeaves, saveCheckpoint, latestCheckpoints, checkpointsOf, checkpointAt, logs };
+};
+
+export type AuditLogStore = ReturnType<typeof createAuditLogStore>;
