@@ -54,7 +54,16 @@ export const topicLayout = (config: Pick<Config, 'topics' | 'kafka'>): ITopicCon
   const minIsr = String(Math.min(2, replication));
   return [
     { topic: config.topics.decisions, numPartitions: partitions, replicationFactor: replication, configEntries: [{ name: 'min.insync.replicas', value: minIsr }] },
-    { topic: config.topics.signals, numPartitions: partitions, replicationFactor: replication, configEntries: [{ name: 'min.insync.replicas', value: minIsr }] },
+    // The broker stamps signal records with their append time: the projector dates a loosening signal no later than that (`clampLoosening`).
+    {
+      topic: config.topics.signals,
+      numPartitions: partitions,
+      replicationFactor: replication,
+      configEntries: [
+        { name: 'min.insync.replicas', value: minIsr },
+        { name: 'message.timestamp.type', value: 'LogAppendTime' },
+      ],
+    },
     {
       topic: config.topics.sessionTrust,
       numPartitions: partitions,

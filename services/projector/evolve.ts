@@ -723,7 +723,26 @@ export const isDuplicate = (w: World, e: TrustfoldEvent): boolean => {
  * releasing what expired, then the event applies. A duplicate returns the
  * world untouched — not even its clock moves.
  */
-export const evolve = (world: World, event: TrustfoldEvent, cfg: FoldConfig = DEFAULT_FOLD_CONFIG): Transition => {
+/** Signals that loosen trust: they act by event time, so that time may not come from the client alone. */
+const LOOSENING: ReadonlySet<string> = new Set(['trust_set', 'role_granted', 'consent_granted', 'change_freeze_lifted']);
+
+/**
+ * A loosening signal is dated no later than the broker appended it
+ * (`appendedAt`, the record's log-append time): a `trust_set` or a grant
+ * dated ahead of its arrival would otherwise outrank (or lift) causes raised
+ * after it really arrived — one `trust_set` dated 2099 would pin a session at
+ * its tier. Restricting signals keep their own time: dating them ahead only
+ * makes them harder to outrank (fail closed). The record's time is part of the
+ * log, so a replay clamps exactly as the live run did.
+ */
+export const clampLoosening = (event: TrustfoldEvent, appendedAt: string | undefined): TrustfoldEvent => {
+  if (appendedAt === undefined || event.type !== 'signal' || !LOOSENING.has(event.kind)) return event;
+  return msOf(appendedAt) < msOf(event.occurred_at) ? { ...event, occurred_at: appendedAt } : event;
+};
+
+/** `appendedAt`: when the broker appended the event's record (ISO time); see `clampLoosening`. */
+export const evolve = (world: World, input: TrustfoldEvent, cfg: FoldConfig = DEFAULT_FOLD_CONFIG, appendedAt?: string): Transition => {
+  const event = clampLoosening(input, appendedAt);
   if (isDuplicate(world, event)) return { world, changed: [], touched: [] };
   const c: Ctx = { w: world, cfg, out: [], touched: new Set() };
   const t = msOf(event.occurred_at);

@@ -128,6 +128,12 @@ export type Projector = {
  */
 const OUTPUT_RETRY = { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number.MAX_SAFE_INTEGER };
 
+/** A Kafka record timestamp (ms as a string) as an ISO time, or undefined when it is missing or absurd. */
+const isoOfRecordTime = (timestamp: string | undefined): string | undefined => {
+  const ms = Number(timestamp);
+  return timestamp === undefined || !Number.isFinite(ms) || ms <= 0 || ms > 8.64e15 ? undefined : new Date(ms).toISOString();
+};
+
 type InputOffset = { topic: string; partition: number; offset: string };
 
 /** Consumed offsets grouped by topic, as `sendOffsets` takes them. */
@@ -255,6 +261,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       }
     }
     stats.restoredRecords = records.length;
+    logger.debug({ targets: [...targets].map(([p, o]) => `${p}:${o}`), records: records.length }, 'changelog read');
     const restored = restoreWorld(snapshotFromRecords(records));
     const marker = publishedMarkerOf(records);
     covered = new Map((marker?.partitions ?? []).map((p) => [p.partition, p.offset]));
@@ -341,6 +348,20 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         stats.republishSkipped++;
         continue;
       }
+      // The same state reached through another interleaving of the input
+      // topics (a decision read before its session_started that teaches the
+      // same facts): everything a PDP decides on is equal, only the event it
+      // names as its cause and that event's time differ. The published one is
+      // the state of this version; the world takes its provenance, so the
+      // changelog records what the topic holds.
+      const sameState = published === undefined ? undefined : provenanceOnly(s, published);
+      if (sameState !== undefined) {
+        const ws = world.sessions.get(key);
+        if (ws !== undefined && ws.version === s.version) world.sessions.set(key, { ...ws, caused_by: sameState.caused_by, updated_at: sameState.updated_at });
+        a.verified = s.version;
+        stats.republishSkipped++;
+        continue;
+      }
       const d = a.max + 1 - s.version;
       shifts.set(key, d);
       ahead.delete(key);
@@ -353,6 +374,14 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       if (ws !== undefined) world.sessions.set(key, { ...ws, version: ws.version + d });
     }
     return out;
+  };
+
+  /** The published state when it differs from `s` only in `caused_by` / `updated_at`. */
+  const provenanceOnly = (s: SessionTrust, published: Buffer): SessionTrust | undefined => {
+    const p = codec.decodeTrust(published);
+    if (!p.ok) return undefined;
+    const relabelled = { ...s, caused_by: p.value.caused_by, updated_at: p.value.updated_at };
+    return codec.encodeTrust(relabelled).equals(published) ? p.value : undefined;
   };
 
   /**
@@ -584,6 +613,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       };
       messages.push({ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) });
     }
+    logger.debug({ groups: batch.length }, 'recording a round');
     const txn = await logProducer.transaction();
     try {
       for (const chunk of chunkMessages(messages)) await txn.send({ topic: changelogTopic, messages: chunk, acks: -1 });
@@ -596,6 +626,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     covered = marker;
     folded = consumed;
     const t1 = performance.now();
+    logger.debug({ groups: batch.length, records: messages.length, offsets: [...offsets.values()], ms: Math.round(t1 - t0) }, 'recorded a round');
     timing.offsetsMs += t1 - t0;
     for (const u of batch) timing.maxMs = Math.max(timing.maxMs, t1 - u.t0);
   };
@@ -651,6 +682,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         timing.sendMs += performance.now() - t0;
         timing.transactions++;
         timing.batches += g.offsets.size;
+        logger.debug({ states: g.changed.length, ms: Math.round(performance.now() - t0) }, 'published a group');
         acknowledged(g);
       },
       (e: unknown) => {
@@ -726,7 +758,8 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       await (inFlight ?? recorder);
       if (broken) throw new Error('projector is recovering');
     }
-    const valid: TrustfoldEvent[] = [];
+    /** Each decoded event with its record's broker time (log-append time on the input topics). */
+    const valid: { event: TrustfoldEvent; appendedAt: string | undefined }[] = [];
     const key = inputKey(batch.topic, batch.partition);
     const floor = folded.get(key);
     const skipBelow = floor === undefined ? -1n : BigInt(floor.offset);
@@ -738,7 +771,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       }
       const decoded = m.value === null ? undefined : codec.decodeEvent(m.value);
       if (decoded !== undefined && decoded.ok) {
-        valid.push(decoded.value);
+        valid.push({ event: decoded.value, appendedAt: isoOfRecordTime(m.timestamp) });
         continue;
       }
       const reason = decoded === undefined ? 'empty_value' : decoded.error.code;
@@ -757,7 +790,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     if (broken) throw new Error('projector is recovering');
     // From here to the end: synchronous, so no group is sealed halfway through a batch.
     collect(tick(world, now(), fold));
-    for (const e of valid) collect(evolve(world, e, fold));
+    for (const v of valid) collect(evolve(world, v.event, fold, v.appendedAt));
     const last = batch.messages.at(-1);
     if (last !== undefined) {
       pending.offsets.set(key, { topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) });
