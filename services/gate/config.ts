@@ -119,7 +119,15 @@ export const gateConfigFrom = (f: GateFile): GateConfig => ({
 /** The config as a value; JSON syntax errors and every schema problem come back as field errors. */
 export const parseGateConfig = (input: unknown): Result<GateConfig, FieldError[]> => {
   const r = gateFileSchema.safeParse(input);
-  if (!r.success) return err(r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })));
+  if (!r.success) {
+    return err(
+      r.error.issues.map((i) => ({
+        path: formatPath(i.path),
+        // A bad record key says why the key is bad, not just that it is.
+        message: i.code === 'invalid_key' ? `invalid name: ${i.issues.map((x) => x.message).join('; ')}` : i.message,
+      })),
+    );
+  }
   return ok(gateConfigFrom(r.data));
 };
 
