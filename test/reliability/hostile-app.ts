@@ -116,7 +116,7 @@ export type Credential = 'none' | 'bad_signature' | 'expired' | 'wrong_scope' | 
 
 /** An Authorization header of the given kind, for a route that needs `scope`, against tenant acme's data. */
 export const authHeader = async (kind: Credential, scope: string): Promise<Record<string, string>> => {
-  const all = ['events:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read'];
+  const all = ['events:write', 'trust:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read'];
   const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
   switch (kind) {
     case 'none':
@@ -130,7 +130,7 @@ export const authHeader = async (kind: Credential, scope: string): Promise<Recor
     case 'other_tenant':
       return bearer(await mintToken({ sub: 'x', tenant: 'globex', scopes: all }, HOSTILE_SECRET));
     case 'operator':
-      return bearer(await mintToken({ sub: 'op', tenant: '*', scopes: all }, HOSTILE_SECRET));
+      return bearer(await mintToken({ sub: 'op', tenant: '*', scopes: [...all, 'tenants:all'] }, HOSTILE_SECRET));
     case 'own':
       return bearer(await mintToken({ sub: 'x', tenant: 'acme', scopes: all }, HOSTILE_SECRET));
   }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
+import { queryHash } from '../../services/query/cursor.ts';
 import { closeTestClickHouse } from '../helpers/clickhouse.ts';
 import { decisionEvent, envInt, printFigure } from '../reliability/harness.ts';
 import { authHeader, buildHostileApp, type HostileApp } from '../reliability/hostile-app.ts';
@@ -184,6 +185,37 @@ test('hostile input: generated bodies and query strings on every route get 2xx/4
       tried++;
     }
   }
+  // 20 000 nested brackets (a stack overflow in the error locator once) and forged cursors (a ClickHouse error once): 400s naming the field.
+  const deepCases: Case[] = [
+    { method: 'POST', url: '/v1/events', payload: '['.repeat(20_000), headers: { 'content-type': 'application/json' } },
+    { method: 'POST', url: '/v1/events', payload: `{}\n${'['.repeat(20_000)}`, headers: { 'content-type': 'application/x-ndjson' } },
+    { method: 'POST', url: '/v1/events', payload: `${'['.repeat(20_000)}${']'.repeat(20_000)}`, headers: { 'content-type': 'application/json' } },
+    { method: 'POST', url: '/v1/freezes', payload: '['.repeat(20_000), headers: { 'content-type': 'application/json' } },
+  ];
+  const forge = (k: unknown[]): string => Buffer.from(JSON.stringify({ v: 1, q: 'x'.repeat(16), k })).toString('base64url');
+  const forgedKeys = [['not-a-time', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e'], ['2026-06-09T14:03:11.000Z', 'not-a-uuid'], ['2026-06-09T14:03:11.000Z', 1e308, 'x'], [1, 2, 3]];
+  let cursorRefusals = 0;
+  const cursorCases: Case[] = [];
+  for (const k of forgedKeys) {
+    cursorCases.push({ method: 'GET', url: `/v1/audit/decisions?cursor=${forge(k)}` }, { method: 'GET', url: `/v1/audit/sessions/${h.acme.session}/timeline?cursor=${forge(k)}` }, { method: 'GET', url: `/v1/audit/delegators/${h.acme.delegator}/sessions?cursor=${forge(k)}` });
+  }
+  for (const c of [...deepCases, ...cursorCases]) {
+    const r = await send(c, auth);
+    check(c, r);
+    if (c.url.includes('cursor=') && r.status === 400 && r.body.includes('cursor')) cursorRefusals++;
+    tried++;
+  }
+  // A forged cursor carries the real query hash once the route's filters are known; build those too.
+  for (const [route, k] of [['decisions', forgedKeys[0]], ['decisions', forgedKeys[1]]] as const) {
+    const q = queryHash(route, { tenant: 'acme', order: 'asc' });
+    const c: Case = { method: 'GET', url: `/v1/audit/decisions?cursor=${Buffer.from(JSON.stringify({ v: 1, q, k })).toString('base64url')}` };
+    const r = await send(c, auth);
+    check(c, r);
+    assert.equal(r.status, 400, r.body);
+    if (r.body.includes('cursor')) cursorRefusals++;
+    tried++;
+  }
+  assert.equal(cursorRefusals, cursorCases.length + 2);
   // Still alive and the data intact.
   assert.equal((await h.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
   const rows = await h.clickhouse.query({ query: 'SELECT count() AS n FROM system.tables WHERE name = \'decisions\'', format: 'JSONEachRow' });
@@ -192,7 +224,8 @@ test('hostile input: generated bodies and query strings on every route get 2xx/4
   printFigure('hostile-input', {
     'cases tried': tried,
     '5xx': fiveHundreds.length,
-    crashes: 0,
+    'forged cursors refused naming cursor': cursorRefusals,
+    'alive after': (await h.app.inject({ method: 'GET', url: '/healthz' })).statusCode === 200 ? 'yes' : 'no',
     statuses: [...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}:${n}`).join(' '),
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { decodeCursor, encodeCursor, queryHash } from '../../services/query/cursor.ts';
+import { CURSOR_KEYS, decodeCursor, decodeKey, encodeCursor, queryHash } from '../../services/query/cursor.ts';
 
 describe('cursor', () => {
   const q = queryHash('decisions', { tenant: 'acme', order: 'asc', rule: 'r1' });
@@ -43,5 +43,19 @@ describe('cursor', () => {
       const r = decodeCursor(bad, q);
       assert.equal(r.ok, false, bad);
     }
+  });
+});
+
+describe('decodeKey: a key of the shape the route issues, or a refusal', () => {
+  const q = queryHash('decisions', { tenant: 'acme', order: 'asc' });
+  const forge = (k: unknown[]) => Buffer.from(JSON.stringify({ v: 1, q, k })).toString('base64url');
+  test('a forged time or id is refused, never handed to SQL', () => {
+    for (const k of [['not-a-time', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e'], ['2026-06-09T14:03:11.000Z', 'not-a-uuid'], ['2026-06-09 14:03:11', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e']]) {
+      const r = decodeKey(forge(k), q, CURSOR_KEYS.decisions);
+      assert.equal(r.ok, false, JSON.stringify(k));
+    }
+    const good = decodeKey(forge(['2026-06-09T14:03:11.000Z', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e']), q, CURSOR_KEYS.decisions);
+    assert.ok(good.ok);
+    assert.equal(decodeKey(forge(['2026-06-09T14:03:11.000Z', 1.5, 'x']), q, CURSOR_KEYS.timeline).ok, false);
   });
 });
