@@ -113,7 +113,7 @@ describe('end to end: trustfold serve', { timeout: 240_000 }, () => {
     servers.push(server);
     const view = await viewOn(env.TRUSTFOLD_TOPIC_SESSION_TRUST);
     // As the README has a new user do it: the operator token (tenant "*") that `serve` prints.
-    const token = await mintToken({ sub: 'e2e', tenant: '*', scopes: ALL_SCOPES }, SECRET);
+    const token = await mintToken({ sub: 'e2e', tenant: '*', scopes: [...ALL_SCOPES, 'tenants:all'] }, SECRET);
     const lines: string[] = [];
     const r = await playIncident({ base: server.url, token }, (s) => lines.push(s));
 
