@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 
 const SCENARIOS = {
   crash: 'test/reliability/long/crash.test.ts',
+  'crash-pressure': 'test/reliability/long/crash-pressure.test.ts',
   'broker-restart': 'test/reliability/long/broker-restart.test.ts',
   poison: 'test/reliability/long/poison.test.ts',
   hostile: 'test/unit/hostile-input.test.ts',

@@ -32,6 +32,7 @@ import { trackCatchUp, endOffsets } from './catch-up.ts';
 import { decodeRecord, encodeRecord, PUBLISHED_MARKER_KEY, publishedMarkerOf, recordOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
 import { DEFAULT_FOLD_CONFIG, evolve, initialWorld, restoreWorld, sessionKeyOf, tick, viewOf, type FoldConfig, type Transition, type World } from './evolve.ts';
 import { DEFAULT_DELIVERY, type Delivery } from './config.ts';
+import { reconcile, settle, type Ahead, type TrustBytes } from './reconcile.ts';
 
 export type { Delivery } from './config.ts';
 
@@ -205,7 +206,6 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   // the sessions whose published versions go past the restored world, with
   // those states' bytes; every replayed version of them is checked against
   // them (see `reconcile`).
-  type Ahead = { max: number; published: Map<number, Buffer>; verified: number };
   let covered = new Map<number, string>();
   /**
    * Idempotent mode: per input partition (topic\0partition), the next offset
@@ -219,6 +219,14 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   /** Input partitions (topic\0partition → end offset at restore) to fold before the `ahead` sessions are settled. */
   let replayTargets = new Map<string, bigint>();
   const timing: TransactionTiming = { transactions: 0, batches: 0, beginMs: 0, sendMs: 0, offsetsMs: 0, commitMs: 0, maxMs: 0, requests: {} };
+
+  const trustBytes: TrustBytes = {
+    encode: (state) => codec.encodeTrust(state),
+    decode: (bytes) => {
+      const r = codec.decodeTrust(bytes);
+      return r.ok ? r.value : undefined;
+    },
+  };
 
   const inputKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
@@ -314,92 +322,38 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     return out;
   };
 
-  /**
-   * Idempotent mode, after a restore: the replay must not reuse a published
-   * version for another content. A replayed version that was published with
-   * the same bytes is dropped (PDPs have it); the first that differs (or was
-   * never seen) moves the session past everything published — this and its
-   * later versions are shifted to `max + 1`, ... — and the world follows.
-   */
-  const reconcile = (changed: SessionTrust[]): SessionTrust[] => {
+  /** Idempotent mode, after a restore: what to publish of a fold step's states (see reconcile.ts), applied to `ahead` and the world. */
+  const reconciled = (changed: SessionTrust[]): SessionTrust[] => {
     if (ahead.size === 0) return changed;
-    const out: SessionTrust[] = [];
-    const shifts = new Map<string, number>();
-    for (const s of changed) {
-      const key = sessionKeyOf(s.tenant_id, s.session_id);
-      const shift = shifts.get(key);
-      if (shift !== undefined) {
-        out.push({ ...s, version: s.version + shift });
-        continue;
-      }
+    const r = reconcile(ahead, changed, trustBytes);
+    for (const [key, v] of r.verified) {
       const a = ahead.get(key);
-      if (a === undefined) {
-        out.push(s);
-        continue;
-      }
-      if (s.version > a.max) {
-        ahead.delete(key);
-        out.push(s);
-        continue;
-      }
-      const published = a.published.get(s.version);
-      if (published !== undefined && codec.encodeTrust(s).equals(published)) {
-        a.verified = s.version;
-        stats.republishSkipped++;
-        continue;
-      }
-      // The same state reached through another interleaving of the input
-      // topics (a decision read before its session_started that teaches the
-      // same facts): everything a PDP decides on is equal, only the event it
-      // names as its cause and that event's time differ. The published one is
-      // the state of this version; the world takes its provenance, so the
-      // changelog records what the topic holds.
-      const sameState = published === undefined ? undefined : provenanceOnly(s, published);
-      if (sameState !== undefined) {
-        const ws = world.sessions.get(key);
-        if (ws !== undefined && ws.version === s.version) world.sessions.set(key, { ...ws, caused_by: sameState.caused_by, updated_at: sameState.updated_at });
-        a.verified = s.version;
-        stats.republishSkipped++;
-        continue;
-      }
-      const d = a.max + 1 - s.version;
-      shifts.set(key, d);
-      ahead.delete(key);
-      stats.rebased++;
-      logger.warn({ session: s.session_id, tenant: s.tenant_id, replayed: s.version, published: a.max }, 'replay diverged from published states; moving past them');
-      out.push({ ...s, version: s.version + d });
+      if (a !== undefined) a.verified = v;
     }
-    for (const [key, d] of shifts) {
+    for (const key of r.settled) ahead.delete(key);
+    for (const [key, p] of r.provenance) {
+      const ws = world.sessions.get(key);
+      if (ws !== undefined && ws.version === p.version) world.sessions.set(key, { ...ws, caused_by: p.caused_by, updated_at: p.updated_at });
+    }
+    for (const [key, d] of r.shifts) {
       const ws = world.sessions.get(key);
       if (ws !== undefined) world.sessions.set(key, { ...ws, version: ws.version + d });
     }
-    return out;
+    for (const d of r.diverged) logger.warn({ session: d.session, tenant: d.tenant, replayed: d.replayed, published: d.published }, 'replay diverged from published states; moving past them');
+    stats.republishSkipped += r.skipped;
+    stats.rebased += r.diverged.length;
+    return r.publish;
   };
 
-  /** The published state when it differs from `s` only in `caused_by` / `updated_at`. */
-  const provenanceOnly = (s: SessionTrust, published: Buffer): SessionTrust | undefined => {
-    const p = codec.decodeTrust(published);
-    if (!p.ok) return undefined;
-    const relabelled = { ...s, caused_by: p.value.caused_by, updated_at: p.value.updated_at };
-    return codec.encodeTrust(relabelled).equals(published) ? p.value : undefined;
-  };
-
-  /**
-   * Once the replay has folded every input record that existed at the restore
-   * (so everything the previous run could have folded), a session still ahead
-   * either ended exactly on a verified published version, or took another path
-   * (fewer changes): its current state is published once more, past `max`.
-   */
+  /** Once the replay folded everything the previous run could have: publish the sessions it left behind what was published. */
   const settleAhead = (): void => {
     if (ahead.size === 0) return;
-    for (const [key, a] of ahead) {
+    const { republish, unknown } = settle(ahead, (key) => world.sessions.get(key)?.version);
+    for (const key of unknown) logger.warn({ key }, 'a published session is unknown after the replay');
+    for (const [key, version] of republish) {
       const ws = world.sessions.get(key);
-      if (ws === undefined) {
-        logger.warn({ key }, 'a published session is unknown after the replay');
-        continue;
-      }
-      if (ws.version === a.max && a.verified === a.max) continue;
-      const next = { ...ws, version: a.max + 1 };
+      if (ws === undefined) continue;
+      const next = { ...ws, version };
       world.sessions.set(key, next);
       addState(viewOf(next));
       pending.touched.add(key);
@@ -456,7 +410,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
 
   const collect = (t: Transition): void => {
     world = t.world;
-    for (const s of reconcile(t.changed)) addState(s);
+    for (const s of reconciled(t.changed)) addState(s);
     for (const k of t.touched) pending.touched.add(k);
   };
 

@@ -19,6 +19,8 @@ import { exitIfStuck } from '../helpers/exit.ts';
 
 export const codec = createCodec();
 export const SECRET = 'reliability-secret-of-at-least-32-characters';
+/** The roles' /metrics token in these scenarios (checked: the harness reads /metrics with it). */
+export const METRICS_TOKEN = 'reliability-metrics-token-0123456789abcdef';
 export const ROOT = join(import.meta.dirname, '../..');
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -118,6 +120,7 @@ export const uniqueEnv = (brokers: string[], partitions = 3): Record<string, str
     KAFKA_CLIENT_ID: p,
     CLICKHOUSE_DATABASE: p.replace(/[^A-Za-z0-9_]/g, '_'),
     TRUSTFOLD_JWT_SECRET: SECRET,
+    TRUSTFOLD_METRICS_TOKEN: METRICS_TOKEN,
     LOG_LEVEL: 'silent',
     PORT: '0',
   };
@@ -161,6 +164,35 @@ export const spawnRole = (role: string, env: Record<string, string>): RoleProces
   });
   ready.catch(() => undefined);
   return { role, child, ready, exited, output: () => out };
+};
+
+/** Busy-looping node processes that take the CPU away from everything else until `stop()`. */
+export const startCpuBurners = (count: number): { count: number; stop(): void } => {
+  const children = Array.from({ length: count }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+  return {
+    count,
+    stop: () => {
+      for (const c of children) c.kill('SIGKILL');
+    },
+  };
+};
+
+/** A role's API address, from the banner it printed ("API  http://…"). */
+export const apiOf = (p: RoleProcess): string => {
+  const m = /API\s+(http:\/\/[^\s]+)/.exec(p.output());
+  if (m?.[1] === undefined) throw new Error(`${p.role} printed no API address: ${p.output().slice(-500)}`);
+  return m[1];
+};
+
+/** The projector's `trustfold_projector_unpublished_states` from its /metrics. */
+export const projectorUnpublished = async (p: RoleProcess | undefined): Promise<number> => {
+  if (p === undefined) throw new Error('no projector process');
+  const res = await fetch(`${apiOf(p)}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`projector /metrics answered ${res.status}: ${text.slice(0, 200)}`);
+  const m = /^trustfold_projector_unpublished_states\s+(\d+)/m.exec(text);
+  if (m?.[1] === undefined) throw new Error('projector /metrics has no trustfold_projector_unpublished_states');
+  return Number(m[1]);
 };
 
 export const killHard = async (p: RoleProcess | undefined): Promise<void> => {

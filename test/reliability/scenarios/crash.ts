@@ -22,11 +22,13 @@ import {
   killHard,
   latestTrust,
   printFigure,
+  projectorUnpublished,
   readEvents,
   readTopics,
   SECRET,
   sleep,
   spawnRole,
+  startCpuBurners,
   stopGracefully,
   tempDir,
   trustDifferences,
@@ -50,6 +52,12 @@ export type CrashOptions = {
   /** Production is stretched to at least this long so kills land mid-stream. */
   minProduceMs: number;
   catchUpTimeoutMs: number;
+  /**
+   * CPU pressure: this many busy-looping processes run beside the scenario
+   * (on 2 cores, 2 of them leave the roles and the broker a fraction of a
+   * core) — restores, sends and commits then interleave as on a loaded host.
+   */
+  cpuBurners?: number;
   log?: (s: string) => void;
 };
 
@@ -74,6 +82,7 @@ export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
   }
   const ingest = await startSystem({ config, roles: new Set(['ingest']), brokers: o.brokers, logger: createLogger('rel', 'silent'), env, listen: false });
   const procs: { projector?: RoleProcess; sink?: RoleProcess } = {};
+  const burners = startCpuBurners(o.cpuBurners ?? 0);
   const started = Date.now();
   let kills = 0;
   let restartsMs = 0;
@@ -137,9 +146,14 @@ export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
     const inputs = [config.topics.decisions, config.topics.signals];
     const projectorGroup = env['TRUSTFOLD_PROJECTOR_GROUP'] ?? '';
     const sinkGroup = `${config.kafka.clientId}-audit-sink`;
-    await waitUntil('projector caught up', async () => {
+    // "Caught up" means published: the committed input reached the end, and
+    // the projector holds no folded state that the trust topic lacks.
+    let unpublished = -1;
+    await waitUntil('projector caught up and published', async () => {
       const p = await groupProgress(kafka, projectorGroup, inputs);
-      return p.committed >= p.end;
+      if (p.committed < p.end) return false;
+      unpublished = await projectorUnpublished(procs.projector);
+      return unpublished === 0;
     }, o.catchUpTimeoutMs, 500);
     await stopGracefully(procs.projector);
     // The trust topic is transactional: its end offset counts commit markers the sink never sees.
@@ -217,6 +231,8 @@ export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
         'raw re-inserted rows (before merge)': counts.raw - counts.ids,
         'trust states = fresh fold': `${expected.size - diff.length}/${expected.size}`,
         'trust versions dup/gap': `${trustDuplicates}/${trustGaps}`,
+        'unpublished at catch-up': unpublished,
+        'cpu burners': burners.count,
         seconds: Math.round((Date.now() - started) / 1000),
       });
     } finally {
@@ -225,6 +241,7 @@ export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
     assert.ok(kills >= o.kills, `made ${kills} kills`);
     return figure;
   } finally {
+    burners.stop();
     await Promise.all([killHard(procs.projector), killHard(procs.sink)]);
     await ingest.close();
     rmSync(dataDir, { recursive: true, force: true });
