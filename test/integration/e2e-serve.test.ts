@@ -14,7 +14,7 @@ import { createKafka } from '../../services/lib/kafka.ts';
 import { createTrustView, type TrustView } from '../../services/pdp-client/trust-view.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 
-const SECRET = 'e2e-secret-e2e-secret-e2e-secret-e2e-secret';
+const SECRET = 'e2e-secret-of-at-least-32-characters-0123';
 const ALL_SCOPES = ['events:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read'];
 
 type Server = { url: string; child: ChildProcess; output: () => string; stop(): Promise<number | null> };
