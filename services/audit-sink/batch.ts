@@ -96,21 +96,31 @@ export const pick = (t: TableRows, indexes: readonly number[]): TableRows => ({
 });
 
 /**
- * Splits rows by month of their partition column (`toYYYYMM`), oldest month
- * first, keeping Kafka order inside each. One insert per month never touches
- * more than one partition, so ClickHouse's per-block partition cap
- * (max_partitions_per_insert_block, error 252 beyond it) cannot be reached by
- * however spread out a batch's times are.
+ * Months one insert may touch. ClickHouse refuses a block that touches more
+ * partitions than max_partitions_per_insert_block (100 by default; error 252,
+ * TOO_MANY_PARTS), and the sink sets that limit on its inserts itself.
  */
-export const byMonth = (t: TableRows): { month: string; rows: TableRows }[] => {
-  const groups = new Map<string, number[]>();
-  t.ids.forEach((id, i) => {
-    const month = id.time.slice(0, 7);
-    let g = groups.get(month);
-    if (g === undefined) groups.set(month, (g = []));
-    g.push(i);
-  });
-  return [...groups.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([month, indexes]) => ({ month, rows: pick(t, indexes) }));
+export const MONTHS_PER_INSERT = 12;
+export const MAX_PARTITIONS_PER_INSERT = 100;
+
+/**
+ * Splits rows into blocks that each touch at most `maxMonths` months of their
+ * partition column (`toYYYYMM`), oldest months first, Kafka order inside each.
+ * However spread out a batch's times are, no insert can reach the partition
+ * cap; a batch within `maxMonths` months (every normal one) stays one block.
+ * Each month is a part of its own on disk whatever the grouping (one
+ * partition per month), so a wide batch is slow to write; the sink heartbeats
+ * between blocks so that it is not taken for dead meanwhile.
+ */
+export const byMonths = (t: TableRows, maxMonths = MONTHS_PER_INSERT): { months: string[]; rows: TableRows }[] => {
+  const monthOf = t.ids.map((id) => id.time.slice(0, 7));
+  const months = [...new Set(monthOf)].sort();
+  const out: { months: string[]; rows: TableRows }[] = [];
+  for (let i = 0; i < months.length; i += maxMonths) {
+    const group = new Set(months.slice(i, i + maxMonths));
+    out.push({ months: [...group], rows: pick(t, monthOf.flatMap((m, j) => (group.has(m) ? [j] : []))) });
+  }
+  return out;
 };
 
 /** `<tenant>\0<key>`: one record's place in the write-once index of its namespace. */
@@ -166,12 +176,15 @@ export const dedupToken = (table: string, topic: string, partition: number, firs
   `${table}|${topic}|${partition}|${firstOffset}-${lastOffset}`;
 
 /**
- * The token of one insert: its table, offset range, row count and month. The
+ * The token of one insert: its table, offset range, row count and months. The
  * rows a write-once batch inserts depend only on the index and the records,
  * so a re-read of the same offsets builds the same blocks with the same tokens.
  */
-export const blockToken = (rows: Pick<TableRows, 'table' | 'offsets' | 'ids'>, topic: string, partition: number): string =>
-  `${dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '')}|${rows.offsets.length}|${rows.ids[0]?.time.slice(0, 7) ?? ''}`;
+export const blockToken = (rows: Pick<TableRows, 'table' | 'offsets' | 'ids'>, topic: string, partition: number): string => {
+  const months = rows.ids.map((id) => id.time.slice(0, 7)).sort();
+  const range = `${dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '')}|${rows.offsets.length}`;
+  return `${range}|${months[0] ?? ''}..${months[months.length - 1] ?? ''}`;
+};
 
 /** The committed offset is the next one to read. */
 export const nextOffset = (offset: string): string => (BigInt(offset) + 1n).toString();

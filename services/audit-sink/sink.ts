@@ -1,6 +1,6 @@
 // Kafka → ClickHouse. Per partition batch: decode and map (./batch.ts), keep
 // only the first stored copy of every id (the write-once index, ./write-once.ts;
-// later copies are duplicates or conflicts), insert month by month with dedup
+// later copies are duplicates or conflicts), insert in blocks of at most 12 months with dedup
 // tokens made of offset ranges (./write.ts isolates any record ClickHouse
 // refuses), send poison to the dead-letter topic, and only then commit the
 // offset. A crash anywhere before the commit re-reads the same batch: the
@@ -17,7 +17,7 @@ import type { Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
-import { blockToken, byMonth, dedupToken, judgeWriteOnce, mapBatch, nextOffset, pick, topicRole, type Rejected, type TableRows } from './batch.ts';
+import { blockToken, byMonths, dedupToken, judgeWriteOnce, mapBatch, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type Rejected, type TableRows } from './batch.ts';
 import { lookupStoredCopies } from './write-once.ts';
 import { createBlockWriter } from './write.ts';
 
@@ -69,6 +69,7 @@ type Metrics = {
   batches: Counter<'topic'>;
   duplicates: Counter<'table'>;
   conflicts: Counter<'table'>;
+  replays: Counter<'table'>;
 };
 
 const metric = <T>(registry: Registry, name: string, make: () => T): T =>
@@ -91,6 +92,8 @@ const createMetrics = (registry: Registry): Metrics => ({
     new Counter({ name: 'trustfold_audit_sink_duplicates_total', help: 'Later copies of a stored id with the same content (dropped)', labelNames: ['table'], registers: [registry] })),
   conflicts: metric(registry, 'trustfold_audit_sink_conflicts_total', () =>
     new Counter({ name: 'trustfold_audit_sink_conflicts_total', help: 'Later copies of a stored id with other content (kept as evidence, never as the record)', labelNames: ['table'], registers: [registry] })),
+  replays: metric(registry, 'trustfold_audit_sink_replays_total', () =>
+    new Counter({ name: 'trustfold_audit_sink_replays_total', help: 'Records read again after a crash or rebalance, already stored (skipped)', labelNames: ['table'], registers: [registry] })),
 });
 
 /** Runs tasks one after another: the write-once check and the inserts it decides must not interleave. */
@@ -133,7 +136,12 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       values,
       columns: insertColumns(table) as [string, ...string[]],
       format: 'JSONCompactEachRow',
-      clickhouse_settings: { insert_deduplicate: 1, insert_deduplication_token: token, ...insertSettings },
+      clickhouse_settings: {
+        insert_deduplicate: 1,
+        insert_deduplication_token: token,
+        max_partitions_per_insert_block: String(MAX_PARTITIONS_PER_INSERT),
+        ...insertSettings,
+      },
     });
     end();
   };
@@ -159,12 +167,12 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
 
   /**
    * One table's rows of one partition batch, write-once: the index says which
-   * ids were stored before; only first copies are inserted, month by month
-   * (the rows, then their index entries, so a crash in between re-inserts an
+   * ids were stored before; only first copies are inserted, in blocks of a
+   * bounded number of months (the rows, then their index entries, so a crash in between re-inserts an
    * identical row instead of losing one); conflicting copies go to the
    * evidence table. Returns the rows inserted.
    */
-  const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[]): Promise<number> => {
+  const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[], heartbeat: () => Promise<void>): Promise<number> => {
     const stored = await lookupStoredCopies(deps.clickhouse, deps.database, rows.ids);
     const verdict = judgeWriteOnce(rows, { topic, partition }, stored);
     const writer = createBlockWriter({
@@ -173,16 +181,17 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       token: (block) => blockToken(block, topic, partition),
     });
     let inserted = 0;
-    for (const { rows: month } of byMonth(pick(rows, verdict.fresh))) {
-      const r = await writer.write(month);
+    for (const { rows: block } of byMonths(pick(rows, verdict.fresh))) {
+      const r = await writer.write(block);
       for (const x of r.rejected) rejected.push({ offset: x.offset, key: null, value: null, reason: 'clickhouse_rejected', message: x.message });
-      const done = pick(month, month.offsets.flatMap((o, i) => (r.inserted.has(o) ? [i] : [])));
+      const done = pick(block, block.offsets.flatMap((o, i) => (r.inserted.has(o) ? [i] : [])));
       inserted += done.rows.length;
       await insertOrRetry(
         RECORD_IDS,
         done.ids.map((id, i) => recordIdRow(id, { topic, partition, offset: done.offsets[i] ?? '' })),
         blockToken({ ...done, table: RECORD_IDS }, topic, partition),
       );
+      await heartbeat();
     }
     const conflicts = pick(rows, verdict.conflicts.map((c) => c.index));
     await insertOrRetry(
@@ -196,6 +205,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     );
     metrics.duplicates.inc({ table: rows.table.name }, verdict.duplicates.length);
     metrics.conflicts.inc({ table: rows.table.name }, verdict.conflicts.length);
+    metrics.replays.inc({ table: rows.table.name }, verdict.replays.length);
     for (const c of verdict.conflicts) {
       deps.log.warn(
         { table: rows.table.name, topic, partition, offset: rows.offsets[c.index], key: rows.ids[c.index]?.key, first: c.first.kafka },
@@ -218,7 +228,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
 
     const rejected = [...mapped.rejected];
     for (const rows of mapped.tables) {
-      const inserted = await serial(() => storeWriteOnce(rows, topic, partition, rejected));
+      const inserted = await serial(() => storeWriteOnce(rows, topic, partition, rejected, heartbeat));
       metrics.rows.inc({ table: rows.table.name }, inserted);
       metrics.rowsPerSecond.set(rate(Date.now(), inserted));
       const token = dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '');

@@ -10,11 +10,18 @@
 //
 // `get` never guesses: an unknown session is `{ known: false }`, and so is
 // any session while the view has not caught up yet.
+//
+// A record is refused (counted, not applied; see admitTrust) when its Kafka
+// key is not its own session's, or its version is not one the projector can
+// have published: more than `maxVersionStep` ahead of the version held, or,
+// for a session not held yet, beyond the record's own offset + 1 (every
+// version of a session is a record before it on the same partition, and
+// compaction keeps offsets). One forged record can then never pin a session.
 import { randomUUID } from 'node:crypto';
 import type { Consumer, Kafka } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { SessionTrust } from '../../schemas/events.ts';
-import { retryTransient, tupleKey } from '../lib/kafka.ts';
+import { retryTransient, sessionKey, tupleKey } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 
 export type TrustLookup =
@@ -31,6 +38,44 @@ export type TrustLookup =
 
 export type TrustChangeListener = (state: SessionTrust, previous: SessionTrust | undefined) => void;
 
+export const REFUSAL_REASONS = ['key_mismatch', 'version_jump', 'version_beyond_offset'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+/** A record the view did not apply, and why. */
+export type RefusedRecord = { reason: RefusalReason; partition: number; offset: string; key: string | null; tenant_id: string; session_id: string; version: number };
+
+/** Default bound on how far one record may move a session's version ahead of the one held. */
+export const DEFAULT_MAX_VERSION_STEP = 1000;
+
+export type Admission = { ok: true; newer: boolean } | { ok: false; reason: RefusalReason };
+
+/**
+ * Whether a trust record may be applied, pure. The projector keys every state
+ * by its own (tenant, session), numbers a session's versions 1, 2, 3, … and
+ * publishes each one, in order, to the session's partition; a restore moves a
+ * session at most just past what it published. So:
+ *   - the key must be the payload's session key;
+ *   - a version may be at most `maxStep` ahead of the one held;
+ *   - a session not held yet cannot have more versions than its partition has
+ *     records up to this one (version ≤ offset + 1; compaction keeps offsets).
+ * Anything else did not come from the projector, and a version that would
+ * pin the session (2^31) is exactly what these bounds refuse. `newer: false`
+ * = a version the view already has (or went past): nothing to do.
+ */
+export const admitTrust = (
+  state: Pick<SessionTrust, 'tenant_id' | 'session_id' | 'version'>,
+  record: { key: string | null; offset: string },
+  held: number | undefined,
+  maxStep = DEFAULT_MAX_VERSION_STEP,
+): Admission => {
+  if (record.key !== sessionKey(state.tenant_id, state.session_id)) return { ok: false, reason: 'key_mismatch' };
+  if (held !== undefined) {
+    if (state.version <= held) return { ok: true, newer: false };
+    return state.version - held > maxStep ? { ok: false, reason: 'version_jump' } : { ok: true, newer: true };
+  }
+  return BigInt(state.version) > BigInt(record.offset) + 1n ? { ok: false, reason: 'version_beyond_offset' } : { ok: true, newer: true };
+};
+
 export type TrustView = {
   /** Resolves once everything that was in the topic at start is loaded. */
   ready(): Promise<void>;
@@ -43,6 +88,8 @@ export type TrustView = {
   /** Called after each accepted newer version; returns an unsubscribe function. */
   onChange(listener: TrustChangeListener): () => void;
   size(): number;
+  /** Records refused so far, by reason (see admitTrust). */
+  refused(): Record<RefusalReason, number>;
   close(): Promise<void>;
 };
 
@@ -74,6 +121,10 @@ export type TrustViewOptions = {
    * timeout, read_uncommitted does not.
    */
   readUncommitted?: boolean;
+  /** How far one record may move a session's version ahead of the one held (default 1000). */
+  maxVersionStep?: number;
+  /** Called for every refused record (after it is counted). */
+  onRefused?: (r: RefusedRecord) => void;
 };
 
 type Entry = { state: SessionTrust; receivedAt: number };
@@ -126,10 +177,21 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     }
   });
 
-  const accept = (state: SessionTrust): void => {
+  const refusals: Record<RefusalReason, number> = { key_mismatch: 0, version_jump: 0, version_beyond_offset: 0 };
+
+  const accept = (state: SessionTrust, record: { partition: number; offset: string; key: Buffer | null }): void => {
     const key = keyOf(state.tenant_id, state.session_id);
     const prev = entries.get(key);
-    if (prev !== undefined && prev.state.version >= state.version) return; // never go back
+    const recordKey = record.key === null ? null : record.key.toString('utf8');
+    const admission = admitTrust(state, { key: recordKey, offset: record.offset }, prev?.state.version, opts.maxVersionStep);
+    if (!admission.ok) {
+      refusals[admission.reason]++;
+      const refused: RefusedRecord = { reason: admission.reason, partition: record.partition, offset: record.offset, key: recordKey, tenant_id: state.tenant_id, session_id: state.session_id, version: state.version };
+      opts.logger?.warn(refused, 'trust view: refused a trust record');
+      opts.onRefused?.(refused);
+      return;
+    }
+    if (!admission.newer) return; // never go back
     entries.set(key, { state, receivedAt: now() });
     let tenants = tenantsBySession.get(state.session_id);
     if (tenants === undefined) tenantsBySession.set(state.session_id, (tenants = new Set()));
@@ -155,7 +217,7 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
           opts.logger?.warn({ partition: batch.partition, offset: m.offset, reason: r.error.message }, 'skipping unreadable trust record');
           continue;
         }
-        accept(r.value);
+        accept(r.value, { partition: batch.partition, offset: m.offset, key: m.key });
       }
     },
   });
@@ -187,6 +249,7 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
       return () => listeners.delete(listener);
     },
     size: () => entries.size,
+    refused: () => ({ ...refusals }),
     async close() {
       listeners.clear();
       await consumer.disconnect();

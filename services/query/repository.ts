@@ -113,8 +113,10 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     for (;;) {
       const batch = (await rows<DecisionRecord>(searchDecisionsSql(database, tenant, filters, { limit: page.limit, order: page.order, after }))).map(decisionFromRecord);
       for (const d of batch) {
-        if (seen.has(d.event_id)) continue;
-        seen.add(d.event_id);
+        // Ids are unique per tenant only: an operator's search sees each tenant's copy.
+        const k = `${d.tenant_id}\u0000${d.event_id}`;
+        if (seen.has(k)) continue;
+        seen.add(k);
         found.push(d);
       }
       const lastRaw = batch[batch.length - 1];

@@ -8,7 +8,7 @@
 // parts until a merge is the same record re-inserted after a crash (same
 // Kafka coordinates, same content). Every read collapses by event id,
 // preferring the first stored copy (lowest Kafka offset), so nothing is
-// counted twice: in SQL (`LIMIT 1 BY event_id`), except the decision search,
+// counted twice: in SQL (`LIMIT 1 BY tenant, event_id`), except the decision search,
 // whose copies come out adjacent and are dropped by the repository (LIMIT BY
 // there would defeat the top-N read).
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
@@ -99,7 +99,7 @@ export const decisionFilterWhere = (tenant: TenantScope, f: DecisionFilters): Wh
  * after `after`. Asks for limit + 1 rows: the extra one says whether a next
  * page exists, so the caller never truncates silently.
  *
- * No `LIMIT 1 BY event_id` here, on purpose: with it the engine must read
+ * No `LIMIT 1 BY tenant, event_id` here, on purpose: with it the engine must read
  * every column of every match before it can drop any (1.3 s for a 30-day
  * search on 10M rows). A plain ORDER BY … LIMIT lets it keep a top-N heap over
  * the sort and filter columns and read the other columns of only the rows it
@@ -183,7 +183,7 @@ export const trustHistorySql = (database: string, tenant: string, sessionId: str
   return {
     query:
       `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
-      `WHERE ${w.sql()}\nORDER BY version ASC, kafka_offset ASC\nLIMIT 1 BY version`,
+      `WHERE ${w.sql()}\nORDER BY version ASC, kafka_offset ASC\nLIMIT 1 BY tenant, version`,
     query_params: w.params,
   };
 };
@@ -195,7 +195,7 @@ export const signalsByIdSql = (database: string, tenant: TenantScope, eventIds: 
   return {
     query:
       `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload FROM ${qualified(database, 'signals')}\n` +
-      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY event_id`,
+      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY tenant, event_id`,
     query_params: w.params,
   };
 };
@@ -229,7 +229,7 @@ export const timelineDecisionsSql = (database: string, tenant: TenantScope, sess
   return {
     query:
       `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
-      `ORDER BY occurred_at ASC, toString(event_id) ASC, kafka_offset ASC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
+      `ORDER BY occurred_at ASC, toString(event_id) ASC, kafka_offset ASC\nLIMIT 1 BY tenant, event_id\nLIMIT {limit:UInt32}`,
     query_params: { ...w.params, limit },
   };
 };
@@ -248,7 +248,7 @@ export const timelineSignalsSql = (database: string, tenant: TenantScope, sessio
   return {
     query:
       `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload FROM ${qualified(database, 'signals')}\n` +
-      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY event_id\nLIMIT {limit:UInt32}`,
+      `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY tenant, event_id\nLIMIT {limit:UInt32}`,
     query_params: mergeParams(referenced.query_params, { ...w.params, limit }),
   };
 };
@@ -262,7 +262,7 @@ export const timelineTrustSql = (database: string, tenant: TenantScope, sessionI
   return {
     query:
       `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
-      `WHERE ${w.sql()}\nORDER BY updated_at ASC, version ASC, kafka_offset ASC\nLIMIT 1 BY version\nLIMIT {limit:UInt32}`,
+      `WHERE ${w.sql()}\nORDER BY updated_at ASC, version ASC, kafka_offset ASC\nLIMIT 1 BY tenant, version\nLIMIT {limit:UInt32}`,
     query_params: { ...w.params, limit },
   };
 };
@@ -332,7 +332,7 @@ export const delegatorSessionsSql = (
       `  countIf(effect = 'allow') AS allows, countIf(effect = 'deny') AS denies, countIf(effect = 'step_up') AS step_ups,\n` +
       `  groupUniqArray(16)(agent_id) AS agents\n` +
       `FROM (SELECT tenant, session_id, occurred_at, event_id, effect, agent_id FROM ${qualified(database, 'decisions')}\n` +
-      `  WHERE ${w.sql()}\n  LIMIT 1 BY event_id)\n` +
+      `  WHERE ${w.sql()}\n  LIMIT 1 BY tenant, event_id)\n` +
       `GROUP BY tenant, session_id\n` +
       (after !== undefined ? `HAVING ${having.sql()}\n` : '') +
       `ORDER BY last_at DESC, tenant ASC, session_id ASC\nLIMIT {limit:UInt32}`,

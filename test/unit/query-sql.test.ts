@@ -64,6 +64,18 @@ describe('decision search SQL', () => {
     }
   });
 
+  test('every collapse is per tenant: an operator reading all tenants sees each tenant\'s copy of a shared id', () => {
+    for (const s of [
+      signalsByIdSql('tf', undefined, ['01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e']),
+      trustHistorySql('tf', 'acme', 'S-9'),
+      timelineSql('tf', undefined, 'S-9', 10),
+      delegatorSessionsSql('tf', undefined, 'U-442', {}, 10),
+    ]) {
+      assert.doesNotMatch(s.query, /LIMIT 1 BY (event_id|version)\b/);
+      assert.match(s.query, /LIMIT 1 BY tenant, (event_id|version)/);
+    }
+  });
+
   test('by id: one row in a tenant; for an operator without a tenant, one per tenant holding the id (the caller refuses to guess)', () => {
     const scoped = decisionByIdSql('tf', 'acme', '01976d2a-9e1b-7c3a-8d4e-5f6a7b8c9d0e');
     assert.match(scoped.query, /LIMIT 1 BY tenant\nLIMIT 1$/);
@@ -144,7 +156,7 @@ describe('timeline and delegator SQL', () => {
     assert.equal(s.query_params['limit'], 21);
     assert.match(s.query, /countIf\(effect = 'deny'\) AS denies/);
     assert.match(s.query, /HAVING \(last_at < /);
-    assert.match(s.query, /LIMIT 1 BY event_id/);
+    assert.match(s.query, /LIMIT 1 BY tenant, event_id/);
   });
 
   test('last tiers take the highest version per session', () => {
