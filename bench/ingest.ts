@@ -48,7 +48,8 @@ await admin.createTopics({ waitForLeaders: true, topics: [topics.decisions, topi
 await admin.disconnect();
 
 // Sessions vary so records spread over partitions like real traffic.
-const template = JSON.stringify({ ...decisionFixture, event_id: '__ID__', session_id: '__SESSION__' });
+// Ingest refuses event times outside its horizon: the fixture is dated now.
+const template = JSON.stringify({ ...decisionFixture, occurred_at: new Date().toISOString(), event_id: '__ID__', session_id: '__SESSION__' });
 const codec = createCodec();
 
 // --- raw kafkajs: the same Avro records (encoded in the timed loop, as ingest
@@ -59,7 +60,7 @@ type Phase = { events: number; elapsed: number };
 const raw = async (n: number, seconds: number): Promise<Phase> => {
   const ps: Producer[] = Array.from({ length: n }, () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: keyPartitioner }));
   await Promise.all(ps.map((p) => p.connect()));
-  const base = eventSchema.parse(decisionFixture);
+  const base = eventSchema.parse({ ...decisionFixture, occurred_at: new Date().toISOString() });
   let sent = 0;
   let seq = 0;
   const deadline = Date.now() + seconds * 1000;

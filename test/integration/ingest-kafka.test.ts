@@ -9,7 +9,11 @@ import { createKafkaSink, type EventSink } from '../../services/ingest/sink.ts';
 import type { App } from '../../services/lib/http.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
 import { createKafka } from '../../services/lib/kafka.ts';
-import { decisionFixture, signalFixtures } from '../fixtures/events.ts';
+import { decisionFixture as dated, signalFixtures } from '../fixtures/events.ts';
+
+// Ingest refuses event times outside its horizon (30 days): the fixtures' times are moved to now.
+const NOW = new Date().toISOString();
+const decisionFixture = { ...dated, occurred_at: NOW };
 import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { readTopic } from './ingest-readback.ts';
 
@@ -45,7 +49,7 @@ describe('ingest → Kafka', () => {
 
   test('the topics hold exactly the accepted events, stamped, and none of the rejected', async () => {
     const decisions = Array.from({ length: 300 }, (_, i) => ({ ...decisionFixture, event_id: uuidv7(), session_id: `S-${i % 7}` }));
-    const signal = { ...signalFixtures.injection_detected, event_id: uuidv7() };
+    const signal = { ...signalFixtures.injection_detected, event_id: uuidv7(), occurred_at: NOW };
     const foreign = { ...decisionFixture, event_id: uuidv7(), tenant_id: 'globex' };
     const invalid = { ...decisionFixture, event_id: uuidv7(), decision: { effect: 'maybe', policy_id: 'P' } };
     const payload = [...decisions.slice(0, 150), foreign, signal, invalid, decisions[0], ...decisions.slice(150)];

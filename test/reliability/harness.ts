@@ -20,6 +20,13 @@ import { exitIfStuck } from '../helpers/exit.ts';
 export const codec = createCodec();
 export const SECRET = 'reliability-secret-of-at-least-32-characters';
 /** The roles' /metrics token in these scenarios (checked: the harness reads /metrics with it). */
+/**
+ * The subject of the scenarios' ingest tokens. Actor fields are stamped from
+ * the token, so the workload's `trust_set` names this subject, and the token
+ * carries `trust:write` (a loosening kind) besides `events:write`.
+ */
+export const REL_ACTOR = 'rel-soc';
+export const REL_SCOPES = ['events:write', 'trust:write'];
 export const METRICS_TOKEN = 'reliability-metrics-token-0123456789abcdef';
 export const ROOT = join(import.meta.dirname, '../..');
 
@@ -253,7 +260,7 @@ export const sessionStartedEvent = (tenant: string, session: string, now = Date.
 
 export const riskSignal = (tenant: string, session: string, i: number, now = Date.now()): SignalEvent => {
   const base = { type: 'signal' as const, event_id: uuidv7(now), tenant_id: tenant, occurred_at: new Date(now).toISOString(), session_id: session };
-  if (i % 7 === 0) return { ...base, kind: 'trust_set', tier: 'trusted', reason: 'soc reset', set_by: 'soc' };
+  if (i % 7 === 0) return { ...base, kind: 'trust_set', tier: 'trusted', reason: 'soc reset', set_by: REL_ACTOR };
   return { ...base, kind: 'injection_detected', signal_id: `SIG-${i}`, severity: SEVERITIES[i % 4] ?? 'low', detector: 'rel' };
 };
 

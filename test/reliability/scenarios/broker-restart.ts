@@ -13,7 +13,7 @@ import { configFrom } from '../../../services/lib/config.ts';
 import { createKafka } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
 import { startSystem } from '../../../services/system.ts';
-import { createWorkload, freshFold, latestTrust, printFigure, readEvents, SECRET, sleep, tempDir, trustDifferences, uniqueEnv, waitUntil, type Figure, type TestBroker } from '../harness.ts';
+import { createWorkload, freshFold, latestTrust, printFigure, readEvents, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, trustDifferences, uniqueEnv, waitUntil, type Figure, type TestBroker } from '../harness.ts';
 
 export type BrokerRestartOptions = { broker: TestBroker; eventsBefore: number; downMs: number; eventsAfter: number; log?: (s: string) => void };
 
@@ -24,7 +24,7 @@ export const runBrokerRestartScenario = async (o: BrokerRestartOptions): Promise
   const env: Record<string, string> = { ...uniqueEnv(o.broker.brokers, 3), TRUSTFOLD_DATA_DIR: dataDir, TRUSTFOLD_PRODUCE_TIMEOUT_MS: '1500' };
   const config = configFrom(env);
   const system = await startSystem({ config, roles: new Set(['ingest', 'projector', 'audit-sink', 'query']), brokers: o.broker.brokers, logger: createLogger('rel', process.env.RELIABILITY_LOG ?? 'silent'), env, listen: false });
-  const token = await mintToken({ sub: 'gw-rel', tenant: 'acme', scopes: ['events:write'], ttlSeconds: 3600 }, SECRET);
+  const token = await mintToken({ sub: REL_ACTOR, tenant: 'acme', scopes: REL_SCOPES, ttlSeconds: 3600 }, SECRET);
   const workload = createWorkload({ tenant: 'acme', sessions: 50, signalEvery: 9 });
   const accepted: TrustfoldEvent[] = [];
   const refused: { status: number; retryAfter: string; code: string }[] = [];

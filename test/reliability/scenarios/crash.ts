@@ -26,6 +26,8 @@ import {
   readEvents,
   readTopics,
   SECRET,
+  REL_ACTOR,
+  REL_SCOPES,
   sleep,
   spawnRole,
   startCpuBurners,
@@ -92,7 +94,7 @@ export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
     await Promise.all([procs.projector.ready, procs.sink.ready]);
     log(`children ready in ${Date.now() - started} ms`);
 
-    const token = await mintToken({ sub: 'gw-rel', tenant: 'acme', scopes: ['events:write'], ttlSeconds: 24 * 3600 }, SECRET);
+    const token = await mintToken({ sub: REL_ACTOR, tenant: 'acme', scopes: REL_SCOPES, ttlSeconds: 24 * 3600 }, SECRET);
     const workload = createWorkload({ tenant: 'acme', sessions: o.sessions, signalEvery: 9 });
     const accepted: TrustfoldEvent[] = [];
     let producing = true;

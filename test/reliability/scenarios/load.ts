@@ -11,7 +11,7 @@ import { configFrom } from '../../../services/lib/config.ts';
 import { createLogger } from '../../../services/lib/log.ts';
 import { startSystem } from '../../../services/system.ts';
 import { openSse } from '../../helpers/sse.ts';
-import { createWorkload, printFigure, rssMb, SECRET, sleep, tempDir, uniqueEnv, type Figure } from '../harness.ts';
+import { createWorkload, printFigure, rssMb, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, uniqueEnv, type Figure } from '../harness.ts';
 
 export type LoadOptions = { brokers: string[]; durationMs: number; batchSize: number; log?: (s: string) => void };
 
@@ -35,7 +35,7 @@ export const runLoadScenario = async (o: LoadOptions): Promise<Figure> => {
   const config = configFrom(env);
   const system = await startSystem({ config, roles: new Set(['ingest', 'projector', 'audit-sink', 'query']), brokers: o.brokers, logger: createLogger('rel', 'silent'), env, listen: true });
   const base = system.url ?? '';
-  const token = await mintToken({ sub: 'load', tenant: 'acme', scopes: ['events:write', 'trust:read', 'audit:read'], ttlSeconds: 3600 }, SECRET);
+  const token = await mintToken({ sub: REL_ACTOR, tenant: 'acme', scopes: [...REL_SCOPES, 'trust:read', 'audit:read'], ttlSeconds: 3600 }, SECRET);
   const headers = { authorization: `Bearer ${token}` };
   const workload = createWorkload({ tenant: 'acme', sessions: 300, signalEvery: 5 });
   const errors: string[] = [];
