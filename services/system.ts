@@ -21,7 +21,7 @@ import { clickhouseTarget, createClickHouse } from './lib/clickhouse.ts';
 import type { Config } from './lib/config.ts';
 import { errorMessage } from './lib/errors.ts';
 import { buildBaseApp, type App, type ReadinessCheck } from './lib/http.ts';
-import { createKafka, ensureTopics, topicLayout } from './lib/kafka.ts';
+import { createKafkaFor, ensureTopics, topicLayout } from './lib/kafka.ts';
 import type { Logger } from './lib/log.ts';
 import { createTrustView, type TrustView } from './pdp-client/trust-view.ts';
 import { parseProjectorConfig } from './projector/config.ts';
@@ -117,7 +117,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
   };
 
   try {
-    const kafka = createKafka(o.brokers, config.kafka.clientId);
+    const kafka = createKafkaFor(config.kafka, o.brokers, config.kafka.clientId);
     const admin = kafka.admin();
     await admin.connect();
     closers.push(() => admin.disconnect());

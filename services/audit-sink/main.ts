@@ -8,7 +8,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { migrate } from '../../schemas/clickhouse/migrate.ts';
 import { clickhouseTarget, createClickHouse } from '../lib/clickhouse.ts';
 import { loadConfig } from '../lib/config.ts';
-import { createKafka, ensureTopics, topicLayout } from '../lib/kafka.ts';
+import { createKafkaFor, ensureTopics, topicLayout } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { createAuditSink } from './sink.ts';
 
@@ -28,7 +28,7 @@ const main = async (): Promise<void> => {
 
   const clickhouse = createClickHouse(clickhouseTarget(config.clickhouse));
   await migrate(clickhouse, { database: config.clickhouse.database, ttlDays: config.clickhouse.ttlDays, cluster: config.clickhouse.cluster });
-  const kafka = createKafka(config.kafka.brokers, `${config.kafka.clientId}-audit-sink`);
+  const kafka = createKafkaFor(config.kafka, config.kafka.brokers, `${config.kafka.clientId}-audit-sink`);
   const admin = kafka.admin();
   await admin.connect();
   await ensureTopics(admin, topicLayout(config));

@@ -16,6 +16,14 @@ const DAY_MS = 86_400_000;
 const envSchema = z.object({
   KAFKA_BROKERS: list.pipe(z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).min(1)).optional(),
   KAFKA_CLIENT_ID: z.string().min(1).default('trustfold'),
+  KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']).optional(),
+  KAFKA_SASL_USERNAME: z.string().min(1).optional(),
+  KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
+  KAFKA_TLS: flag,
+  KAFKA_TLS_CA_FILE: z.string().min(1).optional(),
+  KAFKA_TLS_CERT_FILE: z.string().min(1).optional(),
+  KAFKA_TLS_KEY_FILE: z.string().min(1).optional(),
+  KAFKA_TLS_REJECT_UNAUTHORIZED: z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1').default(true),
   TRUSTFOLD_TOPIC_DECISIONS: z.string().min(1).default('trustfold.decisions.v1'),
   TRUSTFOLD_TOPIC_SIGNALS: z.string().min(1).default('trustfold.signals.v1'),
   TRUSTFOLD_TOPIC_SESSION_TRUST: z.string().min(1).default('trustfold.session-trust.v1'),
@@ -63,8 +71,15 @@ export type Env = z.infer<typeof envSchema>;
 
 export type Topics = { decisions: string; signals: string; sessionTrust: string; deadLetter: string };
 
+/** How every Kafka client authenticates and encrypts (services/lib/kafka.ts turns it into client options). */
+export type KafkaSecurity = {
+  sasl: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string } | undefined;
+  /** TLS to the brokers; files are PEM, read when a client is created. */
+  tls: { caFile: string | undefined; certFile: string | undefined; keyFile: string | undefined; rejectUnauthorized: boolean } | undefined;
+};
+
 export type Config = {
-  kafka: { brokers: string[] | undefined; clientId: string; partitions: number; replication: number };
+  kafka: { brokers: string[] | undefined; clientId: string; partitions: number; replication: number; security: KafkaSecurity };
   topics: Topics;
   clickhouse: {
     url: string | undefined;
@@ -106,6 +121,17 @@ export type Config = {
   logLevel: Env['LOG_LEVEL'];
 };
 
+/** SASL needs a mechanism, a user and a password together, or none of them. */
+const kafkaSasl = (e: Env): Result<KafkaSecurity['sasl'], FieldError[]> => {
+  const given = [e.KAFKA_SASL_MECHANISM, e.KAFKA_SASL_USERNAME, e.KAFKA_SASL_PASSWORD].some((v) => v !== undefined);
+  if (!given) return ok(undefined);
+  const missing = (['KAFKA_SASL_MECHANISM', 'KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD'] as const).filter((k) => e[k] === undefined);
+  if (missing.length > 0 || e.KAFKA_SASL_MECHANISM === undefined || e.KAFKA_SASL_USERNAME === undefined || e.KAFKA_SASL_PASSWORD === undefined) {
+    return err(missing.map((path) => ({ path, message: 'SASL needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD' })));
+  }
+  return ok({ mechanism: e.KAFKA_SASL_MECHANISM, username: e.KAFKA_SASL_USERNAME, password: e.KAFKA_SASL_PASSWORD });
+};
+
 export const parseConfig = (env: Record<string, string | undefined>): Result<Config, FieldError[]> => {
   // An empty variable means "unset", as in most shells' `FOO= cmd`.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -117,8 +143,26 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
     const missing = (['TRUSTFOLD_JWT_ISSUER', 'TRUSTFOLD_JWT_AUDIENCE'] as const).filter((k) => e[k] === undefined);
     if (missing.length > 0) return err(missing.map((path) => ({ path, message: 'required with TRUSTFOLD_JWKS_URL' })));
   }
+  const sasl = kafkaSasl(e);
+  if (!sasl.ok) return sasl;
+  const tlsFiles = e.KAFKA_TLS_CA_FILE !== undefined || e.KAFKA_TLS_CERT_FILE !== undefined || e.KAFKA_TLS_KEY_FILE !== undefined;
+  if ((e.KAFKA_TLS_CERT_FILE === undefined) !== (e.KAFKA_TLS_KEY_FILE === undefined)) {
+    return err([{ path: e.KAFKA_TLS_CERT_FILE === undefined ? 'KAFKA_TLS_CERT_FILE' : 'KAFKA_TLS_KEY_FILE', message: 'a client certificate needs both KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE' }]);
+  }
   return ok({
-    kafka: { brokers: e.KAFKA_BROKERS, clientId: e.KAFKA_CLIENT_ID, partitions: e.TRUSTFOLD_PARTITIONS, replication: e.TRUSTFOLD_REPLICATION },
+    kafka: {
+      brokers: e.KAFKA_BROKERS,
+      clientId: e.KAFKA_CLIENT_ID,
+      partitions: e.TRUSTFOLD_PARTITIONS,
+      replication: e.TRUSTFOLD_REPLICATION,
+      security: {
+        sasl: sasl.value,
+        // TLS files imply TLS; a SASL password never travels in the clear unless KAFKA_TLS=false is the deployment's choice.
+        tls: e.KAFKA_TLS || tlsFiles
+          ? { caFile: e.KAFKA_TLS_CA_FILE, certFile: e.KAFKA_TLS_CERT_FILE, keyFile: e.KAFKA_TLS_KEY_FILE, rejectUnauthorized: e.KAFKA_TLS_REJECT_UNAUTHORIZED }
+          : undefined,
+      },
+    },
     topics: {
       decisions: e.TRUSTFOLD_TOPIC_DECISIONS,
       signals: e.TRUSTFOLD_TOPIC_SIGNALS,

@@ -1,8 +1,9 @@
 // Kafka plumbing shared by every role: the client, the topic layout, message
 // keys and the dead-letter record. Handlers stay thin on top of this.
+import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type Admin, type ICustomPartitioner, type ITopicConfig, type KafkaConfig, type Producer } from 'kafkajs';
 import type { TrustfoldEvent } from '../../schemas/events.ts';
-import type { Config, Topics } from './config.ts';
+import type { Config, KafkaSecurity, Topics } from './config.ts';
 
 export const createKafka = (brokers: string[], clientId: string, extra: Partial<KafkaConfig> = {}): Kafka =>
   new Kafka({
@@ -14,6 +15,42 @@ export const createKafka = (brokers: string[], clientId: string, extra: Partial<
     retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 8 },
     ...extra,
   });
+
+/**
+ * The SASL and TLS options of a client, from configuration (KAFKA_SASL_*,
+ * KAFKA_TLS*). Every role passes them to createKafka, so no client of a
+ * secured cluster connects without them. PEM files are read here, once per
+ * client.
+ */
+export const kafkaSecurityOptions = (security: KafkaSecurity): Pick<KafkaConfig, 'sasl' | 'ssl'> => {
+  const out: Pick<KafkaConfig, 'sasl' | 'ssl'> = {};
+  const { sasl, tls } = security;
+  if (sasl !== undefined) {
+    out.sasl =
+      sasl.mechanism === 'plain'
+        ? { mechanism: 'plain', username: sasl.username, password: sasl.password }
+        : sasl.mechanism === 'scram-sha-256'
+          ? { mechanism: 'scram-sha-256', username: sasl.username, password: sasl.password }
+          : { mechanism: 'scram-sha-512', username: sasl.username, password: sasl.password };
+  }
+  if (tls !== undefined) {
+    const read = (file: string | undefined): Buffer | undefined => (file === undefined ? undefined : readFileSync(file));
+    const ca = read(tls.caFile);
+    const cert = read(tls.certFile);
+    const key = read(tls.keyFile);
+    out.ssl = {
+      rejectUnauthorized: tls.rejectUnauthorized,
+      ...(ca !== undefined ? { ca: [ca] } : {}),
+      ...(cert !== undefined ? { cert } : {}),
+      ...(key !== undefined ? { key } : {}),
+    };
+  }
+  return out;
+};
+
+/** A client of the configured cluster, with its security settings. */
+export const createKafkaFor = (kafka: Pick<Config['kafka'], 'security'>, brokers: string[], clientId: string, extra: Partial<KafkaConfig> = {}): Kafka =>
+  createKafka(brokers, clientId, { ...kafkaSecurityOptions(kafka.security), ...extra });
 
 /**
  * Keys are unambiguous tuples, so tenant "a/b" + session "c" never collides

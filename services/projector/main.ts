@@ -1,7 +1,7 @@
 // A projector on its own (`node --import tsx services/projector/main.ts`):
 // the child process the kill test runs, and a way to run the role alone.
 import { loadConfig } from '../lib/config.ts';
-import { createKafka } from '../lib/kafka.ts';
+import { createKafkaFor } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseProjectorConfig } from './config.ts';
 import { createProjector } from './runtime.ts';
@@ -17,7 +17,7 @@ if (config.kafka.brokers === undefined) {
   process.stderr.write('trustfold projector: KAFKA_BROKERS is required\n');
   process.exit(2);
 }
-const kafka = createKafka(config.kafka.brokers, `${config.kafka.clientId}-projector`);
+const kafka = createKafkaFor(config.kafka, config.kafka.brokers, `${config.kafka.clientId}-projector`);
 const projector = createProjector({ kafka, config, logger, groupId: pc.value.groupId, tickIntervalMs: pc.value.tickIntervalMs, fold: pc.value.fold, delivery: pc.value.delivery });
 
 let stopping = false;
