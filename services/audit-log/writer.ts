@@ -148,7 +148,13 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
       const c = deps.kafka.consumer({ groupId: deps.groupId, sessionTimeout: 10_000, heartbeatInterval: 2_000, allowAutoTopicCreation: false, maxWaitTimeInMs: 200 });
       consumer = c;
       // A partition may have moved to another writer and back: its state is re-read from storage.
-      c.on(c.events.GROUP_JOIN, () => states.clear());
+      // Every assigned log is loaded at once, so one that gets no new record (all of it logged before a crash) is still signed.
+      c.on(c.events.GROUP_JOIN, (ev) => {
+        states.clear();
+        for (const [topic, partitions] of Object.entries(ev.payload.memberAssignment)) {
+          for (const p of partitions) stateOf(logIdOf(topic, p)).catch((e: unknown) => deps.log.warn({ err: e, topic, partition: p }, 'audit log: loading log state failed'));
+        }
+      });
       c.on(c.events.CRASH, (ev) => {
         running = ev.payload.restart;
         deps.log.error({ err: ev.payload.error }, 'audit log: consumer crashed');
