@@ -35,7 +35,7 @@ export const emitterAudit = (emitter: Emitter): Audit => ({
   signal: async (s) => toOutcome(await emitter.emitSignal(s)),
 });
 
-export type RunningGate = { gateway: Gateway; url?: string; close(): Promise<void> };
+export type RunningGate = { gateway: Gateway; view: TrustView; url?: string; close(): Promise<void> };
 
 export type StartGateOptions = {
   gate: GateConfig;
@@ -94,12 +94,12 @@ export const startGate = async (o: StartGateOptions): Promise<RunningGate> => {
       const identity = identityFromClaims(decodeJwt(o.stdioToken), gate.claims);
       if (!identity.ok) throw new Error(`TRUSTFOLD_GATE_AGENT_TOKEN: ${identity.error}`);
       await g.connect(new StdioServerTransport(), identity.value);
-      return { gateway: g, close };
+      return { gateway: g, view, close };
     }
     const http: GateHttp = createGateHttp({ gateway: g, authenticator, claims: gate.claims, path: gate.listen.path, logger });
     const url = await http.listen(o.portOverride ?? gate.listen.port, gate.listen.host);
     closers.push(() => http.close());
-    return { gateway: g, url, close };
+    return { gateway: g, view, url, close };
   } catch (e) {
     await close();
     throw e;
