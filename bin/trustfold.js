@@ -3,5 +3,11 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../services/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+if (argv[0] === 'gate') {
+  const { runCli } = await import('../services/cli/cli.ts');
+  process.exitCode = await runCli(argv);
+} else {
+  const { main } = await import('../services/main.ts');
+  process.exitCode = await main(argv);
+}

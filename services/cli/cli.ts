@@ -26,6 +26,8 @@ const USAGE = `usage:
                          [--ticket ID] [--expires 2h|ISO-8601] [--id FREEZE_ID] [--tenant ID]
   trustfold freeze lift FREEZE_ID [--reason TEXT] [--tenant ID]
   trustfold freeze list [--tenant ID] [--json]
+  trustfold gate --config FILE [--stdio] [--port N]
+      an MCP gateway judging every tools/call on live session trust (trustfold gate --help)
 common: --url URL (TRUSTFOLD_URL, default http://127.0.0.1:$PORT)  --token JWT (TRUSTFOLD_TOKEN;
         default: a 5-minute token minted from the local secret)`;
 
@@ -243,6 +245,7 @@ export const runCli = async (argv: string[], partial: Partial<CliIo> = {}): Prom
   try {
     if (command === 'token') return await tokenCommand(ctx, rest);
     if (command === 'freeze') return await freezeCommand(ctx, rest);
+    if (command === 'gate') return await (await import('../gate/main.ts')).runGate(rest, io.env);
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       io.stdout(`${USAGE}\n`);
       return command === undefined ? 2 : 0;
