@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import type { SessionTrust } from '../../schemas/events.ts';
 import { argsDigest, buildCatalog, changedTools, canonicalJson, mayCall, resourceOf, toolSchemaDigest } from '../../services/gate/catalog.ts';
 import { identityFromClaims } from '../../services/gate/claims.ts';
-import { parseGateConfig, parseGateConfigText } from '../../services/gate/config.ts';
+import { loadGateConfig, parseGateConfig, parseGateConfigText } from '../../services/gate/config.ts';
 import { DEFAULT_RULES, judgeCall } from '../../services/gate/rules.ts';
 import type { TrustLookup } from '../../services/pdp-client/trust-view.ts';
 
@@ -149,6 +149,11 @@ describe('config file', () => {
     assert.ok(!r.ok);
     const paths = r.error.map((e) => e.path);
     for (const p of ['upstreams.bad name', 'upstreams.ok.url', 'rules.restrict_destructive_at', 'tools.delete_file', '(root)']) assert.ok(paths.includes(p), `${p} in ${paths.join(', ')}`);
+  });
+  test('the example config file is valid', () => {
+    const r = loadGateConfig(new URL('../../examples/mcp/gate.json', import.meta.url).pathname);
+    assert.ok(r.ok, JSON.stringify(!r.ok && r.error));
+    assert.equal(r.value.tools['ledger__write_file']?.destructive, true);
   });
   test('no upstream, and not JSON, are errors too', () => {
     const none = parseGateConfig({ upstreams: {} });
