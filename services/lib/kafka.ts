@@ -129,11 +129,33 @@ export const ensureTopics = async (admin: Admin, layout: ITopicConfig[]): Promis
   try {
     await admin.createTopics({ topics: missing, waitForLeaders: true });
   } catch (e) {
-    // Another instance may have created them between list and create.
-    const now = new Set(await admin.listTopics());
-    if (missing.some((t) => !now.has(t.topic))) throw e;
+    // Another instance may have created them between list and create, or the
+    // broker is slow to show new topics and elect their leaders (a loaded
+    // host: createTopics' own wait gives up with UNKNOWN_TOPIC_OR_PARTITION).
+    // Either way: wait until every topic is listed and has a leader per
+    // partition, and fail only if that does not happen in time.
+    if (!(await topicsLed(admin, missing.map((t) => t.topic), 60_000))) throw e;
   }
   return missing.map((t) => t.topic);
+};
+
+/** Waits until every topic exists and each of its partitions has a leader; false after `timeoutMs`. */
+const topicsLed = async (admin: Admin, topics: string[], timeoutMs: number): Promise<boolean> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const listed = new Set(await admin.listTopics());
+      if (topics.every((t) => listed.has(t))) {
+        const md = await admin.fetchTopicMetadata({ topics });
+        if (md.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return true;
+      }
+    } catch (e) {
+      const retriable = typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
+      if (!retriable) throw e;
+    }
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 };
 
 /** Where a poison message came from and why it was set aside. */

@@ -176,6 +176,13 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   let broken = false;
   let recovering: Promise<void> | undefined;
   let starting = false;
+  /** Settles when stop() is called: a restore that is still reading gives up instead of holding the stop. */
+  let stopRequested!: () => void;
+  const stopped = new Promise<never>((_, reject) => {
+    stopRequested = () => reject(new Error('projector stopping'));
+  });
+  stopped.catch(() => undefined);
+  const untilStopped = <T>(p: Promise<T>): Promise<T> => Promise.race([p, stopped]);
   const maxPublishLagMs = deps.maxPublishLagMs ?? 30_000;
   const stats: ProjectorStats = {
     sessions: 0,
@@ -262,7 +269,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
             }
           },
         });
-        await caught.done;
+        await untilStopped(caught.done);
       } finally {
         caught.dispose();
         await reader.disconnect();
@@ -314,7 +321,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       });
       // Skip what the changelog already covers (an optimisation: records below it are ignored anyway).
       for (const partition of ends.keys()) if (from(partition) > 0n) reader.seek({ topic, partition, offset: String(from(partition)) });
-      await caught.done;
+      await untilStopped(caught.done);
     } finally {
       caught.dispose();
       await reader.disconnect();
@@ -965,6 +972,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     },
     async stop() {
       running = false;
+      stopRequested();
       await recovering;
       await teardown();
     },
