@@ -1,0 +1,73 @@
+// The responder's and SOC's console at /console: a static page and one
+// script, bundled in memory from web/ when the API starts (esbuild; no build
+// step, no network, nothing fetched at run time). The page reads the same
+// APIs a curl user does, with the token the person pastes; the only route of
+// its own is whoami, so the page can show who the token is and offer only
+// what its scopes allow.
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { SCOPES } from '../lib/auth.ts';
+import { callerOf, requireAnyScope } from '../lib/http.ts';
+
+/** No inline script or style, nothing from elsewhere: the page, its script, its style, and the APIs of this origin. */
+export const CONSOLE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+type Asset = { type: string; body: Buffer; etag: string };
+
+const web = (file: string): string => fileURLToPath(new URL(`./web/${file}`, import.meta.url));
+
+const asset = (type: string, body: Buffer | string): Asset => {
+  const b = typeof body === 'string' ? Buffer.from(body) : body;
+  return { type, body: b, etag: `"${createHash('sha256').update(b).digest('base64url').slice(0, 22)}"` };
+};
+
+/** The page's script: web/ui/main.ts and what it imports, as one ES module. */
+export const bundleConsole = async (): Promise<string> => {
+  const r = await build({
+    entryPoints: [web('ui/main.ts')],
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'silent',
+  });
+  const out = r.outputFiles[0];
+  if (out === undefined) throw new Error('console bundle produced no output');
+  return out.text;
+};
+
+export const consoleRoutes = (): FastifyPluginAsync => async (app) => {
+  const assets: Record<string, Asset> = {
+    '/console': asset('text/html; charset=utf-8', await readFile(web('index.html'))),
+    '/console/app.js': asset('text/javascript; charset=utf-8', await bundleConsole()),
+    '/console/console.css': asset('text/css; charset=utf-8', await readFile(web('console.css'))),
+    '/console/favicon.svg': asset('image/svg+xml', await readFile(web('favicon.svg'))),
+  };
+  const serve = (a: Asset) => async (req: FastifyRequest, reply: FastifyReply) => {
+    reply.header('content-security-policy', CONSOLE_CSP).header('cache-control', 'no-cache').header('etag', a.etag);
+    if (req.headers['if-none-match'] === a.etag) return reply.code(304).send();
+    return reply.type(a.type).send(a.body);
+  };
+  for (const [path, a] of Object.entries(assets)) app.get(path, { schema: { hide: true } }, serve(a));
+  app.get('/console/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console', 301));
+
+  app.get('/console/api/whoami', { onRequest: requireAnyScope(SCOPES), schema: { hide: true } }, async (req) => {
+    const c = callerOf(req);
+    return { sub: c.sub, tenant: c.tenant, scopes: [...c.scopes].sort(), expires_at: new Date(c.expiresAt).toISOString() };
+  });
+};

@@ -1,0 +1,56 @@
+// The live sessions list: the latest state of each session as the trust
+// stream pushes them, and the filters and order the table shows them in.
+import { TIER_ORDER, type SessionTrust, type Tier } from './types.ts';
+
+export const sessionKey = (s: { tenant_id: string; session_id: string }): string => JSON.stringify([s.tenant_id, s.session_id]);
+
+export type LiveStore = Map<string, SessionTrust>;
+
+/**
+ * Keeps `s` when it is newer than what the store has for its session (a
+ * replayed or out-of-order push is ignored); true when the store changed.
+ */
+export const applyState = (store: LiveStore, s: SessionTrust): boolean => {
+  const key = sessionKey(s);
+  const had = store.get(key);
+  if (had !== undefined && had.version >= s.version) return false;
+  store.set(key, s);
+  return true;
+};
+
+export type LiveFilter = { tier?: Tier | undefined; delegator?: string | undefined; agent?: string | undefined; session?: string | undefined; ended?: boolean | undefined };
+
+const has = (value: string | undefined, wanted: string | undefined): boolean =>
+  wanted === undefined || wanted === '' || (value ?? '').toLowerCase().includes(wanted.trim().toLowerCase());
+
+export const matchesFilter = (s: SessionTrust, f: LiveFilter): boolean =>
+  (f.tier === undefined || s.tier === f.tier) &&
+  (f.ended === true || !s.ended) &&
+  has(s.delegator, f.delegator) &&
+  has(s.agent, f.agent) &&
+  has(s.session_id, f.session);
+
+const rank = (t: Tier): number => TIER_ORDER.indexOf(t);
+
+/** Worst tier first, then the most recently changed, then by tenant and id (a stable order). */
+export const compareSessions = (a: SessionTrust, b: SessionTrust): number =>
+  rank(b.tier) - rank(a.tier) ||
+  Date.parse(b.updated_at) - Date.parse(a.updated_at) ||
+  a.tenant_id.localeCompare(b.tenant_id) ||
+  a.session_id.localeCompare(b.session_id);
+
+export type LiveView = { rows: SessionTrust[]; matching: number; counts: Record<Tier, number> };
+
+/** The rows to draw: the first `limit` matches in order, how many match in all, and tier counts of the unfiltered-by-tier set. */
+export const liveView = (store: Iterable<SessionTrust>, f: LiveFilter, limit: number): LiveView => {
+  const counts = Object.fromEntries(TIER_ORDER.map((t) => [t, 0])) as Record<Tier, number>;
+  const all: SessionTrust[] = [];
+  const { tier, ...rest } = f;
+  for (const s of store) {
+    if (!matchesFilter(s, rest)) continue;
+    counts[s.tier]++;
+    if (tier === undefined || s.tier === tier) all.push(s);
+  }
+  all.sort(compareSessions);
+  return { rows: all.slice(0, limit), matching: all.length, counts };
+};
