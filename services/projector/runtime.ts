@@ -223,6 +223,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
    */
   let folded = new Map<string, { topic: string; partition: number; offset: string }>();
   let ahead = new Map<string, Ahead>();
+  let aheadAtRestore = 0;
   /** Input partitions (topic\0partition → end offset at restore) to fold before the `ahead` sessions are settled. */
   let replayTargets = new Map<string, bigint>();
   const timing: TransactionTiming = { transactions: 0, batches: 0, beginMs: 0, sendMs: 0, offsetsMs: 0, commitMs: 0, maxMs: 0, requests: {} };
@@ -282,6 +283,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     covered = new Map((marker?.partitions ?? []).map((p) => [p.partition, p.offset]));
     folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
     ahead = delivery === 'idempotent' ? await publishedAhead(restored) : new Map();
+    aheadAtRestore = ahead.size;
     return restored;
   };
 
@@ -921,7 +923,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
           // Invalidated again while coming up (the new consumer rejoined,
           // crashed, a send failed): its recovery was this one, so go round again.
           if (broken) throw new Error('invalidated while recovering');
-          logger.info({ attempt }, 'projector recovered');
+          logger.info({ attempt, ...restoreSummary() }, 'projector recovered');
           return;
         } catch (e) {
           logger.error({ err: errorMessage(e), attempt }, 'projector recovery failed; retrying');
@@ -932,6 +934,15 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       recovering = undefined;
     });
   };
+
+  /** What the last restore found, for the start / recovery log line: enough to tell afterwards what an instance did around a kill. */
+  const restoreSummary = (): Record<string, unknown> => ({
+    restored: stats.restoredRecords,
+    sessions: world.sessions.size,
+    consumedAt: [...folded.values()].map((o) => `${o.topic}/${o.partition}@${o.offset}`),
+    publishedAhead: aheadAtRestore,
+    replayTo: [...replayTargets].map(([k, end]) => `${k.replace('\u0000', '/')}@${end}`),
+  });
 
   const readiness = (): true | string => {
     if (!ready || broken) return 'restoring state';
@@ -968,7 +979,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         starting = false;
       }
       if (broken) scheduleRecovery();
-      logger.info({ groupId, delivery, ...(delivery === 'transactional' && { transactionalId }), restored: stats.restoredRecords, sessions: world.sessions.size }, 'projector started');
+      logger.info({ groupId, delivery, transactionalId, ...restoreSummary() }, 'projector started');
     },
     async stop() {
       running = false;
