@@ -10,7 +10,7 @@ import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTPayload, type JWTVerify
 import type { SignalKind } from '../../schemas/events.ts';
 import { err, ok, type Result } from '../../schemas/result.ts';
 
-export const SCOPES = ['events:write', 'trust:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read', 'tenants:all'] as const;
+export const SCOPES = ['events:write', 'trust:write', 'freeze:write', 'freeze:read', 'trust:read', 'audit:read', 'tenants:all', 'ssf:manage', 'ssf:receive'] as const;
 export type Scope = (typeof SCOPES)[number];
 export const OPERATOR_TENANT = '*';
 /** What a token with tenant "*" must also carry: cross-tenant reach is asked for twice, never implied. */

@@ -1,0 +1,56 @@
+// The SSF role's settings, parsed once from the environment it is given.
+import { z } from 'zod';
+import { zodIssues } from '../../schemas/codec.ts';
+import { err, ok, type FieldError, type Result } from '../../schemas/result.ts';
+import { upstreamSchema, type Upstream } from './receiver.ts';
+
+const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+
+const envSchema = z.object({
+  TRUSTFOLD_SSF_ISSUER: z.url().optional(),
+  TRUSTFOLD_SSF_SIGNING_KEY_FILE: z.string().min(1).optional(),
+  TRUSTFOLD_TOPIC_SSF_STREAMS: z.string().min(1).default('trustfold.ssf-streams.v1'),
+  TRUSTFOLD_SSF_MIN_VERIFICATION_INTERVAL_S: int(30, 0, 86_400),
+  TRUSTFOLD_SSF_INACTIVITY_TIMEOUT_S: int(86_400, 60, 365 * 86_400),
+  TRUSTFOLD_SSF_RECEIVERS: z.string().optional(),
+});
+
+export type SsfConfig = {
+  /** Base URL of the issuer; default the listener's own URL. */
+  issuer: string | undefined;
+  /** A configured private JWK file (must exist), or undefined for a generated one in the data dir. */
+  signingKeyFile: string | undefined;
+  streamsTopic: string;
+  minVerificationIntervalS: number;
+  inactivityTimeoutS: number;
+  upstreams: Upstream[];
+};
+
+export const parseSsfConfig = (env: Record<string, string | undefined>): Result<SsfConfig, FieldError[]> => {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = envSchema.safeParse(cleaned);
+  if (!r.success) return err(zodIssues(r.error));
+  const e = r.data;
+  let upstreams: Upstream[] = [];
+  if (e.TRUSTFOLD_SSF_RECEIVERS !== undefined) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(e.TRUSTFOLD_SSF_RECEIVERS);
+    } catch (x) {
+      return err([{ path: 'TRUSTFOLD_SSF_RECEIVERS', message: `not JSON: ${(x as Error).message}` }]);
+    }
+    const u = z.array(upstreamSchema).max(100).safeParse(raw);
+    if (!u.success) return err(zodIssues(u.error).map((i) => ({ path: `TRUSTFOLD_SSF_RECEIVERS${i.path === '' ? '' : `.${i.path}`}`, message: i.message })));
+    const missingKeys = u.data.findIndex((x) => x.jwks === undefined && x.jwks_url === undefined);
+    if (missingKeys >= 0) return err([{ path: `TRUSTFOLD_SSF_RECEIVERS[${missingKeys}]`, message: 'needs jwks_url or jwks' }]);
+    upstreams = u.data;
+  }
+  return ok({
+    issuer: e.TRUSTFOLD_SSF_ISSUER?.replace(/\/+$/, ''),
+    signingKeyFile: e.TRUSTFOLD_SSF_SIGNING_KEY_FILE,
+    streamsTopic: e.TRUSTFOLD_TOPIC_SSF_STREAMS,
+    minVerificationIntervalS: e.TRUSTFOLD_SSF_MIN_VERIFICATION_INTERVAL_S,
+    inactivityTimeoutS: e.TRUSTFOLD_SSF_INACTIVITY_TIMEOUT_S,
+    upstreams,
+  });
+};

@@ -1,0 +1,78 @@
+// The `ssf` role: transmitter (discovery, JWKS, streams, push and poll
+// delivery from the session-trust topic) and receiver (pushed SETs from
+// configured upstreams → ingest's admission → the signals topic). It reads
+// the session-trust topic, writes the signals topic, and keeps its streams on
+// a compacted topic of its own; services/system.ts only wires it.
+import type { Kafka } from 'kafkajs';
+import type { Registry } from 'prom-client';
+import { createCodec } from '../../schemas/codec.ts';
+import type { Config } from '../lib/config.ts';
+import type { App } from '../lib/http.ts';
+import { ensureTopics } from '../lib/kafka.ts';
+import type { Logger } from '../lib/log.ts';
+import type { EventSink } from '../ingest/sink.ts';
+import { DEFAULT_TRANSMIT_MAPPING, type TransmitMapping } from './caep.ts';
+import type { SsfConfig } from './config.ts';
+import { loadOrCreateSigningKey } from './keys.ts';
+import { receiverRoutes } from './receiver.ts';
+import { ssfRoutes } from './routes.ts';
+import { createKafkaStreamStore } from './store.ts';
+import { createTransmitter, type TransmitterOptions } from './transmitter.ts';
+
+export type SsfRoleDeps = {
+  app: App;
+  kafka: Kafka;
+  config: Config;
+  ssf: SsfConfig;
+  /** Where the issuer's URLs point when TRUSTFOLD_SSF_ISSUER is unset. */
+  defaultIssuer: string;
+  sink: EventSink;
+  registry: Registry;
+  readUncommitted: boolean;
+  /** Which sessions a user has (for CAEP events about a user); the trust view's. */
+  sessionsOfUser: (tenant: string, user: string) => string[];
+  logger: Logger;
+  mapping?: TransmitMapping;
+  delivery?: TransmitterOptions['delivery'];
+};
+
+export type SsfRole = { issuer: string; close(): Promise<void> };
+
+export const startSsfRole = async (d: SsfRoleDeps): Promise<SsfRole> => {
+  const issuer = d.ssf.issuer ?? d.defaultIssuer;
+  const key = await loadOrCreateSigningKey(d.ssf.signingKeyFile ?? `${d.config.dataDir}/ssf-signing-key.json`, d.ssf.signingKeyFile !== undefined);
+  if (key.created) d.logger.info({ kid: key.signing.kid }, 'generated the SSF signing key');
+  if (key.tightened) d.logger.warn('the SSF signing key file was readable by others; its mode is now 0600');
+  const admin = d.kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, [
+      { topic: d.ssf.streamsTopic, numPartitions: 1, replicationFactor: d.config.kafka.replication, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+    ]);
+  } finally {
+    await admin.disconnect();
+  }
+  const store = await createKafkaStreamStore({ kafka: d.kafka, topic: d.ssf.streamsTopic, logger: d.logger });
+  const transmitter = await createTransmitter({
+    kafka: d.kafka,
+    store,
+    trustTopic: d.config.topics.sessionTrust,
+    issuer,
+    key: key.signing,
+    codec: createCodec(),
+    mapping: d.mapping ?? DEFAULT_TRANSMIT_MAPPING,
+    readUncommitted: d.readUncommitted,
+    groupPrefix: `${d.config.kafka.clientId}-ssf`,
+    logger: d.logger,
+    ...(d.delivery !== undefined ? { delivery: d.delivery } : {}),
+  });
+  await d.app.register(ssfRoutes({ issuer, publicJwk: key.publicJwk, store, transmitter, minVerificationIntervalS: d.ssf.minVerificationIntervalS, inactivityTimeoutS: d.ssf.inactivityTimeoutS }));
+  await d.app.register(receiverRoutes({ upstreams: d.ssf.upstreams, sink: d.sink, topics: d.config.topics, registry: d.registry, sessionsOfUser: d.sessionsOfUser, eventTime: d.config.eventTime }));
+  return {
+    issuer,
+    close: async () => {
+      await transmitter.close();
+      await store.close();
+    },
+  };
+};
