@@ -78,6 +78,7 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
     `trustfold is running (roles: ${[...roles.value].join(', ')})`,
     `  API        ${system.url ?? '(not listening)'}`,
     `  docs       ${system.url ?? ''}/docs`,
+    `  console    ${system.url ?? ''}/console`,
     `  metrics    ${system.url ?? ''}/metrics`,
     `  Kafka      ${brokers.join(',')}${broker ? ' (local broker)' : ''}`,
     `  ClickHouse ${config.clickhouse.url ?? `embedded, ${config.clickhouse.path}`}`,
@@ -91,6 +92,10 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
       '',
       `operator token (all scopes, every tenant; short-lived: expires in 1 h, at ${until}; mint another with trustfold token):`,
       `  export TRUSTFOLD_TOKEN=${token}`,
+      '',
+      // The token rides in the fragment, which the browser never sends: no server or proxy log sees it.
+      `console sign-in link (same token; the page drops it from the address bar at once):`,
+      `  ${system.url ?? ''}/console#token=${token}`,
       '',
       `try:  curl -s -H "Authorization: Bearer $TRUSTFOLD_TOKEN" ${system.url ?? ''}/v1/freezes?tenant=acme`,
       '      npm run demo',

@@ -14,6 +14,7 @@ import { opaRoutes } from './adapters/opa.ts';
 import { createDecisionWriter } from './adapters/writer.ts';
 import { createAuditSink } from './audit-sink/sink.ts';
 import { localSecretFile } from './cli/cli.ts';
+import { consoleRoutes } from './console/plugin.ts';
 import { ingestRoutes, kafkaReadiness } from './ingest/routes.ts';
 import { createKafkaSink } from './ingest/sink.ts';
 import { createAuthenticator, loadOrCreateLocalSecret, type Authenticator } from './lib/auth.ts';
@@ -28,10 +29,12 @@ import { parseProjectorConfig } from './projector/config.ts';
 import { createProjector, type Projector, type ProjectorStats } from './projector/runtime.ts';
 import { trustRoutes } from './projector/trust-routes.ts';
 import { auditRoutes } from './query/routes.ts';
+import { parseSsfConfig } from './ssf/config.ts';
+import { startSsfRole } from './ssf/role.ts';
 
-export const ROLES = ['ingest', 'projector', 'audit-sink', 'query', 'cerbos-adapter'] as const;
+export const ROLES = ['ingest', 'projector', 'audit-sink', 'query', 'cerbos-adapter', 'ssf'] as const;
 export type Role = (typeof ROLES)[number];
-/** `all` is every role but the Cerbos adapter, which needs a Cerbos audit topic to read. */
+/** `all` is every role but the Cerbos adapter, which needs a Cerbos audit topic to read, and `ssf` (OpenID Shared Signals), asked for by name: `--role all,ssf`. */
 export const ALL_ROLES: readonly Role[] = ['ingest', 'projector', 'audit-sink', 'query'];
 
 /** `all`, one role, or a comma-separated list (`ingest,query`). */
@@ -169,7 +172,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     // output every record is final, so reading uncommitted costs nothing.
     // Parsed only where a projector or a trust view runs, so a sink-only
     // process does not fail on projector settings.
-    const pc = has('projector') || has('ingest') ? configOrThrow('projector', parseProjectorConfig(o.env)) : undefined;
+    const pc = has('projector') || has('ingest') || has('ssf') ? configOrThrow('projector', parseProjectorConfig(o.env)) : undefined;
     let projector: Projector | undefined;
     if (has('projector') && pc !== undefined) {
       projector = createProjector({
@@ -279,6 +282,27 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     if (has('query')) {
       await app.register(auditRoutes({ clickhouse: await openClickHouse(), database: config.clickhouse.database }));
     }
+    if (has('ssf') && pc !== undefined) {
+      const ssf = configOrThrow('ssf', parseSsfConfig(o.env));
+      const sink = createKafkaSink({ kafka, timeoutMs: config.http.produceTimeoutMs });
+      closers.push(() => sink.close());
+      const v = view;
+      const role = await startSsfRole({
+        app,
+        kafka,
+        config,
+        ssf,
+        defaultIssuer: `http://${config.http.host}:${config.http.port}`,
+        sink,
+        registry,
+        readUncommitted: pc.delivery === 'idempotent',
+        sessionsOfUser: (tenant, user) => [...(v?.all() ?? [])].filter((s) => s.tenant_id === tenant && s.delegator === user && !s.ended).map((s) => s.session_id),
+        logger: logger.child({ role: 'ssf' }),
+      });
+      closers.push(() => role.close());
+    }
+    // The responder's and SOC's page: static, it reads the routes above with the signed-in token.
+    await app.register(consoleRoutes());
 
     await app.ready();
     let url: string | undefined;

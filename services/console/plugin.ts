@@ -51,10 +51,14 @@ export const bundleConsole = async (): Promise<string> => {
   return out.text;
 };
 
+// One bundle per process, however many apps are built in it (tests build many).
+let bundled: Promise<string> | undefined;
+
 export const consoleRoutes = (): FastifyPluginAsync => async (app) => {
+  bundled ??= bundleConsole();
   const assets: Record<string, Asset> = {
     '/console': asset('text/html; charset=utf-8', await readFile(web('index.html'))),
-    '/console/app.js': asset('text/javascript; charset=utf-8', await bundleConsole()),
+    '/console/app.js': asset('text/javascript; charset=utf-8', await bundled),
     '/console/console.css': asset('text/css; charset=utf-8', await readFile(web('console.css'))),
     '/console/favicon.svg': asset('image/svg+xml', await readFile(web('favicon.svg'))),
   };

@@ -25,6 +25,7 @@ export type BandInput = {
 
 /** Padding when every entry is at one instant, so the band still has a width. */
 const MIN_SPAN_MS = 60_000;
+const END_PAD = 0.03;
 
 export const computeBand = (input: BandInput): Band => {
   const transitions = [...input.transitions].sort((a, b) => a.at - b.at || a.version - b.version);
@@ -38,6 +39,9 @@ export const computeBand = (input: BandInput): Band => {
     const mid = (start + end) / 2;
     start = mid - MIN_SPAN_MS / 2;
     end = mid + MIN_SPAN_MS / 2;
+  } else if (input.until === undefined) {
+    // Room after the last entry, so a tier reached at the very end still shows (a live band runs to now anyway).
+    end += (end - start) * END_PAD;
   }
   const x = (t: number): number => (t - start) / (end - start);
 

@@ -25,7 +25,9 @@ export const localText = (iso: string, timeZone?: string): string => {
     timeZoneName: 'shortOffset',
   }).formatToParts(d);
   const get = (t: Intl.DateTimeFormatPartTypes): string => parts.find((p) => p.type === t)?.value ?? '';
-  return `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')}:${get('second')} ${get('timeZoneName')}`;
+  // ICU spells the zero offset "GMT" or "GMT+0" depending on its version: say UTC±h either way.
+  const zone = get('timeZoneName').replace(/^GMT(\+0)?$/, 'UTC').replace(/^GMT/, 'UTC');
+  return `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')}:${get('second')} ${zone}`;
 };
 
 /** "UTC · local" in one line, for places with room. */
