@@ -35,7 +35,8 @@ const envSchema = z.object({
   CLICKHOUSE_PASSWORD: z.string().default(''),
   CLICKHOUSE_DATABASE: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier').default('trustfold'),
   TRUSTFOLD_CLICKHOUSE_CLUSTER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
-  TRUSTFOLD_AUDIT_TTL_DAYS: int(400, 1, 36500),
+  // TTL is computed as a DateTime (up to 2106): a longer retention overflows and expires every row at insert.
+  TRUSTFOLD_AUDIT_TTL_DAYS: int(400, 1, 25_000),
   TRUSTFOLD_DATA_DIR: z.string().min(1).default('.data'),
   PORT: int(8080, 0, 65535),
   HOST: z.string().default('127.0.0.1'),
