@@ -28,8 +28,12 @@ export const qualified = (database: string, table: string): string => `${ident(d
 
 const onCluster = (o: DdlOptions): string => (o.cluster !== undefined ? ` ON CLUSTER ${ident(o.cluster)}` : '');
 
+export const MAX_TTL_DAYS = 25_000;
+
 export const ttlExpression = (t: TableSpec, days: number): string => {
   if (!Number.isInteger(days) || days < 1) throw new Error(`ttlDays must be a positive integer, got ${days}`);
+  // The TTL is a DateTime (up to 2106-02-07): beyond that it wraps, and every row would expire at insert.
+  if (days > MAX_TTL_DAYS) throw new Error(`ttlDays must be at most ${MAX_TTL_DAYS}, got ${days}`);
   return `toDateTime(${t.ttlColumn}) + toIntervalDay(${days})`;
 };
 

@@ -30,7 +30,7 @@ import { Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, type SASLOptions } from 'kafkajs';
 
 export type KafkaBrokerOptions = {
   /** Directory for config, logs and Kafka's data; reused as it is if it exists. Default: a fresh dir under os.tmpdir(). */
@@ -53,11 +53,19 @@ export type KafkaBrokerOptions = {
   handleSignals?: boolean;
   /** Receives every line the broker logs (after log4j's level filter). */
   onLog?: (line: string) => void;
+  /**
+   * Serve clients on a SASL_PLAINTEXT listener (mechanism PLAIN) instead of
+   * PLAINTEXT: only these users (name → password) can connect. The broker
+   * talks to itself as a user of its own (`broker`, in the result).
+   */
+  sasl?: { users: Readonly<Record<string, string>> };
 };
 
 export type KafkaBroker = {
-  /** Bootstrap addresses of the PLAINTEXT listener; the controller listener is never exposed. */
+  /** Bootstrap addresses of the client listener (PLAINTEXT, or SASL_PLAINTEXT with `sasl`); the controller listener is never exposed. */
   brokers: string[];
+  /** With `sasl`: the broker's own credentials (inter-broker and readiness probe). */
+  broker?: SASLOptions;
   /** SIGTERM, then SIGKILL after 15 s; idempotent. */
   stop(): Promise<void>;
   /** The JVM's pid. */
@@ -225,18 +233,48 @@ const chooseState = async (dataDir: string, kafkaLogDir: string, forceNewPorts: 
 
 // --- config files -----------------------------------------------------------
 
-const serverProperties = (state: BrokerState, kafkaLogDir: string, partitions: number): string => {
+const SASL_NAME = /^[A-Za-z0-9_.-]+$/;
+
+/** The client listener's settings: PLAINTEXT, or SASL_PLAINTEXT with PLAIN users in the listener's JAAS config. */
+const listenerProperties = (broker: string, controller: string, sasl: { users: Readonly<Record<string, string>>; self: { username: string; password: string } } | undefined): Record<string, string> => {
+  if (sasl === undefined) {
+    return {
+      listeners: `PLAINTEXT://${broker},CONTROLLER://${controller}`,
+      'advertised.listeners': `PLAINTEXT://${broker}`,
+      'inter.broker.listener.name': 'PLAINTEXT',
+      'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    };
+  }
+  const users = { ...sasl.users, [sasl.self.username]: sasl.self.password };
+  for (const [name, password] of Object.entries(users)) {
+    // Written into a JAAS line between quotes: keep both to characters that need no escaping.
+    if (!SASL_NAME.test(name) || !SASL_NAME.test(password)) throw new Error(`SASL user ${JSON.stringify(name)}: names and passwords must match ${String(SASL_NAME)}`);
+  }
+  const jaas =
+    `org.apache.kafka.common.security.plain.PlainLoginModule required username="${sasl.self.username}" password="${sasl.self.password}" ` +
+    `${Object.entries(users).map(([name, password]) => `user_${name}="${password}"`).join(' ')};`;
+  return {
+    listeners: `SASL_PLAINTEXT://${broker},CONTROLLER://${controller}`,
+    'advertised.listeners': `SASL_PLAINTEXT://${broker}`,
+    'inter.broker.listener.name': 'SASL_PLAINTEXT',
+    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+    'sasl.enabled.mechanisms': 'PLAIN',
+    'sasl.mechanism.inter.broker.protocol': 'PLAIN',
+    'listener.name.sasl_plaintext.plain.sasl.jaas.config': jaas,
+  };
+};
+
+type BrokerSasl = Parameters<typeof listenerProperties>[2];
+
+const serverProperties = (state: BrokerState, kafkaLogDir: string, partitions: number, sasl: BrokerSasl): string => {
   const broker = `127.0.0.1:${state.brokerPort}`;
   const controller = `127.0.0.1:${state.controllerPort}`;
   const entries: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
     'controller.quorum.voters': `1@${controller}`,
-    listeners: `PLAINTEXT://${broker},CONTROLLER://${controller}`,
-    'advertised.listeners': `PLAINTEXT://${broker}`,
     'controller.listener.names': 'CONTROLLER',
-    'inter.broker.listener.name': 'PLAINTEXT',
-    'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+    ...listenerProperties(broker, controller, sasl),
     'log.dirs': kafkaLogDir,
     'num.partitions': partitions,
     'default.replication.factor': 1,
@@ -487,10 +525,11 @@ const followFile = (file: string, onLine: (line: string) => void): (() => void) 
 
 type JvmExit = { code: number | null; signal: NodeJS.Signals | null };
 
-const brokerAnswersMetadata = async (brokers: string[]): Promise<boolean> => {
+const brokerAnswersMetadata = async (brokers: string[], sasl: SASLOptions | undefined): Promise<boolean> => {
   const admin = new Kafka({
     clientId: 'trustfold-broker-probe',
     brokers,
+    ...(sasl !== undefined ? { sasl } : {}),
     logLevel: logLevel.NOTHING,
     connectionTimeout: 1_000,
     requestTimeout: 2_000,
@@ -526,6 +565,8 @@ export const startKafkaBroker = async (opts: KafkaBrokerOptions = {}): Promise<K
   const log4jFile = join(dataDir, 'log4j.properties');
   const heapMb = opts.heapMb ?? 512;
   const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
+  const sasl: BrokerSasl =
+    opts.sasl !== undefined ? { users: opts.sasl.users, self: { username: 'broker', password: randomBytes(18).toString('base64url') } } : undefined;
   try {
     mkdirSync(dataDir, { recursive: true });
     mkdirSync(dirname(logFile), { recursive: true });
@@ -533,7 +574,7 @@ export const startKafkaBroker = async (opts: KafkaBrokerOptions = {}): Promise<K
     for (let attempt = 1; ; attempt++) {
       const state = await chooseState(dataDir, kafkaLogDir, attempt > 1);
       writeState(dataDir, state);
-      writeFileSync(configFile, serverProperties(state, kafkaLogDir, opts.partitions ?? 3));
+      writeFileSync(configFile, serverProperties(state, kafkaLogDir, opts.partitions ?? 3, sasl));
       if (!existsSync(join(kafkaLogDir, 'meta.properties'))) {
         await formatStorage(jars.dir, configFile, state.clusterId, jvmOutFile, log4jFile);
       }
@@ -551,6 +592,7 @@ export const startKafkaBroker = async (opts: KafkaBrokerOptions = {}): Promise<K
           state,
           calledMs,
           ephemeral,
+          sasl,
         });
       } catch (error) {
         // Another process may grab a port between our probe and the JVM's bind.
@@ -580,11 +622,13 @@ type LaunchPlan = {
   state: BrokerState;
   calledMs: number;
   ephemeral: boolean;
+  sasl: BrokerSasl;
 };
 
 const launch = async (plan: LaunchPlan): Promise<KafkaBroker> => {
   const { opts, jars, dataDir, logFile, jvmOutFile, configFile, log4jFile, heapMb, state } = plan;
   const brokers = [`127.0.0.1:${state.brokerPort}`];
+  const selfSasl: SASLOptions | undefined = plan.sasl !== undefined ? { mechanism: 'plain', ...plan.sasl.self } : undefined;
   const spawnedMs = Date.now();
   // A reused data dir appends to old logs; errors should show only this run's.
   const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
@@ -679,7 +723,7 @@ const launch = async (plan: LaunchPlan): Promise<KafkaBroker> => {
         `Kafka broker JVM ${pid} exited during start (${exit.code ?? exit.signal}).\n${logsSinceSpawn()}`,
       );
     }
-    if (await brokerAnswersMetadata(brokers)) break;
+    if (await brokerAnswersMetadata(brokers, selfSasl)) break;
     if (Date.now() > deadline) {
       await halt();
       throw new KafkaBrokerError(
@@ -691,5 +735,5 @@ const launch = async (plan: LaunchPlan): Promise<KafkaBroker> => {
   }
 
   const startedMs = Date.now();
-  return { brokers, stop, pid, dataDir, startedMs, startupMs: startedMs - plan.calledMs };
+  return { brokers, stop, pid, dataDir, startedMs, startupMs: startedMs - plan.calledMs, ...(selfSasl !== undefined ? { broker: selfSasl } : {}) };
 };
