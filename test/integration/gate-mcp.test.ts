@@ -76,7 +76,15 @@ const connectAgent = async (token: string): Promise<Client> => {
   return client;
 };
 
+/** Where set-up got to, for the message when a hook times out. */
+let phase = 'start';
+const step = (p: string): void => {
+  phase = p;
+  if (process.env['GATE_IT_TRACE'] !== undefined) process.stderr.write(`gate-it: ${p}\n`);
+};
+
 before(async () => {
+  step('broker');
   broker = await getTestKafka();
   kafka = createKafka(broker.brokers, 'gate-it');
   env = testEnv(broker.brokers);
@@ -86,8 +94,10 @@ before(async () => {
   await ensureTopics(admin, topicLayout(config));
   await admin.disconnect();
 
+  step('projector');
   projector = createProjector({ kafka, config, logger: createLogger('t', 'silent'), groupId: env.TRUSTFOLD_PROJECTOR_GROUP, delivery: 'idempotent' });
   await projector.start();
+  step('ingest');
   sink = createKafkaSink({ kafka: createKafka(broker.brokers, 'gate-it-ingest'), timeoutMs: 10_000 });
   ingest = await buildIngestApp({
     auth: createAuthenticator({ secret: SECRET }),
@@ -99,6 +109,7 @@ before(async () => {
   });
   const ingestUrl = await ingest.listen({ port: 0, host: '127.0.0.1' });
 
+  step('http ledger');
   const http = await startHttpLedger(archiveDir);
   archive = http.child;
   const file = parseGateConfig({
@@ -114,24 +125,29 @@ before(async () => {
     audit: { url: ingestUrl, pdp_id: 'gate-it' },
   });
   if (!file.ok) throw new Error(JSON.stringify(file.error));
+  step('gate');
   gate = await startGate({
     gate: file.value,
     config,
     logger: createLogger('gate-it', 'silent'),
     env: { TRUSTFOLD_TOKEN: await mintToken({ sub: 'gate-it', tenant: 'acme', scopes: ['events:write'] }, SECRET) },
   });
-});
+  step('ready');
+}, { timeout: 150_000 });
 
 after(async () => {
+  step(`closing after ${phase}`);
   await gate?.close();
+  step('gate closed');
   archive?.kill('SIGTERM');
   await ingest?.close();
   await sink?.close();
   await projector?.stop();
+  step('stopping broker');
   await broker?.stop();
   rmSync(ledgerDir, { recursive: true, force: true });
   rmSync(archiveDir, { recursive: true, force: true });
-});
+}, { timeout: 60_000 });
 
 const textOf = (r: unknown): string => ((r as CallToolResult).content[0] as { text: string }).text;
 const decisionId = (r: unknown): string => ((r as CallToolResult)._meta?.['trustfold/decision'] as { event_id: string }).event_id;
@@ -222,4 +238,24 @@ test('allowed, then denied after an injection signal, by the same running gatewa
   } finally {
     await producer.close();
   }
+});
+
+test('HTTP: no token → 401; an MCP session is bound to the caller that opened it', async () => {
+  const url = gate.url ?? '';
+  const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  const anonymous = await fetch(url, { method: 'POST', headers, body: JSON.stringify(init) });
+  assert.equal(anonymous.status, 401);
+  assert.equal(anonymous.headers.get('www-authenticate'), 'Bearer');
+  const owner = new Client({ name: 'owner', version: '1' });
+  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${await agentToken({ session_id: 'S-owner' })}` } } });
+  await owner.connect(transport);
+  const intruder = await new SignJWT({ tenant: 'acme', scope: 'mcp:tools:read mcp:tools:write' }).setProtectedHeader({ alg: 'HS256' }).setSubject('U-1').setIssuedAt().setExpirationTime('10m').sign(new TextEncoder().encode(SECRET));
+  const hijack = await fetch(url, {
+    method: 'POST',
+    headers: { ...headers, authorization: `Bearer ${intruder}`, 'mcp-session-id': transport.sessionId ?? '', 'mcp-protocol-version': '2025-06-18' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list', params: {} }),
+  });
+  assert.equal(hijack.status, 403);
+  await owner.close();
 });
