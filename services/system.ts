@@ -12,6 +12,13 @@ import { createCerbosAuditConsumer } from './adapters/cerbos.ts';
 import { parseAdapterConfig, type AdapterConfig } from './adapters/config.ts';
 import { opaRoutes } from './adapters/opa.ts';
 import { createDecisionWriter } from './adapters/writer.ts';
+import { parseAuditLogConfig } from './audit-log/config.ts';
+import { knownVerifierKeys, loadSigner } from './audit-log/keys.ts';
+import { createRecordReader } from './audit-log/record-reader.ts';
+import { auditLogRoutes } from './audit-log/routes.ts';
+import { createAuditLogStore } from './audit-log/store.ts';
+import { createVerifier } from './audit-log/verify.ts';
+import { createAuditLogWriter, ensureCheckpointTopic } from './audit-log/writer.ts';
 import { createAuditSink } from './audit-sink/sink.ts';
 import { localSecretFile } from './cli/cli.ts';
 import { consoleRoutes } from './console/plugin.ts';
@@ -32,10 +39,10 @@ import { auditRoutes } from './query/routes.ts';
 import { parseSsfConfig } from './ssf/config.ts';
 import { startSsfRole } from './ssf/role.ts';
 
-export const ROLES = ['ingest', 'projector', 'audit-sink', 'query', 'cerbos-adapter', 'ssf'] as const;
+export const ROLES = ['ingest', 'projector', 'audit-sink', 'audit-log', 'query', 'cerbos-adapter', 'ssf'] as const;
 export type Role = (typeof ROLES)[number];
 /** `all` is every role but the Cerbos adapter, which needs a Cerbos audit topic to read, and `ssf` (OpenID Shared Signals), asked for by name: `--role all,ssf`. */
-export const ALL_ROLES: readonly Role[] = ['ingest', 'projector', 'audit-sink', 'query'];
+export const ALL_ROLES: readonly Role[] = ['ingest', 'projector', 'audit-sink', 'audit-log', 'query'];
 
 /** `all`, one role, or a comma-separated list (`ingest,query`). */
 export const parseRoles = (spec: string): Result<ReadonlySet<Role>, string> => {
@@ -232,6 +239,29 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     }
 
     if (has('cerbos-adapter')) {
+    // The tamper-evident log: its writer is a role of its own (its own consumer
+    // group beside the sink's, docs/audit-log.md); the query role serves its proofs.
+    const alc = has('audit-log') || has('query') ? configOrThrow('audit log', parseAuditLogConfig(o.env)) : undefined;
+    const signer = alc !== undefined && has('audit-log') ? loadSigner({ signingKey: alc.signingKey, keyName: alc.keyName, dataDir: config.dataDir }).signer : undefined;
+    if (alc !== undefined) await createAuditLogStore(await openClickHouse(), config.clickhouse.database).ensureTables();
+    if (alc !== undefined && signer !== undefined) {
+      await ensureCheckpointTopic(admin, alc.checkpointTopic, config.kafka.replication);
+      const writer = createAuditLogWriter({
+        kafka,
+        store: createAuditLogStore(await openClickHouse(), config.clickhouse.database),
+        topics: config.topics,
+        groupId: alc.groupId,
+        signer,
+        originPrefix: alc.originPrefix,
+        checkpointTopic: alc.checkpointTopic,
+        checkpointIntervalMs: alc.checkpointIntervalMs,
+        log: logger.child({ role: 'audit-log' }),
+      });
+      await writer.start();
+      closers.push(() => writer.stop());
+      readiness.push({ name: 'audit_log', check: async () => (writer.isRunning() ? true : 'consumer stopped') });
+    }
+
       const cerbos = createCerbosAuditConsumer({
         kafka,
         topics: config.topics,
@@ -282,6 +312,13 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     if (has('query')) {
       await app.register(auditRoutes({ clickhouse: await openClickHouse(), database: config.clickhouse.database }));
     }
+      if (alc !== undefined) {
+        const client = await openClickHouse();
+        const store = createAuditLogStore(client, config.clickhouse.database);
+        const { keys, verifiers } = knownVerifierKeys({ signingKey: alc.signingKey, keyName: alc.keyName, dataDir: config.dataDir, extra: alc.verifierKeys, ...(signer !== undefined ? { signer } : {}) });
+        const verifier = createVerifier({ client, database: config.clickhouse.database, store, verifiers, originPrefix: alc.originPrefix });
+        await app.register(auditLogRoutes({ store, reader: createRecordReader(client, config.clickhouse.database), verify: verifier.verify, verifierKeys: keys }));
+      }
     if (has('ssf') && pc !== undefined) {
       const ssf = configOrThrow('ssf', parseSsfConfig(o.env));
       const sink = createKafkaSink({ kafka, timeoutMs: config.http.produceTimeoutMs });

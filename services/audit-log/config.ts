@@ -13,6 +13,8 @@ export type AuditLogConfig = {
   checkpointIntervalMs: number;
   checkpointTopic: string;
   groupId: string;
+  /** Extra verifier keys (a rotated-out signer, or the signer's key where only the API runs); the signer's own is always known. */
+  verifierKeys: string[];
 };
 
 const envSchema = z.object({
@@ -21,6 +23,11 @@ const envSchema = z.object({
   TRUSTFOLD_AUDIT_ORIGIN: z.string().regex(/^[^\s]+$/, 'no spaces').default('trustfold.local/audit'),
   TRUSTFOLD_AUDIT_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(10_000),
   TRUSTFOLD_TOPIC_AUDIT_CHECKPOINTS: z.string().min(1).default('trustfold.audit-checkpoints.v1'),
+  TRUSTFOLD_AUDIT_VERIFIER_KEYS: z
+    .string()
+    .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x !== ''))
+    .pipe(z.array(z.string().regex(/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/, 'expected <name>+<id>+<key>')))
+    .default([]),
   KAFKA_CLIENT_ID: z.string().min(1).default('trustfold'),
 });
 
@@ -36,5 +43,6 @@ export const parseAuditLogConfig = (env: Record<string, string | undefined>): Re
     checkpointIntervalMs: e.TRUSTFOLD_AUDIT_CHECKPOINT_INTERVAL_MS,
     checkpointTopic: e.TRUSTFOLD_TOPIC_AUDIT_CHECKPOINTS,
     groupId: `${e.KAFKA_CLIENT_ID}-audit-log`,
+    verifierKeys: e.TRUSTFOLD_AUDIT_VERIFIER_KEYS,
   });
 };

@@ -4,7 +4,6 @@
 // `--crash-after-appends=N` SIGKILLs the process right after the N-th batch
 // of leaves is durable (no cleanup, no offset commit, no checkpoint). It
 // exists for the crash test and does nothing unless given.
-import type { Admin } from 'kafkajs';
 import { clickhouseTarget, createClickHouse } from '../lib/clickhouse.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createKafka } from '../lib/kafka.ts';
@@ -12,15 +11,9 @@ import { createLogger } from '../lib/log.ts';
 import { parseAuditLogConfig } from './config.ts';
 import { loadSigner } from './keys.ts';
 import { createAuditLogStore } from './store.ts';
-import { createAuditLogWriter } from './writer.ts';
+import { createAuditLogWriter, ensureCheckpointTopic } from './writer.ts';
 
 const argValue = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-
-/** The checkpoint topic, created when missing (one partition: a total order of every log's checkpoints). */
-export const ensureCheckpointTopic = async (admin: Admin, topic: string, replication: number): Promise<void> => {
-  const existing = await admin.listTopics();
-  if (!existing.includes(topic)) await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: replication }], waitForLeaders: true });
-};
 
 const main = async (): Promise<void> => {
   const config = loadConfig();

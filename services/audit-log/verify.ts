@@ -2,43 +2,17 @@
 // (signature, origin, and each one's root against the stored leaves), then
 // every stored record against the leaves (./diagnose.ts).
 import type { ClickHouseClient } from '@clickhouse/client';
-import { qualified } from '../../schemas/clickhouse/ddl.ts';
-import type { DecisionRecord } from '../../schemas/clickhouse/rows.ts';
-import { diagnoseLog, rootsAt, type Finding, type LogReport, type StoredRecord } from './diagnose.ts';
+import { diagnoseLog, rootsAt, type Finding, type LogReport } from './diagnose.ts';
 import { equalHash } from './merkle.ts';
 import { openCheckpoint, type Verifier } from './note.ts';
-import { decisionLeafOfRecord, leafKey, signalLeafOfRecord, trustLeafOfRecord, type StoredSignal, type StoredTrust } from './records.ts';
+import { createRecordReader } from './record-reader.ts';
 import type { AuditLogStore } from './store.ts';
 import { originOf } from './writer.ts';
 
 export type VerifyReport = { ok: boolean; logs: LogReport[]; findings: Finding[] };
 
-const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
-
-export const splitLogId = (log: string): { topic: string; partition: number } => {
-  const at = log.lastIndexOf('/');
-  return { topic: log.slice(0, at), partition: Number(log.slice(at + 1)) };
-};
-
 export const createVerifier = (deps: { client: ClickHouseClient; database: string; store: AuditLogStore; verifiers: readonly Verifier[]; originPrefix: string }) => {
-  const rows = async <T>(table: string, columns: string, log: string, tenant: string | undefined): Promise<T[]> => {
-    const { topic, partition } = splitLogId(log);
-    const rs = await deps.client.query({
-      query: `SELECT ${columns} FROM ${qualified(deps.database, table)} WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''} ORDER BY kafka_offset`,
-      query_params: { topic, partition, tenant },
-      format: 'JSONEachRow',
-      clickhouse_settings: SETTINGS,
-    });
-    return rs.json<T>();
-  };
-
-  const recordsOf = async (log: string, tenant: string | undefined): Promise<StoredRecord[]> => {
-    const withKey = (leaf: StoredRecord['leaf']): StoredRecord => ({ ...leafKey(leaf), leaf });
-    const decisions = (await rows<DecisionRecord>('decisions', '*', log, tenant)).map((r) => withKey(decisionLeafOfRecord(r)));
-    const signals = (await rows<StoredSignal>('signals', 'kafka_topic, kafka_partition, kafka_offset, payload', log, tenant)).map((r) => withKey(signalLeafOfRecord(r)));
-    const trust = (await rows<StoredTrust>('trust_transitions', 'kafka_topic, kafka_partition, kafka_offset, state', log, tenant)).map((r) => withKey(trustLeafOfRecord(r)));
-    return [...decisions, ...signals, ...trust];
-  };
+  const { recordsOf } = createRecordReader(deps.client, deps.database);
 
   /** Verifies every log (or one), for all tenants or one tenant's records. */
   const verify = async (o: { log?: string | undefined; tenant?: string | undefined } = {}): Promise<VerifyReport> => {

@@ -5,7 +5,7 @@
 // offset: a batch re-read after a crash skips every offset up to the log's
 // last leaf, so a restart at any point rebuilds exactly the same tree.
 // Signs a checkpoint of every log it owns at an interval and on stop.
-import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { Topics } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
@@ -17,6 +17,12 @@ import type { AuditLogStore, StoredCheckpoint, StoredLeaf } from './store.ts';
 
 export const logIdOf = (topic: string, partition: number): string => `${topic}/${partition}`;
 export const originOf = (prefix: string, log: string): string => `${prefix}/${log}`;
+
+/** The checkpoint topic, created when missing (one partition: a total order of every log's checkpoints). */
+export const ensureCheckpointTopic = async (admin: Admin, topic: string, replication: number): Promise<void> => {
+  const existing = await admin.listTopics();
+  if (!existing.includes(topic)) await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: replication }], waitForLeaders: true });
+};
 
 export type AuditLogWriterDeps = {
   kafka: Kafka;

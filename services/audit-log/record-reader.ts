@@ -1,0 +1,55 @@
+// Reads audit records back from the sink's tables in the form the leaf rule
+// hashes (./records.ts): a whole log's records for verify, or the one record
+// at a leaf's Kafka coordinates for a proof. Parameterised SQL only.
+import type { ClickHouseClient } from '@clickhouse/client';
+import { qualified } from '../../schemas/clickhouse/ddl.ts';
+import type { DecisionRecord } from '../../schemas/clickhouse/rows.ts';
+import type { StoredRecord } from './diagnose.ts';
+import type { Coordinates, LeafInput, LeafKind } from './leaf.ts';
+import { decisionLeafOfRecord, leafKey, signalLeafOfRecord, trustLeafOfRecord, type StoredSignal, type StoredTrust } from './records.ts';
+
+const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
+
+/** `<topic>/<partition>` → its parts (topics may hold slashes; the partition is after the last). */
+export const splitLogId = (log: string): { topic: string; partition: number } => {
+  const at = log.lastIndexOf('/');
+  return { topic: log.slice(0, at), partition: Number(log.slice(at + 1)) };
+};
+
+type Source = { table: string; columns: string; toLeaf: (row: never) => LeafInput };
+const SOURCES: Record<LeafKind, Source> = {
+  decision: { table: 'decisions', columns: '*', toLeaf: (r: DecisionRecord) => decisionLeafOfRecord(r) },
+  signal: { table: 'signals', columns: 'kafka_topic, kafka_partition, kafka_offset, payload', toLeaf: (r: StoredSignal) => signalLeafOfRecord(r) },
+  trust: { table: 'trust_transitions', columns: 'kafka_topic, kafka_partition, kafka_offset, state', toLeaf: (r: StoredTrust) => trustLeafOfRecord(r) },
+};
+
+export const createRecordReader = (client: ClickHouseClient, database: string) => {
+  const read = async (kind: LeafKind, at: { topic: string; partition: number; offset?: string }, tenant: string | undefined): Promise<LeafInput[]> => {
+    const s = SOURCES[kind];
+    const rs = await client.query({
+      query:
+        `SELECT ${s.columns} FROM ${qualified(database, s.table)} WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32}` +
+        `${at.offset !== undefined ? ' AND kafka_offset = {offset:UInt64}' : ''}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''} ORDER BY kafka_offset`,
+      query_params: { ...at, tenant },
+      format: 'JSONEachRow',
+      clickhouse_settings: SETTINGS,
+    });
+    return (await rs.json<never>()).map((r) => s.toLeaf(r));
+  };
+
+  /** Every stored record of a log (or of one tenant in it), each with its leaf rebuilt from the row. */
+  const recordsOf = async (log: string, tenant: string | undefined): Promise<StoredRecord[]> => {
+    const at = splitLogId(log);
+    const out: StoredRecord[] = [];
+    // One after another: one chdb connection runs one operation at a time.
+    for (const kind of ['decision', 'signal', 'trust'] as const) for (const leaf of await read(kind, at, tenant)) out.push({ ...leafKey(leaf), leaf });
+    return out;
+  };
+
+  /** The record of a kind stored at exactly these coordinates (of this tenant), as its leaf input. */
+  const recordAt = async (kind: LeafKind, at: Coordinates, tenant: string | undefined): Promise<LeafInput | undefined> => (await read(kind, at, tenant))[0];
+
+  return { recordsOf, recordAt };
+};
+
+export type RecordReader = ReturnType<typeof createRecordReader>;
