@@ -204,6 +204,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       stat('dead_lettered', 'input records sent to the dead-letter topic since start', (st) => st.deadLettered);
       stat('recoveries', 'times the in-memory fold was rebuilt from the changelog since start', (st) => st.recoveries);
       stat('replay_skipped', 'input records skipped after a restore because the changelog already covered them', (st) => st.replaySkipped);
+      stat('key_mismatches', 'input records whose Kafka key disagreed with their event (dead-lettered, not folded) since start', (st) => st.keyMismatches);
       stat('unpublished_states', 'trust states folded but not yet acknowledged by the session-trust topic (0 at rest)', (st) => st.unpublished);
       stat('publish_lag_ms', 'age of the oldest folded state not yet on the session-trust topic, ms (0 at rest)', (st) => st.publishLagMs);
       readiness.push({ name: 'projector', check: async () => p.readiness() });
@@ -238,7 +239,6 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       readiness.push({ name: 'audit_sink', check: async () => (sink.isRunning() ? true : 'consumer stopped') });
     }
 
-    if (has('cerbos-adapter')) {
     // The tamper-evident log: its writer is a role of its own (its own consumer
     // group beside the sink's, docs/audit-log.md); the query role serves its proofs.
     const alc = has('audit-log') || has('query') ? configOrThrow('audit log', parseAuditLogConfig(o.env)) : undefined;
@@ -262,6 +262,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       readiness.push({ name: 'audit_log', check: async () => (writer.isRunning() ? true : 'consumer stopped') });
     }
 
+    if (has('cerbos-adapter')) {
       const cerbos = createCerbosAuditConsumer({
         kafka,
         topics: config.topics,
@@ -311,7 +312,6 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     }
     if (has('query')) {
       await app.register(auditRoutes({ clickhouse: await openClickHouse(), database: config.clickhouse.database }));
-    }
       if (alc !== undefined) {
         const client = await openClickHouse();
         const store = createAuditLogStore(client, config.clickhouse.database);
@@ -319,6 +319,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         const verifier = createVerifier({ client, database: config.clickhouse.database, store, verifiers, originPrefix: alc.originPrefix });
         await app.register(auditLogRoutes({ store, reader: createRecordReader(client, config.clickhouse.database), verify: verifier.verify, verifierKeys: keys }));
       }
+    }
     if (has('ssf') && pc !== undefined) {
       const ssf = configOrThrow('ssf', parseSsfConfig(o.env));
       const sink = createKafkaSink({ kafka, timeoutMs: config.http.produceTimeoutMs });

@@ -26,7 +26,7 @@ import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config } from '../lib/config.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { chunkMessages, ensureTopics, sendToDeadLetter, sessionKey, topicLayout } from '../lib/kafka.ts';
+import { chunkMessages, ensureTopics, partitionKeyOf, sendToDeadLetter, sessionKey, topicLayout } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import { trackCatchUp, endOffsets } from './catch-up.ts';
 import { decodeRecord, encodeRecord, PUBLISHED_MARKER_KEY, publishedMarkerOf, recordOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
@@ -86,6 +86,8 @@ export type ProjectorStats = {
   rebased: number;
   /** Idempotent mode, after a restore: input records below the recorded marker, skipped (already folded). */
   replaySkipped: number;
+  /** Input records whose Kafka key disagreed with their event's tenant / subject (dead-lettered, not folded). */
+  keyMismatches: number;
   /** Trust states the fold produced that the session-trust topic has not acknowledged yet (0 at rest). */
   unpublished: number;
   /** Age of the oldest of those, ms (0 when there is none). */
@@ -133,6 +135,13 @@ const OUTPUT_RETRY = { initialRetryTime: 5, maxRetryTime: 2_000, retries: Number
 const isoOfRecordTime = (timestamp: string | undefined): string | undefined => {
   const ms = Number(timestamp);
   return timestamp === undefined || !Number.isFinite(ms) || ms <= 0 || ms > 8.64e15 ? undefined : new Date(ms).toISOString();
+};
+
+/** Why a record's key is not the one its event implies (`partitionKeyOf`), or undefined when it is. */
+const keyMismatch = (key: Buffer | null, event: TrustfoldEvent): string | undefined => {
+  const want = partitionKeyOf(event);
+  const got = key?.toString();
+  return got === want ? undefined : `record key ${got === undefined ? '(none)' : JSON.stringify(got.slice(0, 200))} is not the event's key ${JSON.stringify(want)}`;
 };
 
 type InputOffset = { topic: string; partition: number; offset: string };
@@ -194,6 +203,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     republishSkipped: 0,
     rebased: 0,
     replaySkipped: 0,
+    keyMismatches: 0,
     unpublished: 0,
     publishLagMs: 0,
   };
@@ -733,12 +743,17 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         continue;
       }
       const decoded = m.value === null ? undefined : codec.decodeEvent(m.value);
-      if (decoded !== undefined && decoded.ok) {
+      // The record's key must be the one its payload implies: a record keyed
+      // as another tenant's or session's lands on that partition and (with
+      // several instances) on another owner; it is not folded.
+      const keyRefusal = decoded === undefined || !decoded.ok ? undefined : keyMismatch(m.key, decoded.value);
+      if (decoded !== undefined && decoded.ok && keyRefusal === undefined) {
         valid.push({ event: decoded.value, appendedAt: isoOfRecordTime(m.timestamp) });
         continue;
       }
-      const reason = decoded === undefined ? 'empty_value' : decoded.error.code;
-      const message = decoded === undefined ? 'message has no value' : decoded.error.message;
+      if (keyRefusal !== undefined) stats.keyMismatches++;
+      const [reason, message] =
+        decoded === undefined ? ['empty_value', 'message has no value'] : !decoded.ok ? [decoded.error.code, decoded.error.message] : ['key_mismatch', keyRefusal ?? ''];
       logger.warn({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason }, 'dead-lettering poison message');
       if (dlq !== undefined) {
         await sendToDeadLetter(

@@ -91,6 +91,9 @@ test(`[${delivery}] poison messages are dead-lettered and the loop keeps going`,
   const dlqConsumer = kafka.consumer({ groupId: uniqueName('dlq-reader') });
   try {
     await producer.raw.send({ topic: config.topics.signals, messages: [{ key: 'x', value: Buffer.from('not avro at all') }] });
+    // A valid event keyed as another tenant's session: not folded (the session stays unknown), dead-lettered.
+    const misKeyed = sessionStarted('S-mis-keyed', 'U-1');
+    await producer.raw.send({ topic: config.topics.signals, messages: [{ key: sessionKey('globex', 'S-mis-keyed'), value: codec.encodeEvent(misKeyed) }] });
     await producer.send(sessionStarted('S-after-poison', 'U-1'));
     const trust = await readTrustTopic(kafka, config.topics.sessionTrust, uniqueName('raw'));
     await dlqConsumer.connect();
@@ -101,9 +104,11 @@ test(`[${delivery}] poison messages are dead-lettered and the loop keeps going`,
       },
     });
     await waitFor('state after the poison message', () => trust.records.some((s) => s.session_id === 'S-after-poison'));
-    await waitFor('dead letter', () => dlq.length === 1);
-    assert.deepEqual(dlq, [{ offset: '0', reason: 'bad_framing' }]);
-    assert.equal(projector.stats().deadLettered, 1);
+    await waitFor('dead letters', () => dlq.length === 2);
+    assert.deepEqual(dlq, [{ offset: '0', reason: 'bad_framing' }, { offset: '1', reason: 'key_mismatch' }]);
+    assert.equal(projector.stats().deadLettered, 2);
+    assert.equal(projector.stats().keyMismatches, 1);
+    assert.ok(!trust.records.some((s) => s.session_id === 'S-mis-keyed'), 'the mis-keyed event was not folded');
     await trust.close();
   } finally {
     await dlqConsumer.disconnect();
