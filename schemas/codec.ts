@@ -4,8 +4,10 @@
 // 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing
 // Canonical Form, then the Avro body. The fingerprint names the writer schema,
 // so one topic can carry every signal kind and old bytes stay readable without
-// a registry. Confluent Schema Registry framing (0x00 + 4-byte schema id) is an
-// option for shops that run a registry; ids are then configuration.
+// a registry. Every service uses single-object encoding. Confluent framing
+// (0x00 + 4-byte schema id, ids passed in `framing.schemaIds`) exists only at
+// this level, for a caller that brings its own ids; no service is wired to it
+// and no setting selects it (docs/design.md, "Avro on the wire").
 import avro from 'avsc';
 import type { Schema as AvscSchema, Type } from 'avsc';
 import type { z } from 'zod';

@@ -60,7 +60,6 @@ const envSchema = z.object({
   TRUSTFOLD_MAX_EVENT_AGE_MS: int(30 * DAY_MS, 60_000, 8 * 365 * DAY_MS),
   TRUSTFOLD_SSE_MAX_STREAMS: int(1_000, 1, 1_000_000),
   TRUSTFOLD_SSE_MAX_STREAMS_PER_SUBJECT: int(20, 1, 1_000_000),
-  TRUSTFOLD_AVRO_FRAMING: z.enum(['single-object', 'confluent']).default('single-object'),
   TRUSTFOLD_MAX_BODY_BYTES: int(16 * 1024 * 1024, 1024),
   TRUSTFOLD_MAX_EVENTS_PER_REQUEST: int(10_000, 1),
   TRUSTFOLD_PRODUCE_TIMEOUT_MS: int(5_000, 100),
@@ -118,7 +117,6 @@ export type Config = {
   };
   /** Bounds on an event's occurred_at at every entry (HTTP ingest, OPA, Cerbos). */
   eventTime: { maxFutureSkewMs: number; maxAgeMs: number };
-  framing: 'single-object' | 'confluent';
   logLevel: Env['LOG_LEVEL'];
 };
 
@@ -202,7 +200,6 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       jwksAllowAllTenants: e.TRUSTFOLD_JWKS_ALLOW_ALL_TENANTS,
     },
     eventTime: { maxFutureSkewMs: e.TRUSTFOLD_MAX_FUTURE_SKEW_MS, maxAgeMs: e.TRUSTFOLD_MAX_EVENT_AGE_MS },
-    framing: e.TRUSTFOLD_AVRO_FRAMING,
     logLevel: e.LOG_LEVEL,
   });
 };

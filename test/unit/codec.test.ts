@@ -146,6 +146,44 @@ describe('schema evolution', () => {
   });
 });
 
+describe('enum defaults: a symbol added later reads as the fail-closed default', () => {
+  // A newer writer adds a symbol to an enum (allowed by the evolution rules);
+  // a reader on this version resolves it to the enum's default.
+  const withSymbol = (schema: Schema, enumName: string, symbol: string): Schema =>
+    JSON.parse(
+      JSON.stringify(schema, (_k, v: unknown) => {
+        const o = v as { type?: unknown; name?: unknown; symbols?: string[] } | null;
+        return o !== null && typeof o === 'object' && o.type === 'enum' && o.name === `trustfold.v1.${enumName}`
+          ? { ...o, symbols: [...(o.symbols ?? []), symbol] }
+          : v;
+      }),
+    ) as Schema;
+  const cases: [key: 'trust_set' | 'injection_detected' | 'decision', enumName: string, path: string[], expected: string][] = [
+    ['trust_set', 'Tier', ['tier'], 'revoked'],
+    ['injection_detected', 'Severity', ['severity'], 'critical'],
+    ['decision', 'Effect', ['decision', 'effect'], 'deny'],
+    ['decision', 'OutcomeStatus', ['outcome', 'status'], 'executed'],
+    ['decision', 'ChainLinkKind', ['chain', '0', 'kind'], 'service'],
+  ];
+  for (const [key, enumName, path, expected] of cases) {
+    test(`${enumName}: an unknown symbol reads as ${expected}`, () => {
+      const newer = withSymbol(EVENT_SCHEMAS[key], enumName, 'added_later');
+      const writer = createCodec({ schemas: { [key]: newer }, validate: false });
+      const reader = createCodec({ previous: { [key]: [newer] } });
+      const fixture = key === 'decision' ? decisionFixture : signalFixtures[key];
+      const value = structuredClone(mustParse(fixture)) as unknown as Record<string, unknown>;
+      let at: Record<string, unknown> = value;
+      for (const p of path.slice(0, -1)) at = at[p] as Record<string, unknown>;
+      at[path.at(-1) ?? ''] = 'added_later';
+      const r = reader.decode(writer.encode(key, value));
+      assert.ok(r.ok, JSON.stringify(r));
+      let got: unknown = r.value.value;
+      for (const p of path) got = (got as Record<string, unknown>)[p];
+      assert.equal(got, expected);
+    });
+  }
+});
+
 describe('Confluent framing', () => {
   const codecC = createCodec({ framing: { kind: 'confluent', schemaIds: { decision: 42 } } });
   test('round trip with a schema id', () => {
