@@ -7,17 +7,28 @@ import { test } from 'node:test';
 test('docker-compose.yml passes `docker-compose config` and runs every role', () => {
   const ensure = spawnSync('bash', ['scripts/ensure-docker-compose.sh'], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
   assert.equal(ensure.status, 0, `docker-compose unavailable: ${ensure.stderr}`);
-  const env = { ...process.env, TRUSTFOLD_JWT_SECRET: 'compose-test-secret-compose-test-secret' };
+  const env = { ...process.env, TRUSTFOLD_JWT_SECRET: 'compose-test-secret-compose-test-secret', TRUSTFOLD_KAFKA_PASSWORD: 'client-pw', TRUSTFOLD_KAFKA_BROKER_PASSWORD: 'broker-pw' };
   const out = execFileSync('docker-compose', ['-f', 'docker-compose.yml', 'config'], { env, encoding: 'utf8' });
   for (const role of ['ingest', 'projector', 'audit-sink', 'query']) {
     assert.match(out, new RegExp(`- --role\\n\\s+- ${role}\\b|- ${role}\\n`), `role ${role} is started`);
   }
   assert.match(out, /KAFKA_BROKERS: kafka:9092/);
+  // Every role authenticates to Kafka; the broker has no unauthenticated client listener.
+  assert.match(out, /KAFKA_SASL_MECHANISM: plain/);
+  assert.match(out, /KAFKA_SASL_PASSWORD: client-pw/);
+  assert.match(out, /KAFKA_LISTENERS: SASL_PLAINTEXT:\/\/:9092,CONTROLLER:\/\/:9093/);
+  assert.match(out, /KAFKA_ADVERTISED_LISTENERS: SASL_PLAINTEXT:\/\/kafka:9092/);
   assert.match(out, /CLICKHOUSE_URL: http:\/\/clickhouse:8123/);
   // Without a JWT secret the stack refuses to start rather than run open.
-  const bare = { ...process.env };
+  const bare = { ...env };
   delete bare.TRUSTFOLD_JWT_SECRET;
   const r = spawnSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { env: bare, encoding: 'utf8' });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /TRUSTFOLD_JWT_SECRET/);
+  // Nor without the Kafka password.
+  const noKafka = { ...env };
+  delete noKafka.TRUSTFOLD_KAFKA_PASSWORD;
+  const k = spawnSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '-q'], { env: noKafka, encoding: 'utf8' });
+  assert.notEqual(k.status, 0);
+  assert.match(k.stderr, /TRUSTFOLD_KAFKA_PASSWORD/);
 });
