@@ -38,6 +38,7 @@ import { trustRoutes } from './projector/trust-routes.ts';
 import { auditRoutes } from './query/routes.ts';
 import { parseSsfConfig } from './ssf/config.ts';
 import { startSsfRole } from './ssf/role.ts';
+import { auditSinkGroupOf } from './audit-sink/group.ts';
 
 export const ROLES = ['ingest', 'projector', 'audit-sink', 'audit-log', 'query', 'cerbos-adapter', 'ssf'] as const;
 export type Role = (typeof ROLES)[number];
@@ -230,7 +231,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         database: config.clickhouse.database,
         cluster: config.clickhouse.cluster,
         topics: config.topics,
-        groupId: `${config.kafka.clientId}-audit-sink`,
+        groupId: auditSinkGroupOf(config.kafka.clientId),
         registry,
         log: logger.child({ role: 'audit-sink' }),
       });

@@ -11,6 +11,7 @@ import { loadConfig } from '../lib/config.ts';
 import { createKafkaFor, ensureTopics, topicLayout } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { createAuditSink } from './sink.ts';
+import { auditSinkGroupOf } from './group.ts';
 
 const argValue = (name: string): string | undefined =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -22,7 +23,7 @@ const main = async (): Promise<void> => {
     log.fatal('KAFKA_BROKERS is required for the audit sink');
     process.exit(2);
   }
-  const groupId = argValue('group') ?? `${config.kafka.clientId}.audit-sink`;
+  const groupId = argValue('group') ?? auditSinkGroupOf(config.kafka.clientId);
   const crashAfter = argValue('crash-after-inserts');
   let inserts = 0;
 

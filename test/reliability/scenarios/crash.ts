@@ -40,6 +40,7 @@ import {
   type Figure,
   type RoleProcess,
 } from '../harness.ts';
+import { auditSinkGroupOf } from '../../../services/audit-sink/group.ts';
 
 export type CrashOptions = {
   brokers: string[];
@@ -147,7 +148,7 @@ export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
     // Everything consumed: the projector's input, then the sink's (it reads the trust topic too).
     const inputs = [config.topics.decisions, config.topics.signals];
     const projectorGroup = env['TRUSTFOLD_PROJECTOR_GROUP'] ?? '';
-    const sinkGroup = `${config.kafka.clientId}-audit-sink`;
+    const sinkGroup = auditSinkGroupOf(config.kafka.clientId);
     // "Caught up" means published: the committed input reached the end, and
     // the projector holds no folded state that the trust topic lacks.
     let unpublished = -1;
