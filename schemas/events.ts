@@ -1,4 +1,4 @@
-// The JSON edge of the wire contract (DESIGN.md, "The external contract").
+// The JSON edge of the wire contract (docs/design.md#the-contract).
 // The Avro schemas in ./avro/ carry the same fields on Kafka; test/unit/codec
 // round-trips every event type so the two cannot drift apart.
 import { z } from 'zod';
@@ -222,7 +222,7 @@ export type TrustfoldEvent = z.infer<typeof eventSchema>;
 /** What a producer writes before normalisation (timestamps in any RFC 3339 offset, defaults unset). */
 export type TrustfoldEventInput = z.input<typeof eventSchema>;
 
-/** The trust state PDPs receive (DESIGN.md, "Trust state, as PDPs see it"). */
+/** The trust state PDPs receive (docs/design.md#trust-state). */
 export const trustCauseSchema = z.strictObject({
   kind: z.string().max(LIMITS.id),
   ref: id,

@@ -20,7 +20,7 @@ usage:
         run the service (default --role all). Without KAFKA_BROKERS a local Kafka broker
         is started with its data in $TRUSTFOLD_DATA_DIR/kafka; without CLICKHOUSE_URL
         ClickHouse runs embedded with its data in $TRUSTFOLD_DATA_DIR/clickhouse.
-  trustfold demo                       play the DESIGN.md incident against a running server
+  trustfold demo                       play the incident of docs/design.md against a running server
   trustfold token [...]                mint a dev token (see: trustfold token --help)
   trustfold freeze raise|lift|list     SOC change freezes
   trustfold audit session|delegator|explain   forensics

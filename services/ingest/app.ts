@@ -1,5 +1,5 @@
 // The ingest role as one app: the shared HTTP shell plus ingest's routes.
-// Built without listening; main.ts (the lead's) listens and shuts down.
+// Built without listening; main.ts listens and shuts down.
 import type { Registry } from 'prom-client';
 import type { Authenticator } from '../lib/auth.ts';
 import { buildBaseApp, type App } from '../lib/http.ts';

@@ -1,5 +1,5 @@
 // The projector's own settings, parsed once from the environment (the shared
-// config covers brokers and topics). Tier mapping defaults come from DESIGN.md.
+// config covers brokers and topics). Tier mapping defaults: docs/design.md#the-fold.
 import { z } from 'zod';
 import { zodIssues } from '../../schemas/codec.ts';
 import { tierSchema } from '../../schemas/events.ts';

@@ -34,7 +34,7 @@ import { tupleKey } from '../lib/kafka.ts';
 
 export type Severity = SignalOf<'injection_detected'>['severity'];
 
-/** What each signal does to a tier; DESIGN.md's table gives the defaults. */
+/** What each signal does to a tier; the defaults are the signal table of docs/design.md#events. */
 export type TierMapping = {
   injection: Record<Severity, Tier>;
   roleRevoked: Tier;
@@ -172,7 +172,7 @@ const remember = (applied: readonly string[], eventId: string, bound: number): r
 
 const msOf = (iso: string): number => Date.parse(iso);
 
-/** The public view PDPs receive (DESIGN.md, "Trust state"). */
+/** The public view PDPs receive (docs/design.md#trust-state). */
 export const viewOf = (s: SessionState): SessionTrust => {
   const revokedRoles = s.causes.filter((c) => c.kind === 'role_revoked').map((c) => c.ref);
   return {

@@ -53,7 +53,7 @@ const id = z.string().min(1).max(LIMITS.id);
 // transforms cannot run on output, and the state is already validated.
 const trustResponseSchema = z
   .looseObject({ session_id: z.string(), tenant_id: z.string(), version: z.number().int(), tier: z.enum(TIERS), updated_at: z.string(), caused_by: z.string() })
-  .describe('SessionTrust (DESIGN.md, "Trust state, as PDPs see it")');
+  .describe('SessionTrust (docs/design.md, "Trust state")');
 const errorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 type StreamFilter = { tenant?: string; session?: string; delegator?: string };
