@@ -1,4 +1,4 @@
-// `npm run demo`: the DESIGN.md incident, played through a running trustfold
+// `npm run demo`: the docs/design.md incident, played through a running trustfold
 // over HTTP only — the same calls a gateway, a detector, the SOC and a PDP
 // make — and read back from the real pipeline: trust transitions from the SSE
 // stream, the verdict from the example PDP, the story from the audit API.
@@ -133,7 +133,7 @@ export const playIncident = async (h: Http, print: (s: string) => void): Promise
   if ((await call(h, 'GET', `/v1/sessions/${sessionId}/trust?tenant=${TENANT}`)).status === 200) {
     sessionId = `S-9-${randomBytes(2).toString('hex')}`;
   }
-  print(`trustfold demo — the DESIGN.md incident through the real pipeline at ${h.base}`);
+  print(`trustfold demo — the docs/design.md incident through the real pipeline at ${h.base}`);
   print(`session ${sessionId}, tenant ${TENANT}\n`);
   const trust = followTrust(h, sessionId, print);
   const at = () => new Date().toISOString();

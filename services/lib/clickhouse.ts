@@ -1,7 +1,7 @@
 // One factory for ClickHouse: an HTTP server when CLICKHOUSE_URL is set, the
 // embedded engine (chdb) otherwise. Same client API, same SQL.
 //
-// One chdb connection runs one operation at a time (DESIGN.md, measured), so
+// One chdb connection runs one operation at a time (docs/design.md, measured), so
 // writers and readers each open their own client on the same path. libchdb
 // binds one data directory per process: every client in a process must use the
 // same path.

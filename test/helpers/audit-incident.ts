@@ -1,4 +1,4 @@
-// The DESIGN.md incident as the audit store sees it: the events the gateways
+// The incident of docs/design.md as the audit store sees it: the events the gateways
 // emit and the trust states the projector publishes for session S-9.
 import { parseEvent, parseSessionTrust } from '../../schemas/codec.ts';
 import type { DecisionEvent, SessionTrust, SignalEvent, TrustfoldEvent } from '../../schemas/events.ts';

@@ -1,4 +1,4 @@
-// Real broker + embedded ClickHouse: the DESIGN.md incident flows through
+// Real broker + embedded ClickHouse: the docs/design.md incident flows through
 // Kafka into the audit tables; poison goes to the dead-letter topic without
 // holding back the good records around it.
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// The forensics API over real data: the DESIGN.md incident goes through Kafka
+// The forensics API over real data: the docs/design.md incident goes through Kafka
 // and the audit sink into embedded ClickHouse (twice for one decision, and
 // once more for another tenant); the API answers with the story, in order,
 // deduplicated, tenant-isolated and deaf to SQL injection.

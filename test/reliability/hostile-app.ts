@@ -30,7 +30,7 @@ export type HostileApp = {
   app: App;
   sent: OutboundRecord[];
   written: DecisionEvent[];
-  /** The acme incident (DESIGN.md) planted in both tenants with tenant-specific ids. */
+  /** The acme incident (docs/design.md#the-incident) planted in both tenants with tenant-specific ids. */
   acme: { decisionId: string; session: string; delegator: string; freezeId: string };
   globex: { decisionId: string; session: string; delegator: string; freezeId: string };
   clickhouse: ClickHouseClient;

@@ -12,7 +12,7 @@ const history = inc.trust.map((t) => ({ version: t.version, tier: t.tier, update
 assert.ok(met);
 
 describe('story', () => {
-  test('the DESIGN.md record, with every id in it', () => {
+  test('the docs/design.md record, with every id in it', () => {
     assert.equal(
       storyOf({ decision: inc.denied, trust: met, history }),
       'At 2026-06-09T14:03:11Z agent A-17 v3.2 acting for user U-442 in session S-9 attempted `delete_file` on repo R-payments-ledger; ' +
