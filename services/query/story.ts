@@ -1,4 +1,4 @@
-// The one-paragraph account of a decision (docs/design.md, "The incident": one record that must
+// The one-paragraph account of a decision (docs/design.md, "The incident": "one record that must
 // be reconstructable"). Pure: the decision, the trust state it met and that
 // state's history in, a sentence out. No clock, no I/O.
 import type { ActiveFreeze, DecisionEvent, FreezeScope, SessionTrust, Tier, TrustCause } from '../../schemas/events.ts';
