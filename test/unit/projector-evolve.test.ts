@@ -31,6 +31,8 @@ const ev = (base: TrustfoldEventInput, over: Record<string, unknown> = {}): Trus
 const started = (session: string, user = 'U-442', at = '2026-06-09T14:00:00.000Z', extra: Record<string, unknown> = {}): TrustfoldEvent =>
   ev(signalFixtures.session_started, { session_id: session, chain: [{ kind: 'human', id: user }, { kind: 'agent', id: 'A-17', version: '3.2' }], occurred_at: at, ...extra });
 
+const { session_id: _noSession, ...tokenWithoutSession } = signalFixtures.token_issued;
+
 const stateOf = (w: World, session: string, tenant = 'acme'): SessionTrust | undefined => {
   const s = w.sessions.get(sessionKeyOf(tenant, session));
   return s === undefined || s.version === 0 ? undefined : viewOf(s);
@@ -115,7 +117,16 @@ describe('every signal kind has its default effect', () => {
     { name: 'step_up alone does not make a session known', events: [ev(signalFixtures.step_up_requested)], tier: 'unknown' },
     {
       name: 'token_issued with a session teaches its facts',
-      events: [ev(signalFixtures.token_issued, { session_id: 'S-T' })].concat([]),
+      events: [ev(signalFixtures.token_issued)],
+      tier: 'trusted',
+      check: (s) => {
+        assert.deepEqual([s.delegator, s.agent, s.consent_ref, s.version], ['U-442', 'A-17', 'C-88', 1]);
+        assert.deepEqual(s.causes, []);
+      },
+    },
+    {
+      name: 'token_issued without a session makes no session known',
+      events: [ev(tokenWithoutSession)],
       tier: 'unknown',
     },
     {
