@@ -1,12 +1,15 @@
 // docker-compose.yml is checked by Debian's docker-compose (no engine needed):
-// the file parses, every role is there and gets its configuration.
+// the file parses, every role is there and gets its configuration. In this
+// tier because the first run may install docker-compose with apt-get (network);
+// skipped, saying why, where it is missing and cannot be installed.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 
-test('docker-compose.yml passes `docker-compose config` and runs every role', () => {
-  const ensure = spawnSync('bash', ['scripts/ensure-docker-compose.sh'], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
-  assert.equal(ensure.status, 0, `docker-compose unavailable: ${ensure.stderr}`);
+const ensure = spawnSync('bash', ['scripts/ensure-docker-compose.sh'], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
+const unavailable = ensure.status === 0 ? false : `docker-compose unavailable: ${ensure.stderr.trim() || `exit ${ensure.status}`}`;
+
+test('docker-compose.yml passes `docker-compose config` and runs every role', { skip: unavailable }, () => {
   const env = { ...process.env, TRUSTFOLD_JWT_SECRET: 'compose-test-secret-compose-test-secret', TRUSTFOLD_KAFKA_PASSWORD: 'client-pw', TRUSTFOLD_KAFKA_BROKER_PASSWORD: 'broker-pw' };
   const out = execFileSync('docker-compose', ['-f', 'docker-compose.yml', 'config'], { env, encoding: 'utf8' });
   for (const role of ['ingest', 'projector', 'audit-sink', 'query']) {
