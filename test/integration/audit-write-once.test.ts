@@ -16,7 +16,10 @@ import { createDecisionWriter } from '../../services/adapters/writer.ts';
 import type { Topics } from '../../services/lib/config.ts';
 import { createKafka, partitionKeyOf, topicOf } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
+import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
+import { buildBaseApp } from '../../services/lib/http.ts';
 import { AmbiguousTenantError, createAuditRepository } from '../../services/query/repository.ts';
+import { auditRoutes } from '../../services/query/routes.ts';
 import { incident } from '../helpers/audit-incident.ts';
 import { closeTestClickHouse, freshAuditDatabase } from '../helpers/clickhouse.ts';
 import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
@@ -185,6 +188,27 @@ describe('write-once audit', () => {
     assert.equal((await repo.decisionById('acme', acme.event_id))?.decision.effect, 'deny');
     assert.equal((await repo.decisionById('globex', acme.event_id))?.decision.effect, 'allow');
     assert.equal((await repo.decisionById(undefined, solo.event_id))?.tenant_id, 'acme', 'an id one tenant holds is unambiguous');
+
+    // Over HTTP: 409 naming the tenants, and the right one with ?tenant=.
+    const secret = 'w'.repeat(40);
+    const app = await buildBaseApp({ auth: createAuthenticator({ secret }), registry: new Registry() });
+    await app.register(auditRoutes({ clickhouse: reader, database }));
+    await app.ready();
+    try {
+      const operator = await mintToken({ sub: 'operator-1', tenant: '*', scopes: ['audit:read', 'tenants:all'] }, secret);
+      const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${operator}` } });
+      const ambiguous = await get(`/v1/audit/decisions/${acme.event_id}`);
+      assert.equal(ambiguous.statusCode, 409, ambiguous.body);
+      const body = ambiguous.json<{ error: { code: string; message: string } }>();
+      assert.equal(body.error.code, 'ambiguous_tenant');
+      assert.match(body.error.message, /acme, globex/);
+      assert.doesNotMatch(ambiguous.body, /"effect"/, 'neither copy is shown');
+      const named = await get(`/v1/audit/decisions/${acme.event_id}?tenant=globex`);
+      assert.equal(named.statusCode, 200);
+      assert.equal(named.json<{ decision: DecisionEvent }>().decision.tenant_id, 'globex');
+    } finally {
+      await app.close();
+    }
   });
 });
 
