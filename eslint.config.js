@@ -24,6 +24,36 @@ export default tseslint.config(
     },
   },
   {
+    // The pure modules (the fold, reconciliation, the story, SQL builders, the
+    // engine mappings, the sink's batching, ingest admission and body parsing,
+    // the record keys) take time, ids and lookups as arguments: no Node I/O, no
+    // Kafka, no ClickHouse. node:crypto stays allowed — a digest is a pure
+    // function of its input. (The rule sees direct imports only.)
+    files: [
+      'services/projector/evolve.ts',
+      'services/projector/reconcile.ts',
+      'services/query/story.ts',
+      'services/query/sql.ts',
+      'services/adapters/mapping.ts',
+      'services/audit-sink/batch.ts',
+      'services/ingest/admit.ts',
+      'services/ingest/body.ts',
+      'schemas/keys.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: ['kafkajs', '@clickhouse/client', 'chdb', 'pino', 'fastify'],
+          patterns: [
+            { regex: '^node:(?!crypto$)', message: 'pure modules take I/O as arguments: no Node built-ins but node:crypto' },
+            { regex: '(^|/)lib/(kafka|clickhouse|log|http)\\.ts$', message: 'pure modules do not load the Kafka, ClickHouse, logging or HTTP layers' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', Buffer: 'readonly' } },
   },

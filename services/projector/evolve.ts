@@ -30,7 +30,7 @@ import {
   type TrustCause,
   type TrustfoldEvent,
 } from '../../schemas/events.ts';
-import { tupleKey } from '../lib/kafka.ts';
+import { tupleKey } from '../../schemas/keys.ts';
 
 export type Severity = SignalOf<'injection_detected'>['severity'];
 
