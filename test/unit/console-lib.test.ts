@@ -82,8 +82,9 @@ describe('band: the tier over time and the decisions on it', () => {
 
   test('one instant still has a width, and nothing gives an empty band', () => {
     const one = computeBand({ transitions: [{ at: T0, tier: 'trusted', version: 1 }], decisions: [] });
-    assert.equal(one.end - one.start, 60_000);
-    assert.equal(one.changes[0]?.x, 0.5);
+    assert.equal(one.end - one.start, 10_000);
+    assert.equal(one.start, T0, 'from the first entry');
+    assert.equal(one.changes[0]?.x, 0);
     assert.deepEqual(computeBand({ transitions: [], decisions: [] }).segments, []);
   });
 

@@ -24,7 +24,7 @@ export type BandInput = {
 };
 
 /** Padding when every entry is at one instant, so the band still has a width. */
-const MIN_SPAN_MS = 60_000;
+const MIN_SPAN_MS = 10_000;
 const END_PAD = 0.03;
 
 export const computeBand = (input: BandInput): Band => {
@@ -33,12 +33,11 @@ export const computeBand = (input: BandInput): Band => {
   const signals = [...(input.signals ?? [])].sort((a, b) => a.at - b.at);
   const times = [...transitions, ...decisions, ...signals].map((e) => e.at);
   if (times.length === 0) return { start: 0, end: 0, segments: [], marks: [], ticks: [], changes: [] };
-  let start = Math.min(...times);
+  const start = Math.min(...times);
   let end = Math.max(...times, input.until ?? Number.NEGATIVE_INFINITY);
   if (end - start < MIN_SPAN_MS) {
-    const mid = (start + end) / 2;
-    start = mid - MIN_SPAN_MS / 2;
-    end = mid + MIN_SPAN_MS / 2;
+    // A short session starts at the left edge: time before it is no part of it.
+    end = start + MIN_SPAN_MS;
   } else if (input.until === undefined) {
     // Room after the last entry, so a tier reached at the very end still shows (a live band runs to now anyway).
     end += (end - start) * END_PAD;

@@ -182,8 +182,13 @@ function route(): void {
     );
     return;
   }
+  const linked = r.params['tenant'];
+  if (!can.operator && linked !== undefined && linked !== who.tenant) {
+    fill(main, h('h1', null, 'Another tenant'), h('p', { class: 'status error' }, `This link is for tenant ${linked}; your token reads tenant ${who.tenant} only.`));
+    return;
+  }
   current = new AbortController();
-  const tenant = r.params['tenant'] ?? (can.operator ? chosenTenant() : who.tenant);
+  const tenant = linked ?? (can.operator ? chosenTenant() : who.tenant);
   main.replaceChildren();
   views[r.view]({ api, who, can, tenant, signal: current.signal, main, route: r });
   main.focus({ preventScroll: true });

@@ -17,7 +17,7 @@ type Explained = {
     token?: { jti: string; scopes: string[]; audience?: string; issued_at?: string; expires_at?: string; trust_level?: string; consent_ref?: string; policy_version?: string };
     intent?: { task_class?: string; statement?: string };
     request: { tool: string; action: string; resource: string };
-    decision: { effect: string; policy_id: string; policy_version?: string; rule_id?: string; trust_version?: number; pdp_id?: string; reason?: string };
+    decision: { effect: string; policy_id: string; policy_version?: string; rule_id?: string; trust_version?: number; pdp_id?: string; reasons?: string[] };
     provenance?: Record<string, string>;
   };
   trust: { met: SessionTrust | null; basis: string; at_decision_time?: SessionTrust };
@@ -38,6 +38,20 @@ const trustBlock = (s: SessionTrust): HTMLElement =>
     ['revoked roles', s.revoked_roles.join(', ') || undefined],
     ['consent', s.consent_revoked ? 'revoked' : undefined],
   ]);
+
+/** The record's inclusion proof in the tamper-evident log, on demand (the log may run elsewhere, or not yet have a checkpoint). */
+const proof = (ctx: Ctx, eventId: string, tp: Record<string, string>): HTMLElement => {
+  const out = h('div');
+  const button = h('button', { attrs: { type: 'button' } }, 'Fetch the inclusion proof');
+  button.addEventListener('click', () => {
+    out.textContent = 'fetching…';
+    ctx.api
+      .get<unknown>(`/v1/audit/decisions/${encodeURIComponent(eventId)}/proof${qs(tp)}`, ctx.signal)
+      .then((p) => out.replaceChildren(rawJson(p, 'Inclusion proof')))
+      .catch((e: unknown) => void (out.textContent = `No proof: ${e instanceof Error ? e.message : String(e)}`));
+  });
+  return h('section', null, h('h2', null, 'Proof'), button, out);
+};
 
 export const renderDecision = (ctx: Ctx): void => {
   const id = ctx.route.id ?? '';
@@ -78,7 +92,7 @@ export const renderDecision = (ctx: Ctx): void => {
           ['rule', d.decision.rule_id],
           ['PDP', d.decision.pdp_id],
           ['trust version seen', d.decision.trust_version !== undefined ? String(d.decision.trust_version) : undefined],
-          ['reason', d.decision.reason],
+          ['reasons', d.decision.reasons?.join('; ')],
         ])),
         h('section', null, h('h2', null, 'Trust state it met'), x.trust.met === null ? h('p', null, 'No trust state recorded for this session before the decision.') : trustBlock(x.trust.met), x.trust.at_decision_time !== undefined ? [h('h3', null, 'In force at the decision’s time (the PDP’s view was older)'), trustBlock(x.trust.at_decision_time)] : null),
         h('section', null, h('h2', null, 'Signals behind it'), x.signals.length === 0 ? h('p', null, 'none') : h('ul', null, x.signals.map((s) => h('li', null, signalLabel(s), ' · ', timeEl(s.occurred_at))))),
@@ -97,7 +111,7 @@ export const renderDecision = (ctx: Ctx): void => {
           ...Object.entries(d.provenance ?? {}).map(([k, v]) => [k.replace(/_/g, ' '), v] as const),
         ])),
       ),
-      h('p', { class: 'note' }, 'Proof of inclusion: not linked yet (the tamper-evidence log has no read API for the console).'),
+      proof(ctx, d.event_id, tp),
       rawJson(x),
     );
   })();

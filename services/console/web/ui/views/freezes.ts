@@ -41,7 +41,8 @@ export const renderFreezes = (ctx: Ctx): void => {
   }
   const tq = { tenant };
 
-  const load = async (): Promise<void> => {
+  /** Lists the freezes; returns their ids (undefined when the list could not be read). */
+  const load = async (): Promise<string[] | undefined> => {
     status.set('loading…', 'busy');
     try {
       const r = await ctx.api.get<{ freezes: ActiveFreeze[] }>(`/v1/freezes${qs(tq)}`, ctx.signal);
@@ -63,9 +64,20 @@ export const renderFreezes = (ctx: Ctx): void => {
       );
       if (r.freezes.length === 0) body.append(h('tr', null, h('td', { class: 'empty', attrs: { colspan: '8' } }, 'No active freeze.')));
       status.set(`${count(r.freezes.length)} active (as the projector sees them: a new one shows once folded)`, 'info');
+      return r.freezes.map((f) => f.freeze_id);
     } catch (e) {
       if (!ctx.signal.aborted) status.set(`Could not list freezes: ${e instanceof Error ? e.message : String(e)}`, 'error');
+      return undefined;
     }
+  };
+  // A raise or lift goes through Kafka and the projector: list again until it shows (20 s at most, then say so).
+  const reloadUntil = async (done: (ids: string[]) => boolean, what: string): Promise<void> => {
+    for (let i = 0; i < 20 && !ctx.signal.aborted; i++) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      const ids = await load();
+      if (ids !== undefined && done(ids)) return;
+    }
+    if (!ctx.signal.aborted) status.set(`${what} is not in the projected state after 20 s; is the projector running?`, 'error');
   };
 
   const lift = async (f: ActiveFreeze): Promise<void> => {
@@ -74,7 +86,7 @@ export const renderFreezes = (ctx: Ctx): void => {
     try {
       await ctx.api.send('DELETE', `/v1/freezes/${encodeURIComponent(f.freeze_id)}${qs(tq)}`);
       status.set(`${f.freeze_id} lifted; the live view shows it leave the sessions as the projector folds it.`, 'info');
-      setTimeout(() => void load(), 1_000);
+      await reloadUntil((ids) => !ids.includes(f.freeze_id), `the lift of ${f.freeze_id}`);
     } catch (e) {
       status.set(`Could not lift ${f.freeze_id}: ${e instanceof Error ? e.message : String(e)}`, 'error');
     }
@@ -107,7 +119,7 @@ export const renderFreezes = (ctx: Ctx): void => {
           const r = await ctx.api.send<{ freeze_id: string }>('POST', `/v1/freezes${qs(tq)}`, p.body);
           formError.set(`${r.freeze_id} raised; it appears on matching live sessions as the projector folds it.`, 'info');
           form.reset();
-          setTimeout(() => void load(), 1_000);
+          await reloadUntil((ids) => ids.includes(r.freeze_id), r.freeze_id);
         } catch (err) {
           formError.set(`Could not raise: ${err instanceof Error ? err.message : String(err)}`, 'error');
         }

@@ -79,6 +79,7 @@ export const renderLive = (ctx: Ctx): void => {
   let scheduled = false;
   const draw = (): void => {
     scheduled = false;
+    if (lastPush !== undefined) status.set(`live · ${count(store.size)} sessions · ${count(pushes)} pushes · last at ${utcText(lastPush).slice(11)} UTC`, 'info');
     const v = liveView(store.values(), filter, limit);
     counts.replaceChildren(
       ...TIER_ORDER.flatMap((t: Tier) => [
@@ -137,8 +138,8 @@ export const renderLive = (ctx: Ctx): void => {
       }
       pushes++;
       lastPush = new Date().toISOString();
+      schedule();
       if (applyState(store, s)) schedule();
-      status.set(`live · ${count(store.size)} sessions · ${count(pushes)} pushes · last at ${utcText(lastPush).slice(11)} UTC`, 'info');
     },
     { signal: ctx.signal, onStatus: (t, k) => status.set(t, k), onOpen: () => status.set(`live · ${count(store.size)} sessions · waiting for pushes`, 'info') },
   );

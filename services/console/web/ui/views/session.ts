@@ -13,6 +13,7 @@ type TimelinePage = { entries: (TimelineEntry & { tenant: string })[]; next_curs
 const W = 1000;
 const H = 150;
 const BAND_Y = 34;
+const LABEL_W = 150;
 const BAND_H = 44;
 
 const markShape = (effect: string, x: number, y: number): SVGElement => {
@@ -28,11 +29,17 @@ const chart = (band: Band, open: (eventId: string) => void): SVGSVGElement => {
   for (const s of band.segments) {
     root.append(svg('rect', { x: X(s.x0), y: BAND_Y, width: Math.max(1, X(s.x1) - X(s.x0)), height: BAND_H, class: `seg tier-${s.tier ?? 'unknown'}`, 'data-tier': s.tier ?? 'unknown' }, svg('title', {}, `${s.tier ?? 'unknown'} from ${utcText(new Date(s.from).toISOString())} UTC`)));
   }
+  // Each change of tier is labelled above the band; labels too close to the previous one take the second row.
+  let lastLabel: { x: number; row: number } | undefined;
   for (const c of band.changes) {
+    if (c.from === null) continue;
     const x = X(c.x);
+    const row = lastLabel !== undefined && x - lastLabel.x < LABEL_W && lastLabel.row === 0 ? 1 : 0;
+    lastLabel = { x, row };
+    const y = 12 + row * 14;
     root.append(
-      svg('line', { x1: x, x2: x, y1: 14, y2: BAND_Y + BAND_H, class: 'change' }),
-      svg('text', { x: x + 3, y: 12, class: `change-label tier-text-${c.to}` }, `${c.to} ${utcText(new Date(c.at).toISOString()).slice(11)}`),
+      svg('line', { x1: x, x2: x, y1: y + 2, y2: BAND_Y + BAND_H, class: 'change' }),
+      svg('text', { x: x + 3, y, class: `change-label tier-text-${c.to}` }, `${c.to} ${utcText(new Date(c.at).toISOString()).slice(11)}`),
     );
   }
   for (const t of band.ticks) {
@@ -162,7 +169,8 @@ export const renderSession = (ctx: Ctx): void => {
       );
       current.setAttribute('data-tier', s.tier);
       // The audit follows the stream within moments: read the timeline again once it has.
-      if (!first) {
+      if (first) redraw();
+      else {
         clearTimeout(refetch);
         refetch = setTimeout(() => void load(true), 1_000);
       }
