@@ -144,11 +144,24 @@ export const MIGRATIONS: readonly Migration[] = [
         `FROM ${qualified(o.database, from)}\n` +
         `WHERE (tenant, k) GLOBAL NOT IN (SELECT tenant, record_key FROM ${qualified(o.database, 'record_ids')} WHERE namespace = '${namespace}')\n` +
         `ORDER BY tenant, k, kafka_topic, kafka_partition, kafka_offset\nLIMIT 1 BY tenant, k`;
+      // Every other stored copy of an indexed id becomes evidence, so a responder sees that the id had several.
+      // Idempotent: the conflicts table collapses rows of the same copy (its Kafka coordinates).
+      const evidence = (from: string, namespace: string, key: string): string =>
+        `INSERT INTO ${qualified(o.database, 'conflicts')} (tenant, namespace, record_key, first_topic, first_partition, first_offset, first_digest, copy_digest, copy, kafka_topic, kafka_partition, kafka_offset)\n` +
+        `SELECT s.tenant, '${namespace}', s.k, i.kafka_topic, i.kafka_partition, i.kafka_offset, i.digest, ${zeros}, '{"stored_before_write_once":true}', s.kafka_topic, s.kafka_partition, s.kafka_offset\n` +
+        `FROM (SELECT tenant, ${key} AS k, kafka_topic, kafka_partition, kafka_offset FROM ${qualified(o.database, from)}) AS s\n` +
+        `INNER JOIN (SELECT tenant, record_key, digest, kafka_topic, kafka_partition, kafka_offset FROM ${qualified(o.database, 'record_ids')} WHERE namespace = '${namespace}') AS i\n` +
+        `ON s.tenant = i.tenant AND s.k = i.record_key\n` +
+        `WHERE (s.kafka_topic, s.kafka_partition, s.kafka_offset) != (i.kafka_topic, i.kafka_partition, i.kafka_offset)`;
+      const sources: [string, string, string, string][] = [
+        [DECISIONS.name, 'event', 'toString(event_id)', 'occurred_at'],
+        [SIGNALS.name, 'event', 'toString(event_id)', 'occurred_at'],
+        [TRUST_TRANSITIONS.name, 'trust', "concat(toString(version), ':', session_id)", 'updated_at'],
+      ];
       return [
         ...WRITE_ONCE_TABLES.flatMap((t) => createTableStatements(t, o)),
-        backfill(DECISIONS.name, 'event', 'toString(event_id)', 'occurred_at'),
-        backfill(SIGNALS.name, 'event', 'toString(event_id)', 'occurred_at'),
-        backfill(TRUST_TRANSITIONS.name, 'trust', "concat(toString(version), ':', session_id)", 'updated_at'),
+        ...sources.map(([from, ns, key, time]) => backfill(from, ns, key, time)),
+        ...sources.map(([from, ns, key]) => evidence(from, ns, key)),
       ];
     },
   },

@@ -65,8 +65,8 @@ describe('migrations and identifiers', () => {
     assert.deepEqual(versions, [...versions].sort((a, b) => a - b));
     assert.equal(new Set(versions).size, versions.length);
     for (const m of MIGRATIONS) {
-      // A backfill is idempotent by skipping what the target already holds.
-      for (const s of m.statements({ database: 'tf', ttlDays: 1 })) assert.match(s, /IF NOT EXISTS|IF EXISTS|^INSERT INTO [\s\S]* NOT IN \(SELECT/);
+      // A backfill is idempotent by skipping what the target already holds, or by a target that collapses repeats.
+      for (const s of m.statements({ database: 'tf', ttlDays: 1 })) assert.match(s, /IF NOT EXISTS|IF EXISTS|^INSERT INTO [\s\S]* NOT IN \(SELECT|^INSERT INTO `tf`\.`conflicts`/);
     }
   });
   test('migration 1 creates every audit table', () => {
@@ -76,7 +76,9 @@ describe('migrations and identifiers', () => {
   test('migration 3 creates the write-once index (plain MergeTree: nothing collapses it) and the conflicts table, then backfills the index', () => {
     const m = MIGRATIONS.find((x) => x.version === 3);
     assert.ok(m);
-    const [index, conflicts, ...backfills] = m.statements({ database: 'tf', ttlDays: 30 });
+    const [index, conflicts, ...rest] = m.statements({ database: 'tf', ttlDays: 30 });
+    const backfills = rest.filter((b) => b.startsWith('INSERT INTO `tf`.`record_ids`'));
+    assert.equal(rest.filter((b) => b.startsWith('INSERT INTO `tf`.`conflicts`')).length, 3, 'other stored copies become evidence');
     assert.match(index ?? '', /CREATE TABLE IF NOT EXISTS `tf`\.`record_ids`[\s\S]*ENGINE = MergeTree\(\)\nPARTITION BY toYYYYMM\(occurred_at\)\nORDER BY \(tenant, namespace, record_key\)/);
     assert.match(conflicts ?? '', /CREATE TABLE IF NOT EXISTS `tf`\.`conflicts`[\s\S]*ENGINE = ReplacingMergeTree\(detected_at\)/);
     assert.deepEqual(backfills.map((b) => /FROM `tf`\.`(\w+)`/.exec(b)?.[1]), ['decisions', 'signals', 'trust_transitions']);
