@@ -36,7 +36,7 @@ let reader: ClickHouseClient;
 type Json = Record<string, unknown>;
 const tokens: Record<string, string> = {};
 const get = async (url: string, as = 'acme', accept?: string) => {
-  tokens[as] ??= await mintToken({ sub: `responder-${as}`, tenant: as, scopes: ['audit:read'] }, secret);
+  tokens[as] ??= await mintToken({ sub: `responder-${as}`, tenant: as, scopes: as === '*' ? ['audit:read', 'tenants:all'] : ['audit:read'] }, secret);
   return app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${tokens[as]}`, ...(accept !== undefined ? { accept } : {}) } });
 };
 const getJson = async <T = Json>(url: string, as = 'acme'): Promise<T> => {
