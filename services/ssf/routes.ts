@@ -31,8 +31,8 @@ import type { Transmitter } from './transmitter.ts';
 export const SSF_PATHS = {
   configuration: '/v1/ssf/streams',
   status: '/v1/ssf/streams/status',
-  addSubject: '/v1/ssf/streams/subjects:add',
-  removeSubject: '/v1/ssf/streams/subjects:remove',
+  addSubject: '/v1/ssf/streams/subjects/add',
+  removeSubject: '/v1/ssf/streams/subjects/remove',
   verification: '/v1/ssf/streams/verify',
   jwks: '/v1/ssf/jwks',
   poll: '/v1/ssf/poll',
