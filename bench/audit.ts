@@ -20,6 +20,7 @@ import { createKafka, sessionKey } from '../services/lib/kafka.ts';
 import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
 import { createLogger } from '../services/lib/log.ts';
 import { createAuditRepository } from '../services/query/repository.ts';
+import { printTargets } from './target.ts';
 
 const arg = (name: string, def: number): number => {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -176,7 +177,11 @@ const main = async (): Promise<void> => {
     const tDecode = performance.now();
     for (const e of events.slice(0, 50_000)) codec.decodeEvent(codec.encodeEvent(e));
     say(`[cpu ] Avro encode+decode+zod of one decision: ${fmt((performance.now() - tDecode) / 50_000 * 1000, 1)} µs (one core)`);
-    say(`[sink] ratio sink/raw: ${fmt(sinkRate / rawRate, 2)} (joined→all stored: ${fmt(sinkJoined / rawRate, 2)}; first→last insert: ${fmt(sinkSteady / rawRate, 2)})  — targets ≥ 100k/s and ≥ 0.7×`);
+    say(`[sink] ratio sink/raw: ${fmt(sinkRate / rawRate, 2)} (joined→all stored: ${fmt(sinkJoined / rawRate, 2)}; first→last insert: ${fmt(sinkSteady / rawRate, 2)})`);
+    printTargets([
+      { what: 'audit sink, Kafka → ClickHouse', value: sinkRate, unit: 'decisions/s', bound: 'min', goal: 100_000 },
+      { what: 'audit sink ÷ raw insert of the same rows, same run', value: sinkRate / rawRate, unit: '×', bound: 'min', goal: 0.7 },
+    ], say);
 
     // ---- 2. decision-to-queryable latency (sink live, steady load) ----------
     if (PARTS.has('latency')) {
@@ -201,7 +206,8 @@ const main = async (): Promise<void> => {
       format: 'JSONEachRow',
     });
     const [lat] = await rs.json<{ q: number[]; mx: number }>();
-    say(`\n[latency] ${fmt(expected, 0)} decisions at ${LAT_RATE}/s: decision→queryable p50 ${fmt(lat?.q[0] ?? NaN, 0)} ms, p99 ${fmt(lat?.q[1] ?? NaN, 0)} ms, max ${fmt(Number(lat?.mx), 0)} ms — target p99 ≤ 2000 ms`);
+    say(`\n[latency] ${fmt(expected, 0)} decisions at ${LAT_RATE}/s: decision→queryable p50 ${fmt(lat?.q[0] ?? NaN, 0)} ms, p99 ${fmt(lat?.q[1] ?? NaN, 0)} ms, max ${fmt(Number(lat?.mx), 0)} ms`);
+    printTargets([{ what: `decision → queryable p99 at ${LAT_RATE}/s`, value: Number(lat?.q[1] ?? NaN), unit: 'ms', bound: 'max', goal: 2000 }], say);
     }
     await sink.stop();
     }
@@ -253,7 +259,8 @@ const main = async (): Promise<void> => {
     });
     const [size] = await sizeRs.json<{ rows: number; c: number; u: number; d: number }>();
     const nRows = Number(size?.rows);
-    say(`[${GEN_LABEL}] ${fmt(nRows, 0)} rows in ${parts} active parts: ${fmt(Number(size?.c) / nRows, 1)} B/decision compressed columns, ${fmt(Number(size?.d) / nRows, 1)} B/decision on disk (incl. projection, skip indexes, marks), ${fmt(Number(size?.u) / nRows, 0)} B uncompressed — target ≤ 64 B`);
+    say(`[${GEN_LABEL}] ${fmt(nRows, 0)} rows in ${parts} active parts: ${fmt(Number(size?.c) / nRows, 1)} B/decision compressed columns, ${fmt(Number(size?.d) / nRows, 1)} B/decision on disk (incl. projection, skip indexes, marks), ${fmt(Number(size?.u) / nRows, 0)} B uncompressed`);
+    printTargets([{ what: `bytes per decision on disk, ${fmt(nRows, 0)} rows`, value: Number(size?.d) / nRows, unit: 'B', bound: 'max', goal: 64 }], say);
     const colRs = await reader.query({
       query: "SELECT name, sum(data_compressed_bytes) AS c FROM system.columns WHERE database = 'big' AND table = 'decisions' GROUP BY name ORDER BY c DESC LIMIT 6",
       format: 'JSONEachRow',
@@ -267,7 +274,7 @@ const main = async (): Promise<void> => {
       format: 'JSONEachRow',
     });
     const samples = await sampleRs.json<{ tenant: string; session_id: string; delegator: string; rule_id: string; token_jti: string; resource: string; at: string }>();
-    const time = async (name: string, target: string, f: (s: (typeof samples)[number]) => Promise<number>): Promise<void> => {
+    const time = async (name: string, goalP50Ms: number | undefined, f: (s: (typeof samples)[number]) => Promise<number>): Promise<void> => {
       const ms: number[] = [];
       let results = 0;
       for (const s of samples.slice(0, 3)) await f(s); // warm-up
@@ -276,19 +283,20 @@ const main = async (): Promise<void> => {
         results += await f(s);
         ms.push(performance.now() - t0);
       }
-      say(`[${GEN_LABEL}] ${name.padEnd(44)} p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms  (avg ${fmt(results / samples.length, 1)} results) ${target}`);
+      say(`[${GEN_LABEL}] ${name.padEnd(44)} p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms  (avg ${fmt(results / samples.length, 1)} results)`);
+      if (goalP50Ms !== undefined) printTargets([{ what: `${GEN_LABEL} ${name} p50`, value: pct(ms, 50), unit: 'ms', bound: 'max', goal: goalP50Ms }], say);
     };
-    await time('session timeline (API query, 100 entries)', 'target p50 ≤ 20 ms', async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length);
-    await time('delegator 24 h sessions + counts + last tier', 'target p50 ≤ 50 ms', async (s) => {
+    await time('session timeline (API query, 100 entries)', 20, async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length);
+    await time('delegator 24 h sessions + counts + last tier', 50, async (s) => {
       const to = new Date(`${s.at.replace(' ', 'T')}Z`);
       return (await repo.delegatorSessions(s.tenant, s.delegator, { from: new Date(to.getTime() - DAY).toISOString(), to: new Date(to.getTime() + 60_000).toISOString() }, 100)).items.length;
     });
-    await time('search rule+effect=deny, 30 days, page of 100', '', async (s) => (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny' }, { limit: 100, order: 'desc' })).items.length);
-    await time('search rule+effect=deny, last 24 h, page of 100', '', async (s) => {
+    await time('search rule+effect=deny, 30 days, page of 100', undefined, async (s) => (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny' }, { limit: 100, order: 'desc' })).items.length);
+    await time('search rule+effect=deny, last 24 h, page of 100', undefined, async (s) => {
       const to = new Date(`${s.at.replace(' ', 'T')}Z`);
       return (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny', from: new Date(to.getTime() - DAY).toISOString() }, { limit: 100, order: 'asc' })).items.length;
     });
-    await time('decision by event_id (explain lookup)', '', async (s) => {
+    await time('decision by event_id (explain lookup)', undefined, async (s) => {
       const rs2 = await reader.query({ query: "SELECT event_id FROM big.decisions WHERE tenant = {t:String} AND session_id = {s:String} LIMIT 1", query_params: { t: s.tenant, s: s.session_id }, format: 'JSONEachRow' });
       const [row] = await rs2.json<{ event_id: string }>();
       return (await repo.decisionById(s.tenant, row?.event_id ?? randomUUID())) !== undefined ? 1 : 0;
