@@ -4,7 +4,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const argv = process.argv.slice(2);
-if (argv[0] === 'gate') {
+// gate and the audit log's verify/export run in services/cli; everything else in services/main.ts.
+if (argv[0] === 'gate' || (argv[0] === 'audit' && (argv[1] === 'verify' || argv[1] === 'export'))) {
   const { runCli } = await import('../services/cli/cli.ts');
   process.exitCode = await runCli(argv);
 } else {

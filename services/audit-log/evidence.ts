@@ -94,7 +94,10 @@ export type ProofCheck = { ok: true } | { ok: false; problem: 'changed' | 'bad_p
  * to the leaf the proof starts from, the proof leads to the checkpoint's root,
  * the checkpoint is signed by a known key for this log's origin.
  */
-export const checkRecordProof = (p: RecordProof, verifiers: readonly Verifier[], note: string = p.checkpoint.note): ProofCheck => {
+/** What a proof check reads: the record's leaf, where it is, and its audit path. */
+export type ProofParts = Pick<RecordProof, 'log_id' | 'leaf_index' | 'tree_size' | 'leaf' | 'leaf_hash' | 'inclusion_proof'> & { checkpoint?: { note: string } };
+
+export const checkRecordProof = (p: ProofParts, verifiers: readonly Verifier[], note: string = p.checkpoint?.note ?? ''): ProofCheck => {
   const opened = openCheckpoint(note, verifiers);
   if (!opened.ok) return { ok: false, problem: 'bad_checkpoint', reason: opened.reason };
   const c = opened.checkpoint;

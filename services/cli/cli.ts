@@ -26,6 +26,8 @@ const USAGE = `usage:
                          [--ticket ID] [--expires 2h|ISO-8601] [--id FREEZE_ID] [--tenant ID]
   trustfold freeze lift FREEZE_ID [--reason TEXT] [--tenant ID]
   trustfold freeze list [--tenant ID] [--json]
+  trustfold audit verify [--tenant T] [--log L] | verify --bundle DIR [--key K] | export --session S --bundle DIR
+      the tamper-evident audit log: verify the store, export or verify an evidence bundle offline
   trustfold gate --config FILE [--stdio] [--port N]
       an MCP gateway judging every tools/call on live session trust (trustfold gate --help)
 common: --url URL (TRUSTFOLD_URL, default http://127.0.0.1:$PORT)  --token JWT (TRUSTFOLD_TOKEN;
@@ -222,6 +224,14 @@ export const formatFreezes = (tenant: string, freezes: readonly FreezeRow[]): st
   return `${freezes.length} active freeze${freezes.length === 1 ? '' : 's'} in tenant ${tenant}\n${[line(head), ...rows.map(line)].join('\n')}\n`;
 };
 
+/** `audit verify|export`: the tamper-evident log's commands (services/audit-log/cli.ts); a local token reads every tenant. */
+const auditLogCommand = async (ctx: Ctx, args: string[]): Promise<number> => {
+  const { runAuditLogCli } = await import('../audit-log/cli.ts');
+  const token = async (): Promise<string> =>
+    ctx.env.TRUSTFOLD_TOKEN ?? mintToken({ sub: 'trustfold-cli', tenant: OPERATOR_TENANT, scopes: ['audit:read', ALL_TENANTS_SCOPE], ttlSeconds: 300 }, secretOf(ctx));
+  return runAuditLogCli(args, { baseUrl: ctx.env.TRUSTFOLD_URL ?? `http://127.0.0.1:${ctx.config.http.port}`, token, fetch: ctx.io.fetch, stdout: ctx.io.stdout, stderr: ctx.io.stderr });
+};
+
 /** Runs one command; returns the exit code (0 ok, 1 failed, 2 usage, 3 auth). */
 export const runCli = async (argv: string[], partial: Partial<CliIo> = {}): Promise<number> => {
   const io: CliIo = {
@@ -246,6 +256,7 @@ export const runCli = async (argv: string[], partial: Partial<CliIo> = {}): Prom
     if (command === 'token') return await tokenCommand(ctx, rest);
     if (command === 'freeze') return await freezeCommand(ctx, rest);
     if (command === 'gate') return await (await import('../gate/main.ts')).runGate(rest, io.env);
+    if (command === 'audit' && (rest[0] === 'verify' || rest[0] === 'export')) return await auditLogCommand(ctx, rest);
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
       io.stdout(`${USAGE}\n`);
       return command === undefined ? 2 : 0;

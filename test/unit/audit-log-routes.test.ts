@@ -182,7 +182,7 @@ describe('key and verify', () => {
   });
 
   test('the OpenAPI document lists every audit-log route with its statuses', async () => {
-    const doc = app.swagger() as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    const doc = app.swagger() as unknown as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
     const statuses = (path: string, method: string) => Object.keys(doc.paths[path]?.[method]?.responses ?? {}).sort();
     assert.deepEqual(statuses('/v1/audit/decisions/{event_id}/proof', 'get'), ['200', '400', '401', '403', '404', '409']);
     assert.deepEqual(statuses('/v1/audit/checkpoints', 'get'), ['200', '400', '401', '403', '404']);
