@@ -19,18 +19,18 @@
 // every `tickIntervalMs`, so a cause with `expires_at` is released even when no
 // event arrives. Expiry transitions are stamped with the expiry instant, so a
 // replay that releases them by event time produces the same states.
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Consumer, EachBatchPayload, Kafka, Message, Producer, RecordMetadata, Transaction } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config } from '../lib/config.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { chunkMessages, ensureTopics, partitionKeyOf, sendToDeadLetter, sessionKey, topicLayout } from '../lib/kafka.ts';
+import { chunkMessages, ensureTopics, partitionKeyOf, sendToDeadLetter, topicLayout } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
-import { trackCatchUp, endOffsets } from './catch-up.ts';
-import { decodeRecord, encodeRecord, PUBLISHED_MARKER_KEY, publishedMarkerOf, recordOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
-import { DEFAULT_FOLD_CONFIG, evolve, initialWorld, restoreWorld, sessionKeyOf, tick, viewOf, type FoldConfig, type Transition, type World } from './evolve.ts';
+import { encodeRecord, PUBLISHED_MARKER_KEY, type ChangelogRecord } from './changelog.ts';
+import { DEFAULT_FOLD_CONFIG, evolve, initialWorld, tick, viewOf, type FoldConfig, type Transition, type World } from './evolve.ts';
+import { emptyGroup, isEmptyGroup, offsetsByTopic, seal, type Group, type OutMessage } from './group.ts';
+import { inputKey, restoreState, unreadInput, type RestoreDeps } from './restore.ts';
 import { DEFAULT_DELIVERY, type Delivery } from './config.ts';
 import { reconcile, settle, type Ahead, type TrustBytes } from './reconcile.ts';
 
@@ -144,19 +144,6 @@ const keyMismatch = (key: Buffer | null, event: TrustfoldEvent): string | undefi
   return got === want ? undefined : `record key ${got === undefined ? '(none)' : JSON.stringify(got.slice(0, 200))} is not the event's key ${JSON.stringify(want)}`;
 };
 
-type InputOffset = { topic: string; partition: number; offset: string };
-
-/** Consumed offsets grouped by topic, as `sendOffsets` takes them. */
-const offsetsByTopic = (offsets: Iterable<InputOffset>): { topic: string; partitions: { partition: number; offset: string }[] }[] => {
-  const byTopic = new Map<string, { partition: number; offset: string }[]>();
-  for (const o of offsets) {
-    const list = byTopic.get(o.topic) ?? [];
-    list.push({ partition: o.partition, offset: o.offset });
-    byTopic.set(o.topic, list);
-  }
-  return [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
-};
-
 export const changelogTopicOf = (sessionTrustTopic: string, groupId: string): string => `${sessionTrustTopic}.changelog.${groupId}`;
 
 export const createProjector = (deps: ProjectorDeps): Projector => {
@@ -246,99 +233,17 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     },
   };
 
-  const inputKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
 
-  /** A topic's end offsets now, through a short-lived admin client. */
-  const endOffsetsNow = async (topic: string): Promise<Map<number, bigint>> => {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      return await endOffsets(admin, topic);
-    } finally {
-      await admin.disconnect();
-    }
-  };
+  const restoreDeps = (): RestoreDeps => ({ kafka, groupId, logger, codec, untilStopped });
 
   const restore = async (): Promise<World> => {
-    const targets = await endOffsetsNow(changelogTopic);
-    const records: ChangelogRecord[] = [];
-    if (targets.size > 0) {
-      // A throwaway group that never commits: the changelog is always read whole.
-      const reader = kafka.consumer({ groupId: `${groupId}-restore-${randomUUID()}`, maxWaitTimeInMs: 200 });
-      await reader.connect();
-      const caught = trackCatchUp(reader, changelogTopic, targets);
-      try {
-        await reader.subscribe({ topic: changelogTopic, fromBeginning: true });
-        await reader.run({
-          autoCommit: false,
-          eachBatch: async ({ batch }) => {
-            for (const m of batch.messages) {
-              if (m.value === null) continue;
-              const r = decodeRecord(m.value);
-              if (r.ok) records.push(r.value);
-              else logger.error({ partition: batch.partition, offset: m.offset, reason: r.error }, 'skipping unreadable changelog record');
-            }
-          },
-        });
-        await untilStopped(caught.done);
-      } finally {
-        caught.dispose();
-        await reader.disconnect();
-      }
-    }
-    stats.restoredRecords = records.length;
-    logger.debug({ targets: [...targets].map(([p, o]) => `${p}:${o}`), records: records.length }, 'changelog read');
-    const restored = restoreWorld(snapshotFromRecords(records));
-    const marker = publishedMarkerOf(records);
-    covered = new Map((marker?.partitions ?? []).map((p) => [p.partition, p.offset]));
-    folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
-    ahead = delivery === 'idempotent' ? await publishedAhead(restored) : new Map();
+    const r = await restoreState(restoreDeps(), { changelogTopic, sessionTrustTopic: config.topics.sessionTrust, readPublished: delivery === 'idempotent' });
+    stats.restoredRecords = r.records;
+    covered = r.covered;
+    folded = r.folded;
+    ahead = r.ahead;
     aheadAtRestore = ahead.size;
-    return restored;
-  };
-
-  /**
-   * Idempotent mode: reads the session-trust topic from the published marker
-   * (the beginning for partitions it does not name) to its current end and
-   * returns the sessions with a published version above the restored one.
-   * read_uncommitted: anything a PDP may have seen counts as published.
-   */
-  const publishedAhead = async (restored: World): Promise<Map<string, Ahead>> => {
-    const topic = config.topics.sessionTrust;
-    const ends = await endOffsetsNow(topic);
-    const from = (partition: number): bigint => BigInt(covered.get(partition) ?? '0');
-    for (const [partition, end] of ends) if (from(partition) >= end) ends.delete(partition);
-    const out = new Map<string, Ahead>();
-    if (ends.size === 0) return out;
-    const reader = kafka.consumer({ groupId: `${groupId}-published-${randomUUID()}`, maxWaitTimeInMs: 200, readUncommitted: true });
-    await reader.connect();
-    const caught = trackCatchUp(reader, topic, ends);
-    try {
-      await reader.subscribe({ topic, fromBeginning: true });
-      await reader.run({
-        autoCommit: false,
-        eachBatch: async ({ batch }) => {
-          for (const m of batch.messages) {
-            if (m.value === null || BigInt(m.offset) < from(batch.partition)) continue;
-            const r = codec.decodeTrust(m.value);
-            if (!r.ok) continue;
-            const key = sessionKeyOf(r.value.tenant_id, r.value.session_id);
-            if (r.value.version <= (restored.sessions.get(key)?.version ?? 0)) continue;
-            let a = out.get(key);
-            if (a === undefined) out.set(key, (a = { max: 0, published: new Map(), verified: 0 }));
-            a.max = Math.max(a.max, r.value.version);
-            if (!a.published.has(r.value.version)) a.published.set(r.value.version, m.value);
-          }
-        },
-      });
-      // Skip what the changelog already covers (an optimisation: records below it are ignored anyway).
-      for (const partition of ends.keys()) if (from(partition) > 0n) reader.seek({ topic, partition, offset: String(from(partition)) });
-      await untilStopped(caught.done);
-    } finally {
-      caught.dispose();
-      await reader.disconnect();
-    }
-    return out;
+    return r.world;
   };
 
   /** Idempotent mode, after a restore: what to publish of a fold step's states (see reconcile.ts), applied to `ahead` and the world. */
@@ -382,12 +287,6 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     schedulePump();
   };
 
-  const stateMessage = (s: SessionTrust): Message => ({
-    key: sessionKey(s.tenant_id, s.session_id),
-    value: codec.encodeTrust(s),
-    headers: { 'trustfold-tenant': s.tenant_id, 'trustfold-session': s.session_id, 'trustfold-version': String(s.version) },
-  });
-
   // ---- group commit
   //
   // Batches (from every partition, handled concurrently by kafkajs) and timer
@@ -397,14 +296,6 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   // synchronously — its messages, the changelog records of what it touched and
   // its offsets are taken at that instant — so it holds exactly the world that
   // the offsets it commits imply.
-  type Group = {
-    changed: SessionTrust[];
-    touched: Set<string>;
-    offsets: Map<string, { topic: string; partition: number; offset: string }>;
-    /** Wall time its first state was folded. */
-    firstAt?: number;
-  };
-  const emptyGroup = (): Group => ({ changed: [], touched: new Set(), offsets: new Map() });
   const addState = (s: SessionTrust): void => {
     if (pending.changed.length === 0) pending.firstAt = now();
     pending.changed.push(s);
@@ -425,7 +316,6 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   let inFlight: Promise<void> | undefined;
   let pumpScheduled = false;
   let drained: (() => void)[] = [];
-  const isEmpty = (g: Group): boolean => g.touched.size === 0 && g.offsets.size === 0;
 
   const collect = (t: Transition): void => {
     world = t.world;
@@ -439,23 +329,6 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     broken = true;
     logger.error({ err: e === undefined ? undefined : errorMessage(e), reason }, 'projector state invalidated; recovering from the changelog');
     scheduleRecovery();
-  };
-
-  const changelogOf = (g: Group): Message[] => {
-    const changelog: Message[] = [];
-    for (const key of g.touched) {
-      const r = recordOf(world, key);
-      if (r !== undefined) changelog.push({ key, value: encodeRecord(r) });
-    }
-    return changelog;
-  };
-
-  const sealed = (g: Group): { topicMessages: { topic: string; messages: Message[] }[]; offsets: { topic: string; partitions: { partition: number; offset: string }[] }[] } => {
-    const topicMessages: { topic: string; messages: Message[] }[] = [];
-    if (g.changed.length > 0) topicMessages.push({ topic: config.topics.sessionTrust, messages: g.changed.map(stateMessage) });
-    const changelog = changelogOf(g);
-    if (changelog.length > 0) topicMessages.push({ topic: changelogTopic, messages: changelog });
-    return { topicMessages, offsets: offsetsByTopic(g.offsets.values()) };
   };
 
   const isConcurrentTransactions = (e: unknown): boolean => {
@@ -484,7 +357,12 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
 
   const transact = async (g: Group): Promise<void> => {
     if (producer === undefined) throw new Error('projector not started');
-    const { topicMessages, offsets } = sealed(g);
+    const sealed = seal(world, g, codec.encodeTrust);
+    const topicMessages: { topic: string; messages: OutMessage[] }[] = [];
+    if (sealed.states.length > 0) topicMessages.push({ topic: config.topics.sessionTrust, messages: sealed.states });
+    const changelog = [...sealed.sessions, ...sealed.facts];
+    if (changelog.length > 0) topicMessages.push({ topic: changelogTopic, messages: changelog });
+    const offsets = offsetsByTopic(sealed.offsets);
     if (topicMessages.length === 0 && offsets.length === 0) return;
     const t0 = performance.now();
     const txn = await producer.transaction();
@@ -639,13 +517,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
 
   const startIdempotent = (g: Group): void => {
     // Sealed now, synchronously: the states, the changelog records of the world at this instant, the offsets.
-    const states = g.changed.map(stateMessage);
-    const sessions: Message[] = [];
-    const facts: Message[] = [];
-    for (const key of g.touched) {
-      const r = recordOf(world, key);
-      if (r !== undefined) (r.kind === 'session' ? sessions : facts).push({ key, value: encodeRecord(r) });
-    }
+    const { states, sessions, facts } = seal(world, g, codec.encodeTrust);
     const t0 = performance.now();
     const u: Unrecorded = { done: false, published: Promise.resolve(), sessions, facts, offsets: g.offsets, t0 };
     u.published = publish(states).then(
@@ -675,7 +547,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   const pump = (): void => {
     pumpScheduled = false;
     if (inFlight !== undefined) return;
-    if (broken || isEmpty(pending)) {
+    if (broken || isEmptyGroup(pending)) {
       if (unrecorded.length > 0) return; // groups still record; the recorder pumps again when done
       const waiting = drained;
       drained = [];
@@ -719,7 +591,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   /** Resolves once everything queued so far committed (or the world was invalidated). */
   const flush = (): Promise<void> =>
     new Promise<void>((resolve) => {
-      if (unrecorded.length === 0 && (broken || (inFlight === undefined && isEmpty(pending)))) return resolve();
+      if (unrecorded.length === 0 && (broken || (inFlight === undefined && isEmptyGroup(pending)))) return resolve();
       drained.push(resolve);
       schedulePump();
     });
@@ -785,7 +657,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   const onTick = (): void => {
     if (!ready || broken) return;
     collect(tick(world, now(), fold));
-    if (!isEmpty(pending)) schedulePump();
+    if (!isEmptyGroup(pending)) schedulePump();
   };
 
   const teardown = async (): Promise<void> => {
@@ -859,7 +731,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     unpublished = 0;
     publishingSince = undefined;
     broken = false;
-    if (delivery === 'idempotent') replayTargets = ahead.size > 0 ? await unreadInput() : new Map();
+    if (delivery === 'idempotent') replayTargets = ahead.size > 0 ? await unreadInput(restoreDeps(), inputTopics, folded) : new Map();
     dlq = kafka.producer({ idempotent: true });
     await dlq.connect();
     // Causes that expired while we were down are released before new input.
@@ -898,30 +770,6 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     stats.sessions = world.sessions.size;
     if (replayTargets.size === 0) settleAhead();
     ready = true;
-  };
-
-  /** Idempotent mode, restore with published states ahead: the input records not yet committed (topic\0partition → end offset now). */
-  const unreadInput = async (): Promise<Map<string, bigint>> => {
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      const out = new Map<string, bigint>();
-      const committed = await admin.fetchOffsets({ groupId, topics: inputTopics });
-      for (const topic of inputTopics) {
-        const ends = await endOffsets(admin, topic);
-        const from = new Map((committed.find((c) => c.topic === topic)?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
-        for (const [partition, end] of ends) {
-          const recorded = folded.get(inputKey(topic, partition));
-          // Read from the later of the committed offset and the recorded marker.
-          const committedAt = from.get(partition) ?? -1n;
-          const recordedAt = recorded === undefined ? -1n : BigInt(recorded.offset);
-          if ((committedAt > recordedAt ? committedAt : recordedAt) < end) out.set(inputKey(topic, partition), end);
-        }
-      }
-      return out;
-    } finally {
-      await admin.disconnect();
-    }
   };
 
   const scheduleRecovery = (): void => {

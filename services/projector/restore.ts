@@ -1,0 +1,164 @@
+// Restore: what the projector reads back before it consumes again. The
+// changelog (read whole, read_committed) gives the world and the published
+// marker; in idempotent mode the session-trust topic from the marker to its
+// end gives the states published past that world (`ahead`, checked by
+// reconcile.ts), and the input between the committed offsets / the marker and
+// the end is what the replay must fold before those sessions are settled.
+import { randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
+import type { Codec } from '../../schemas/codec.ts';
+import type { Logger } from '../lib/log.ts';
+import { endOffsets, trackCatchUp } from './catch-up.ts';
+import { decodeRecord, publishedMarkerOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
+import { restoreWorld, sessionKeyOf, type World } from './evolve.ts';
+import type { Ahead } from './reconcile.ts';
+
+export type InputOffset = { topic: string; partition: number; offset: string };
+
+/** Key of an input partition in the maps below. */
+export const inputKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+
+export type RestoreDeps = {
+  kafka: Kafka;
+  /** The projector's consumer group (throwaway readers are named after it). */
+  groupId: string;
+  logger: Logger;
+  codec: Codec;
+  /** Races a wait against the projector's stop: a restore still reading gives up when it stops. */
+  untilStopped: <T>(p: Promise<T>) => Promise<T>;
+};
+
+export type Restored = {
+  world: World;
+  /** Changelog records read. */
+  records: number;
+  /** Per session-trust partition: the offset from which published states may lie past the world (the marker). */
+  covered: Map<number, string>;
+  /** Per input partition (`inputKey`): the next offset the recorded world has not folded (the marker). */
+  folded: Map<string, InputOffset>;
+  /** Idempotent mode: sessions published past the restored world (empty otherwise). */
+  ahead: Map<string, Ahead>;
+};
+
+/** A topic's end offsets now, through a short-lived admin client. */
+const endOffsetsNow = async (kafka: Kafka, topic: string): Promise<Map<number, bigint>> => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return await endOffsets(admin, topic);
+  } finally {
+    await admin.disconnect();
+  }
+};
+
+/** Every changelog record up to the end offsets at start, through a throwaway group that never commits. */
+const readChangelog = async (deps: RestoreDeps, topic: string): Promise<ChangelogRecord[]> => {
+  const targets = await endOffsetsNow(deps.kafka, topic);
+  const records: ChangelogRecord[] = [];
+  if (targets.size === 0) return records;
+  const reader = deps.kafka.consumer({ groupId: `${deps.groupId}-restore-${randomUUID()}`, maxWaitTimeInMs: 200 });
+  await reader.connect();
+  const caught = trackCatchUp(reader, topic, targets);
+  try {
+    await reader.subscribe({ topic, fromBeginning: true });
+    await reader.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) {
+          if (m.value === null) continue;
+          const r = decodeRecord(m.value);
+          if (r.ok) records.push(r.value);
+          else deps.logger.error({ partition: batch.partition, offset: m.offset, reason: r.error }, 'skipping unreadable changelog record');
+        }
+      },
+    });
+    await deps.untilStopped(caught.done);
+  } finally {
+    caught.dispose();
+    await reader.disconnect();
+  }
+  deps.logger.debug({ targets: [...targets].map(([p, o]) => `${p}:${o}`), records: records.length }, 'changelog read');
+  return records;
+};
+
+/**
+ * Idempotent mode: reads the session-trust topic from the published marker
+ * (the beginning for partitions it does not name) to its current end and
+ * returns the sessions with a published version above the restored one.
+ * read_uncommitted: anything a PDP may have seen counts as published.
+ */
+const readPublishedAhead = async (deps: RestoreDeps, topic: string, covered: ReadonlyMap<number, string>, restored: World): Promise<Map<string, Ahead>> => {
+  const ends = await endOffsetsNow(deps.kafka, topic);
+  const from = (partition: number): bigint => BigInt(covered.get(partition) ?? '0');
+  for (const [partition, end] of ends) if (from(partition) >= end) ends.delete(partition);
+  const out = new Map<string, Ahead>();
+  if (ends.size === 0) return out;
+  const reader = deps.kafka.consumer({ groupId: `${deps.groupId}-published-${randomUUID()}`, maxWaitTimeInMs: 200, readUncommitted: true });
+  await reader.connect();
+  const caught = trackCatchUp(reader, topic, ends);
+  try {
+    await reader.subscribe({ topic, fromBeginning: true });
+    await reader.run({
+      autoCommit: false,
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages) {
+          if (m.value === null || BigInt(m.offset) < from(batch.partition)) continue;
+          const r = deps.codec.decodeTrust(m.value);
+          if (!r.ok) continue;
+          const key = sessionKeyOf(r.value.tenant_id, r.value.session_id);
+          if (r.value.version <= (restored.sessions.get(key)?.version ?? 0)) continue;
+          let a = out.get(key);
+          if (a === undefined) out.set(key, (a = { max: 0, published: new Map(), verified: 0 }));
+          a.max = Math.max(a.max, r.value.version);
+          if (!a.published.has(r.value.version)) a.published.set(r.value.version, m.value);
+        }
+      },
+    });
+    // Skip what the changelog already covers (an optimisation: records below it are ignored anyway).
+    for (const partition of ends.keys()) if (from(partition) > 0n) reader.seek({ topic, partition, offset: String(from(partition)) });
+    await deps.untilStopped(caught.done);
+  } finally {
+    caught.dispose();
+    await reader.disconnect();
+  }
+  return out;
+};
+
+/** The world, the marker and (idempotent mode) the published states past the world. */
+export const restoreState = async (deps: RestoreDeps, o: { changelogTopic: string; sessionTrustTopic: string; readPublished: boolean }): Promise<Restored> => {
+  const records = await readChangelog(deps, o.changelogTopic);
+  const world = restoreWorld(snapshotFromRecords(records));
+  const marker = publishedMarkerOf(records);
+  const covered = new Map((marker?.partitions ?? []).map((p) => [p.partition, p.offset]));
+  const folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
+  const ahead = o.readPublished ? await readPublishedAhead(deps, o.sessionTrustTopic, covered, world) : new Map<string, Ahead>();
+  return { world, records: records.length, covered, folded, ahead };
+};
+
+/**
+ * Idempotent mode, restore with published states ahead: the input partitions
+ * not yet folded (from the later of the committed offset and the recorded
+ * marker) → their end offset now. The replay folds up to there before the
+ * sessions still ahead are settled.
+ */
+export const unreadInput = async (deps: RestoreDeps, inputTopics: readonly string[], folded: ReadonlyMap<string, InputOffset>): Promise<Map<string, bigint>> => {
+  const admin = deps.kafka.admin();
+  await admin.connect();
+  try {
+    const out = new Map<string, bigint>();
+    const committed = await admin.fetchOffsets({ groupId: deps.groupId, topics: [...inputTopics] });
+    for (const topic of inputTopics) {
+      const ends = await endOffsets(admin, topic);
+      const from = new Map((committed.find((c) => c.topic === topic)?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+      for (const [partition, end] of ends) {
+        const recorded = folded.get(inputKey(topic, partition));
+        const committedAt = from.get(partition) ?? -1n;
+        const recordedAt = recorded === undefined ? -1n : BigInt(recorded.offset);
+        if ((committedAt > recordedAt ? committedAt : recordedAt) < end) out.set(inputKey(topic, partition), end);
+      }
+    }
+    return out;
+  } finally {
+    await admin.disconnect();
+  }
+};
