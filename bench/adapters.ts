@@ -20,7 +20,7 @@ import { createKafka } from '../services/lib/kafka.ts';
 import { createLogger } from '../services/lib/log.ts';
 import { closeTestClickHouse, freshAuditDatabase } from '../test/helpers/clickhouse.ts';
 import { createTopic, getTestKafka, uniqueName } from '../test/helpers/kafka.ts';
-import { cerbosBinary, checkResources, startCerbos, unsignedJwt } from '../test/integration/adapters-cerbos-pdp.ts';
+import { cerbosBinary, checkResources, startCerbos, unsignedJwt } from '../test/helpers/cerbos-pdp.ts';
 import { CERBOS_ENTRY_JSON, opaEvent } from '../test/unit/adapters-fixtures.ts';
 
 const env = (name: string, def: number): number => {

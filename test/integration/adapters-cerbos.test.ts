@@ -23,7 +23,7 @@ import { createKafka, DEAD_LETTER_HEADERS } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import { closeTestClickHouse, freshAuditDatabase } from '../helpers/clickhouse.ts';
 import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { cerbosBinary, checkResources, startCerbos, unsignedJwt, type CerbosPdp, type ToolCall } from './adapters-cerbos-pdp.ts';
+import { cerbosBinary, checkResources, startCerbos, unsignedJwt, type CerbosPdp, type ToolCall } from '../helpers/cerbos-pdp.ts';
 
 const binary = cerbosBinary();
 const codec = createCodec();

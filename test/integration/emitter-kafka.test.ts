@@ -11,7 +11,7 @@ import type { App } from '../../services/lib/http.ts';
 import { createKafka } from '../../services/lib/kafka.ts';
 import { decisionFixture } from '../fixtures/events.ts';
 import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { readTopic } from './ingest-readback.ts';
+import { readTopic } from '../helpers/ingest-readback.ts';
 
 const SECRET = 'integration-secret-of-at-least-32-chars';
 let kafka: TestKafka;

@@ -30,8 +30,8 @@ import { createKafka, ensureTopics, topicLayout } from '../../services/lib/kafka
 import { createLogger } from '../../services/lib/log.ts';
 import { createProjector, type Projector } from '../../services/projector/runtime.ts';
 import { getTestKafka, type TestKafka } from '../helpers/kafka.ts';
-import { readTopic } from './ingest-readback.ts';
-import { createEventProducer, event, sessionStarted, testConfig, testEnv, waitFor } from './projector-helpers.ts';
+import { readTopic } from '../helpers/ingest-readback.ts';
+import { createEventProducer, event, sessionStarted, testConfig, testEnv, waitFor } from '../helpers/projector.ts';
 
 const SECRET = 'gate-integration-secret-of-at-least-32-chars';
 const server = fileURLToPath(new URL('../../examples/mcp/ledger-server.ts', import.meta.url));

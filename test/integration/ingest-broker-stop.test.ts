@@ -18,7 +18,7 @@ import { decisionFixture as dated } from '../fixtures/events.ts';
 // Ingest refuses event times outside its horizon (30 days): the fixture's time is moved to now.
 const decisionFixture = { ...dated, occurred_at: new Date().toISOString() };
 import { createTopic } from '../helpers/kafka.ts';
-import { readTopic } from './ingest-readback.ts';
+import { readTopic } from '../helpers/ingest-readback.ts';
 
 const SECRET = 'integration-secret-of-at-least-32-chars';
 const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-ingest-stop-'));

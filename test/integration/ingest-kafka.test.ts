@@ -15,7 +15,7 @@ import { decisionFixture as dated, signalFixtures } from '../fixtures/events.ts'
 const NOW = new Date().toISOString();
 const decisionFixture = { ...dated, occurred_at: NOW };
 import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { readTopic } from './ingest-readback.ts';
+import { readTopic } from '../helpers/ingest-readback.ts';
 
 const SECRET = 'integration-secret-of-at-least-32-chars';
 

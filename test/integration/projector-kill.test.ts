@@ -17,7 +17,7 @@ import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve
 import { createProjector } from '../../services/projector/runtime.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { createEventProducer, event, readTrustTopic, sessionStarted, testConfig, testEnv, waitFor } from './projector-helpers.ts';
+import { createEventProducer, event, readTrustTopic, sessionStarted, testConfig, testEnv, waitFor } from '../helpers/projector.ts';
 
 let broker: TestKafka;
 let kafka: Kafka;

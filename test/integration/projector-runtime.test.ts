@@ -15,7 +15,7 @@ import type { Delivery } from '../../services/projector/config.ts';
 import { evolveAll, initialWorld } from '../../services/projector/evolve.ts';
 import { createProjector, type Projector } from '../../services/projector/runtime.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { codec, createEventProducer, event, readTrustTopic, sessionStarted, testConfig, testEnv, waitFor } from './projector-helpers.ts';
+import { codec, createEventProducer, event, readTrustTopic, sessionStarted, testConfig, testEnv, waitFor } from '../helpers/projector.ts';
 
 let broker: TestKafka;
 let kafka: Kafka;

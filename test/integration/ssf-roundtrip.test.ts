@@ -23,7 +23,7 @@ import { createTrustView } from '../../services/pdp-client/trust-view.ts';
 import { EVENT_TYPES } from '../../services/ssf/caep.ts';
 import { startSystem, type System } from '../../services/system.ts';
 import { getTestKafka, topicEnv, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { waitFor } from './projector-helpers.ts';
+import { waitFor } from '../helpers/projector.ts';
 
 let broker: TestKafka;
 before(async () => {

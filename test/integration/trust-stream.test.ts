@@ -18,7 +18,7 @@ import { createProjector } from '../../services/projector/runtime.ts';
 import { trustRoutes } from '../../services/projector/trust-routes.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { openSse } from '../helpers/sse.ts';
-import { codec, createEventProducer, event, sessionStarted, testConfig, testEnv, waitFor } from './projector-helpers.ts';
+import { codec, createEventProducer, event, sessionStarted, testConfig, testEnv, waitFor } from '../helpers/projector.ts';
 
 let broker: TestKafka;
 let kafka: Kafka;

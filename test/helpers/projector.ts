@@ -5,7 +5,7 @@ import { createCodec, parseEvent } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent, TrustfoldEventInput } from '../../schemas/events.ts';
 import { configFrom, type Config } from '../../services/lib/config.ts';
 import { partitionKeyOf, topicOf } from '../../services/lib/kafka.ts';
-import { topicEnv, uniqueName } from '../helpers/kafka.ts';
+import { topicEnv, uniqueName } from './kafka.ts';
 
 export const codec = createCodec();
 

@@ -3,7 +3,7 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { createCodec } from '../../schemas/codec.ts';
 import type { TrustfoldEvent } from '../../schemas/events.ts';
-import { uniqueName } from '../helpers/kafka.ts';
+import { uniqueName } from './kafka.ts';
 
 export const readTopic = async (brokers: string[], topic: string, timeoutMs = 30_000): Promise<TrustfoldEvent[]> => {
   const kafka = new Kafka({ clientId: 'ingest-readback', brokers, logLevel: logLevel.NOTHING });
