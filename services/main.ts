@@ -16,7 +16,7 @@ import { parseRoles, setUpAuth, startSystem } from './system.ts';
 const USAGE = `trustfold — event-sourced audit and session trust for AI agents
 
 usage:
-  trustfold serve [--role all|ingest|projector|audit-sink|query|cerbos-adapter[,…]]
+  trustfold serve [--role all|ingest|projector|audit-sink|audit-log|query|cerbos-adapter|ssf[,…]]
         run the service (default --role all). Without KAFKA_BROKERS a local Kafka broker
         is started with its data in $TRUSTFOLD_DATA_DIR/kafka; without CLICKHOUSE_URL
         ClickHouse runs embedded with its data in $TRUSTFOLD_DATA_DIR/clickhouse.
@@ -24,6 +24,8 @@ usage:
   trustfold token [...]                mint a dev token (see: trustfold token --help)
   trustfold freeze raise|lift|list     SOC change freezes
   trustfold audit session|delegator|explain   forensics
+  trustfold audit verify|export        check the tamper-evident audit log; export an evidence bundle
+  trustfold gate --config FILE         an MCP gateway that judges every tools/call on live session trust
   trustfold help
 `;
 
@@ -144,6 +146,7 @@ export const main = async (argv: string[], env: Record<string, string | undefine
         return await serve(rest, env);
       case 'token':
       case 'freeze':
+      case 'gate':
         return await runCli(argv, { env });
       case 'audit':
         return await audit(rest, env);
