@@ -173,6 +173,14 @@ export const AUDIT_TABLES = [DECISIONS, SIGNALS, TRUST_TRANSITIONS] as const;
 export const RECORD_NAMESPACES = ['event', 'trust'] as const;
 export type RecordNamespace = (typeof RECORD_NAMESPACES)[number];
 
+/** Which record a write-once row is about: (tenant, namespace, key). */
+const recordIdentity: Column[] = [
+  { name: 'tenant', type: lc },
+  { name: 'namespace', type: lc },
+  { name: 'record_key', type: 'String' },
+];
+const DIGEST = 'FixedString(64)';
+
 /**
  * The write-once index: one row per record the sink stored, the first copy's
  * Kafka coordinates and content digest. The sink consults it before every
@@ -181,11 +189,9 @@ export type RecordNamespace = (typeof RECORD_NAMESPACES)[number];
 export const RECORD_IDS: TableSpec = {
   name: 'record_ids',
   columns: [
-    { name: 'tenant', type: lc },
-    { name: 'namespace', type: lc },
-    { name: 'record_key', type: 'String' },
+    ...recordIdentity,
     /** sha256 of the record's canonical JSON: equal digests = a harmless duplicate. */
-    { name: 'digest', type: 'FixedString(64)' },
+    { name: 'digest', type: DIGEST },
     { name: 'occurred_at', type: time, codec: 'DoubleDelta, ZSTD(1)' },
     ...kafkaCoordinates,
     ingestedAt,
@@ -206,14 +212,11 @@ export const RECORD_IDS: TableSpec = {
 export const CONFLICTS: TableSpec = {
   name: 'conflicts',
   columns: [
-    { name: 'tenant', type: lc },
-    { name: 'namespace', type: lc },
-    { name: 'record_key', type: 'String' },
-    { name: 'first_topic', type: lc },
-    { name: 'first_partition', type: 'UInt32' },
-    { name: 'first_offset', type: 'UInt64' },
-    { name: 'first_digest', type: 'FixedString(64)' },
-    { name: 'copy_digest', type: 'FixedString(64)' },
+    ...recordIdentity,
+    /** Where the first (stored) copy is. */
+    ...kafkaCoordinates.map((c) => ({ ...c, name: c.name.replace('kafka_', 'first_') })),
+    { name: 'first_digest', type: DIGEST },
+    { name: 'copy_digest', type: DIGEST },
     /** The refused copy, as canonical JSON. */
     { name: 'copy', type: 'String', codec: 'ZSTD(3)' },
     ...kafkaCoordinates,

@@ -80,6 +80,24 @@ export const createTopic = async (
   }
 };
 
+/** Fresh decisions/signals/session-trust topics (3 partitions) and a dead-letter topic, named for one test. */
+export const createAuditTopics = async (brokers: string[]): Promise<{ decisions: string; signals: string; sessionTrust: string; deadLetter: string }> => {
+  const t = { decisions: uniqueName('dec'), signals: uniqueName('sig'), sessionTrust: uniqueName('trust'), deadLetter: uniqueName('dlq') };
+  await Promise.all([createTopic(brokers, t.decisions, 3), createTopic(brokers, t.signals, 3), createTopic(brokers, t.sessionTrust, 3), createTopic(brokers, t.deadLetter, 1)]);
+  return t;
+};
+
+/** Polls `probe` until `done` holds; fails with the last value seen after `timeoutMs`. */
+export const waitForValue = async <T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (done(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
+    await delay(150);
+  }
+};
+
 /** The environment that gives one test its own topics and projector group, all named after `prefix`. */
 export const topicEnv = (prefix: string, brokers: string[], partitions: number): Record<string, string> & { TRUSTFOLD_PROJECTOR_GROUP: string } => ({
   KAFKA_BROKERS: brokers.join(','),

@@ -12,7 +12,7 @@ import { createKafka, DEAD_LETTER_HEADERS, partitionKeyOf, sessionKey, topicOf }
 import { createLogger } from '../../services/lib/log.ts';
 import { closeTestClickHouse, freshAuditDatabase } from '../helpers/clickhouse.ts';
 import { incident } from '../helpers/audit-incident.ts';
-import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
+import { createAuditTopics, getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 
 const codec = createCodec();
 const log = createLogger('test', 'silent');
@@ -21,21 +21,9 @@ let broker: TestKafka;
 let kafka: Kafka;
 let producer: Producer;
 
-const newTopics = async (): Promise<Topics> => {
-  const t = { decisions: uniqueName('dec'), signals: uniqueName('sig'), sessionTrust: uniqueName('trust'), deadLetter: uniqueName('dlq') };
-  await Promise.all([createTopic(broker.brokers, t.decisions, 3), createTopic(broker.brokers, t.signals, 3), createTopic(broker.brokers, t.sessionTrust, 3), createTopic(broker.brokers, t.deadLetter, 1)]);
-  return t;
-};
+const newTopics = (): Promise<Topics> => createAuditTopics(broker.brokers);
 
-const waitFor = async <T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-};
+const waitFor = <T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> => waitForValue(what, probe, done, timeoutMs);
 
 before(async () => {
   broker = await getTestKafka();

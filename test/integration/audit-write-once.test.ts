@@ -22,7 +22,7 @@ import { AmbiguousTenantError, createAuditRepository } from '../../services/quer
 import { auditRoutes } from '../../services/query/routes.ts';
 import { incident } from '../helpers/audit-incident.ts';
 import { closeTestClickHouse, freshAuditDatabase } from '../helpers/clickhouse.ts';
-import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
+import { createAuditTopics, getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 import { opaEvent } from '../unit/adapters-fixtures.ts';
 
 const codec = createCodec();
@@ -33,21 +33,9 @@ let kafka: Kafka;
 let producer: Producer;
 const sinks: AuditSink[] = [];
 
-const newTopics = async (): Promise<Topics> => {
-  const t = { decisions: uniqueName('dec'), signals: uniqueName('sig'), sessionTrust: uniqueName('trust'), deadLetter: uniqueName('dlq') };
-  await Promise.all([createTopic(broker.brokers, t.decisions, 3), createTopic(broker.brokers, t.signals, 3), createTopic(broker.brokers, t.sessionTrust, 3), createTopic(broker.brokers, t.deadLetter, 1)]);
-  return t;
-};
+const newTopics = (): Promise<Topics> => createAuditTopics(broker.brokers);
 
-const waitFor = async <T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 60_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-};
+const waitFor = <T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 60_000): Promise<T> => waitForValue(what, probe, done, timeoutMs);
 
 const send = async (topics: Topics, events: readonly (DecisionEvent | SignalEvent)[]): Promise<void> => {
   for (const e of events) await producer.send({ topic: topicOf(topics, e), acks: -1, messages: [{ key: partitionKeyOf(e), value: codec.encodeEvent(e) }] });
