@@ -222,6 +222,15 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
       closers.push(() => view?.close() ?? Promise.resolve());
       const v = view;
       readiness.push({ name: 'trust_view', check: async () => (v.isReady() ? true : 'catching up') });
+      new Gauge({
+        name: 'trustfold_trust_view_refused_records',
+        help: 'session-trust records the trust view refused since start (key not the payload\'s session, impossible version), by reason',
+        labelNames: ['reason'],
+        registers: [registry],
+        collect() {
+          for (const [reason, n] of Object.entries(v.refused())) this.set({ reason }, n);
+        },
+      });
     }
 
     if (has('audit-sink')) {
