@@ -85,6 +85,8 @@ export type TrustView = {
   find(sessionId: string): SessionTrust[];
   /** Every state held, in no particular order. */
   all(): Iterable<SessionTrust>;
+  /** Every state of one tenant (an index: a tenant's SSE snapshot does not walk the other tenants). */
+  ofTenant(tenantId: string): Iterable<SessionTrust>;
   /** Called after each accepted newer version; returns an unsubscribe function. */
   onChange(listener: TrustChangeListener): () => void;
   size(): number;
@@ -136,6 +138,7 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
   const now = opts.now ?? Date.now;
   const entries = new Map<string, Entry>();
   const tenantsBySession = new Map<string, Set<string>>();
+  const sessionsByTenant = new Map<string, Set<string>>();
   const listeners = new Set<TrustChangeListener>();
   let lastHeard = now();
   let caughtUp = false;
@@ -196,6 +199,9 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     let tenants = tenantsBySession.get(state.session_id);
     if (tenants === undefined) tenantsBySession.set(state.session_id, (tenants = new Set()));
     tenants.add(state.tenant_id);
+    let sessions = sessionsByTenant.get(state.tenant_id);
+    if (sessions === undefined) sessionsByTenant.set(state.tenant_id, (sessions = new Set()));
+    sessions.add(state.session_id);
     for (const l of listeners) {
       try {
         l(state, prev?.state);
@@ -243,6 +249,12 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     },
     *all() {
       for (const e of entries.values()) yield e.state;
+    },
+    *ofTenant(tenantId) {
+      for (const sessionId of sessionsByTenant.get(tenantId) ?? []) {
+        const e = entries.get(keyOf(tenantId, sessionId));
+        if (e !== undefined) yield e.state;
+      }
     },
     onChange(listener) {
       listeners.add(listener);
