@@ -1,0 +1,230 @@
+// Audit log benchmark (issue 12): sink throughput with the log writer on vs
+// off in the same run, proof latency and rows read per proof at a large tree,
+// verify throughput, and the extra bytes per record. Embedded ClickHouse and a
+// local Kafka broker unless KAFKA_BROKERS is set.
+// Usage: npm run bench:audit-log [-- --sink=50000 --leaves=1000000 --proofs=300]
+import type { ClickHouseClient } from '@clickhouse/client';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Kafka } from 'kafkajs';
+import { Registry } from 'prom-client';
+import { migrate } from '../schemas/clickhouse/migrate.ts';
+import { createCodec } from '../schemas/codec.ts';
+import type { DecisionEvent } from '../schemas/events.ts';
+import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, inclusionRanges, perfectNodes, verifyInclusion, type Frontier, type NodeHash } from '../services/audit-log/merkle.ts';
+import { generateSignerKey, parseSignerKey, parseVerifierKey, verifierKey } from '../services/audit-log/note.ts';
+import { createProver } from '../services/audit-log/proofs.ts';
+import { createAuditLogStore, TILE_HEIGHT, type StoredLeaf } from '../services/audit-log/store.ts';
+import { createVerifier } from '../services/audit-log/verify.ts';
+import { createAuditLogWriter } from '../services/audit-log/writer.ts';
+import { createAuditSink } from '../services/audit-sink/sink.ts';
+import { createClickHouse } from '../services/lib/clickhouse.ts';
+import { createKafka, sessionKey } from '../services/lib/kafka.ts';
+import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
+import { createLogger } from '../services/lib/log.ts';
+import { printTargets, type Goal } from './target.ts';
+
+const arg = (name: string, def: number): number => {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  const env = process.env[`AUDIT_LOG_BENCH_${name.toUpperCase()}`];
+  return a !== undefined ? Number(a.slice(name.length + 3)) : env !== undefined && env !== '' ? Number(env) : def;
+};
+const N_SINK = arg('sink', 50_000);
+const N_LEAVES = arg('leaves', 1_000_000);
+const N_PROOFS = arg('proofs', 300);
+const PARTITIONS = 6;
+
+const codec = createCodec();
+const log = createLogger('bench', 'silent');
+const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
+const fmt = (n: number, d = 1): string => n.toLocaleString('en-US', { maximumFractionDigits: d });
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const decisionAt = (i: number, at: Date): DecisionEvent => ({
+  type: 'decision',
+  event_id: randomUUID(),
+  tenant_id: 'bench',
+  occurred_at: at.toISOString(),
+  session_id: `S-${i % 5000}`,
+  chain: [
+    { kind: 'human', id: `U-${i % 1000}` },
+    { kind: 'agent', id: `A-${i % 50}`, version: '3.2', owner: 'team-payments' },
+  ],
+  request: { tool: 'git', action: ['read_file', 'edit_file', 'delete_file'][i % 3] ?? 'read_file', resource: `repo:R-${i % 200}/file-${i % 997}.ts`, args_digest: `sha256:${randomBytes(32).toString('hex')}` },
+  decision: { effect: i % 7 === 0 ? 'deny' : 'allow', policy_id: `P-${i % 20}`, policy_version: '12', rule_id: `rule-${i % 30}`, reasons: ['within scope'], trust_version: 1 + (i % 4), pdp_id: 'pdp-1', latency_us: 300 + (i % 200) },
+  outcome: { status: i % 7 === 0 ? 'blocked' : 'executed' },
+});
+
+const scalar = async (ch: ClickHouseClient, query: string): Promise<number> => {
+  const rs = await ch.query({ query, format: 'JSONEachRow' });
+  const [row] = await rs.json<Record<string, number | string>>();
+  return Number(Object.values(row ?? {})[0]);
+};
+const tableBytes = (ch: ClickHouseClient, database: string, tables: string[]): Promise<number> =>
+  scalar(ch, `SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '${database}' AND table IN (${tables.map((t) => `'${t}'`).join(',')}) AND active`);
+
+const waitFor = async (probe: () => Promise<boolean>, timeoutMs = 900_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await delay(100);
+  }
+};
+
+/** Stored hashes a proof reads: each perfect node of its ranges costs 2^(level mod tile height) rows. */
+const rowsRead = (index: number, size: number): number =>
+  inclusionRanges(index, size)
+    .flatMap(perfectNodes)
+    .reduce((n, id) => n + 2 ** (id.level % TILE_HEIGHT), 0);
+
+const main = async (): Promise<void> => {
+  const dir = mkdtempSync(join(tmpdir(), 'trustfold-bench-audit-log-'));
+  const external = process.env['KAFKA_BROKERS'];
+  const broker = external !== undefined && external !== '' ? undefined : await startKafkaBroker({ dataDir: join(dir, 'kafka'), ephemeral: true, heapMb: 768 });
+  const brokers = broker?.brokers ?? (external ?? '').split(',');
+  const kafka: Kafka = createKafka(brokers, 'bench-audit-log');
+  const target = (database: string) => ({ kind: 'embedded' as const, path: join(dir, 'clickhouse'), database });
+  const clients: ClickHouseClient[] = [];
+  const client = (database: string): ClickHouseClient => {
+    const c = createClickHouse(target(database));
+    clients.push(c);
+    return c;
+  };
+  const goals: Goal[] = [];
+  const say = (s: string) => void process.stdout.write(`${s}\n`);
+  say(`trustfold audit-log bench — ${new Date().toISOString()} — node ${process.version}, chdb embedded, ${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  const s = parseSignerKey(generateSignerKey('trustfold-bench'));
+  if (!s.ok) throw new Error(s.reason);
+  const v = parseVerifierKey(verifierKey(s.signer));
+  if (!v.ok) throw new Error(v.reason);
+
+  try {
+    // ---- 1. sink with the log writer off, then on (same events, same run) ----
+    const stamp = Date.now().toString(36);
+    const admin = kafka.admin();
+    await admin.connect();
+    const runTopics = (name: string) => ({ decisions: `bench-${name}-dec-${stamp}`, signals: `bench-${name}-sig-${stamp}`, sessionTrust: `bench-${name}-trust-${stamp}`, deadLetter: `bench-${name}-dlq-${stamp}` });
+    const off = runTopics('off');
+    const on = runTopics('on');
+    await admin.createTopics({ waitForLeaders: true, topics: [...Object.values(off), ...Object.values(on), `bench-cp-${stamp}`].map((t) => ({ topic: t, numPartitions: t.includes('-dlq-') || t.includes('-cp-') ? 1 : PARTITIONS, replicationFactor: 1 })) });
+    await admin.disconnect();
+    const base = Date.now() - 3_600_000;
+    const events = Array.from({ length: N_SINK }, (_, i) => decisionAt(i, new Date(base + i)));
+    const producer = kafka.producer({ allowAutoTopicCreation: false });
+    await producer.connect();
+    for (const t of [off, on]) {
+      for (let i = 0; i < events.length; i += 5000) {
+        await producer.send({ topic: t.decisions, acks: -1, messages: events.slice(i, i + 5000).map((e) => ({ key: sessionKey(e.tenant_id, e.session_id), value: codec.encodeEvent(e) })) });
+      }
+    }
+    await producer.disconnect();
+    say(`\n[sink] ${fmt(N_SINK, 0)} decisions on each of two topics (${PARTITIONS} partitions)`);
+
+    const sinkRun = async (name: 'off' | 'on', topics: typeof off): Promise<{ seconds: number; database: string }> => {
+      const database = `sink_${name}`;
+      const sinkClient = client(database);
+      await migrate(sinkClient, { database, ttlDays: 3650 });
+      const store = createAuditLogStore(client(database), database);
+      if (name === 'on') await store.ensureTables();
+      const reader = client(database);
+      const sink = createAuditSink({ kafka, clickhouse: sinkClient, database, topics, groupId: `bench-sink-${name}-${stamp}`, registry: new Registry(), log, subscribe: [topics.decisions] });
+      const writer =
+        name === 'on'
+          ? createAuditLogWriter({ kafka, store, topics, groupId: `bench-log-${stamp}`, signer: s.signer, originPrefix: 'bench', checkpointTopic: `bench-cp-${stamp}`, checkpointIntervalMs: 3_600_000, log })
+          : undefined;
+      const t0 = performance.now();
+      await Promise.all([sink.start(), writer?.start()]);
+      let logged = 0;
+      await waitFor(async () => {
+        if ((await scalar(reader, `SELECT count() FROM ${database}.decisions`)) < N_SINK) return false;
+        if (writer === undefined) return true;
+        logged = await scalar(reader, `SELECT count() FROM ${database}.audit_log_tree WHERE level = 0`);
+        return logged >= N_SINK;
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      await writer?.checkpoint();
+      await Promise.all([sink.stop(), writer?.stop()]);
+      return { seconds, database };
+    };
+    const r0 = await sinkRun('off', off);
+    const r1 = await sinkRun('on', on);
+    const offRate = N_SINK / r0.seconds;
+    const onRate = N_SINK / r1.seconds;
+    say(`  log off: sink stored all in ${fmt(r0.seconds, 2)} s = ${fmt(offRate, 0)} decisions/s   (baseline)`);
+    say(`  log on : sink stored all and writer logged all in ${fmt(r1.seconds, 2)} s = ${fmt(onRate, 0)} decisions/s   = ${fmt(onRate / offRate, 2)}× off`);
+    goals.push({ what: 'sink throughput, log on vs off', value: onRate / offRate, unit: '× off', bound: 'min', goal: 0.9 });
+
+    // ---- 3. verify throughput on the logged run --------------------------------
+    const vClient = client(r1.database);
+    const verifier = createVerifier({ client: vClient, database: r1.database, store: createAuditLogStore(vClient, r1.database), verifiers: [v.verifier], originPrefix: 'bench' });
+    const tv = performance.now();
+    const report = await verifier.verify();
+    const vSeconds = (performance.now() - tv) / 1000;
+    const verified = report.logs.reduce((n, l) => n + l.verified, 0);
+    say(`\n[verify] ${fmt(verified, 0)} records verified in ${fmt(vSeconds, 2)} s = ${fmt(verified / vSeconds, 0)} records/s (${report.findings.length} findings)`);
+    if (!report.ok) throw new Error(`verify found ${report.findings.length} problems on an untouched log`);
+
+    // ---- 4. extra bytes per record ---------------------------------------------
+    const logBytes = await tableBytes(vClient, r1.database, ['audit_log_tree', 'audit_log_checkpoints']);
+    const recordBytes = await tableBytes(vClient, r1.database, ['decisions']);
+    say(`\n[bytes] log tables ${fmt(logBytes / N_SINK, 1)} B per record, beside ${fmt(recordBytes / N_SINK, 1)} B per stored decision (the baseline), at ${fmt(N_SINK, 0)} records`);
+
+    // ---- 2. proofs at a large tree -------------------------------------------------
+    const big = client('biglog');
+    const bigStore = createAuditLogStore(big, 'biglog');
+    await bigStore.ensureTables();
+    const logId = 'bench.decisions/0';
+    let f: Frontier = emptyFrontier();
+    const tBuild = performance.now();
+    const BATCH = 100_000;
+    for (let start = 0; start < N_LEAVES; start += BATCH) {
+      const leaves: StoredLeaf[] = [];
+      const created: NodeHash[] = [];
+      for (let i = start; i < Math.min(N_LEAVES, start + BATCH); i++) {
+        const hash = hashLeaf(createHash('sha256').update(String(i)).digest());
+        leaves.push({ index: i, hash, tenant: 'bench', kind: 'decision', ref: randomUUID(), offset: String(i) });
+        f = appendLeaf(f, hash, (n) => created.push(n));
+      }
+      await bigStore.append(logId, leaves, created);
+    }
+    const root = frontierRoot(f);
+    say(`\n[proofs] built a log of ${fmt(N_LEAVES, 0)} leaves in ${fmt((performance.now() - tBuild) / 1000, 1)} s`);
+    const bigBytes = await tableBytes(big, 'biglog', ['audit_log_tree']);
+    say(`  tree table ${fmt(bigBytes / N_LEAVES, 1)} B per leaf at ${fmt(N_LEAVES, 0)} leaves (tenant, kind, random 36-character ref, offset, hash, tile nodes)`);
+    const prover = createProver(bigStore);
+    const times: number[] = [];
+    const reads: number[] = [];
+    for (let k = 0; k < N_PROOFS + 20; k++) {
+      const index = Math.floor(Math.random() * N_LEAVES);
+      const t = performance.now();
+      const path = await prover.inclusion(logId, index, N_LEAVES);
+      const ms = performance.now() - t;
+      const leaf = hashLeaf(createHash('sha256').update(String(index)).digest());
+      if (!verifyInclusion(index, N_LEAVES, leaf, path, root).ok) throw new Error(`proof of leaf ${index} does not verify`);
+      if (k >= 20) {
+        times.push(ms);
+        reads.push(rowsRead(index, N_LEAVES));
+      }
+    }
+    const label = N_LEAVES % 1_000_000 === 0 ? `${N_LEAVES / 1_000_000}M` : fmt(N_LEAVES, 0);
+    say(`  inclusion proof at ${label} leaves (${N_PROOFS} random leaves, one query each): p50 ${fmt(pct(times, 50), 2)} ms, p99 ${fmt(pct(times, 99), 2)} ms`);
+    say(`  rows read per proof: median ${fmt(pct(reads, 50), 0)}, max ${fmt(Math.max(...reads), 0)} (O(log n): ≤ ${2 ** (TILE_HEIGHT - 1)} stored hashes per level of the path); ${fmt(Math.ceil(Math.log2(N_LEAVES)), 0)} hashes in the proof`);
+    say(`  at 10M leaves the path is ${Math.ceil(Math.log2(10_000_000))} levels: ${Math.ceil(Math.log2(10_000_000)) - Math.ceil(Math.log2(N_LEAVES))} more, in the same one query`);
+    goals.push({ what: `proof p50 at ${label} leaves`, value: pct(times, 50), unit: 'ms', bound: 'max', goal: 20 });
+    goals.push({ what: `proof p99 at ${label} leaves`, value: pct(times, 99), unit: 'ms', bound: 'max', goal: 20 });
+
+    say('');
+    printTargets(goals, say);
+  } finally {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await broker?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+};
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:audit-log failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});
