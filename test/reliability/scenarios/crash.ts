@@ -16,6 +16,7 @@ import { startSystem } from '../../../services/system.ts';
 import {
   createWorkload,
   dataEnds,
+  envInt,
   groupReached,
   freshFold,
   groupProgress,
@@ -62,6 +63,26 @@ export type CrashOptions = {
    */
   cpuBurners?: number;
   log?: (s: string) => void;
+};
+
+/** Sizes of the fast variant (npm test) and the long one (npm run test:reliability); brokers, burners and log come from the caller. */
+export const FAST_CRASH: Omit<CrashOptions, 'brokers' | 'cpuBurners' | 'log'> = {
+  events: envInt('RELIABILITY_FAST_EVENTS', 20_000),
+  kills: envInt('RELIABILITY_FAST_KILLS', 2),
+  sessions: 200,
+  batchSize: 500,
+  killGapMs: [1_500, 3_000],
+  minProduceMs: 8_000,
+  catchUpTimeoutMs: 120_000,
+};
+export const LONG_CRASH: Omit<CrashOptions, 'brokers' | 'cpuBurners' | 'log'> = {
+  events: envInt('RELIABILITY_EVENTS', 1_000_000),
+  kills: envInt('RELIABILITY_KILLS', 10),
+  sessions: 5_000,
+  batchSize: 2_000,
+  killGapMs: [3_000, 12_000],
+  minProduceMs: envInt('RELIABILITY_MIN_PRODUCE_MS', 60_000),
+  catchUpTimeoutMs: 2 * 3_600_000,
 };
 
 export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
