@@ -8,13 +8,14 @@
 // test prints. Skipped, saying why, when there is no Chromium.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { TrustfoldEventInput } from '../../schemas/events.ts';
 import { mintToken, OPERATOR_TENANT, SCOPES } from '../../services/lib/auth.ts';
+import { createSseParser } from '../../services/console/web/lib/sse.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import { ALL_ROLES, startSystem, type System } from '../../services/system.ts';
@@ -212,6 +213,32 @@ describe('console in headless Chromium', { skip, timeout: 600_000 }, () => {
     assert.deepEqual(unexpectedErrors(), []);
   });
 
+  test('delegator and search: counts per session, every filter in the address, NDJSON export of the result', async () => {
+    await page.goto(`${base}/console#/delegator/U-442?tenant=acme&window=1h`);
+    const s9 = page.locator('tbody tr', { hasText: 'S-9' });
+    await s9.waitFor();
+    assert.deepEqual((await s9.locator('td.num').allTextContents()).slice(0, 3), ['2', '1', '1'], 'decisions, allows, denies');
+    assert.equal(await s9.locator('.tier').textContent(), 'restricted');
+    await shot(page, 'delegator');
+
+    await page.goto(`${base}/console#/search?tenant=acme`);
+    await page.fill('input[name=agent]', 'A-17');
+    await page.selectOption('select[name=effect]', 'deny');
+    await page.fill('input[name=from]', '-1h');
+    await page.click('form.search button[type=submit]');
+    await page.waitForURL(/agent=A-17&effect=deny&from=/);
+    const hit = page.locator('tbody tr', { hasText: 'delete_file' });
+    await hit.waitFor();
+    assert.equal(await page.locator('tbody tr').count(), 1);
+    assert.match((await page.locator('.status').first().textContent()) ?? '', /1 decisions, all that match/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('button:has-text("Export all as NDJSON")')]);
+    const lines = readFileSync(await download.path(), 'utf8').trim().split('\n');
+    assert.equal(lines.length, 1);
+    assert.equal((JSON.parse(lines[0] ?? '{}') as { event_id?: string }).event_id, deniedId);
+    await shot(page, 'search');
+    assert.deepEqual(unexpectedErrors(), []);
+  });
+
   test('freezes: raised and lifted from the page after a confirmation that names the scope, seen in the live view', async () => {
     await page.goto(`${base}/console#/freezes?tenant=acme`);
     await page.locator('tr[data-freeze="INC-77"]').waitFor();
@@ -314,11 +341,12 @@ describe('console in headless Chromium', { skip, timeout: 600_000 }, () => {
     const rows = await p.locator('#live-rows tr[data-session]').count();
     // The same snapshot read by Node, for what the server and the wire take of it.
     const t1 = performance.now();
-    const res = await fetch(`${base}/v1/trust/stream?snapshot=true&tenant=bulk`, { headers: { authorization: `Bearer ${operator}` } });
+    const res = await fetch(`${base}/v1/trust/stream?snapshot=true&tenant=bulk`, { headers: { authorization: `Bearer ${operator}` }, signal: AbortSignal.timeout(120_000) });
     let frames = 0;
     const decoder = new TextDecoder();
+    const parser = createSseParser((e) => void (e.event === 'trust' && frames++));
     for await (const chunk of res.body ?? []) {
-      frames += (decoder.decode(chunk as Uint8Array, { stream: true }).match(/^event: trust$/gm) ?? []).length;
+      parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
       if (frames >= n) break;
     }
     const wire = performance.now() - t1;

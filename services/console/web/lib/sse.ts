@@ -2,7 +2,7 @@
 // header): the text/event-stream framing, chunk by chunk.
 export type SseEvent = { id: string | undefined; event: string; data: string };
 
-export type SseParser = { feed(chunk: string): void; lastEventId(): string | undefined };
+export type SseParser = { feed(chunk: string): void };
 
 export const createSseParser = (onEvent: (e: SseEvent) => void): SseParser => {
   let buffer = '';
@@ -32,14 +32,18 @@ export const createSseParser = (onEvent: (e: SseEvent) => void): SseParser => {
   return {
     feed(chunk) {
       buffer += chunk;
-      for (;;) {
-        const m = /\r\n|\r|\n/.exec(buffer);
+      // One pass over the chunk, one slice at the end: a snapshot of 10 000
+      // states arrives in large chunks, and cutting the buffer at every line
+      // would copy it over and over.
+      const eol = /\r\n|\r|\n/g;
+      let start = 0;
+      for (let m = eol.exec(buffer); m !== null; m = eol.exec(buffer)) {
         // A lone \r at the end may be the first half of \r\n: wait for more.
-        if (m === null || (m[0] === '\r' && m.index === buffer.length - 1)) return;
-        line(buffer.slice(0, m.index));
-        buffer = buffer.slice(m.index + m[0].length);
+        if (m[0] === '\r' && m.index === buffer.length - 1) break;
+        line(buffer.slice(start, m.index));
+        start = m.index + m[0].length;
       }
+      buffer = buffer.slice(start);
     },
-    lastEventId: () => lastId,
   };
 };

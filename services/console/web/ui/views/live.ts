@@ -8,6 +8,7 @@ import { qs, tenantQuery, type Ctx } from '../context.ts';
 import { field, h, input, link, select, statusLine, tierBadge } from '../dom.ts';
 
 const PAGE = 200;
+const DRAW_EVERY_MS = 150;
 
 const filterOf = (p: Record<string, string>): LiveFilter => ({
   tier: TIER_ORDER.find((t) => t === p['tier']),
@@ -77,8 +78,10 @@ export const renderLive = (ctx: Ctx): void => {
   );
 
   let scheduled = false;
+  let drawnAt = 0;
   const draw = (): void => {
     scheduled = false;
+    drawnAt = performance.now();
     if (lastPush !== undefined) status.set(`live · ${count(store.size)} sessions · ${count(pushes)} pushes · last at ${utcText(lastPush).slice(11)} UTC`, 'info');
     const v = liveView(store.values(), filter, limit);
     counts.replaceChildren(
@@ -115,10 +118,11 @@ export const renderLive = (ctx: Ctx): void => {
     more.hidden = v.matching <= v.rows.length;
     more.textContent = `Show ${count(Math.min(PAGE, v.matching - v.rows.length))} more`;
   };
+  // At most one redraw every DRAW_EVERY_MS: a snapshot of thousands of states is drawn a few times, not once per push.
   const schedule = (): void => {
     if (scheduled) return;
     scheduled = true;
-    requestAnimationFrame(draw);
+    setTimeout(() => requestAnimationFrame(draw), Math.max(0, DRAW_EVERY_MS - (performance.now() - drawnAt)));
   };
   draw();
 
