@@ -51,12 +51,20 @@ const endOffsetsNow = async (kafka: Kafka, topic: string): Promise<Map<number, b
   }
 };
 
-/** Every changelog record up to the end offsets at start, through a throwaway group that never commits. */
-const readChangelog = async (deps: RestoreDeps, topic: string): Promise<ChangelogRecord[]> => {
-  const targets = await endOffsetsNow(deps.kafka, topic);
-  const records: ChangelogRecord[] = [];
-  if (targets.size === 0) return records;
-  const reader = deps.kafka.consumer({ groupId: `${deps.groupId}-restore-${randomUUID()}`, maxWaitTimeInMs: 200 });
+/**
+ * Reads `topic` from the beginning until every partition of `targets`
+ * (partition → end offset at start) is reached, through a throwaway group
+ * that never commits; `seekTo` skips a partition's known prefix.
+ */
+const readToEnd = async (
+  deps: RestoreDeps,
+  topic: string,
+  targets: Map<number, bigint>,
+  o: { name: string; readUncommitted: boolean; seekTo?: (partition: number) => bigint },
+  onMessage: (partition: number, m: { offset: string; value: Buffer | null }) => void,
+): Promise<void> => {
+  if (targets.size === 0) return;
+  const reader = deps.kafka.consumer({ groupId: `${deps.groupId}-${o.name}-${randomUUID()}`, maxWaitTimeInMs: 200, readUncommitted: o.readUncommitted });
   await reader.connect();
   const caught = trackCatchUp(reader, topic, targets);
   try {
@@ -64,19 +72,27 @@ const readChangelog = async (deps: RestoreDeps, topic: string): Promise<Changelo
     await reader.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) {
-          if (m.value === null) continue;
-          const r = decodeRecord(m.value);
-          if (r.ok) records.push(r.value);
-          else deps.logger.error({ partition: batch.partition, offset: m.offset, reason: r.error }, 'skipping unreadable changelog record');
-        }
+        for (const m of batch.messages) onMessage(batch.partition, m);
       },
     });
+    if (o.seekTo !== undefined) for (const partition of targets.keys()) if (o.seekTo(partition) > 0n) reader.seek({ topic, partition, offset: String(o.seekTo(partition)) });
     await deps.untilStopped(caught.done);
   } finally {
     caught.dispose();
     await reader.disconnect();
   }
+};
+
+/** Every changelog record up to the end offsets at start (read_committed). */
+const readChangelog = async (deps: RestoreDeps, topic: string): Promise<ChangelogRecord[]> => {
+  const targets = await endOffsetsNow(deps.kafka, topic);
+  const records: ChangelogRecord[] = [];
+  await readToEnd(deps, topic, targets, { name: 'restore', readUncommitted: false }, (partition, m) => {
+    if (m.value === null) return;
+    const r = decodeRecord(m.value);
+    if (r.ok) records.push(r.value);
+    else deps.logger.error({ partition, offset: m.offset, reason: r.error }, 'skipping unreadable changelog record');
+  });
   deps.logger.debug({ targets: [...targets].map(([p, o]) => `${p}:${o}`), records: records.length }, 'changelog read');
   return records;
 };
@@ -92,35 +108,18 @@ const readPublishedAhead = async (deps: RestoreDeps, topic: string, covered: Rea
   const from = (partition: number): bigint => BigInt(covered.get(partition) ?? '0');
   for (const [partition, end] of ends) if (from(partition) >= end) ends.delete(partition);
   const out = new Map<string, Ahead>();
-  if (ends.size === 0) return out;
-  const reader = deps.kafka.consumer({ groupId: `${deps.groupId}-published-${randomUUID()}`, maxWaitTimeInMs: 200, readUncommitted: true });
-  await reader.connect();
-  const caught = trackCatchUp(reader, topic, ends);
-  try {
-    await reader.subscribe({ topic, fromBeginning: true });
-    await reader.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        for (const m of batch.messages) {
-          if (m.value === null || BigInt(m.offset) < from(batch.partition)) continue;
-          const r = deps.codec.decodeTrust(m.value);
-          if (!r.ok) continue;
-          const key = sessionKeyOf(r.value.tenant_id, r.value.session_id);
-          if (r.value.version <= (restored.sessions.get(key)?.version ?? 0)) continue;
-          let a = out.get(key);
-          if (a === undefined) out.set(key, (a = { max: 0, published: new Map(), verified: 0 }));
-          a.max = Math.max(a.max, r.value.version);
-          if (!a.published.has(r.value.version)) a.published.set(r.value.version, m.value);
-        }
-      },
-    });
-    // Skip what the changelog already covers (an optimisation: records below it are ignored anyway).
-    for (const partition of ends.keys()) if (from(partition) > 0n) reader.seek({ topic, partition, offset: String(from(partition)) });
-    await deps.untilStopped(caught.done);
-  } finally {
-    caught.dispose();
-    await reader.disconnect();
-  }
+  // Skips what the changelog already covers (an optimisation: records below it are ignored anyway).
+  await readToEnd(deps, topic, ends, { name: 'published', readUncommitted: true, seekTo: from }, (partition, m) => {
+    if (m.value === null || BigInt(m.offset) < from(partition)) return;
+    const r = deps.codec.decodeTrust(m.value);
+    if (!r.ok) return;
+    const key = sessionKeyOf(r.value.tenant_id, r.value.session_id);
+    if (r.value.version <= (restored.sessions.get(key)?.version ?? 0)) return;
+    let a = out.get(key);
+    if (a === undefined) out.set(key, (a = { max: 0, published: new Map(), verified: 0 }));
+    a.max = Math.max(a.max, r.value.version);
+    if (!a.published.has(r.value.version)) a.published.set(r.value.version, m.value);
+  });
   return out;
 };
 
