@@ -28,6 +28,7 @@ import { createLogger } from '../../services/lib/log.ts';
 import { auditRoutes } from '../../services/query/routes.ts';
 import { closeTestClickHouse, freshAuditDatabase, newClient } from '../helpers/clickhouse.ts';
 import { incident } from '../helpers/audit-incident.ts';
+import { injectFetch } from '../unit/audit-log-fixture.ts';
 import { createTopic, getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 
 const codec = createCodec();
@@ -82,10 +83,7 @@ test('a session exported as a bundle verifies offline; an edited file is named; 
   const verifier = createVerifier({ client: apiClient, database, store: apiStore, verifiers: [v.verifier], originPrefix: ORIGIN });
   await app.register(auditLogRoutes({ store: apiStore, reader: createRecordReader(apiClient, database), verify: verifier.verify, verifierKeys: [key] }));
   await app.ready();
-  const fetchFn = (async (url: URL, init: RequestInit) => {
-    const res = await app.inject({ method: init.method as 'GET', url: `${url.pathname}${url.search}`, headers: init.headers as Record<string, string>, ...(init.body !== undefined ? { payload: String(init.body) } : {}) });
-    return new Response(res.body, { status: res.statusCode, headers: { 'content-type': String(res.headers['content-type'] ?? 'application/json') } });
-  }) as unknown as typeof fetch;
+  const fetchFn = injectFetch(app);
   const cli = async (...argv: string[]) => {
     let out = '';
     let err = '';
@@ -139,10 +137,7 @@ test('a session exported as a bundle verifies offline; an edited file is named; 
     await app2.ready();
     const serverCli = async (...argv: string[]) => {
       let out = '';
-      const f = (async (url: URL, init: RequestInit) => {
-        const res = await app2.inject({ method: init.method as 'POST', url: `${url.pathname}${url.search}`, headers: init.headers as Record<string, string>, ...(init.body !== undefined ? { payload: String(init.body) } : {}) });
-        return new Response(res.body, { status: res.statusCode });
-      }) as unknown as typeof fetch;
+      const f = injectFetch(app2);
       const code = await runCli(argv, { env: { TRUSTFOLD_JWT_SECRET: SECRET, TRUSTFOLD_DATA_DIR: dir }, fetch: f, stdout: (x) => void (out += x), stderr: (x) => void (out += x) });
       return { code, out };
     };

@@ -12,7 +12,7 @@ import { auditLogRoutes } from '../../services/audit-log/routes.ts';
 import { runCli } from '../../services/cli/cli.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
 import { buildBaseApp, requireScope, type App } from '../../services/lib/http.ts';
-import { createMemoryLog, decisionLeaf, testSigner } from './audit-log-fixture.ts';
+import { createMemoryLog, decisionLeaf, injectFetch, testSigner } from './audit-log-fixture.ts';
 
 const SECRET = 'audit-log-cli-test-secret-0123456789abcdef';
 const dir = mkdtempSync(join(tmpdir(), 'trustfold-audit-cli-'));
@@ -48,10 +48,7 @@ before(async () => {
 });
 after(async () => app.close());
 
-const fetchFn = (async (url: URL, init: RequestInit) => {
-  const res = await app.inject({ method: init.method as 'GET', url: `${url.pathname}${url.search}`, headers: init.headers as Record<string, string>, ...(init.body !== undefined ? { payload: String(init.body) } : {}) });
-  return new Response(res.body, { status: res.statusCode, headers: { 'content-type': String(res.headers['content-type'] ?? 'application/json') } });
-}) as unknown as typeof fetch;
+const fetchFn: typeof fetch = (input, init) => injectFetch(app)(input, init);
 
 const cli = async (...argv: string[]) => {
   let out = '';

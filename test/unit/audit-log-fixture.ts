@@ -3,6 +3,7 @@
 // reader returns, built through the same leaf rule, frontier and signer as
 // the writer.
 import type { LeafInput, LeafKind } from '../../services/audit-log/leaf.ts';
+import type { App } from '../../services/lib/http.ts';
 import { leafHashOf } from '../../services/audit-log/leaf.ts';
 import { appendLeaf, emptyFrontier, frontierRoot, rootOfLeaves, type Frontier, type Hash, type NodeId } from '../../services/audit-log/merkle.ts';
 import { formatCheckpoint, generateSignerKey, parseSignerKey, parseVerifierKey, signNote, verifierKey, type Signer, type Verifier } from '../../services/audit-log/note.ts';
@@ -89,3 +90,10 @@ export const createMemoryLog = (signer: Signer) => {
   };
   return { append, sign, store, reader, leavesOf: (log: string) => logOf(log).leaves, nodeReads: () => nodeReads };
 };
+
+/** A fetch that answers from an app through inject(), for CLI tests. */
+export const injectFetch = (app: App): typeof fetch =>
+  (async (url: URL, init: RequestInit) => {
+    const res = await app.inject({ method: init.method as 'GET', url: `${url.pathname}${url.search}`, headers: init.headers as Record<string, string>, ...(init.body !== undefined ? { payload: String(init.body) } : {}) });
+    return new Response(res.body, { status: res.statusCode, headers: { 'content-type': String(res.headers['content-type'] ?? 'application/json') } });
+  }) as unknown as typeof fetch;
