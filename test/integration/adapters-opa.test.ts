@@ -66,7 +66,9 @@ before(async () => {
   writer = createDecisionWriter({ kafka, topic, timeoutMs: 10_000 });
   app = await buildBaseApp({ auth: createAuthenticator({ secret }), registry: new Registry() });
   const opa = adapterConfigFrom({ TRUSTFOLD_OPA_MAX_UPLOAD_BYTES: String(64 * 1024) }).opa;
-  await app.register(opaRoutes({ writer, opa, registry: new Registry() }));
+  // The recorded uploads are from 2026-06-09: this endpoint is configured as an
+  // operator would for a backfill (a year back); the real OPA below sends today's times.
+  await app.register(opaRoutes({ writer, opa, registry: new Registry(), eventTime: { maxFutureSkewMs: 60_000, maxAgeMs: 400 * 24 * 3_600_000 } }));
   await app.listen({ host: '127.0.0.1', port: 0 });
   token = await mintToken({ sub: 'opa-gateway', tenant: 'acme', scopes: ['events:write'] }, secret);
   tailer = kafka.consumer({ groupId: uniqueName('tail') });
