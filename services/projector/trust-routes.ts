@@ -70,7 +70,9 @@ const tenantScope = (caller: Caller, requested: string | undefined): { ok: true;
   return { ok: true, tenant: caller.tenant };
 };
 
-const frame = (e: { id: string; state: SessionTrust }): string => `id: ${e.id}\nevent: trust\ndata: ${JSON.stringify(e.state)}\n\n`;
+const frame = (e: { id: string; state: SessionTrust }): string => `id: ${e.id}\n${frameWithoutId(e.state)}`;
+/** A frame that leaves the client's last event id as it was (SSE: no `id:` field). */
+const frameWithoutId = (state: SessionTrust): string => `event: trust\ndata: ${JSON.stringify(state)}\n\n`;
 
 /**
  * The current states a new stream starts with, read from the caller's tenant
@@ -247,8 +249,13 @@ export const trustRoutes =
           const wantSnapshot =
             lastEventId !== undefined || (req.query.snapshot ?? (filter.session !== undefined || filter.delegator !== undefined ? 'true' : 'false')) === 'true';
           if (wantSnapshot) {
+            // Only the snapshot's last frame carries an id: a client cut off
+            // mid-snapshot reconnects with the id it had before it (or none)
+            // and gets the snapshot again, instead of resuming after states it
+            // never received.
             const head = hub.headId();
-            for (const s of snapshotOf(deps.view, filter)) if (matches(filter, s)) write(frame({ id: head, state: s }));
+            const states = [...snapshotOf(deps.view, filter)].filter((s) => matches(filter, s));
+            states.forEach((s, i) => write(i === states.length - 1 ? frame({ id: head, state: s }) : frameWithoutId(s)));
           }
         }
       },
