@@ -6,6 +6,7 @@ import {
   fromClickHouseTime,
   signalFromRecord,
   trustFromRecord,
+  trustRecordKey,
   type AuditedDecision,
   type ConflictEvidence,
   type DecisionRecord,
@@ -13,6 +14,7 @@ import {
 } from '../../schemas/clickhouse/rows.ts';
 import type { SessionTrust, SignalEvent, Tier } from '../../schemas/events.ts';
 import {
+  conflictedKeysSql,
   conflictsSql,
   decisionByIdSql,
   delegatorSessionsSql,
@@ -21,7 +23,9 @@ import {
   signalsByIdSql,
   TIMELINE_RANK,
   timelineSql,
+  trustByVersionsSql,
   trustHistorySql,
+  trustStepsSql,
   type DecisionFilters,
   type DecisionKey,
   type Order,
@@ -33,10 +37,17 @@ import {
 
 export type TrustTransition = { tenant: string; session_id: string; version: number; tier: Tier; updated_at: string; caused_by: string; state: SessionTrust };
 
-export type TimelineEntry =
+export type TrustStepRow = { version: number; tier: Tier; updated_at: string };
+
+/** A decision as search and export return it: `audit.conflicted` when a refused conflicting copy of its id exists. */
+export type ListedDecision = AuditedDecision & { audit: AuditedDecision['audit'] & { conflicted: boolean } };
+
+/** `conflicted`: a refused conflicting copy of this record exists (GET /v1/audit/decisions/:id shows it for decisions). */
+export type TimelineEntry = (
   | { kind: 'decision'; at: string; tenant: string; event_id: string; decision: AuditedDecision }
   | { kind: 'signal'; at: string; tenant: string; event_id: string; signal: SignalEvent }
-  | { kind: 'trust'; at: string; tenant: string; version: number; tier: Tier; caused_by: string; trust: SessionTrust };
+  | { kind: 'trust'; at: string; tenant: string; version: number; tier: Tier; caused_by: string; trust: SessionTrust }
+) & { conflicted: boolean };
 
 export type DelegatorSession = {
   tenant: string;
@@ -94,6 +105,13 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     return rs.json<T>();
   };
 
+  /** The (tenant, key) pairs among these that have a refused conflicting copy. */
+  const conflictedKeys = async (namespace: 'event' | 'trust', ids: readonly { tenant: string; key: string }[]): Promise<Set<string>> => {
+    if (ids.length === 0) return new Set();
+    const found = await rows<{ tenant: string; record_key: string }>(conflictedKeysSql(database, namespace, ids));
+    return new Set(found.map((r) => `${r.tenant}\u0000${r.record_key}`));
+  };
+
   /**
    * One query per page (see searchDecisionsSql): limit + 1 rows, the extra
    * one saying whether a next page exists, so nothing is truncated silently.
@@ -105,7 +123,7 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     tenant: TenantScope,
     filters: DecisionFilters,
     page: { limit: number; order: Order; after?: DecisionKey | undefined },
-  ): Promise<Page<AuditedDecision, DecisionKey>> => {
+  ): Promise<Page<ListedDecision, DecisionKey>> => {
     const want = page.limit + 1;
     const found: AuditedDecision[] = [];
     const seen = new Set<string>();
@@ -123,7 +141,9 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
       if (found.length >= want || batch.length < want || lastRaw === undefined) break;
       after = { at: lastRaw.occurred_at, id: lastRaw.event_id };
     }
-    const items = found.slice(0, page.limit);
+    const kept = found.slice(0, page.limit);
+    const conflicted = await conflictedKeys('event', kept.map((d) => ({ tenant: d.tenant_id, key: d.event_id })));
+    const items = kept.map((d): ListedDecision => ({ ...d, audit: { ...d.audit, conflicted: conflicted.has(`${d.tenant_id}\u0000${d.event_id}`) } }));
     const last = items[items.length - 1];
     return { items, next: found.length > page.limit && last !== undefined ? { at: last.occurred_at, id: last.event_id } : undefined };
   };
@@ -157,6 +177,16 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
   const trustHistory = async (tenant: string, sessionId: string, upTo?: { version?: number; at?: string }): Promise<TrustTransition[]> =>
     (await rows<TrustRow>(trustHistorySql(database, tenant, sessionId, upTo))).map(toTransition);
 
+  const trustSteps = async (tenant: string, sessionId: string): Promise<TrustStepRow[]> =>
+    (await rows<{ version: string | number; tier: Tier; updated_at: string }>(trustStepsSql(database, tenant, sessionId))).map((r) => ({
+      version: Number(r.version),
+      tier: r.tier,
+      updated_at: fromClickHouseTime(r.updated_at),
+    }));
+
+  const trustByVersions = async (tenant: string, sessionId: string, versions: readonly number[]): Promise<TrustTransition[]> =>
+    versions.length === 0 ? [] : (await rows<TrustRow>(trustByVersionsSql(database, tenant, sessionId, versions))).map(toTransition);
+
   const signalsById = async (tenant: TenantScope, ids: readonly string[]): Promise<SignalEvent[]> =>
     ids.length === 0 ? [] : (await rows<SignalRecord>(signalsByIdSql(database, tenant, ids))).map(signalFromRecord);
 
@@ -169,7 +199,8 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
       else if (r.rank === TIMELINE_RANK.signal) signals.push(JSON.parse(r.row) as SignalRecord);
       else trust.push(JSON.parse(r.row) as TrustRow);
     }
-    type Keyed = { key: TimelineKey; entry: TimelineEntry };
+    type Entry = TimelineEntry extends infer E ? (E extends unknown ? Omit<E, 'conflicted'> : never) : never;
+    type Keyed = { key: TimelineKey; entry: Entry };
     const all: Keyed[] = [
       ...decisions.map((r): Keyed => {
         const d = decisionFromRecord(r);
@@ -190,7 +221,17 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     all.sort((a, b) => a.key.at.localeCompare(b.key.at) || a.key.rank - b.key.rank || (a.key.id < b.key.id ? -1 : a.key.id > b.key.id ? 1 : 0));
     const page = all.slice(0, limit);
     const last = page[page.length - 1];
-    return { items: page.map((k) => k.entry), next: all.length > limit && last !== undefined ? last.key : undefined };
+    const events = await conflictedKeys('event', page.flatMap(({ entry: e }) => (e.kind === 'trust' ? [] : [{ tenant: e.tenant, key: e.event_id }])));
+    const trustKeys = await conflictedKeys(
+      'trust',
+      page.flatMap(({ entry: e }) => (e.kind === 'trust' ? [{ tenant: e.tenant, key: trustRecordKey({ version: e.version, session_id: sessionId }) }] : [])),
+    );
+    const items = page.map(({ entry: e }): TimelineEntry =>
+      e.kind === 'trust'
+        ? { ...e, conflicted: trustKeys.has(`${e.tenant}\u0000${trustRecordKey({ version: e.version, session_id: sessionId })}`) }
+        : { ...e, conflicted: events.has(`${e.tenant}\u0000${e.event_id}`) },
+    );
+    return { items, next: all.length > limit && last !== undefined ? last.key : undefined };
   };
 
   const delegatorSessions = async (
@@ -233,5 +274,5 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     };
   };
 
-  return { searchDecisions, decisionById, trustHistory, signalsById, timeline, delegatorSessions };
+  return { searchDecisions, decisionById, trustHistory, trustSteps, trustByVersions, signalsById, timeline, delegatorSessions };
 };

@@ -188,6 +188,39 @@ export const trustHistorySql = (database: string, tenant: string, sessionId: str
   };
 };
 
+/**
+ * A session's trust steps (version, tier, time), one row per version, without
+ * the state: enough to tell which version was in force at a time, and since
+ * when a tier held, without reading every state of a long session.
+ */
+export const trustStepsSql = (database: string, tenant: string, sessionId: string): Sql => ({
+  query:
+    `SELECT version, tier, updated_at FROM ${qualified(database, 'trust_transitions')}\n` +
+    `WHERE tenant = {tenant:String} AND session_id = {session:String}\nORDER BY version ASC, kafka_offset ASC\nLIMIT 1 BY version`,
+  query_params: { tenant, session: sessionId },
+});
+
+/** Whole transitions of a session at the given versions (first stored copy of each). */
+export const trustByVersionsSql = (database: string, tenant: string, sessionId: string, versions: readonly number[]): Sql => ({
+  query:
+    `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
+    `WHERE tenant = {tenant:String} AND session_id = {session:String} AND version IN {versions:Array(UInt64)}\n` +
+    `ORDER BY version ASC, kafka_offset ASC\nLIMIT 1 BY version`,
+  query_params: { tenant, session: sessionId, versions: [...new Set(versions)] },
+});
+
+/**
+ * Which of these records have a refused conflicting copy (the `conflicts`
+ * table): one row per (tenant, key) that has. Keys are event ids for decisions
+ * and signals (namespace 'event'), `version:session` for trust transitions.
+ */
+export const conflictedKeysSql = (database: string, namespace: 'event' | 'trust', ids: readonly { tenant: string; key: string }[]): Sql => ({
+  query:
+    `SELECT DISTINCT tenant, record_key FROM ${qualified(database, 'conflicts')}\n` +
+    `WHERE namespace = {namespace:String} AND tenant IN {tenants:Array(String)} AND record_key IN {keys:Array(String)}`,
+  query_params: { namespace, tenants: [...new Set(ids.map((i) => i.tenant))], keys: [...new Set(ids.map((i) => i.key))] },
+});
+
 export const signalsByIdSql = (database: string, tenant: TenantScope, eventIds: readonly string[]): Sql => {
   const w = new Where();
   tenantCondition(w, tenant);
