@@ -312,7 +312,7 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         return [...byId.values()];
       };
       readiness.push(kafkaReadiness(sink));
-      await app.register(ingestRoutes({ sink, topics: config.topics, registry, activeFreezes, limits: config.http, eventTime: config.eventTime }));
+      await app.register(ingestRoutes({ sink, topics: config.topics, registry, activeFreezes, limits: config.http, eventTime: config.eventTime, recentIdCapacity: config.http.recentIdCapacity }));
       const writer = createDecisionWriter({ kafka, topic: config.topics.decisions, timeoutMs: config.http.produceTimeoutMs });
       closers.push(() => writer.close());
       await app.register(opaRoutes({ writer, opa: adapters.opa, registry, eventTime: config.eventTime }));

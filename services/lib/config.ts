@@ -64,6 +64,7 @@ const envSchema = z.object({
   TRUSTFOLD_MAX_EVENTS_PER_REQUEST: int(10_000, 1),
   TRUSTFOLD_PRODUCE_TIMEOUT_MS: int(5_000, 100),
   TRUSTFOLD_INGEST_PRODUCERS: int(3, 1, 64),
+  TRUSTFOLD_INGEST_RECENT_IDS: int(100_000, 0, 10_000_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -99,6 +100,8 @@ export type Config = {
     maxEventsPerRequest: number;
     produceTimeoutMs: number;
     ingestProducers: number;
+    /** Ingest's per-instance cache of recently acknowledged (tenant, event_id) → content digest (0 turns it off). */
+    recentIdCapacity: number;
     /** When set, /metrics answers only `Authorization: Bearer <this>`. */
     metricsToken: string | undefined;
     /** Open SSE streams, in all and per token subject (429 beyond). */
@@ -185,6 +188,7 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       maxEventsPerRequest: e.TRUSTFOLD_MAX_EVENTS_PER_REQUEST,
       produceTimeoutMs: e.TRUSTFOLD_PRODUCE_TIMEOUT_MS,
       ingestProducers: e.TRUSTFOLD_INGEST_PRODUCERS,
+      recentIdCapacity: e.TRUSTFOLD_INGEST_RECENT_IDS,
       metricsToken: e.TRUSTFOLD_METRICS_TOKEN,
       maxStreams: e.TRUSTFOLD_SSE_MAX_STREAMS,
       maxStreamsPerSubject: e.TRUSTFOLD_SSE_MAX_STREAMS_PER_SUBJECT,
