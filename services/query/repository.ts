@@ -6,7 +6,6 @@ import {
   fromClickHouseTime,
   signalFromRecord,
   trustFromRecord,
-  trustRecordKey,
   type AuditedDecision,
   type ConflictEvidence,
   type DecisionRecord,
@@ -14,7 +13,6 @@ import {
 } from '../../schemas/clickhouse/rows.ts';
 import type { SessionTrust, SignalEvent, Tier } from '../../schemas/events.ts';
 import {
-  conflictedKeysSql,
   conflictsSql,
   decisionByIdSql,
   delegatorSessionsSql,
@@ -83,6 +81,14 @@ export class AmbiguousTenantError extends Error {
   }
 }
 
+/** Rows that carry the `conflicted` column (conflictedColumn in sql.ts): 0/1, or a boolean. */
+type Flagged = { conflicted?: number | boolean | string };
+const flag = (r: Flagged): boolean => r.conflicted === true || Number(r.conflicted) === 1;
+const listed = (r: DecisionRecord & Flagged): ListedDecision => {
+  const d = decisionFromRecord(r);
+  return { ...d, audit: { ...d.audit, conflicted: flag(r) } };
+};
+
 type TrustRow = { tenant: string; session_id: string; version: string | number; tier: Tier; updated_at: string; caused_by: string; state: string };
 
 const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
@@ -105,13 +111,6 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     return rs.json<T>();
   };
 
-  /** The (tenant, key) pairs among these that have a refused conflicting copy. */
-  const conflictedKeys = async (namespace: 'event' | 'trust', ids: readonly { tenant: string; key: string }[]): Promise<Set<string>> => {
-    if (ids.length === 0) return new Set();
-    const found = await rows<{ tenant: string; record_key: string }>(conflictedKeysSql(database, namespace, ids));
-    return new Set(found.map((r) => `${r.tenant}\u0000${r.record_key}`));
-  };
-
   /**
    * One query per page (see searchDecisionsSql): limit + 1 rows, the extra
    * one saying whether a next page exists, so nothing is truncated silently.
@@ -125,11 +124,11 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     page: { limit: number; order: Order; after?: DecisionKey | undefined },
   ): Promise<Page<ListedDecision, DecisionKey>> => {
     const want = page.limit + 1;
-    const found: AuditedDecision[] = [];
+    const found: ListedDecision[] = [];
     const seen = new Set<string>();
     let after = page.after;
     for (;;) {
-      const batch = (await rows<DecisionRecord>(searchDecisionsSql(database, tenant, filters, { limit: page.limit, order: page.order, after }))).map(decisionFromRecord);
+      const batch = (await rows<DecisionRecord & Flagged>(searchDecisionsSql(database, tenant, filters, { limit: page.limit, order: page.order, after }))).map(listed);
       for (const d of batch) {
         // Ids are unique per tenant only: an operator's search sees each tenant's copy.
         const k = `${d.tenant_id}\u0000${d.event_id}`;
@@ -141,9 +140,7 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
       if (found.length >= want || batch.length < want || lastRaw === undefined) break;
       after = { at: lastRaw.occurred_at, id: lastRaw.event_id };
     }
-    const kept = found.slice(0, page.limit);
-    const conflicted = await conflictedKeys('event', kept.map((d) => ({ tenant: d.tenant_id, key: d.event_id })));
-    const items = kept.map((d): ListedDecision => ({ ...d, audit: { ...d.audit, conflicted: conflicted.has(`${d.tenant_id}\u0000${d.event_id}`) } }));
+    const items = found.slice(0, page.limit);
     const last = items[items.length - 1];
     return { items, next: found.length > page.limit && last !== undefined ? { at: last.occurred_at, id: last.event_id } : undefined };
   };
@@ -191,46 +188,36 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     ids.length === 0 ? [] : (await rows<SignalRecord>(signalsByIdSql(database, tenant, ids))).map(signalFromRecord);
 
   const timeline = async (tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Promise<Page<TimelineEntry, TimelineKey>> => {
-    const decisions: DecisionRecord[] = [];
-    const signals: SignalRecord[] = [];
-    const trust: TrustRow[] = [];
+    const decisions: (DecisionRecord & Flagged)[] = [];
+    const signals: (SignalRecord & Flagged)[] = [];
+    const trust: (TrustRow & Flagged)[] = [];
     for (const r of await rows<{ rank: number; row: string }>(timelineSql(database, tenant, sessionId, limit + 1, after))) {
-      if (r.rank === TIMELINE_RANK.decision) decisions.push(JSON.parse(r.row) as DecisionRecord);
-      else if (r.rank === TIMELINE_RANK.signal) signals.push(JSON.parse(r.row) as SignalRecord);
-      else trust.push(JSON.parse(r.row) as TrustRow);
+      if (r.rank === TIMELINE_RANK.decision) decisions.push(JSON.parse(r.row) as DecisionRecord & Flagged);
+      else if (r.rank === TIMELINE_RANK.signal) signals.push(JSON.parse(r.row) as SignalRecord & Flagged);
+      else trust.push(JSON.parse(r.row) as TrustRow & Flagged);
     }
-    type Entry = TimelineEntry extends infer E ? (E extends unknown ? Omit<E, 'conflicted'> : never) : never;
-    type Keyed = { key: TimelineKey; entry: Entry };
+    type Keyed = { key: TimelineKey; entry: TimelineEntry };
     const all: Keyed[] = [
       ...decisions.map((r): Keyed => {
         const d = decisionFromRecord(r);
-        return { key: { at: d.occurred_at, rank: TIMELINE_RANK.decision, id: d.event_id }, entry: { kind: 'decision', at: d.occurred_at, tenant: d.tenant_id, event_id: d.event_id, decision: d } };
+        return { key: { at: d.occurred_at, rank: TIMELINE_RANK.decision, id: d.event_id }, entry: { kind: 'decision', at: d.occurred_at, tenant: d.tenant_id, event_id: d.event_id, decision: d, conflicted: flag(r) } };
       }),
       ...signals.map((r): Keyed => {
         const at = fromClickHouseTime(r.occurred_at);
-        return { key: { at, rank: TIMELINE_RANK.signal, id: r.event_id }, entry: { kind: 'signal', at, tenant: r.tenant, event_id: r.event_id, signal: signalFromRecord(r) } };
+        return { key: { at, rank: TIMELINE_RANK.signal, id: r.event_id }, entry: { kind: 'signal', at, tenant: r.tenant, event_id: r.event_id, signal: signalFromRecord(r), conflicted: flag(r) } };
       }),
       ...trust.map((r): Keyed => {
         const t = toTransition(r);
         return {
           key: { at: t.updated_at, rank: TIMELINE_RANK.trust, id: String(t.version).padStart(20, '0') },
-          entry: { kind: 'trust', at: t.updated_at, tenant: t.tenant, version: t.version, tier: t.tier, caused_by: t.caused_by, trust: t.state },
+          entry: { kind: 'trust', at: t.updated_at, tenant: t.tenant, version: t.version, tier: t.tier, caused_by: t.caused_by, trust: t.state, conflicted: flag(r) },
         };
       }),
     ];
     all.sort((a, b) => a.key.at.localeCompare(b.key.at) || a.key.rank - b.key.rank || (a.key.id < b.key.id ? -1 : a.key.id > b.key.id ? 1 : 0));
     const page = all.slice(0, limit);
     const last = page[page.length - 1];
-    const events = await conflictedKeys('event', page.flatMap(({ entry: e }) => (e.kind === 'trust' ? [] : [{ tenant: e.tenant, key: e.event_id }])));
-    const trustKeys = await conflictedKeys(
-      'trust',
-      page.flatMap(({ entry: e }) => (e.kind === 'trust' ? [{ tenant: e.tenant, key: trustRecordKey({ version: e.version, session_id: sessionId }) }] : [])),
-    );
-    const items = page.map(({ entry: e }): TimelineEntry =>
-      e.kind === 'trust'
-        ? { ...e, conflicted: trustKeys.has(`${e.tenant}\u0000${trustRecordKey({ version: e.version, session_id: sessionId })}`) }
-        : { ...e, conflicted: events.has(`${e.tenant}\u0000${e.event_id}`) },
-    );
+    const items = page.map((k) => k.entry);
     return { items, next: all.length > limit && last !== undefined ? last.key : undefined };
   };
 

@@ -45,6 +45,9 @@ export const tenantScope = (caller: Caller, requested: string | undefined): Resu
 const forbidden = (reply: FastifyReply, message: string) => sendError(reply, 403, 'forbidden', message, [{ path: 'tenant', message }]);
 const badCursor = (reply: FastifyReply, message: string) => sendError(reply, 400, 'bad_request', `invalid querystring: cursor: ${message}`, [{ path: 'querystring.cursor', message }]);
 
+/** The error body every refusal has (services/lib/http.ts), as the OpenAPI document shows it. */
+const errorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })).optional() }) });
+
 const wantsNdjson = (accept: string | undefined): boolean => accept !== undefined && accept.split(',').some((t) => t.trim().split(';')[0] === NDJSON);
 
 export const auditRoutes =
@@ -132,7 +135,37 @@ export const auditRoutes =
       '/v1/audit/decisions/:event_id',
       {
         ...guard,
-        schema: { params: z.strictObject({ event_id: z.uuid() }), querystring: z.strictObject(tenantParam), tags: ['audit'], summary: 'One decision, the trust state it met, the signals behind it, and its story' },
+        schema: {
+          params: z.strictObject({ event_id: z.uuid() }),
+          querystring: z.strictObject(tenantParam),
+          tags: ['audit'],
+          summary: 'One decision, the trust state the PDP used and the one in force at its time, the signals behind them, and its story',
+          response: {
+            200: z
+              .object({
+                decision: z.unknown(),
+                trust: z.object({
+                  met: z.unknown(),
+                  basis: z.enum(['trust_version', 'time', 'none']),
+                  at_decision_time: z.unknown().optional(),
+                  pdp_used: z.unknown().describe('the stored transition with the version the PDP named (null when none)'),
+                  in_force: z.unknown().describe("the latest stored transition at or before the decision's occurred_at (null when none)"),
+                  lag: z.object({ status: z.enum(['current', 'stale', 'ahead', 'unknown']) }).loose().describe('versions_behind and ms_behind when stale, computed at query time'),
+                  finding: z.enum(['allowed_on_stale_trust']).optional(),
+                }),
+                signals: z.array(z.unknown()),
+                story: z.string(),
+                links: z.unknown(),
+              })
+              .describe('the decision as stored (audit.conflicts lists refused copies of its id), both trust states, and the story'),
+            400: errorBodySchema.describe('bad_request: the id is not a UUID, or an unknown parameter'),
+            403: errorBodySchema.describe('forbidden: a tenant token naming another tenant'),
+            404: errorBodySchema.describe('not_found: no decision with that id in the tenants the caller may read'),
+            409: errorBodySchema.describe(
+              'ambiguous_tenant: an operator (tenant *) named no tenant and several tenants hold this id; the message names them (at most 20). Repeat with ?tenant=.',
+            ),
+          },
+        },
       },
       async (req, reply) => {
         const scope = tenantScope(callerOf(req), req.query.tenant);

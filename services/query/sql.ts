@@ -79,6 +79,21 @@ const tenantCondition = (w: Where, tenant: TenantScope): void => {
 /** Every column of the decisions table, times as they were stored. */
 export const DECISION_SELECT = '*';
 
+/**
+ * `conflicted`: whether a refused conflicting copy of the row's id exists (the
+ * `conflicts` table, which only holds such copies, so the set is small). In the
+ * same statement, so a page stays one round trip; the namespace is a constant
+ * of a closed list, never a caller's value.
+ */
+export const conflictedColumn = (database: string, tenant: TenantScope, namespace: 'event' | 'trust', keyExpr: string): { sql: string; params: Record<string, unknown> } => ({
+  sql:
+    `(tenant, ${keyExpr}) IN (SELECT tenant, record_key FROM ${qualified(database, 'conflicts')} WHERE namespace = '${namespace}'` +
+    `${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}) AS conflicted`,
+  params: tenant !== undefined ? { tenant } : {},
+});
+const EVENT_KEY = 'toString(event_id)';
+const TRUST_KEY = "concat(toString(version), ':', session_id)";
+
 export const decisionFilterWhere = (tenant: TenantScope, f: DecisionFilters): Where => {
   const w = new Where();
   tenantCondition(w, tenant);
@@ -127,13 +142,14 @@ export const searchDecisionsSql = (
     });
   }
   const dir = page.order === 'asc' ? 'ASC' : 'DESC';
+  const conflicted = conflictedColumn(database, tenant, 'event', EVENT_KEY);
   return {
     query:
-      `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\n` +
+      `SELECT ${DECISION_SELECT}, ${conflicted.sql} FROM ${qualified(database, 'decisions')}\n` +
       `WHERE ${w.sql()}\n` +
       `ORDER BY occurred_at ${dir}, event_id ${dir}, kafka_offset ASC\n` +
       `LIMIT {limit:UInt32}`,
-    query_params: { ...w.params, limit: page.limit + 1 },
+    query_params: mergeParams(w.params, conflicted.params, { limit: page.limit + 1 }),
   };
 };
 
@@ -209,18 +225,6 @@ export const trustByVersionsSql = (database: string, tenant: string, sessionId: 
   query_params: { tenant, session: sessionId, versions: [...new Set(versions)] },
 });
 
-/**
- * Which of these records have a refused conflicting copy (the `conflicts`
- * table): one row per (tenant, key) that has. Keys are event ids for decisions
- * and signals (namespace 'event'), `version:session` for trust transitions.
- */
-export const conflictedKeysSql = (database: string, namespace: 'event' | 'trust', ids: readonly { tenant: string; key: string }[]): Sql => ({
-  query:
-    `SELECT DISTINCT tenant, record_key FROM ${qualified(database, 'conflicts')}\n` +
-    `WHERE namespace = {namespace:String} AND tenant IN {tenants:Array(String)} AND record_key IN {keys:Array(String)}`,
-  query_params: { namespace, tenants: [...new Set(ids.map((i) => i.tenant))], keys: [...new Set(ids.map((i) => i.key))] },
-});
-
 export const signalsByIdSql = (database: string, tenant: TenantScope, eventIds: readonly string[]): Sql => {
   const w = new Where();
   tenantCondition(w, tenant);
@@ -259,11 +263,12 @@ export const timelineDecisionsSql = (database: string, tenant: TenantScope, sess
   tenantCondition(w, tenant);
   w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
   afterKey(w, 'occurred_at', 'toString(event_id)', TIMELINE_RANK.decision, after);
+  const conflicted = conflictedColumn(database, tenant, 'event', EVENT_KEY);
   return {
     query:
-      `SELECT ${DECISION_SELECT} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
+      `SELECT ${DECISION_SELECT}, ${conflicted.sql} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
       `ORDER BY occurred_at ASC, toString(event_id) ASC, kafka_offset ASC\nLIMIT 1 BY tenant, event_id\nLIMIT {limit:UInt32}`,
-    query_params: { ...w.params, limit },
+    query_params: mergeParams(w.params, conflicted.params, { limit }),
   };
 };
 
@@ -278,11 +283,12 @@ export const timelineSignalsSql = (database: string, tenant: TenantScope, sessio
   tenantCondition(w, tenant);
   w.add((p) => `(session_id = ${p('session', 'String', sessionId)} OR event_id IN (SELECT toUUIDOrZero(id) FROM (\n${referenced.query}\n)))`);
   afterKey(w, 'occurred_at', 'toString(event_id)', TIMELINE_RANK.signal, after);
+  const conflicted = conflictedColumn(database, tenant, 'event', EVENT_KEY);
   return {
     query:
-      `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload FROM ${qualified(database, 'signals')}\n` +
+      `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload, ${conflicted.sql} FROM ${qualified(database, 'signals')}\n` +
       `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY tenant, event_id\nLIMIT {limit:UInt32}`,
-    query_params: mergeParams(referenced.query_params, { ...w.params, limit }),
+    query_params: mergeParams(referenced.query_params, conflicted.params, { ...w.params, limit }),
   };
 };
 
@@ -292,11 +298,12 @@ export const timelineTrustSql = (database: string, tenant: TenantScope, sessionI
   w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
   // Versions sort like strings only when padded; the id of a trust row is its zero-padded version.
   afterKey(w, 'updated_at', "leftPad(toString(version), 20, '0')", TIMELINE_RANK.trust, after);
+  const conflicted = conflictedColumn(database, tenant, 'trust', TRUST_KEY);
   return {
     query:
-      `SELECT tenant, session_id, version, tier, updated_at, caused_by, state FROM ${qualified(database, 'trust_transitions')}\n` +
+      `SELECT tenant, session_id, version, tier, updated_at, caused_by, state, ${conflicted.sql} FROM ${qualified(database, 'trust_transitions')}\n` +
       `WHERE ${w.sql()}\nORDER BY updated_at ASC, version ASC, kafka_offset ASC\nLIMIT 1 BY tenant, version\nLIMIT {limit:UInt32}`,
-    query_params: { ...w.params, limit },
+    query_params: mergeParams(w.params, conflicted.params, { limit }),
   };
 };
 

@@ -276,8 +276,8 @@ export const storyOf = ({ decision: d, trust, history = [], inForce, lag }: Stor
   const gap = lag !== undefined ? lagClause(d, lag, trust, inForce, history) : undefined;
   if (gap !== undefined) s += `; ${gap}`;
   s += '.';
-  if (staleTrustFinding(d, lag, trust, inForce) !== undefined) s += ' Finding: the call was allowed on stale trust.';
   if (d.outcome !== undefined && d.decision.effect !== 'deny') s += ` Outcome: ${d.outcome.status.replace('_', ' ')}.`;
+  if (staleTrustFinding(d, lag, trust, inForce) !== undefined) s += ' Finding: the call was allowed on stale trust.';
   const conflicts = d.audit?.conflicts?.length ?? 0;
   if (conflicts > 0) {
     s += ` Warning: ${conflicts === 1 ? 'a later copy' : `${conflicts} later copies`} of this event id with different content ${conflicts === 1 ? 'was' : 'were'} received and refused; this is the first stored copy (see audit.conflicts).`;

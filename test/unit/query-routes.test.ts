@@ -84,3 +84,12 @@ describe('tenant scope', () => {
     assert.deepEqual(tenantScope(caller('*'), undefined), { ok: true, value: undefined });
   });
 });
+
+describe('OpenAPI document', () => {
+  test("one decision declares its refusals, the operator's 409 ambiguous_tenant among them", async () => {
+    const docs = (await app.inject({ method: 'GET', url: '/docs/json' })).json<{ paths: Record<string, { get: { responses: Record<string, { description: string }> } }> }>();
+    const responses = docs.paths['/v1/audit/decisions/{event_id}']?.get.responses ?? {};
+    assert.deepEqual(Object.keys(responses).sort(), ['200', '400', '403', '404', '409']);
+    assert.match(responses['409']?.description ?? '', /ambiguous_tenant.*\?tenant=/);
+  });
+});

@@ -167,3 +167,26 @@ describe('timeline and delegator SQL', () => {
     assert.deepEqual(s.query_params['sessions'], ['S-9']);
   });
 });
+
+describe('trust lag and conflict flags SQL', () => {
+  test('trust steps read no state; states by version are parameters', async () => {
+    const { trustStepsSql, trustByVersionsSql } = await import('../../services/query/sql.ts');
+    const steps = trustStepsSql('tf', 'acme', "S-9' OR 1=1");
+    assert.doesNotMatch(steps.query, /state|S-9/);
+    assert.match(steps.query, /LIMIT 1 BY version/);
+    assert.deepEqual(steps.query_params, { tenant: 'acme', session: "S-9' OR 1=1" });
+    const byVersion = trustByVersionsSql('tf', 'acme', 'S-9', [1, 3, 3]);
+    assert.match(byVersion.query, /version IN \{versions:Array\(UInt64\)\}/);
+    assert.deepEqual(byVersion.query_params['versions'], [1, 3]);
+  });
+
+  test('search and every timeline branch carry `conflicted`, scoped to the tenant when there is one', async () => {
+    const { searchDecisionsSql: search, timelineSql: timeline } = await import('../../services/query/sql.ts');
+    const scoped = search('tf', 'acme', {}, { limit: 10, order: 'asc' });
+    assert.match(scoped.query, /\(tenant, toString\(event_id\)\) IN \(SELECT tenant, record_key FROM `tf`\.`conflicts` WHERE namespace = 'event' AND tenant = \{tenant:String\}\) AS conflicted/);
+    assert.doesNotMatch(search('tf', undefined, {}, { limit: 10, order: 'asc' }).query, /\{tenant:String\}/, 'an operator reading all tenants');
+    const t = timeline('tf', 'acme', 'S-9', 10);
+    assert.equal(t.query.match(/AS conflicted/g)?.length, 3);
+    assert.match(t.query, /concat\(toString\(version\), ':', session_id\)\) IN \(SELECT tenant, record_key FROM `tf`\.`conflicts` WHERE namespace = 'trust'/);
+  });
+});
