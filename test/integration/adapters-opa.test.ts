@@ -94,14 +94,14 @@ describe('recorded OPA uploads → decisions topic', () => {
   test('single, batched and re-sent uploads: 200s, and exactly those decisions on the topic', { timeout: 60_000 }, async () => {
     const single = await upload(gz([opaEvent()]));
     assert.equal(single.statusCode, 200, single.body);
-    assert.deepEqual(single.json(), { accepted: 1, partial: 0 });
+    assert.deepEqual(single.json(), { accepted: 1, partial: 0, rejected: [] });
 
     const batch = Array.from({ length: 30 }, (_, i) =>
       opaEvent({ decision_id: `batch-${i}`, input: { ...(opaEvent()['input'] as object), session_id: `S-${i % 3}` }, result: { allow: i % 2 === 0 } }),
     );
     const batched = await upload(gz(batch));
     assert.equal(batched.statusCode, 200, batched.body);
-    assert.deepEqual(batched.json(), { accepted: 30, partial: 0 });
+    assert.deepEqual(batched.json(), { accepted: 30, partial: 0, rejected: [] });
 
     // OPA re-sends a chunk whose 2xx it did not see: same event id, a duplicate for downstream dedupe.
     assert.equal((await upload(gz([opaEvent()]))).statusCode, 200);
