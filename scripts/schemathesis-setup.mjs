@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// Installs Schemathesis (the property-based OpenAPI tester, from PyPI) into a
+// project-local virtualenv, .cache/schemathesis, for
+// test/integration/schemathesis.test.ts. Fast when cached: a marker file
+// holds the installed version. Exits 0 without installing, saying why, when
+// python3 or its venv module is missing (the test then skips with the same
+// reason) — so it can run among the optional steps of test-prepare.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const venv = join(root, '.cache', 'schemathesis');
+const marker = join(venv, '.trustfold-schemathesis-version');
+const bin = join(venv, 'bin', 'schemathesis');
+// Pinned below the next major: the test relies on the 4.x command line.
+const REQUIREMENT = 'schemathesis>=4,<5';
+
+const say = (s) => process.stdout.write(`schemathesis-setup: ${s}\n`);
+
+if (existsSync(marker) && existsSync(bin)) {
+  say(`cached: schemathesis ${readFileSync(marker, 'utf8').trim()} in ${venv}`);
+  process.exit(0);
+}
+
+const python = spawnSync('python3', ['-c', 'import venv, ensurepip'], { stdio: 'ignore' });
+if (python.error !== undefined || python.status !== 0) {
+  say('skipped: python3 with the venv and ensurepip modules is not available (the Schemathesis test will skip)');
+  process.exit(0);
+}
+
+const run = (cmd, args) => {
+  const r = spawnSync(cmd, args, { stdio: 'inherit' });
+  if (r.status !== 0) {
+    say(`failed: ${cmd} ${args.join(' ')} (${r.status ?? r.signal})`);
+    rmSync(venv, { recursive: true, force: true });
+    process.exit(1);
+  }
+};
+
+const t0 = Date.now();
+mkdirSync(dirname(venv), { recursive: true });
+rmSync(venv, { recursive: true, force: true });
+run('python3', ['-m', 'venv', venv]);
+run(join(venv, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', REQUIREMENT]);
+const version = spawnSync(bin, ['--version'], { encoding: 'utf8' });
+if (version.status !== 0) {
+  say(`failed: ${bin} --version (${version.status ?? version.signal})`);
+  process.exit(1);
+}
+const printed = version.stdout.trim();
+writeFileSync(marker, `${printed}\n`);
+say(`installed ${printed} in ${venv} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
