@@ -1,0 +1,255 @@
+// The detect role: reads the decisions topic in its own consumer group, runs
+// the pure rules (rules.ts) and turns each detection into an ordinary signal
+// (signal.ts) that goes through ingest's admission (`admitEvents`, as a
+// caller whose sub is the detector, scope events:write, the detection's
+// tenant only) and the same Kafka sink as `POST /v1/events`; from there it
+// flows through the fold, the push and the audit like any other signal.
+//
+// Delivery: a batch's detections are acknowledged by Kafka before its
+// offsets are committed and before the folded state is adopted, so a crash
+// re-folds the batch from the committed offset and re-emits the same
+// detections under the same ids (deterministic, signal.ts): duplicates, which
+// the fold and the write-once audit drop. Nothing is missed.
+//
+// State: not snapshotted. At start the rules are rebuilt by re-reading the
+// decisions from `lookbackMs` before now up to the committed offsets, with
+// their detections discarded (they were emitted before the commit). A group
+// with no committed offset starts at `lookbackMs` before now. Rules look at
+// event time, so the lookback must cover the longest window (config.ts).
+// Undecodable records are counted and skipped: the projector and the sink,
+// which read the same topic, dead-letter them already.
+import { randomUUID } from 'node:crypto';
+import type { Admin, Consumer, Kafka } from 'kafkajs';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { createCodec, type Codec } from '../../schemas/codec.ts';
+import type { DecisionEvent } from '../../schemas/events.ts';
+import type { Caller } from '../lib/auth.ts';
+import type { Topics } from '../lib/config.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { EventTimeBounds } from '../lib/event-time.ts';
+import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
+import type { Logger } from '../lib/log.ts';
+import { admitEvents } from '../ingest/admit.ts';
+import { createRecentIds } from '../ingest/recent-ids.ts';
+import type { EventSink } from '../ingest/sink.ts';
+import type { DetectConfig } from './config.ts';
+import { detectAll, initialRules, ruleOf, type Detection, type RuleName, type RulesState } from './rules.ts';
+import { signalOf } from './signal.ts';
+
+export type DetectDeps = {
+  kafka: Kafka;
+  topics: Topics;
+  config: DetectConfig;
+  sink: EventSink;
+  registry: Registry;
+  logger: Logger;
+  eventTime: EventTimeBounds;
+  codec?: Codec;
+  clock?: () => number;
+  /** Wait between attempts when Kafka refuses the detections' produce (ms). Default 1000. */
+  retryDelayMs?: number;
+};
+
+export type DetectStats = { folded: number; rebuilt: number; detections: number; emitted: number; duplicates: number; rejected: number; undecodable: number };
+
+export type DetectRole = {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  isRunning(): boolean;
+  stats(): DetectStats;
+};
+
+const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Per partition: the group's committed offset (undefined: none) and the first offset at or after `sinceMs`, and the end. */
+const positions = async (admin: Admin, topic: string, groupId: string, sinceMs: number): Promise<Map<number, { committed: bigint | undefined; since: bigint; high: bigint }>> => {
+  const ends = await admin.fetchTopicOffsets(topic);
+  const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, sinceMs);
+  const committed = (await admin.fetchOffsets({ groupId, topics: [topic] }))[0]?.partitions ?? [];
+  const out = new Map<number, { committed: bigint | undefined; since: bigint; high: bigint }>();
+  for (const p of ends) {
+    const high = BigInt(p.high);
+    const t = byTime.find((x) => x.partition === p.partition);
+    const since = t === undefined || BigInt(t.offset) < 0n ? high : BigInt(t.offset);
+    const c = committed.find((x) => x.partition === p.partition);
+    out.set(p.partition, { committed: c === undefined || BigInt(c.offset) < 0n ? undefined : BigInt(c.offset), since: since < BigInt(p.low) ? BigInt(p.low) : since, high });
+  }
+  return out;
+};
+
+export const createDetectRole = (deps: DetectDeps): DetectRole => {
+  const { kafka, topics, config, sink, logger } = deps;
+  const codec = deps.codec ?? createCodec();
+  const clock = deps.clock ?? Date.now;
+  const recent = createRecentIds(100_000);
+  const topic = topics.decisions;
+  let state: RulesState = initialRules();
+  let consumer: Consumer | undefined;
+  let running = false;
+  let stopping = false;
+  const st: DetectStats = { folded: 0, rebuilt: 0, detections: 0, emitted: 0, duplicates: 0, rejected: 0, undecodable: 0 };
+
+  const detections = new Counter({ name: 'trustfold_detect_detections_total', help: 'detections by rule (live, not counting the rebuild at start)', labelNames: ['rule'], registers: [deps.registry] });
+  const signals = new Counter({
+    name: 'trustfold_detect_signals_total',
+    help: 'signals the detections became, by rule and outcome (emitted: acknowledged by Kafka; duplicate: ingest admission already had the id; rejected: refused by admission)',
+    labelNames: ['rule', 'outcome'],
+    registers: [deps.registry],
+  });
+  const folded = new Counter({ name: 'trustfold_detect_decisions_total', help: 'decisions the rules folded live since start', registers: [deps.registry] });
+  const undecodable = new Counter({ name: 'trustfold_detect_undecodable_total', help: 'decisions-topic records that did not decode (skipped; the projector and the sink dead-letter them)', registers: [deps.registry] });
+  new Gauge({ name: 'trustfold_detect_rebuilt_decisions', help: 'decisions re-read at start to rebuild the rule state', registers: [deps.registry], collect() { this.set(st.rebuilt); } });
+
+  const decisionOf = (value: Buffer | null): DecisionEvent | undefined => {
+    if (value === null) return undefined;
+    const r = codec.decodeEvent(value);
+    if (!r.ok) {
+      st.undecodable++;
+      undecodable.inc();
+      return undefined;
+    }
+    return r.value.type === 'decision' ? r.value : undefined;
+  };
+
+  /** Through ingest's admission, one caller per (detector, tenant); resolves once Kafka acknowledged every admitted signal. */
+  const emit = async (found: readonly Detection[]): Promise<void> => {
+    const groups = new Map<string, Detection[]>();
+    for (const d of found) {
+      const k = JSON.stringify([d.detector, d.tenant_id]);
+      groups.set(k, [...(groups.get(k) ?? []), d]);
+    }
+    for (const group of groups.values()) {
+      const first = group[0];
+      if (first === undefined) continue;
+      const rule = ruleOf(first.detector) as RuleName;
+      const caller: Caller = { sub: first.detector, tenant: first.tenant_id, scopes: new Set(['events:write']), expiresAt: Number.MAX_SAFE_INTEGER };
+      const raw = group.map((d) => signalOf(d, config.severities[rule]));
+      const admission = admitEvents(raw, { caller, recent, nowMs: clock(), bounds: deps.eventTime });
+      for (const [i, r] of admission.rejected.entries()) {
+        logger.warn({ rule, event_id: r.event_id, reason: admission.reasons[i], errors: r.errors }, 'detection refused by ingest admission');
+      }
+      const dups = admission.duplicatesInRequest + admission.duplicatesRecent;
+      if (admission.events.length > 0) {
+        await sink.send(admission.events.map((e) => ({ topic: topicOf(topics, e), key: partitionKeyOf(e), value: codec.encodeEvent(e) })));
+        recent.addAll(admission.events.map((e, i) => ({ tenant: e.tenant_id, id: e.event_id, digest: admission.digests[i] ?? '' })));
+      }
+      st.emitted += admission.events.length;
+      st.duplicates += dups;
+      st.rejected += admission.rejected.length;
+      signals.inc({ rule, outcome: 'emitted' }, admission.events.length);
+      if (dups > 0) signals.inc({ rule, outcome: 'duplicate' }, dups);
+      if (admission.rejected.length > 0) signals.inc({ rule, outcome: 'rejected' }, admission.rejected.length);
+    }
+  };
+
+  /** Folds [from, to) of each partition into `state`, detections discarded. */
+  const rebuild = async (ranges: Map<number, { from: bigint; to: bigint }>): Promise<void> => {
+    for (const [p, r] of ranges) if (r.from >= r.to) ranges.delete(p);
+    if (ranges.size === 0) return;
+    const reader = kafka.consumer({ groupId: `${config.groupId}-rebuild-${randomUUID()}`, maxWaitTimeInMs: 200 });
+    await reader.connect();
+    const remaining = new Set(ranges.keys());
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    const off = reader.on(reader.events.END_BATCH_PROCESS, (e) => {
+      const r = ranges.get(e.payload.partition);
+      if (e.payload.topic === topic && r !== undefined && BigInt(e.payload.lastOffset) + 1n >= r.to) remaining.delete(e.payload.partition);
+      if (remaining.size === 0) resolve();
+    });
+    try {
+      await reader.subscribe({ topic, fromBeginning: true });
+      await reader.run({
+        autoCommit: false,
+        eachBatch: async ({ batch }) => {
+          const r = ranges.get(batch.partition);
+          if (r === undefined) return;
+          for (const m of batch.messages) {
+            const o = BigInt(m.offset);
+            if (o < r.from || o >= r.to) continue;
+            const d = decisionOf(m.value);
+            if (d === undefined) continue;
+            state = detectAll(config.rules, state, d)[0];
+            st.rebuilt++;
+          }
+        },
+      });
+      for (const [partition, r] of ranges) if (r.from > 0n) reader.seek({ topic, partition, offset: String(r.from) });
+      await done;
+    } finally {
+      off();
+      await reader.disconnect();
+    }
+  };
+
+  return {
+    start: async () => {
+      const admin = kafka.admin();
+      await admin.connect();
+      const ranges = new Map<number, { from: bigint; to: bigint }>();
+      try {
+        const pos = await positions(admin, topic, config.groupId, clock() - config.lookbackMs);
+        const fresh = [...pos].filter(([, p]) => p.committed === undefined);
+        if (fresh.length > 0) await admin.setOffsets({ groupId: config.groupId, topic, partitions: fresh.map(([partition, p]) => ({ partition, offset: String(p.since) })) });
+        for (const [partition, p] of pos) if (p.committed !== undefined) ranges.set(partition, { from: p.since < p.committed ? p.since : p.committed, to: p.committed });
+      } finally {
+        await admin.disconnect();
+      }
+      await rebuild(ranges);
+      logger.info({ rebuilt: st.rebuilt, rules: Object.keys(config.rules) }, 'detect: rule state rebuilt');
+
+      const c = kafka.consumer({ groupId: config.groupId, maxWaitTimeInMs: 200 });
+      consumer = c;
+      await c.connect();
+      await c.subscribe({ topic, fromBeginning: false });
+      await c.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, heartbeat }) => {
+          const last = batch.messages[batch.messages.length - 1];
+          if (last === undefined) return;
+          let next = state;
+          const found: Detection[] = [];
+          let n = 0;
+          for (const m of batch.messages) {
+            const d = decisionOf(m.value);
+            if (d === undefined) continue;
+            const [s, out] = detectAll(config.rules, next, d);
+            next = s;
+            found.push(...out);
+            n++;
+          }
+          // The state is adopted only once its detections are stored: a failed produce re-folds the same batch from the old state.
+          for (;;) {
+            try {
+              await emit(found);
+              break;
+            } catch (e) {
+              if (stopping) throw e;
+              logger.warn({ err: errorMessage(e), detections: found.length }, 'detect: produce failed; retrying the batch');
+              await delay(deps.retryDelayMs ?? 1_000);
+              await heartbeat();
+            }
+          }
+          state = next;
+          st.folded += n;
+          folded.inc(n);
+          st.detections += found.length;
+          for (const d of found) detections.inc({ rule: ruleOf(d.detector) });
+          await c.commitOffsets([{ topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) }]);
+        },
+      });
+      running = true;
+      c.on(c.events.CRASH, (e) => {
+        logger.error({ err: errorMessage(e.payload.error), restart: e.payload.restart }, 'detect consumer crashed');
+        if (e.payload.restart !== true) running = false;
+      });
+    },
+    stop: async () => {
+      stopping = true;
+      running = false;
+      await consumer?.disconnect();
+    },
+    isRunning: () => running,
+    stats: () => ({ ...st }),
+  };
+};
