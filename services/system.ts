@@ -39,10 +39,12 @@ import { auditRoutes } from './query/routes.ts';
 import { parseSsfConfig } from './ssf/config.ts';
 import { startSsfRole } from './ssf/role.ts';
 import { auditSinkGroupOf } from './audit-sink/group.ts';
+import { parseDetectConfig } from './detect/config.ts';
+import { createDetectRole } from './detect/role.ts';
 
-export const ROLES = ['ingest', 'projector', 'audit-sink', 'audit-log', 'query', 'cerbos-adapter', 'ssf'] as const;
+export const ROLES = ['ingest', 'projector', 'audit-sink', 'audit-log', 'query', 'cerbos-adapter', 'ssf', 'detect'] as const;
 export type Role = (typeof ROLES)[number];
-/** `all` is every role but the Cerbos adapter, which needs a Cerbos audit topic to read, and `ssf` (OpenID Shared Signals), asked for by name: `--role all,ssf`. */
+/** `all` is every role but the Cerbos adapter, which needs a Cerbos audit topic to read, `ssf` (OpenID Shared Signals) and `detect` (detections as signals; a consumer of every decision, opt-in while its rules are tuned), asked for by name: `--role all,ssf,detect`. */
 export const ALL_ROLES: readonly Role[] = ['ingest', 'projector', 'audit-sink', 'audit-log', 'query'];
 
 /** `all`, one role, or a comma-separated list (`ingest,query`). */
@@ -348,6 +350,22 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
         logger: logger.child({ role: 'ssf' }),
       });
       closers.push(() => role.close());
+    }
+    if (has('detect')) {
+      const detectSink = createKafkaSink({ kafka, timeoutMs: config.http.produceTimeoutMs });
+      closers.push(() => detectSink.close());
+      const detect = createDetectRole({
+        kafka,
+        topics: config.topics,
+        config: configOrThrow('detect', parseDetectConfig(o.env)),
+        sink: detectSink,
+        registry,
+        logger: logger.child({ role: 'detect' }),
+        eventTime: config.eventTime,
+      });
+      await detect.start();
+      closers.push(() => detect.stop());
+      readiness.push({ name: 'detect', check: async () => (detect.isRunning() ? true : 'consumer stopped') });
     }
     // The responder's and SOC's page: static, it reads the routes above with the signed-in token.
     await app.register(consoleRoutes());
