@@ -28,6 +28,14 @@ const retainedHeapMb = (): number => {
 };
 /** A leak that keeps what each event leaves behind (decoded events are ~1 KB) shows well above this. */
 const MAX_RETAINED_BYTES_PER_EVENT = 1024;
+/**
+ * What is in flight at either measurement (HTTP bodies being parsed, Kafka
+ * batches being sent, the sink's block being inserted, JIT code) is not
+ * retained per event but is there at one instant and not the other; on a
+ * loaded machine a 20 s run holds a few thousand events, so a few MB of it
+ * read as kilobytes per event. The bound is per event beyond this constant.
+ */
+const IN_FLIGHT_ALLOWANCE_MB = 8;
 
 export const runLoadScenario = async (o: LoadOptions): Promise<Figure> => {
   const dataDir = tempDir('trustfold-rel-load-');
@@ -97,14 +105,19 @@ export const runLoadScenario = async (o: LoadOptions): Promise<Figure> => {
     sse.close();
     const endHeapMb = retainedHeapMb();
     assert.ok(warm !== undefined, 'the warm heap was measured');
-    const perEvent = ((endHeapMb - warm.heapMb) * 1024 * 1024) / Math.max(1, counts.events - warm.events);
+    const eventsAfterWarm = Math.max(1, counts.events - warm.events);
+    const perEvent = ((endHeapMb - warm.heapMb) * 1024 * 1024) / eventsAfterWarm;
+    const beyondAllowance = (Math.max(0, endHeapMb - warm.heapMb - IN_FLIGHT_ALLOWANCE_MB) * 1024 * 1024) / eventsAfterWarm;
     o.log?.(`RSS MB over time: ${rss.join(' ')}`);
     o.log?.(`JS heap MB over time: ${heap.join(' ')}`);
     assert.deepEqual(errors.slice(0, 5), [], `${errors.length} error responses`);
     assert.ok(frames > 0, 'the trust stream delivered changes');
     assert.ok(counts.queries > 0 && counts.events > 0);
     assert.ok(Math.max(...rss) <= rssCeilingMb, `RSS peaked at ${Math.max(...rss)} MB, over the ${rssCeilingMb} MB ceiling`);
-    assert.ok(perEvent < MAX_RETAINED_BYTES_PER_EVENT, `the retained heap grew by ${Math.round(perEvent)} B per event (${warm.heapMb.toFixed(0)} → ${endHeapMb.toFixed(0)} MB)`);
+    assert.ok(
+      beyondAllowance < MAX_RETAINED_BYTES_PER_EVENT,
+      `the retained heap grew by ${Math.round(beyondAllowance)} B per event beyond ${IN_FLIGHT_ALLOWANCE_MB} MB in flight (${warm.heapMb.toFixed(0)} → ${endHeapMb.toFixed(0)} MB over ${eventsAfterWarm} events)`,
+    );
     return printFigure('load', {
       seconds: Math.round(o.durationMs / 1000),
       events: counts.events,
@@ -116,6 +129,7 @@ export const runLoadScenario = async (o: LoadOptions): Promise<Figure> => {
       'RSS MB start/peak/end': `${rss[0] ?? 0}/${Math.max(...rss)}/${rss.at(-1) ?? 0}`,
       'retained heap MB warm/end': `${warm.heapMb.toFixed(0)}/${endHeapMb.toFixed(0)}`,
       'retained B/event': Math.round(perEvent),
+      'retained B/event beyond in-flight allowance': Math.round(beyondAllowance),
     });
   } finally {
     clearInterval(sampler);
