@@ -8,6 +8,8 @@
 //   - 'exit', SIGINT and SIGTERM handlers of this process signal every live JVM;
 //   - a detached watchdog (scripts/kafka-watchdog.mjs) notices when this process
 //     dies without running any handler (kill -9) and reaps the JVM itself.
+// The JVM runs in a process group of its own, so a Ctrl-C aimed at the terminal's
+// foreground group reaches the Node process only, which stops the broker last.
 // The JVM writes to files, never to our stdio, so a test runner waiting for our
 // pipes to close is never held open by it.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -657,8 +659,12 @@ const launch = async (plan: LaunchPlan): Promise<KafkaBroker> => {
       'kafka.Kafka',
       configFile,
     ],
-    // Not detached: a Ctrl-C in the terminal reaches the JVM's process group too.
-    { cwd: dataDir, stdio: ['ignore', out, out] },
+    // Detached (a session and process group of its own): a Ctrl-C in the terminal
+    // signals the terminal's foreground group, which must reach only us, so the roles
+    // stop against a live broker and the broker stops last. Reaping does not depend on
+    // the group: the 'exit' handler signals the JVM by pid, and the watchdog notices
+    // our death through its stdin pipe and by polling our pid.
+    { cwd: dataDir, stdio: ['ignore', out, out], detached: true },
   );
   closeSync(out);
 
