@@ -38,7 +38,9 @@ export const leafOfEvent = (e: TrustfoldEvent, at: KafkaCoordinates): LeafInput 
   if (e.type === 'decision') {
     // The row as the store holds it, read back as the API does.
     const row = { ...decisionRow(e, at), ingested_at: NO_TIME } as unknown as DecisionRecord;
-    return decisionLeafOfRecord(row);
+    // decisionFromRecord builds plain JSON (no undefined members, no shared cycles): dropping `audit` needs no JSON round trip here.
+    const { audit: _audit, ...record } = decisionFromRecord(row);
+    return { kind: 'decision', kafka: { topic: at.topic, partition: at.partition, offset: at.offset }, record: record as unknown as Json };
   }
   const r = signalRow(e, at);
   return signalLeafOfRecord({ kafka_topic: at.topic, kafka_partition: at.partition, kafka_offset: at.offset, payload: String(r.payload) });

@@ -16,6 +16,10 @@ import { perfectNodes, rootOfLeaves, type Frontier, type Hash, type NodeHash, ty
 export const TILE_HEIGHT = 4;
 export const TREE_TABLE = 'audit_log_tree';
 export const CHECKPOINT_TABLE = 'audit_log_checkpoints';
+/** Stored levels from here up are cached whole per log (one hash per 2^TOP_LEVEL leaves). */
+const TOP_LEVEL = 2 * TILE_HEIGHT;
+/** Entries of the bounded cache of lower stored hashes (~130 B each). */
+const HOT_CACHE_ENTRIES = 65_536;
 
 /** A node is stored when it is a leaf or sits on a tile boundary. */
 export const isStoredLevel = (level: number): boolean => level % TILE_HEIGHT === 0;
@@ -88,7 +92,80 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
     return { size: Number(r.size), lastOffset: String(r.last) };
   };
 
-  /** The stored hashes a list of nodes needs, fetched in one query, then each node hashed from them. */
+  // A stored hash never changes (a complete subtree's hash is fixed once written), so the stored hashes
+  // read are kept in process. Levels at or above TOP_LEVEL (one hash per 2^8 leaves: 1.25 MB at 10M
+  // leaves) are loaded whole on the first miss of a log and topped up from there; the others (a proof's
+  // leaf and level-4 tiles, the right edge) go through a bounded map, oldest evicted first.
+  const top = new Map<string, { hashes: Map<string, Hash>; upper: number }>();
+  const hot = new Map<string, Hash>();
+  const remember = (key: string, h: Hash): void => {
+    if (hot.size >= HOT_CACHE_ENTRIES) {
+      let drop = HOT_CACHE_ENTRIES / 4;
+      for (const k of hot.keys()) {
+        hot.delete(k);
+        if (--drop <= 0) break;
+      }
+    }
+    hot.set(key, h);
+  };
+
+  type Want = { level: number; idx: number };
+  /** Stored hashes by `level/idx`: from the caches, then every missing one in one query (contiguous runs as ranges). */
+  const stored = async (log: string, want: readonly Want[]): Promise<Map<string, Hash>> => {
+    const out = new Map<string, Hash>();
+    let t = top.get(log);
+    const missing: Want[] = [];
+    let topMiss = false;
+    for (const w of want) {
+      const key = `${w.level}/${w.idx}`;
+      const h = w.level >= TOP_LEVEL ? t?.hashes.get(key) : hot.get(`${log}/${key}`);
+      if (h !== undefined) out.set(key, h);
+      else if (w.level >= TOP_LEVEL) topMiss = true;
+      else missing.push(w);
+    }
+    if (missing.length === 0 && !topMiss) return out;
+    const params: Record<string, unknown> = { log };
+    const where: string[] = [];
+    missing.sort((a, b) => a.level - b.level || a.idx - b.idx);
+    for (let i = 0; i < missing.length; ) {
+      const first = missing[i] as Want;
+      let j = i + 1;
+      while (j < missing.length && (missing[j] as Want).level === first.level && (missing[j] as Want).idx <= (missing[j - 1] as Want).idx + 1) j++;
+      const n = where.length;
+      params[`l${n}`] = first.level;
+      params[`b${n}`] = first.idx;
+      params[`e${n}`] = (missing[j - 1] as Want).idx + 1;
+      where.push(`(level = {l${n}:UInt8} AND idx >= {b${n}:UInt64} AND idx < {e${n}:UInt64})`);
+      i = j;
+    }
+    if (topMiss) {
+      params['upper'] = t?.upper ?? 0;
+      params['top'] = TOP_LEVEL;
+      where.push('(level >= {top:UInt8} AND bitShiftLeft(toUInt64(idx + 1), level) > {upper:UInt64})');
+    }
+    const found = await rows<{ level: number; idx: number; h: string }>(
+      `SELECT level, idx, toString(any(hash)) AS h FROM ${tree} WHERE log = {log:String} AND (${where.join(' OR ')}) GROUP BY level, idx`,
+      params,
+    );
+    if (topMiss && t === undefined) {
+      t = { hashes: new Map(), upper: 0 };
+      top.set(log, t);
+    }
+    for (const r of found) {
+      const level = Number(r.level);
+      const idx = Number(r.idx);
+      const key = `${level}/${idx}`;
+      const h = fromCell(r.h);
+      out.set(key, h);
+      if (level >= TOP_LEVEL && t !== undefined) {
+        t.hashes.set(key, h);
+        t.upper = Math.max(t.upper, (idx + 1) * 2 ** level);
+      } else remember(`${log}/${key}`, h);
+    }
+    return out;
+  };
+
+  /** The stored hashes a list of nodes needs (cached, else fetched in one query), then each node hashed from them. */
   const nodes = async (log: string, ids: readonly NodeId[]): Promise<Map<string, Hash>> => {
     const out = new Map<string, Hash>();
     if (ids.length === 0) return out;
@@ -97,22 +174,13 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
       const span = 2 ** (id.level - base);
       return { id, base, begin: id.index * span, end: (id.index + 1) * span };
     });
-    const params: Record<string, unknown> = { log };
-    const where = ranges.map((r, i) => {
-      params[`l${i}`] = r.base;
-      params[`b${i}`] = r.begin;
-      params[`e${i}`] = r.end;
-      return `(level = {l${i}:UInt8} AND idx >= {b${i}:UInt64} AND idx < {e${i}:UInt64})`;
-    });
-    const found = await rows<{ level: number; idx: number; h: string }>(
-      `SELECT level, idx, toString(any(hash)) AS h FROM ${tree} WHERE log = {log:String} AND (${where.join(' OR ')}) GROUP BY level, idx`,
-      params,
-    );
-    const stored = new Map(found.map((r) => [`${r.level}/${r.idx}`, fromCell(r.h)]));
+    const want: Want[] = [];
+    for (const r of ranges) for (let i = r.begin; i < r.end; i++) want.push({ level: r.base, idx: i });
+    const got = await stored(log, want);
     for (const r of ranges) {
       const parts: Hash[] = [];
       for (let i = r.begin; i < r.end; i++) {
-        const h = stored.get(`${r.base}/${i}`);
+        const h = got.get(`${r.base}/${i}`);
         if (h === undefined) throw new Error(`audit log ${log}: node ${r.base}/${i} is not stored`);
         parts.push(h);
       }
