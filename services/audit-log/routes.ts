@@ -151,6 +151,7 @@ export const auditLogRoutes =
           tags: ['audit-log'],
           summary: 'The checkpoint signer key(s), one signed-note verifier key (<name>+<id>+<key>) per line; no token needed',
           security: [],
+          produces: ['text/plain'],
           response: { 200: z.string().describe('text/plain') },
         },
       },

@@ -22,6 +22,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { Histogram, type Registry } from 'prom-client';
+import { z } from 'zod';
 import type { FieldError } from '../../schemas/result.ts';
 import type { Authenticator, Caller, Scope } from './auth.ts';
 import type { Logger } from './log.ts';
@@ -46,6 +47,35 @@ export const sendError = (
   message: string,
   errors?: FieldError[],
 ): FastifyReply => reply.code(status).type('application/json').send(errorBody(code, message, errors));
+
+/** The error body every refusal carries (sendError): a code, a message, and the fields at fault when there are any. */
+export const errorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })).optional() }),
+});
+
+/**
+ * The answers every documented route can give besides its own, so the OpenAPI
+ * document lists them all: a route's own declaration of a status (with its
+ * specific description) wins over these.
+ */
+const commonResponses = (guarded: boolean, hasBody: boolean): Record<string, z.ZodType> => ({
+  400: errorBodySchema.describe('bad_request: a parameter, the URL or the body is invalid; each field at fault is named in errors'),
+  ...(guarded
+    ? {
+        401: errorBodySchema.describe('unauthorized: no valid bearer token'),
+        403: errorBodySchema.describe('forbidden: a scope the route needs is missing, or another tenant is named'),
+      }
+    : {}),
+  ...(hasBody
+    ? {
+        413: errorBodySchema.describe('payload_too_large: the body is over TRUSTFOLD_MAX_BODY_BYTES'),
+        415: errorBodySchema.describe('unsupported_media_type: a Content-Type the route does not read'),
+      }
+    : {}),
+  // Answered by Node's HTTP parser before any route runs, in its own shape.
+  431: z.object({ error: z.string(), message: z.string(), statusCode: z.number() }).describe('request headers or URL over the server limit'),
+  503: errorBodySchema.describe('the server is shutting down, or a dependency (Kafka, ClickHouse) is unavailable'),
+});
 
 /** A dependency /readyz asks; it answers true, or a reason it is not ready. */
 export type ReadinessCheck = { name: string; check: () => Promise<true | string> };
@@ -149,6 +179,17 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
   // zod provider's encode-based serializer cannot run backwards.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.decorate(AUTH_DECORATION, deps.auth);
+  // Documentation only (the serializer above does not validate): every route
+  // registered after this lists the refusals it can give.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema;
+    if (schema === undefined || schema.hide === true) return;
+    const declared = (schema.response ?? {}) as Record<string, unknown>;
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    const hasBody = methods.some((m) => m === 'POST' || m === 'PUT' || m === 'PATCH');
+    const success = Object.keys(declared).some((k) => /^(2|3|default)/.test(k)) ? {} : { '2xx': z.unknown().describe('success') };
+    route.schema = { ...schema, response: { ...success, ...commonResponses(route.onRequest !== undefined, hasBody), ...declared } };
+  });
 
   const duration = new Histogram({
     name: 'trustfold_http_request_duration_seconds',

@@ -54,7 +54,7 @@ const id = z.string().min(1).max(LIMITS.id);
 const trustResponseSchema = z
   .looseObject({ session_id: z.string(), tenant_id: z.string(), version: z.number().int(), tier: z.enum(TIERS), updated_at: z.string(), caused_by: z.string() })
   .describe('SessionTrust (docs/design.md, "Trust state")');
-const errorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+const errorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })).optional() }) });
 
 type StreamFilter = { tenant?: string; session?: string; delegator?: string };
 
