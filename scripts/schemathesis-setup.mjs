@@ -4,7 +4,8 @@
 // test/integration/schemathesis.test.ts. Fast when cached: a marker file
 // holds the installed version. Exits 0 without installing, saying why, when
 // python3 or its venv module is missing (the test then skips with the same
-// reason) — so it can run among the optional steps of test-prepare.
+// reason), and likewise when the install fails (offline) — so it can run among
+// the optional steps of test-prepare.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -33,9 +34,10 @@ if (python.error !== undefined || python.status !== 0) {
 const run = (cmd, args) => {
   const r = spawnSync(cmd, args, { stdio: 'inherit' });
   if (r.status !== 0) {
-    say(`failed: ${cmd} ${args.join(' ')} (${r.status ?? r.signal})`);
+    // Offline, or PyPI refused: optional like the other fetches, so say why and let the test skip.
+    say(`skipped: ${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}); the Schemathesis test will skip`);
     rmSync(venv, { recursive: true, force: true });
-    process.exit(1);
+    process.exit(0);
   }
 };
 
