@@ -204,7 +204,7 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
       await c.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        eachBatch: async ({ batch, heartbeat }) => {
+        eachBatch: async ({ batch, heartbeat, resolveOffset }) => {
           const last = batch.messages[batch.messages.length - 1];
           if (last === undefined) return;
           let next = state;
@@ -235,6 +235,7 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
           folded.inc(n);
           st.detections += found.length;
           for (const d of found) detections.inc({ rule: ruleOf(d.detector) });
+          resolveOffset(last.offset);
           await c.commitOffsets([{ topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) }]);
         },
       });
