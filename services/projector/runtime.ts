@@ -20,7 +20,7 @@
 // event arrives. Expiry transitions are stamped with the expiry instant, so a
 // replay that releases them by event time produces the same states.
 import { performance } from 'node:perf_hooks';
-import type { Consumer, EachBatchPayload, Kafka, Message, Producer, RecordMetadata, Transaction } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, Producer, RecordMetadata } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config } from '../lib/config.ts';
@@ -31,6 +31,7 @@ import { encodeRecord, PUBLISHED_MARKER_KEY, type ChangelogRecord } from './chan
 import { DEFAULT_FOLD_CONFIG, evolve, initialWorld, tick, viewOf, type FoldConfig, type Transition, type World } from './evolve.ts';
 import { emptyGroup, isEmptyGroup, offsetsByTopic, seal, type Group, type OutMessage } from './group.ts';
 import { inputKey, restoreState, unreadInput, type RestoreDeps } from './restore.ts';
+import { runTransaction } from './transaction.ts';
 import { DEFAULT_DELIVERY, type Delivery } from './config.ts';
 import { reconcile, settle, type Ahead, type TrustBytes } from './reconcile.ts';
 
@@ -331,30 +332,6 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     scheduleRecovery();
   };
 
-  const isConcurrentTransactions = (e: unknown): boolean => {
-    for (let c: unknown = e; typeof c === 'object' && c !== null; c = (c as { cause?: unknown }).cause) {
-      if ((c as { type?: unknown }).type === 'CONCURRENT_TRANSACTIONS') return true;
-    }
-    return false;
-  };
-
-  /**
-   * AddOffsetsToTxn is not retried by kafkajs; right after a commit the
-   * coordinator answers CONCURRENT_TRANSACTIONS until the markers are written
-   * (milliseconds), so retry that one error briefly.
-   */
-  const sendOffsets = async (txn: Transaction, topics: { topic: string; partitions: { partition: number; offset: string }[] }[]): Promise<void> => {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await txn.sendOffsets({ consumerGroupId: groupId, topics });
-        return;
-      } catch (e) {
-        if (!isConcurrentTransactions(e) || attempt >= 50) throw e;
-        await new Promise((r) => setTimeout(r, Math.min(50, 2 + attempt * 2)));
-      }
-    }
-  };
-
   const transact = async (g: Group): Promise<void> => {
     if (producer === undefined) throw new Error('projector not started');
     const sealed = seal(world, g, codec.encodeTrust);
@@ -364,32 +341,14 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     if (changelog.length > 0) topicMessages.push({ topic: changelogTopic, messages: changelog });
     const offsets = offsetsByTopic(sealed.offsets);
     if (topicMessages.length === 0 && offsets.length === 0) return;
-    const t0 = performance.now();
-    const txn = await producer.transaction();
-    const t1 = performance.now();
-    try {
-      // Round i sends the i-th chunk of every topic: one request for a usual group, bounded batches for a backlog.
-      const chunks = topicMessages.map(({ topic, messages }) => ({ topic, chunks: chunkMessages(messages) }));
-      for (let i = 0; chunks.some((c) => i < c.chunks.length); i++) {
-        const round = chunks.flatMap(({ topic, chunks: cs }) => (i < cs.length ? [{ topic, messages: cs[i] ?? [] }] : []));
-        await txn.sendBatch({ topicMessages: round, acks: -1 });
-      }
-      const t2 = performance.now();
-      if (offsets.length > 0) await sendOffsets(txn, offsets);
-      const t3 = performance.now();
-      await txn.commit();
-      const t4 = performance.now();
-      timing.transactions++;
-      timing.beginMs += t1 - t0;
-      timing.sendMs += t2 - t1;
-      timing.offsetsMs += t3 - t2;
-      timing.commitMs += t4 - t3;
-      timing.maxMs = Math.max(timing.maxMs, t4 - t0);
-      timing.batches += g.offsets.size;
-    } catch (e) {
-      await txn.abort().catch(() => undefined);
-      throw e;
-    }
+    const steps = await runTransaction(producer, groupId, topicMessages, offsets);
+    timing.transactions++;
+    timing.beginMs += steps.beginMs;
+    timing.sendMs += steps.sendMs;
+    timing.offsetsMs += steps.offsetsMs;
+    timing.commitMs += steps.commitMs;
+    timing.maxMs = Math.max(timing.maxMs, steps.beginMs + steps.sendMs + steps.offsetsMs + steps.commitMs);
+    timing.batches += g.offsets.size;
     acknowledged(g);
   };
 
@@ -397,8 +356,8 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   //
   // Two stages. (1) publishes a group's states, one group at a time, in order.
   // The recorder does (2)+(3) for the groups whose (1) finished, in order and
-  // coalesced: everything published since its last round in one changelog
-  // write (sessions, then facts, then the marker) and one offset commit — so it keeps
+  // coalesced: everything published since its last round in one Kafka
+  // transaction (the changelog records, the marker and the offsets) — so it keeps
   // up however slow it is, and the next group's (1) never waits for it (up to
   // `maxUnrecorded` groups). It stops at the first group whose (1) failed.
   // Hence the changelog always holds a prefix of the groups, the committed
@@ -409,8 +368,8 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     md?: RecordMetadata[] | undefined;
     done: boolean;
     published: Promise<void>;
-    sessions: Message[];
-    facts: Message[];
+    sessions: OutMessage[];
+    facts: OutMessage[];
     offsets: Map<string, { topic: string; partition: number; offset: string }>;
     t0: number;
   };
@@ -418,7 +377,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   let unrecorded: Unrecorded[] = [];
   let recorder: Promise<void> | undefined;
 
-  const publish = async (states: Message[]): Promise<RecordMetadata[]> => {
+  const publish = async (states: OutMessage[]): Promise<RecordMetadata[]> => {
     if (producer === undefined) throw new Error('projector not started');
     if (states.length === 0) return [];
     const md: RecordMetadata[] = [];
@@ -465,15 +424,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
       messages.push({ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) });
     }
     logger.debug({ groups: batch.length }, 'recording a round');
-    const txn = await logProducer.transaction();
-    try {
-      for (const chunk of chunkMessages(messages)) await txn.send({ topic: changelogTopic, messages: chunk, acks: -1 });
-      if (offsets.size > 0) await sendOffsets(txn, offsetsByTopic(offsets.values()));
-      await txn.commit();
-    } catch (e) {
-      await txn.abort().catch(() => undefined);
-      throw e;
-    }
+    await runTransaction(logProducer, groupId, [{ topic: changelogTopic, messages }], offsetsByTopic(offsets.values()));
     covered = marker;
     folded = consumed;
     const t1 = performance.now();
