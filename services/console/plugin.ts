@@ -1,6 +1,9 @@
 // The responder's and SOC's console at /console: a static page and one
-// script, bundled in memory from web/ when the API starts (esbuild; no build
-// step, no network, nothing fetched at run time). The page reads the same
+// script, bundled in memory from web/ on the first request for it (esbuild;
+// no build step, no network, nothing fetched at run time). Not at start: on a
+// loaded host the bundling took longer than fastify's plugin timeout and the
+// whole process failed to start (seen in the crash scenario under CPU
+// pressure); a role never waits for the console. The page reads the same
 // APIs a curl user does, with the token the person pastes; the only route of
 // its own is whoami, so the page can show who the token is and offer only
 // what its scopes allow.
@@ -54,20 +57,36 @@ export const bundleConsole = async (): Promise<string> => {
 // One bundle per process, however many apps are built in it (tests build many).
 let bundled: Promise<string> | undefined;
 
+/** Each asset read (or bundled) once per process, on its first request. */
+const lazyAssets: Map<string, Promise<Asset>> = new Map();
+const ASSETS: Record<string, () => Promise<Asset>> = {
+  '/console': async () => asset('text/html; charset=utf-8', await readFile(web('index.html'))),
+  '/console/app.js': async () => {
+    bundled ??= bundleConsole();
+    return asset('text/javascript; charset=utf-8', await bundled);
+  },
+  '/console/console.css': async () => asset('text/css; charset=utf-8', await readFile(web('console.css'))),
+  '/console/favicon.svg': async () => asset('image/svg+xml', await readFile(web('favicon.svg'))),
+};
+const assetAt = (path: string, load: () => Promise<Asset>): Promise<Asset> => {
+  let a = lazyAssets.get(path);
+  if (a === undefined) {
+    a = load();
+    // A failed load is not kept: the next request tries again.
+    a.catch(() => lazyAssets.delete(path));
+    lazyAssets.set(path, a);
+  }
+  return a;
+};
+
 export const consoleRoutes = (): FastifyPluginAsync => async (app) => {
-  bundled ??= bundleConsole();
-  const assets: Record<string, Asset> = {
-    '/console': asset('text/html; charset=utf-8', await readFile(web('index.html'))),
-    '/console/app.js': asset('text/javascript; charset=utf-8', await bundled),
-    '/console/console.css': asset('text/css; charset=utf-8', await readFile(web('console.css'))),
-    '/console/favicon.svg': asset('image/svg+xml', await readFile(web('favicon.svg'))),
-  };
-  const serve = (a: Asset) => async (req: FastifyRequest, reply: FastifyReply) => {
+  const serve = (path: string, load: () => Promise<Asset>) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const a = await assetAt(path, load);
     reply.header('content-security-policy', CONSOLE_CSP).header('cache-control', 'no-cache').header('etag', a.etag);
     if (req.headers['if-none-match'] === a.etag) return reply.code(304).send();
     return reply.type(a.type).send(a.body);
   };
-  for (const [path, a] of Object.entries(assets)) app.get(path, { schema: { hide: true } }, serve(a));
+  for (const [path, load] of Object.entries(ASSETS)) app.get(path, { schema: { hide: true } }, serve(path, load));
   app.get('/console/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/console', 301));
 
   app.get('/console/api/whoami', { onRequest: requireAnyScope(SCOPES), schema: { hide: true } }, async (req) => {
