@@ -16,6 +16,8 @@ import { perfectNodes, rootOfLeaves, type Frontier, type Hash, type NodeHash, ty
 export const TILE_HEIGHT = 4;
 export const TREE_TABLE = 'audit_log_tree';
 export const CHECKPOINT_TABLE = 'audit_log_checkpoints';
+/** Rows per granule of the tree table: a proof reads a few short ranges, each costs at least one granule. */
+const TREE_GRANULARITY = 256;
 /** Stored levels from here up are cached whole per log (one hash per 2^TOP_LEVEL leaves). */
 const TOP_LEVEL = 2 * TILE_HEIGHT;
 /** Entries of the bounded cache of lower stored hashes (~130 B each). */
@@ -46,8 +48,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
 
   const ensureTables = async (): Promise<void> => {
     await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ident(database)}` });
-    await client.command({
-      query: `CREATE TABLE IF NOT EXISTS ${tree} (
+    const treeDdl = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
         log LowCardinality(String),
         level UInt8,
         idx UInt64,
@@ -56,8 +57,26 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
         kind LowCardinality(String),
         ref String,
         kafka_offset UInt64
-      ) ENGINE = ReplacingMergeTree ORDER BY (log, level, idx)`,
-    });
+      ) ENGINE = ReplacingMergeTree ORDER BY (log, level, idx) SETTINGS index_granularity = ${TREE_GRANULARITY}`;
+    const engineOf = async (name: string): Promise<string | undefined> =>
+      (await rows<{ e: string }>('SELECT engine_full AS e FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db: database, name }))[0]?.e;
+    // Migration 2: the tree table of a first version used the default granule (8192 rows); a proof's
+    // point reads then decompress whole granules. It is copied into a table of TREE_GRANULARITY-row
+    // granules and swapped in. A crash before the swap leaves the old table in place (the copy is redone);
+    // one between the two renames is finished here.
+    const next = qualified(database, `${TREE_TABLE}_next`);
+    const old = qualified(database, `${TREE_TABLE}_v1`);
+    const current = await engineOf(TREE_TABLE);
+    if (current === undefined && (await engineOf(`${TREE_TABLE}_next`)) !== undefined) await client.command({ query: `RENAME TABLE ${next} TO ${tree}` });
+    else if (current !== undefined && !current.includes(`index_granularity = ${TREE_GRANULARITY}`)) {
+      await client.command({ query: `DROP TABLE IF EXISTS ${next}` });
+      await client.command({ query: treeDdl(next) });
+      await client.command({ query: `INSERT INTO ${next} SELECT * FROM ${tree}` });
+      await client.command({ query: `RENAME TABLE ${tree} TO ${old}` });
+      await client.command({ query: `RENAME TABLE ${next} TO ${tree}` });
+    }
+    await client.command({ query: `DROP TABLE IF EXISTS ${old}` });
+    await client.command({ query: treeDdl(tree) });
     await client.command({
       query: `CREATE TABLE IF NOT EXISTS ${checkpoints} (
         log LowCardinality(String),

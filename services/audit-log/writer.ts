@@ -5,14 +5,14 @@
 // offset: a batch re-read after a crash skips every offset up to the log's
 // last leaf, so a restart at any point rebuilds exactly the same tree.
 // Signs a checkpoint of every log it owns at an interval and on stop.
+import { Worker } from 'node:worker_threads';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { Topics } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
-import { leafHashOf } from './leaf.ts';
+import { hashBatch, type HashedLeaf, type RawMessage } from './leaf-batch.ts';
 import { appendLeaf, frontierRoot, type Frontier, type NodeHash } from './merkle.ts';
 import { formatCheckpoint, signNote, type Signer } from './note.ts';
-import { leafKey, leafOfEvent, leafOfTrust } from './records.ts';
 import type { AuditLogStore, StoredCheckpoint, StoredLeaf } from './store.ts';
 
 export const logIdOf = (topic: string, partition: number): string => `${topic}/${partition}`;
@@ -38,6 +38,69 @@ export type AuditLogWriterDeps = {
   now?: () => Date;
   /** Called after a batch's leaves are durable, before its offset is committed (tests crash here). */
   afterAppend?: (log: string, size: number) => void | Promise<void>;
+  /** Decode and hash in a thread of their own (default), not on the thread the sink may share in `--role all`. */
+  hashThread?: boolean;
+};
+
+export type Hasher = { hash(trust: boolean, topic: string, partition: number, messages: RawMessage[]): Promise<HashedLeaf[]>; close(): Promise<void> };
+
+export const inlineHasher = (codec: Codec): Hasher => ({ hash: (trust, topic, partition, messages) => Promise.resolve(hashBatch(codec, trust, topic, partition, messages)), close: () => Promise.resolve() });
+
+/** The hashing thread. Run from TypeScript sources (tsx), the thread registers tsx before it loads its module. */
+const startLeafWorker = (): Worker => {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const url = new URL(fromSource ? './leaf-worker.ts' : './leaf-worker.js', import.meta.url).href;
+  if (!fromSource) return new Worker(new URL(url));
+  const api = import.meta.resolve('tsx/esm/api');
+  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
+};
+
+/** One worker thread; if it cannot start or dies, the batch in flight and every later one are hashed inline (same function). */
+export const threadHasher = (codec: Codec, log: Pick<Logger, 'warn'>): Hasher => {
+  const inline = inlineHasher(codec);
+  let worker: Worker | undefined;
+  try {
+    worker = startLeafWorker();
+    worker.unref();
+  } catch (e) {
+    log.warn({ err: e }, 'audit log: hashing thread did not start, hashing inline');
+    return inline;
+  }
+  let next = 0;
+  const waiting = new Map<number, { resolve: (l: HashedLeaf[]) => void; fallback: () => void }>();
+  const fail = (e: unknown): void => {
+    log.warn({ err: e }, 'audit log: hashing thread failed, hashing inline');
+    worker = undefined;
+    for (const w of waiting.values()) w.fallback();
+    waiting.clear();
+  };
+  worker.on('message', (a: { id: number; leaves?: HashedLeaf[]; error?: string }) => {
+    const w = waiting.get(a.id);
+    if (w === undefined) return;
+    waiting.delete(a.id);
+    if (a.leaves !== undefined) w.resolve(a.leaves);
+    else w.fallback();
+  });
+  worker.on('error', fail);
+  worker.on('exit', (code) => {
+    if (worker !== undefined) fail(new Error(`hashing thread exited with ${code}`));
+  });
+  return {
+    hash: (trust, topic, partition, messages) => {
+      const w = worker;
+      if (w === undefined) return inline.hash(trust, topic, partition, messages);
+      return new Promise<HashedLeaf[]>((resolve, reject) => {
+        const id = next++;
+        waiting.set(id, { resolve, fallback: () => inline.hash(trust, topic, partition, messages).then(resolve, reject) });
+        w.postMessage({ id, trust, topic, partition, messages });
+      });
+    },
+    close: async () => {
+      const w = worker;
+      worker = undefined;
+      await w?.terminate();
+    },
+  };
 };
 
 type LogState = { frontier: Frontier; lastOffset: string | undefined; signedSize: number };
@@ -54,6 +117,7 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
   const codec = deps.codec ?? createCodec();
   const now = deps.now ?? (() => new Date());
   const states = new Map<string, LogState>();
+  let hasher: Hasher = inlineHasher(codec);
   const loading = new Map<string, Promise<LogState>>();
   let consumer: Consumer | undefined;
   let producer: Producer | undefined;
@@ -92,24 +156,15 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
     let frontier = state.frontier;
     const leaves: StoredLeaf[] = [];
     const created: NodeHash[] = [];
+    const fresh: RawMessage[] = [];
     for (const m of messages) {
       if (state.lastOffset !== undefined && BigInt(m.offset) <= BigInt(state.lastOffset)) continue;
-      if (m.value === null || m.value.length === 0) continue;
-      const at = { topic, partition, offset: m.offset };
-      // Exactly the records the sink accepts: what does not decode or breaks the contract is dead-lettered there, and no leaf here.
-      let input;
-      if (trust) {
-        const r = codec.decodeTrust(m.value);
-        if (!r.ok) continue;
-        input = leafOfTrust(r.value, at);
-      } else {
-        const r = codec.decodeEvent(m.value);
-        if (!r.ok) continue;
-        input = leafOfEvent(r.value, at);
-      }
-      const hash = leafHashOf(input);
-      const key = leafKey(input);
-      leaves.push({ index: frontier.size, hash, tenant: key.tenant, kind: input.kind, ref: key.ref, offset: m.offset });
+      fresh.push({ offset: m.offset, value: m.value });
+    }
+    const hashed = fresh.length === 0 ? [] : await hasher.hash(trust, topic, partition, fresh);
+    for (const h of hashed) {
+      const hash = new Uint8Array(h.hash);
+      leaves.push({ index: frontier.size, hash, tenant: h.tenant, kind: h.kind, ref: h.ref, offset: h.offset });
       frontier = appendLeaf(frontier, hash, (n) => created.push(n));
     }
     if (leaves.length > 0) {
@@ -149,6 +204,7 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
   return {
     start: async () => {
       if (running) return;
+      if (deps.hashThread !== false) hasher = threadHasher(codec, deps.log);
       producer = deps.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
       const c = deps.kafka.consumer({ groupId: deps.groupId, sessionTimeout: 10_000, heartbeatInterval: 2_000, allowAutoTopicCreation: false, maxWaitTimeInMs: 200 });
@@ -181,6 +237,8 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
       await consumer?.disconnect();
       await checkpoint();
       await producer?.disconnect();
+      await hasher.close();
+      hasher = inlineHasher(codec);
       consumer = undefined;
       producer = undefined;
     },

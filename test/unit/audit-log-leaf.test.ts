@@ -8,6 +8,9 @@ import type { DecisionEvent } from '../../schemas/events.ts';
 import { canonicalJson, type Json } from '../../services/audit-log/jcs.ts';
 import { leafBytes } from '../../services/audit-log/leaf.ts';
 import { decisionLeafOfRecord, leafOfEvent } from '../../services/audit-log/records.ts';
+import { createCodec } from '../../schemas/codec.ts';
+import { inlineHasher, threadHasher } from '../../services/audit-log/writer.ts';
+import type { Logger } from '../../services/lib/log.ts';
 import { decisionFixture } from '../fixtures/events.ts';
 
 /** RFC 8785 as the definition reads: members sorted by UTF-16 code units, strings and numbers as ECMAScript serialises them. */
@@ -48,4 +51,26 @@ describe("writer's leaf of a decision", () => {
       assert.deepEqual(Buffer.from(leafBytes(leafOfEvent(e, at))), Buffer.from(leafBytes(decisionLeafOfRecord(row))));
     });
   }
+});
+
+describe("writer's hashing thread", () => {
+  test('hashes a batch exactly as inline, skipping what the sink would dead-letter', async () => {
+    const codec = createCodec();
+    const warnings: unknown[] = [];
+    const thread = threadHasher(codec, { warn: (o: unknown) => void warnings.push(o) } as unknown as Pick<Logger, 'warn'>);
+    const messages = [
+      { offset: '5', value: codec.encodeEvent(decisionFixture as unknown as DecisionEvent) },
+      { offset: '6', value: Buffer.from('not avro') },
+      { offset: '7', value: null },
+    ];
+    try {
+      const a = await thread.hash(false, 'trustfold.decisions.v1', 1, messages);
+      const b = await inlineHasher(codec).hash(false, 'trustfold.decisions.v1', 1, messages);
+      assert.equal(a.length, 1);
+      assert.deepEqual(a.map((l) => ({ ...l, hash: Buffer.from(l.hash).toString('hex') })), b.map((l) => ({ ...l, hash: Buffer.from(l.hash).toString('hex') })));
+      assert.deepEqual(warnings, [], 'the thread started and answered (no inline fallback)');
+    } finally {
+      await thread.close();
+    }
+  });
 });

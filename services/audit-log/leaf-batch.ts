@@ -1,0 +1,33 @@
+// The leaves of one partition batch, from the raw Kafka values: decode with
+// the sink's codec (so exactly the records the sink accepts get a leaf), build
+// each record's leaf by the leaf rule, hash it. Pure and synchronous, so it
+// runs either inline or in the writer's hashing thread (./leaf-worker.ts).
+import type { Codec } from '../../schemas/codec.ts';
+import { leafHashOf, type LeafInput, type LeafKind } from './leaf.ts';
+import { leafKey, leafOfEvent, leafOfTrust } from './records.ts';
+
+export type RawMessage = { offset: string; value: Uint8Array | null };
+export type HashedLeaf = { offset: string; hash: Uint8Array; tenant: string; kind: LeafKind; ref: string };
+
+export const hashBatch = (codec: Codec, trust: boolean, topic: string, partition: number, messages: readonly RawMessage[]): HashedLeaf[] => {
+  const out: HashedLeaf[] = [];
+  for (const m of messages) {
+    if (m.value === null || m.value.length === 0) continue;
+    const at = { topic, partition, offset: m.offset };
+    const value = Buffer.isBuffer(m.value) ? m.value : Buffer.from(m.value.buffer, m.value.byteOffset, m.value.byteLength);
+    let input: LeafInput;
+    // Exactly the records the sink accepts: what does not decode or breaks the contract is dead-lettered there, and no leaf here.
+    if (trust) {
+      const r = codec.decodeTrust(value);
+      if (!r.ok) continue;
+      input = leafOfTrust(r.value, at);
+    } else {
+      const r = codec.decodeEvent(value);
+      if (!r.ok) continue;
+      input = leafOfEvent(r.value, at);
+    }
+    const key = leafKey(input);
+    out.push({ offset: m.offset, hash: leafHashOf(input), tenant: key.tenant, kind: input.kind, ref: key.ref });
+  }
+  return out;
+};
