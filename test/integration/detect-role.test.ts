@@ -33,14 +33,14 @@ after(async () => {
   await broker.stop();
 });
 
-const deny = (session: string): TrustfoldEvent =>
+const deny = (session: string, jti = `J-${session}`, effect: 'deny' | 'allow' = 'deny'): TrustfoldEvent =>
   event({
     type: 'decision',
     session_id: session,
     chain: [{ kind: 'human', id: 'U-442' }, { kind: 'agent', id: 'A-17' }],
-    token: { jti: `J-${session}`, scopes: ['repo:read'] },
+    token: { jti, scopes: ['repo:read'] },
     request: { tool: 'git', action: 'delete_file', resource: 'repo:R-payments-ledger' },
-    decision: { effect: 'deny', policy_id: 'P-risk-43', rule_id: 'deny-destructive' },
+    decision: { effect, policy_id: 'P-risk-43', rule_id: 'deny-destructive' },
   });
 
 /** Every injection signal on the signals topic, read to its end from a throwaway group. */
@@ -64,11 +64,11 @@ const injectionsOnTopic = async (topic: string, expected: number): Promise<Signa
   }
 };
 
-const startDetect = async (config: Config, groupId: string): Promise<DetectRole> => {
-  const dc = parseDetectConfig({ TRUSTFOLD_DETECT_GROUP: groupId, TRUSTFOLD_DETECT_DENY_STORM_THRESHOLD: '3', TRUSTFOLD_DETECT_RULES: 'deny-storm' });
+const startDetect = async (config: Config, groupId: string, rules = 'deny-storm', registry = new Registry()): Promise<DetectRole> => {
+  const dc = parseDetectConfig({ TRUSTFOLD_DETECT_GROUP: groupId, TRUSTFOLD_DETECT_DENY_STORM_THRESHOLD: '3', TRUSTFOLD_DETECT_RULES: rules });
   assert.ok(dc.ok);
   const sink = createKafkaSink({ kafka, timeoutMs: 10_000 });
-  const role = createDetectRole({ kafka, topics: config.topics, config: dc.value, sink, registry: new Registry(), logger, eventTime: config.eventTime });
+  const role = createDetectRole({ kafka, topics: config.topics, config: dc.value, sink, registry, logger, eventTime: config.eventTime });
   await role.start();
   const stop = role.stop;
   return { ...role, stop: async () => { await stop(); await sink.close(); } };
@@ -149,6 +149,49 @@ test('a deny storm becomes a signal that degrades the session; restart rebuilds 
     assert.equal(afterMarker.state.causes.filter((c) => c.ref.startsWith('trustfold/deny-storm:')).length, 1);
   } finally {
     for (const r of roles) await r.stop();
+    await view?.close();
+    await producer.close();
+    await projector.stop();
+  }
+});
+
+test('one jti in a second session restricts both sessions; /metrics counts the rule', { timeout: 120_000 }, async () => {
+  const env = testEnv(broker.brokers);
+  const config = testConfig(env);
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, topicLayout({ topics: config.topics, kafka: config.kafka }));
+  await admin.disconnect();
+  const projector = createProjector({ kafka, config, logger, groupId: env.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: 200, delivery: 'transactional' });
+  await projector.start();
+  const producer = await createEventProducer(kafka, config);
+  const registry = new Registry();
+  let role: DetectRole | undefined;
+  let view: TrustView | undefined;
+  try {
+    view = await createTrustView({ kafka, topic: config.topics.sessionTrust });
+    await view.ready();
+    const v = view;
+    const tierOf = (s: string): string | undefined => {
+      const r = v.get(s, 'acme');
+      return r.known ? r.state.tier : undefined;
+    };
+    for (const s of ['S-a', 'S-b', 'S-c']) await producer.send(sessionStarted(s, 'U-442'));
+    await waitFor('sessions known', () => ['S-a', 'S-b', 'S-c'].every((s) => tierOf(s) === 'trusted'));
+    role = await startDetect(config, `detect-${randomUUID()}`, 'deny-storm,token-replay', registry);
+    await producer.send(deny('S-a', 'J-shared', 'allow'));
+    await producer.send(deny('S-c', 'J-own', 'allow'));
+    await producer.send(deny('S-b', 'J-shared', 'allow'));
+    await waitFor('both sessions of the shared token restricted', () => tierOf('S-a') === 'restricted' && tierOf('S-b') === 'restricted');
+    const r = role;
+    await waitFor('three decisions folded', () => r.stats().folded === 3);
+    assert.equal(tierOf('S-c'), 'trusted');
+    const metrics = await registry.metrics();
+    assert.match(metrics, /trustfold_detect_detections_total\{rule="token-replay"\} 2/);
+    assert.match(metrics, /trustfold_detect_signals_total\{rule="token-replay",outcome="emitted"\} 2/);
+    assert.match(metrics, /trustfold_detect_decisions_total 3/);
+  } finally {
+    await role?.stop();
     await view?.close();
     await producer.close();
     await projector.stop();
