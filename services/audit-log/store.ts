@@ -116,6 +116,8 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
   // leaves) are loaded whole on the first miss of a log and topped up from there; the others (a proof's
   // leaf and level-4 tiles, the right edge) go through a bounded map, oldest evicted first.
   const top = new Map<string, { hashes: Map<string, Hash>; upper: number }>();
+  /** Stored hashes wanted, served from the caches, and read from ClickHouse (queries, rows), since the store was made. */
+  const reads = { wanted: 0, cached: 0, queries: 0, rows: 0 };
   const hot = new Map<string, Hash>();
   const remember = (key: string, h: Hash): void => {
     if (hot.size >= HOT_CACHE_ENTRIES) {
@@ -135,11 +137,14 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
     let t = top.get(log);
     const missing: Want[] = [];
     let topMiss = false;
+    reads.wanted += want.length;
     for (const w of want) {
       const key = `${w.level}/${w.idx}`;
       const h = w.level >= TOP_LEVEL ? t?.hashes.get(key) : hot.get(`${log}/${key}`);
-      if (h !== undefined) out.set(key, h);
-      else if (w.level >= TOP_LEVEL) topMiss = true;
+      if (h !== undefined) {
+        out.set(key, h);
+        reads.cached++;
+      } else if (w.level >= TOP_LEVEL) topMiss = true;
       else missing.push(w);
     }
     if (missing.length === 0 && !topMiss) return out;
@@ -166,6 +171,8 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
       `SELECT level, idx, toString(any(hash)) AS h FROM ${tree} WHERE log = {log:String} AND (${where.join(' OR ')}) GROUP BY level, idx`,
       params,
     );
+    reads.queries++;
+    reads.rows += found.length;
     if (topMiss && t === undefined) {
       t = { hashes: new Map(), upper: 0 };
       top.set(log, t);
@@ -274,7 +281,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
   const logs = async (): Promise<string[]> =>
     (await rows<{ log: string }>(`SELECT DISTINCT log FROM ${tree} WHERE level = 0 ORDER BY log`)).map((r) => r.log);
 
-  return { ensureTables, append, logHead, nodes, nodeFrom, frontierAt, leaves, findLeaves, saveCheckpoint, latestCheckpoints, checkpointsOf, checkpointAt, logs };
+  return { readStats: () => ({ ...reads }), ensureTables, append, logHead, nodes, nodeFrom, frontierAt, leaves, findLeaves, saveCheckpoint, latestCheckpoints, checkpointsOf, checkpointAt, logs };
 };
 
 export type AuditLogStore = ReturnType<typeof createAuditLogStore>;
