@@ -152,3 +152,40 @@ export const detectAll = (cfg: RulesConfig, s: RulesState, d: DecisionEvent): [R
 
 /** The rule's short name from its detector (`trustfold/deny-storm` → `deny-storm`). */
 export const ruleOf = (detector: string): string => detector.replace(/^trustfold\//, '');
+
+export type StalePdpConfig = { graceVersions: number; maxPdps: number };
+
+/** Per (tenant, pdp_id): what `GET /v1/audit/pdps` would list; and the sessions already flagged (once per session). */
+export type StalePdpState = {
+  pdps: Record<string, { last_seen: string; decisions: number; stale: number; worst_lag: number }>;
+  flagged: Record<string, true>;
+  order: string[];
+};
+
+export const initialStalePdp = (): StalePdpState => ({ pdps: {}, flagged: {}, order: [] });
+
+/**
+ * A decision stamped with a trust version more than `graceVersions` behind
+ * the one in force at its time fires once per session. The version in force
+ * is an argument (a lookup the caller makes, e.g. from the session-trust
+ * topic): the rule stays pure. Not wired into `detectAll` or the role yet.
+ */
+export const stalePdp = (cfg: StalePdpConfig, s: StalePdpState, d: DecisionEvent, inForce: number | undefined): [StalePdpState, Detection[]] => {
+  const pdp = d.decision.pdp_id;
+  const used = d.decision.trust_version;
+  if (pdp === undefined) return [s, []];
+  const lag = used !== undefined && inForce !== undefined ? inForce - used : 0;
+  const isStale = lag > cfg.graceVersions;
+  const key = `${d.tenant_id}\u0000${pdp}`;
+  const prev = s.pdps[key] ?? { last_seen: d.occurred_at, decisions: 0, stale: 0, worst_lag: 0 };
+  const pdps = { ...s.pdps, [key]: { last_seen: d.occurred_at > prev.last_seen ? d.occurred_at : prev.last_seen, decisions: prev.decisions + 1, stale: prev.stale + (isStale ? 1 : 0), worst_lag: Math.max(prev.worst_lag, lag) } };
+  const order = [...s.order.filter((k) => k !== key), key];
+  while (order.length > cfg.maxPdps) {
+    const evicted = order.shift();
+    if (evicted !== undefined) delete pdps[evicted];
+  }
+  const sessionKey = `${d.tenant_id}\u0000${d.session_id}`;
+  if (!isStale || s.flagged[sessionKey] === true) return [{ pdps, flagged: s.flagged, order }, []];
+  const reason = `PDP ${pdp} decided on trust v${used ?? 0} while v${inForce ?? 0} was in force (${lag} versions behind)`;
+  return [{ pdps, flagged: { ...s.flagged, [sessionKey]: true }, order }, [{ detector: 'trustfold/stale-pdp', tenant_id: d.tenant_id, session_id: d.session_id, event_ids: [d.event_id], at: d.occurred_at, reason }]];
+};
