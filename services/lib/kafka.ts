@@ -121,8 +121,7 @@ const topicsLed = async (admin: Admin, topics: string[], timeoutMs: number): Pro
         if (md.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return true;
       }
     } catch (e) {
-      const retriable = typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
-      if (!retriable) throw e;
+      if (!isTransientKafkaError(e)) throw e;
     }
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 250));
@@ -175,13 +174,21 @@ export const sendToDeadLetter = async (producer: Producer, deadLetterTopic: stri
 };
 
 /** Retries Kafka's transient errors (e.g. NOT_LEADER right after a topic was created); anything else is thrown at once. */
+/**
+ * A kafkajs error a retry can fix: one marked retriable, or the plain
+ * `Error('Broker not connected')` kafkajs throws when a request is looked up
+ * on a connection whose API versions are not negotiated yet — a race seen on
+ * a loaded host (a role failed to start on it in the long crash scenario).
+ */
+export const isTransientKafkaError = (e: unknown): boolean =>
+  typeof e === 'object' && e !== null && ((e as { retriable?: unknown }).retriable === true || (e as { message?: unknown }).message === 'Broker not connected');
+
 export const retryTransient = async <T>(fn: () => Promise<T>, attempts = 20, delayMs = 250): Promise<T> => {
   for (let i = 1; ; i++) {
     try {
       return await fn();
     } catch (e) {
-      const retriable = typeof e === 'object' && e !== null && (e as { retriable?: unknown }).retriable === true;
-      if (!retriable || i >= attempts) throw e;
+      if (!isTransientKafkaError(e) || i >= attempts) throw e;
       await new Promise((r) => setTimeout(r, delayMs));
     }
   }
