@@ -70,7 +70,8 @@ const topicsEnv = () => {
   } as const;
 };
 
-const waitFor = async <T>(what: string, probe: () => T | undefined, ms = 20_000): Promise<T> => {
+// A liveness bound, not a timing claim: generous, because a role that rejoins its group right after start recovers first (~10 s) and CI shares two cores.
+const waitFor = async <T>(what: string, probe: () => T | undefined, ms = 60_000): Promise<T> => {
   const t0 = Date.now();
   for (;;) {
     const v = probe();
