@@ -89,7 +89,8 @@ describe('OpenAPI document', () => {
   test("one decision declares its refusals, the operator's 409 ambiguous_tenant among them", async () => {
     const docs = (await app.inject({ method: 'GET', url: '/docs/json' })).json<{ paths: Record<string, { get: { responses: Record<string, { description: string }> } }> }>();
     const responses = docs.paths['/v1/audit/decisions/{event_id}']?.get.responses ?? {};
-    assert.deepEqual(Object.keys(responses).sort(), ['200', '400', '403', '404', '409']);
+    // Its own refusals; the base app adds 401, 431 and 503 to every documented route.
+    assert.deepEqual(Object.keys(responses).sort(), ['200', '400', '401', '403', '404', '409', '431', '503']);
     assert.match(responses['409']?.description ?? '', /ambiguous_tenant.*\?tenant=/);
   });
 });
