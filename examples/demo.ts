@@ -203,11 +203,12 @@ export const playIncident = async (h: Http, print: (s: string) => void): Promise
     while (Date.now() - t0 < 20_000) {
       const r = await call(h, 'GET', `/v1/audit/decisions/${denied.decision.event_id}?tenant=${TENANT}`);
       if (r.status === 200) {
-        explained = r.json as { story?: string; trust?: { lag?: { status?: string } } };
+        const body = r.json as { story?: string; trust?: { lag?: { status?: string; recorded?: boolean } } };
+        explained = body;
         // The decision can be stored before the trust transition the PDP used
         // (they arrive on different topics): until it is, the story can only
         // say the PDP's version is newer than anything recorded. Wait for it.
-        if ((explained as { trust?: { lag?: { status?: string } } }).trust?.lag?.status !== 'ahead') break;
+        if (!(body.trust?.lag?.status === 'ahead' && body.trust.lag.recorded === false)) break;
       } else if (r.status !== 404) {
         throw new Error(`audit → ${r.status}: ${JSON.stringify(r.json)}`);
       }
