@@ -2,7 +2,7 @@
 // request bodies does not steal the server's event loop.
 import { parentPort, workerData } from 'node:worker_threads';
 import { Pool } from 'undici';
-import { uuidv7 } from '../services/ingest/ids.ts';
+import { uuidv7 } from '../schemas/ids.ts';
 
 type Input = { url: string; token: string; template: string; batch: number; connections: number; seconds: number; sessions: number };
 const { url, token, template, batch, connections, seconds, sessions } = workerData as Input;

@@ -20,7 +20,7 @@ import { Registry } from 'prom-client';
 import { createCodec } from '../schemas/codec.ts';
 import { eventSchema } from '../schemas/events.ts';
 import { buildIngestApp } from '../services/ingest/app.ts';
-import { uuidv7 } from '../services/ingest/ids.ts';
+import { uuidv7 } from '../schemas/ids.ts';
 import { createKafkaSink, keyPartitioner, murmur2 } from '../services/ingest/sink.ts';
 import { createAuthenticator, mintToken } from '../services/lib/auth.ts';
 import { startKafkaBroker } from '../services/lib/kafka-broker.ts';

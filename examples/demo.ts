@@ -4,7 +4,7 @@
 // stream, the verdict from the example PDP, the story from the audit API.
 import { randomBytes } from 'node:crypto';
 import type { SessionTrust, TrustfoldEventInput } from '../schemas/events.ts';
-import { uuidv7 } from '../services/ingest/ids.ts';
+import { uuidv7 } from '../schemas/ids.ts';
 import { mintToken } from '../services/lib/auth.ts';
 import { parseConfig } from '../services/lib/config.ts';
 import type { TrustLookup } from '../services/pdp-client/trust-view.ts';

@@ -11,7 +11,7 @@
 import type { z } from 'zod';
 import type { decisionEventSchema, signalEventSchema, SignalEvent, TrustfoldEventInput } from '../../schemas/events.ts';
 import type { FieldError } from '../../schemas/result.ts';
-import { uuidv7 } from '../ingest/ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 
 type DecisionInput = z.input<typeof decisionEventSchema>;
 type Envelope = 'type' | 'event_id' | 'occurred_at' | 'tenant_id' | 'emitted_by';

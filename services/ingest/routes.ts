@@ -25,7 +25,7 @@ import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
 import type { Registry } from 'prom-client';
 import { admitEvents, type Rejection } from './admit.ts';
 import { formatOf, NDJSON_CONTENT_TYPES, parseBody, type BodyError, type BodyFormat } from './body.ts';
-import { uuidv7 } from './ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 import { createIngestMetrics } from './metrics.ts';
 import { createRecentIds, type RecentEntry } from './recent-ids.ts';
 import type { EventSink, OutboundRecord } from './sink.ts';

@@ -7,7 +7,7 @@ import type { JWK } from 'jose';
 import { z } from 'zod';
 import { isOperator, OPERATOR_TENANT, type Caller } from '../lib/auth.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
-import { uuidv7 } from '../ingest/ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 import { streamUpdatedPayload, STREAM_UPDATED, VERIFICATION } from './delivery.ts';
 import type { StreamStore } from './store.ts';
 import {

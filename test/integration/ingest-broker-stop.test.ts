@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { buildIngestApp } from '../../services/ingest/app.ts';
-import { uuidv7 } from '../../services/ingest/ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 import { createKafkaSink } from '../../services/ingest/sink.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
 import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-broker.ts';

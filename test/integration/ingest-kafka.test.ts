@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { buildIngestApp } from '../../services/ingest/app.ts';
-import { uuidv7 } from '../../services/ingest/ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 import { createKafkaSink, type EventSink } from '../../services/ingest/sink.ts';
 import type { App } from '../../services/lib/http.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';

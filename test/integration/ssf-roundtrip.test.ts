@@ -18,7 +18,7 @@ import { mintToken } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createKafka } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { uuidv7 } from '../../services/ingest/ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 import { createTrustView } from '../../services/pdp-client/trust-view.ts';
 import { EVENT_TYPES } from '../../services/ssf/caep.ts';
 import { startSystem, type System } from '../../services/system.ts';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { createCodec } from '../../schemas/codec.ts';
 import type { DecisionEvent, SessionTrust, SignalEvent, TrustfoldEvent } from '../../schemas/events.ts';
-import { uuidv7 } from '../../services/ingest/ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-broker.ts';
 import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
 import { decisionFixture } from '../fixtures/events.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { formatOf, lineColumnOf, locateJsonError, parseBody } from '../../services/ingest/body.ts';
 import { createRecentIds } from '../../services/ingest/recent-ids.ts';
-import { uuidv7 } from '../../services/ingest/ids.ts';
+import { uuidv7 } from '../../schemas/ids.ts';
 
 describe('parseBody (JSON)', () => {
   test('an array yields its items', () => {
