@@ -34,7 +34,7 @@ import type { Logger } from './lib/log.ts';
 import { createTrustView, type TrustView } from './pdp-client/trust-view.ts';
 import { parseProjectorConfig } from './projector/config.ts';
 import { createProjector, type Projector, type ProjectorStats } from './projector/runtime.ts';
-import { trustRoutes } from './projector/trust-routes.ts';
+import { trustRoutes } from './trust-api/routes.ts';
 import { auditRoutes } from './query/routes.ts';
 import { parseSsfConfig } from './ssf/config.ts';
 import { startSsfRole } from './ssf/role.ts';

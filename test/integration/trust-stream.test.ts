@@ -15,7 +15,7 @@ import { createLogger } from '../../services/lib/log.ts';
 import { createTrustView } from '../../services/pdp-client/trust-view.ts';
 import type { Delivery } from '../../services/projector/config.ts';
 import { createProjector } from '../../services/projector/runtime.ts';
-import { trustRoutes } from '../../services/projector/trust-routes.ts';
+import { trustRoutes } from '../../services/trust-api/routes.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { openSse } from '../helpers/sse.ts';
 import { codec, createEventProducer, event, sessionStarted, testConfig, testEnv, waitFor } from '../helpers/projector.ts';

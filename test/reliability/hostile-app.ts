@@ -15,7 +15,7 @@ import { ingestRoutes } from '../../services/ingest/routes.ts';
 import type { EventSink, OutboundRecord } from '../../services/ingest/sink.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
 import { buildBaseApp, type App } from '../../services/lib/http.ts';
-import { trustRoutes, type TrustSource } from '../../services/projector/trust-routes.ts';
+import { trustRoutes, type TrustSource } from '../../services/trust-api/routes.ts';
 import { auditRoutes } from '../../services/query/routes.ts';
 import { incident } from '../helpers/audit-incident.ts';
 import { freshAuditDatabase } from '../helpers/clickhouse.ts';

@@ -7,8 +7,8 @@ import type { SessionTrust } from '../../schemas/events.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
 import { buildBaseApp, type App } from '../../services/lib/http.ts';
 import type { TrustLookup } from '../../services/pdp-client/trust-view.ts';
-import { createTrustHub } from '../../services/projector/trust-hub.ts';
-import { trustRoutes, type TrustSource } from '../../services/projector/trust-routes.ts';
+import { createTrustHub } from '../../services/trust-api/hub.ts';
+import { trustRoutes, type TrustSource } from '../../services/trust-api/routes.ts';
 import { openSse, type SseFrame } from '../helpers/sse.ts';
 
 const SECRET = 'x'.repeat(40);

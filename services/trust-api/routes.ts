@@ -15,7 +15,7 @@ import { LIMITS, TIERS, type SessionTrust } from '../../schemas/events.ts';
 import { canAccessTenant, isOperator, type Caller } from '../lib/auth.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
 import type { TrustLookup } from '../pdp-client/trust-view.ts';
-import { createTrustHub, type HubEntry, type TrustHub } from './trust-hub.ts';
+import { createTrustHub, type HubEntry, type TrustHub } from './hub.ts';
 
 /** What the routes need of a TrustView. */
 export type TrustSource = {
