@@ -10,7 +10,7 @@ import { errorMessage } from './lib/errors.ts';
 import { startKafkaBroker, type KafkaBroker } from './lib/kafka-broker.ts';
 import { createLogger } from './lib/log.ts';
 import { runCli } from './cli/cli.ts';
-import { runAuditCli } from './query/cli.ts';
+import { runAuditCli } from './cli/audit.ts';
 import { parseRoles, setUpAuth, startSystem } from './system.ts';
 
 const USAGE = `trustfold — event-sourced audit and session trust for AI agents

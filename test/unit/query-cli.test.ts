@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { formatTable, parseSince, runAuditCli, timelineRow } from '../../services/query/cli.ts';
+import { formatTable, parseSince, runAuditCli, timelineRow } from '../../services/cli/audit.ts';
 
 const now = new Date('2026-06-10T14:00:00.000Z');
 
