@@ -1,10 +1,9 @@
 // `trustfold freeze raise|lift|list` and `trustfold token`: the SOC's and a
 // developer's hands on a running trustfold. Talks HTTP to ingest like any
 // other client; mints tokens from the same secret the server verifies with.
-import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
-import { ALL_TENANTS_SCOPE, loadOrCreateLocalSecret, mintToken, OPERATOR_TENANT, SCOPES } from '../lib/auth.ts';
+import { ALL_TENANTS_SCOPE, loadOrCreateLocalSecret, localSecretFile, mintToken, OPERATOR_TENANT, SCOPES } from '../lib/auth.ts';
 import { parseConfig, type Config } from '../lib/config.ts';
 
 export type CliIo = {
@@ -13,9 +12,6 @@ export type CliIo = {
   stderr: (text: string) => void;
   fetch: typeof fetch;
 };
-
-/** Where local mode keeps its generated HS256 secret (shared with the server's local default). */
-export const localSecretFile = (config: Pick<Config, 'dataDir'>): string => join(config.dataDir, 'jwt-secret');
 
 const USAGE = `usage:
   trustfold token --tenant ID|* --scope S [--scope S]... [--sub NAME] [--ttl 1h]

@@ -5,7 +5,7 @@
 // and writes its own tenant.
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createRemoteJWKSet, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { SignalKind } from '../../schemas/events.ts';
 import { err, ok, type Result } from '../../schemas/result.ts';
@@ -201,6 +201,9 @@ export const secretWeakness = (secret: string): string | undefined => {
   if (new Set(secret).size < 10) return 'has fewer than 10 distinct characters; use a random value (e.g. openssl rand -base64 48)';
   return undefined;
 };
+
+/** Where local mode keeps its generated HS256 secret: the server and the CLI read the same file. */
+export const localSecretFile = (config: { dataDir: string }): string => join(config.dataDir, 'jwt-secret');
 
 /**
  * Local mode with no key configured: a random secret kept in the data dir, so
