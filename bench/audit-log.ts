@@ -10,7 +10,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
-import { migrate } from '../schemas/clickhouse/migrate.ts';
+import { migrate } from '../services/lib/clickhouse-migrate.ts';
 import { createCodec } from '../schemas/codec.ts';
 import type { DecisionEvent } from '../schemas/events.ts';
 import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, inclusionRanges, perfectNodes, verifyInclusion, type Frontier, type NodeHash } from '../services/audit-log/merkle.ts';

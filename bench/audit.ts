@@ -9,7 +9,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
-import { migrate } from '../schemas/clickhouse/migrate.ts';
+import { migrate } from '../services/lib/clickhouse-migrate.ts';
 import { compact, decisionRow, type CellValue } from '../schemas/clickhouse/rows.ts';
 import { DECISIONS, insertColumns } from '../schemas/clickhouse/tables.ts';
 import { createCodec } from '../schemas/codec.ts';

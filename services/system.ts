@@ -5,7 +5,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Kafka } from 'kafkajs';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import { migrate } from '../schemas/clickhouse/migrate.ts';
+import { migrate } from './lib/clickhouse-migrate.ts';
 import type { ActiveFreeze } from '../schemas/events.ts';
 import { err, ok, type Result } from '../schemas/result.ts';
 import { createCerbosAuditConsumer } from './adapters/cerbos.ts';

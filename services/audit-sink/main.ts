@@ -5,7 +5,7 @@
 // commit) right after the N-th block is durable in ClickHouse. It exists for
 // the crash-recovery integration test and does nothing unless given.
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { migrate } from '../../schemas/clickhouse/migrate.ts';
+import { migrate } from '../lib/clickhouse-migrate.ts';
 import { clickhouseTarget, createClickHouse } from '../lib/clickhouse.ts';
 import { loadConfig } from '../lib/config.ts';
 import { createKafkaFor, ensureTopics, topicLayout } from '../lib/kafka.ts';

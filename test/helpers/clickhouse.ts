@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { migrate } from '../../schemas/clickhouse/migrate.ts';
+import { migrate } from '../../services/lib/clickhouse-migrate.ts';
 import { createClickHouse, type ClickHouseTarget } from '../../services/lib/clickhouse.ts';
 
 let embeddedPath: string | undefined;

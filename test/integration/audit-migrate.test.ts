@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { createTableStatements, MIGRATIONS } from '../../schemas/clickhouse/ddl.ts';
-import { migrate } from '../../schemas/clickhouse/migrate.ts';
+import { migrate } from '../../services/lib/clickhouse-migrate.ts';
 import { DECISIONS, TOKEN_TIME_CODEC } from '../../schemas/clickhouse/tables.ts';
 import { UNKNOWN_DIGEST } from '../../schemas/clickhouse/ddl.ts';
 import { toClickHouseTime } from '../../schemas/clickhouse/rows.ts';

@@ -1,4 +1,4 @@
-// Applies the versioned migrations of ./ddl.ts that a database has not seen,
+// Applies the versioned migrations of schemas/clickhouse/ddl.ts that a database has not seen,
 // records each in `schema_migrations`, then reconciles the configured TTL.
 // Safe to run from every instance at every start.
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -13,8 +13,8 @@ import {
   ttlDaysOf,
   type DdlOptions,
   type Migration,
-} from './ddl.ts';
-import { STORED_TABLES } from './tables.ts';
+} from '../../schemas/clickhouse/ddl.ts';
+import { STORED_TABLES } from '../../schemas/clickhouse/tables.ts';
 
 export type MigrationReport = { applied: number[]; ttlChanged: string[] };
 
