@@ -7,11 +7,12 @@ import { fileURLToPath } from 'node:url';
 import { ALL_TENANTS_SCOPE, mintToken, OPERATOR_TENANT, SCOPES } from './lib/auth.ts';
 import { parseConfig, type Config } from './lib/config.ts';
 import { errorMessage } from './lib/errors.ts';
-import { startKafkaBroker, type KafkaBroker } from './lib/kafka-broker.ts';
+import { startKafkaBroker, type KafkaBroker } from './local-kafka/index.ts';
 import { createLogger } from './lib/log.ts';
 import { runCli } from './cli/cli.ts';
 import { runAuditCli } from './cli/audit.ts';
 import { parseRoles, setUpAuth, startSystem } from './system.ts';
+import { signInCodes } from './console/signin.ts';
 
 const USAGE = `trustfold — event-sourced audit and session trust for AI agents
 
@@ -88,6 +89,7 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
   if (system.auth.localSecret !== undefined) {
     const token = await mintToken({ sub: 'local-operator', tenant: OPERATOR_TENANT, scopes: SCOPES, ttlSeconds: OPERATOR_TOKEN_TTL_SECONDS }, system.auth.localSecret);
     const until = new Date(Date.now() + OPERATOR_TOKEN_TTL_SECONDS * 1000).toISOString();
+    const link = signInCodes.issue(token);
     lines.push(
       `  auth       local secret in ${system.auth.secretFile ?? ''} (set TRUSTFOLD_JWT_SECRET or TRUSTFOLD_JWKS_URL in production)`,
       `  metrics    ${config.http.metricsToken !== undefined ? 'need Bearer $TRUSTFOLD_METRICS_TOKEN' : 'open to anyone who reaches the port (set TRUSTFOLD_METRICS_TOKEN to close it)'}`,
@@ -95,9 +97,9 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
       `operator token (all scopes, every tenant; short-lived: expires in 1 h, at ${until}; mint another with trustfold token):`,
       `  export TRUSTFOLD_TOKEN=${token}`,
       '',
-      // The token rides in the fragment, which the browser never sends: no server or proxy log sees it.
-      `console sign-in link (same token; the page drops it from the address bar at once):`,
-      `  ${system.url ?? ''}/console#token=${token}`,
+      // A one-time code rides in the fragment (never sent by the browser); the page trades it once, in a POST body, for the token.
+      `console sign-in link (works once, until ${new Date(link.expiresAt).toISOString()}; then paste the token above):`,
+      `  ${system.url ?? ''}/console#code=${link.code}`,
       '',
       `try:  curl -s -H "Authorization: Bearer $TRUSTFOLD_TOKEN" ${system.url ?? ''}/v1/freezes?tenant=acme`,
       '      npm run demo',

@@ -12,8 +12,11 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { SCOPES } from '../lib/auth.ts';
-import { callerOf, requireAnyScope } from '../lib/http.ts';
+import { callerOf, requireAnyScope, sendError } from '../lib/http.ts';
+import { SIGN_IN_CODE_PATTERN, signInCodes, type SignInCodes } from './signin.ts';
 
 /** No inline script or style, nothing from elsewhere: the page, its script, its style, and the APIs of this origin. */
 export const CONSOLE_CSP = [
@@ -79,7 +82,17 @@ const assetAt = (path: string, load: () => Promise<Asset>): Promise<Asset> => {
   return a;
 };
 
-export const consoleRoutes = (): FastifyPluginAsync => async (app) => {
+/** The sign-in exchange's body: the code alone; its value is never echoed back or logged. */
+export const signInBody = z.strictObject({ code: z.string().regex(SIGN_IN_CODE_PATTERN, 'a sign-in code: 43 base64url characters') });
+
+export type ConsoleRoutesOptions = {
+  /** Where the one-time codes of sign-in links are redeemed; the process's own by default (what `trustfold serve` issues into). */
+  codes?: SignInCodes;
+};
+
+export const consoleRoutes = (o: ConsoleRoutesOptions = {}): FastifyPluginAsync => async (fastify) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const codes = o.codes ?? signInCodes;
   const serve = (path: string, load: () => Promise<Asset>) => async (req: FastifyRequest, reply: FastifyReply) => {
     const a = await assetAt(path, load);
     reply.header('content-security-policy', CONSOLE_CSP).header('cache-control', 'no-cache').header('etag', a.etag);
@@ -92,5 +105,17 @@ export const consoleRoutes = (): FastifyPluginAsync => async (app) => {
   app.get('/console/api/whoami', { onRequest: requireAnyScope(SCOPES), schema: { hide: true } }, async (req) => {
     const c = callerOf(req);
     return { sub: c.sub, tenant: c.tenant, scopes: [...c.scopes].sort(), expires_at: new Date(c.expiresAt).toISOString() };
+  });
+
+  // A sign-in link's one-time code → its token. The code comes in the body
+  // (a fragment never reaches a server; a query string would reach its log),
+  // the token goes back in the body, and neither is cached or logged. Spent
+  // on its first use, whatever happens next; a second use or a late one is a
+  // 410 that says which.
+  app.post('/console/api/sign-in', { schema: { hide: true, body: signInBody } }, async (req, reply) => {
+    reply.header('cache-control', 'no-store');
+    const r = codes.redeem(req.body.code);
+    if (!r.ok) return sendError(reply, r.reason === 'unknown' ? 404 : 410, `sign_in_code_${r.reason}`, r.message, [{ path: 'code', message: r.message }]);
+    return { token: r.token };
   });
 };
