@@ -16,6 +16,8 @@ export type ToolPolicy = {
   resource?: string | undefined;
   /** Scopes a caller needs, besides mcp:tools:*, to see and call this tool. */
   requiresScopes?: readonly string[] | undefined;
+  /** Roles the tool exercises; revoked for the delegator → the call is denied. */
+  requiresRoles?: readonly string[] | undefined;
   /** Never offered, never forwarded. */
   hidden?: boolean | undefined;
 };

@@ -32,6 +32,8 @@ const toolSchema = z.strictObject({
   destructive: z.boolean().optional(),
   resource: z.string().min(1).max(4096).optional(),
   requires_scopes: z.array(z.string().min(1)).optional(),
+  /** Roles the tool exercises: a call is denied once the delegator had one of them revoked. */
+  requires_roles: z.array(z.string().min(1).max(256)).max(64).optional(),
   hidden: z.boolean().optional(),
 });
 
@@ -59,8 +61,25 @@ export const gateFileSchema = z.strictObject({
       destructive_actions: z.array(z.string().min(1)).default([...DESTRUCTIVE_ACTIONS]),
       restrict_destructive_at: tierSchema.default('restricted'),
       unknown_trust: z.enum(['deny_destructive', 'deny']).default('deny_destructive'),
+      /** Destructive calls need step-up approval from this tier up; null: never. */
+      step_up_destructive_at: tierSchema.nullable().default(null),
     })
     .prefault({}),
+  /** Who decides: the built-in `rules`, or a Cerbos PDP asked with the live trust as attributes (services/gate/README.md). */
+  policy: z
+    .discriminatedUnion('engine', [
+      z.strictObject({ engine: z.literal('builtin') }),
+      z.strictObject({
+        engine: z.literal('cerbos'),
+        /** Cerbos's HTTP listen address. */
+        url: z.url({ protocol: /^https?$/ }),
+        timeout_ms: z.number().int().min(1).max(60_000).default(500),
+        resource_kind: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/).default('mcp_tool'),
+        principal_roles: z.array(z.string().min(1).max(128)).min(1).max(16).default(['agent']),
+        policy_version: z.string().min(1).max(128).optional(),
+      }),
+    ], { error: 'policy is {"engine": "builtin"} or {"engine": "cerbos", "url": …}' })
+    .default({ engine: 'builtin' }),
   tools: z.record(z.string().min(1), toolSchema).default({}),
   audit: z
     .strictObject({
@@ -87,6 +106,7 @@ export type GateConfig = {
   claims: ClaimNames;
   sessionMetaKey: string | null;
   rules: Rules;
+  policy: GateFile['policy'];
   tools: Record<string, ToolPolicy>;
   audit: GateFile['audit'];
   toolChangeSeverity: GateFile['tool_change']['severity'];
@@ -105,11 +125,13 @@ export const gateConfigFrom = (f: GateFile): GateConfig => ({
     destructiveActions: new Set(f.rules.destructive_actions),
     restrictDestructiveAt: f.rules.restrict_destructive_at,
     unknownTrust: f.rules.unknown_trust,
+    stepUpDestructiveAt: f.rules.step_up_destructive_at,
   },
+  policy: f.policy,
   tools: Object.fromEntries(
     Object.entries(f.tools).map(([k, t]) => [
       k,
-      { action: t.action, destructive: t.destructive, resource: t.resource, requiresScopes: t.requires_scopes, hidden: t.hidden } satisfies ToolPolicy,
+      { action: t.action, destructive: t.destructive, resource: t.resource, requiresScopes: t.requires_scopes, requiresRoles: t.requires_roles, hidden: t.hidden } satisfies ToolPolicy,
     ]),
   ),
   audit: f.audit,

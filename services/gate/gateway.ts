@@ -26,7 +26,8 @@ import type { TrustLookup } from '../pdp-client/trust-view.ts';
 import { argsDigest, buildCatalog, changedTools, mayCall, resourceOf, type Catalog, type CatalogEntry, type ToolChange } from './catalog.ts';
 import { GATE_SCOPES, intentOf, type CallerIdentity } from './claims.ts';
 import type { GateConfig } from './config.ts';
-import { isDestructive, judgeCall, type Verdict } from './rules.ts';
+import { builtinPolicy, type PolicyEngine } from './policy.ts';
+import { isDestructive, type Verdict } from './rules.ts';
 import { GATE_INFO, type CallResult, type Upstream } from './upstream.ts';
 
 /** JSON-RPC error codes the gateway answers with itself (the server-defined range). */
@@ -35,6 +36,8 @@ export const GATE_ERRORS = {
   forbidden: -32011,
   no_session: -32012,
   audit_unavailable: -32013,
+  /** The call needs a human's approval first; `data.trustfold.request_id` names the approval request. */
+  step_up_required: -32014,
 } as const;
 
 /** An error answered with exactly this code, message and data (an upstream's, or the gateway's own). */
@@ -48,8 +51,8 @@ export class RpcError extends Error {
   }
 }
 
-const gateError = (code: keyof typeof GATE_ERRORS, message: string, retriable = false): RpcError =>
-  new RpcError(GATE_ERRORS[code], message, { trustfold: { code, retriable } });
+const gateError = (code: keyof typeof GATE_ERRORS, message: string, retriable = false, more: Record<string, unknown> = {}): RpcError =>
+  new RpcError(GATE_ERRORS[code], message, { trustfold: { code, retriable, ...more } });
 
 /** The upstream's error as the upstream sent it (the client SDK prefixes the message). */
 const passThrough = (e: unknown): RpcError => {
@@ -72,6 +75,8 @@ export type GatewayDeps = {
   upstreams: readonly Upstream[];
   view: { get(sessionId: string, tenantId: string): TrustLookup };
   audit: Audit;
+  /** Who decides; default the built-in rules of `config.rules`. */
+  policy?: PolicyEngine;
   logger?: Logger;
   now?: () => Date;
   newId?: () => string;
@@ -104,6 +109,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
   const { config, audit } = deps;
   const now = deps.now ?? (() => new Date());
   const newId = deps.newId ?? randomUUID;
+  const policy = deps.policy ?? builtinPolicy(config.rules);
   const upstreams = new Map(deps.upstreams.map((u) => [u.name, u]));
   const servers = new Set<Server>();
   /** exposed tool name → the sessions (tenant, session) that called it, for the tool-change signal. */
@@ -162,7 +168,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
 
   type Judged = { entry: CatalogEntry; session: string; verdict: Verdict; started: bigint; args: Record<string, unknown>; meta: Meta; action: string; resource: string };
 
-  const decisionOf = (id: CallerIdentity, j: Judged, eventId: string, outcome?: { status: 'executed' | 'blocked' | 'failed'; detail?: string }): DecisionToEmit & { event_id: string } => {
+  const decisionOf = (id: CallerIdentity, j: Judged, eventId: string, outcome?: { status: 'executed' | 'blocked' | 'failed' | 'pending_approval'; detail?: string }): DecisionToEmit & { event_id: string } => {
     const intent = intentOf(j.meta['trustfold/intent']) ?? id.intent;
     return {
       event_id: eventId,
@@ -175,8 +181,8 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
       request: { tool: j.entry.name, action: j.action, resource: j.resource, args_digest: argsDigest(j.args) },
       decision: {
         effect: j.verdict.effect,
-        policy_id: config.audit.policy_id,
-        policy_version: config.audit.policy_version,
+        policy_id: j.verdict.policy_id ?? config.audit.policy_id,
+        policy_version: j.verdict.policy_version ?? config.audit.policy_version,
         rule_id: j.verdict.rule_id,
         reasons: j.verdict.reasons,
         ...(j.verdict.trust_version !== undefined && { trust_version: j.verdict.trust_version }),
@@ -204,6 +210,30 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     return { content: text(`${effect}: ${j.entry.name} on ${j.resource}: ${j.verdict.reasons.join('; ') || j.verdict.rule_id}`), isError: true, _meta: decisionMeta(eventId, j.verdict) };
   };
 
+  /**
+   * Step-up: the decision (`pending_approval`) and a `step_up_requested` signal
+   * are stored before the agent hears back, so the request id it gets names an
+   * approval request that exists; then a JSON-RPC error the client can act on.
+   */
+  const stepUp = async (id: CallerIdentity, j: Judged, eventId: string): Promise<never> => {
+    const requestId = `SU-${eventId}`;
+    const scope = `${j.action} ${j.resource}`;
+    const [decided, signalled] = await Promise.all([
+      audit.decision(decisionOf(id, j, eventId, { status: 'pending_approval', detail: `approval request ${requestId}` })),
+      audit.signal({ kind: 'step_up_requested', tenant_id: id.tenant, session_id: j.session, request_id: requestId, scope: scope.slice(0, 4096), occurred_at: now().toISOString() }),
+    ]);
+    const failed = [decided, signalled].find((r) => !r.ok);
+    if (failed !== undefined && !failed.ok) throw gateError('audit_unavailable', `the approval request could not be stored: ${failed.message}`, true);
+    throw gateError('step_up_required', `step-up approval required for ${j.entry.name} on ${j.resource} (approval request ${requestId}): ${j.verdict.reasons.join('; ') || j.verdict.rule_id}`, true, {
+      request_id: requestId,
+      decision_event_id: eventId,
+      rule_id: j.verdict.rule_id,
+      reasons: j.verdict.reasons,
+      scope,
+      ...(j.verdict.trust_version !== undefined && { trust_version: j.verdict.trust_version }),
+    });
+  };
+
   const callTool = async (id: CallerIdentity, params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown }, extra: { signal: AbortSignal; sendNotification: (n: ServerNotification) => Promise<void> }): Promise<CallToolResult> => {
     const started = process.hrtime.bigint();
     const entry = catalog.entries.get(params.name);
@@ -216,15 +246,18 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     const args = params.arguments ?? {};
     const action = entry.policy.action ?? entry.tool.name;
     const resource = resourceOf(entry, args);
-    const facts = { action, resource, destructive: entry.policy.destructive };
+    const facts = { action, resource, destructive: entry.policy.destructive, requiresRoles: entry.policy.requiresRoles };
     const eventId = newId();
     if (!id.scopes.has(GATE_SCOPES.write)) {
       const verdict: Verdict = { effect: 'deny', rule_id: 'deny-missing-scope', reasons: [`token lacks scope ${GATE_SCOPES.write}`] };
       emitLater(decisionOf(id, { entry, session, verdict, started, args, meta, action, resource }, eventId, { status: 'blocked' }));
       throw gateError('forbidden', `tools/call needs scope ${GATE_SCOPES.write}`);
     }
-    const verdict = judgeCall(deps.view.get(session, id.tenant), facts, config.rules);
+    const decided = policy.decide({ lookup: deps.view.get(session, id.tenant), call: { ...facts, tool: entry.name, upstream: entry.upstream }, caller: id, session, requestId: eventId });
+    // The built-in rules answer synchronously: no await (no extra turn of the event loop) on the hot path.
+    const verdict = decided instanceof Promise ? await decided : decided;
     const j: Judged = { entry, session, verdict, started, args, meta, action, resource };
+    if (verdict.effect === 'step_up') return stepUp(id, j, eventId);
     if (verdict.effect !== 'allow') return refuse(id, j, eventId);
 
     const sessions = usedBy.get(entry.name) ?? new Map<string, { tenant: string; session: string }>();

@@ -11,11 +11,12 @@ import { createAuthenticator, loadOrCreateLocalSecret, mintToken, OPERATOR_TENAN
 import { parseConfig, type Config } from '../lib/config.ts';
 import { createKafka } from '../lib/kafka.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
-import { createTrustView, type TrustView } from '../pdp-client/trust-view.ts';
+import { createTrustView, type TrustLookup } from '../pdp-client/trust-view.ts';
 import { identityFromClaims } from './claims.ts';
 import { loadGateConfig, type GateConfig } from './config.ts';
 import { createGateway, type Audit, type AuditOutcome, type Gateway } from './gateway.ts';
 import { createGateHttp, type GateHttp } from './http.ts';
+import { builtinPolicy, cerbosPolicy, type PolicyEngine } from './policy.ts';
 import { openUpstream, type Upstream } from './upstream.ts';
 
 export const GATE_USAGE = `usage:
@@ -35,7 +36,22 @@ export const emitterAudit = (emitter: Emitter): Audit => ({
   signal: async (s) => toOutcome(await emitter.emitSignal(s)),
 });
 
-export type RunningGate = { gateway: Gateway; view: TrustView; url?: string; close(): Promise<void> };
+/** Where the gateway reads live trust: a TrustView on the session-trust topic, or (the demo) any pushed source. */
+export type GateView = { get(sessionId: string, tenantId: string): TrustLookup; ready(): Promise<void>; close(): Promise<void> };
+
+export type RunningGate = { gateway: Gateway; view: GateView; policy: PolicyEngine; url?: string; close(): Promise<void> };
+
+export const policyEngineOf = (gate: GateConfig): PolicyEngine =>
+  gate.policy.engine === 'cerbos'
+    ? cerbosPolicy({
+        url: gate.policy.url,
+        timeoutMs: gate.policy.timeout_ms,
+        resourceKind: gate.policy.resource_kind,
+        principalRoles: gate.policy.principal_roles,
+        policyVersion: gate.policy.policy_version,
+        rules: gate.rules,
+      })
+    : builtinPolicy(gate.rules);
 
 export type StartGateOptions = {
   gate: GateConfig;
@@ -46,6 +62,8 @@ export type StartGateOptions = {
   stdio?: boolean;
   portOverride?: number;
   env: Record<string, string | undefined>;
+  /** Instead of a TrustView on KAFKA_BROKERS (started and closed by the gate). */
+  view?: GateView;
 };
 
 const secretOf = (config: Config): string => config.auth.secret ?? loadOrCreateLocalSecret(join(config.dataDir, 'jwt-secret')).secret;
@@ -58,11 +76,17 @@ export const startGate = async (o: StartGateOptions): Promise<RunningGate> => {
     for (const c of closers.splice(0).reverse()) await c().catch((e: unknown) => logger.warn({ err: String(e) }, 'error while stopping'));
   };
   try {
-    if (config.kafka.brokers === undefined) throw new Error('set KAFKA_BROKERS to the cluster trustfold runs on (trustfold serve prints it)');
     const auth = config.auth.jwksUrl !== undefined ? config.auth : { ...config.auth, secret: secretOf(config) };
     const authenticator = createAuthenticator(auth);
-    const view: TrustView = await createTrustView({ kafka: createKafka(config.kafka.brokers, `${config.kafka.clientId}-gate`), topic: config.topics.sessionTrust, logger });
+    let view: GateView;
+    if (o.view !== undefined) view = o.view;
+    else {
+      if (config.kafka.brokers === undefined) throw new Error('set KAFKA_BROKERS to the cluster trustfold runs on (trustfold serve prints it)');
+      view = await createTrustView({ kafka: createKafka(config.kafka.brokers, `${config.kafka.clientId}-gate`), topic: config.topics.sessionTrust, logger });
+    }
     closers.push(() => view.close());
+    const policy = policyEngineOf(gate);
+    closers.push(() => policy.close());
     const ingestToken =
       o.env['TRUSTFOLD_TOKEN'] ??
       (await mintToken({ sub: gate.audit.pdp_id, tenant: OPERATOR_TENANT, scopes: ['events:write', 'tenants:all'], ttlSeconds: 3600 }, secretOf(config)));
@@ -81,7 +105,7 @@ export const startGate = async (o: StartGateOptions): Promise<RunningGate> => {
       closers.push(() => up.close());
     }
     await view.ready();
-    const g = await createGateway({ config: gate, upstreams, view, audit: emitterAudit(emitter), logger });
+    const g = await createGateway({ config: gate, upstreams, view, audit: emitterAudit(emitter), policy, logger });
     late.gateway = g;
     closers.push(() => g.close());
     const unknownPolicies = Object.keys(gate.tools).filter((t) => !g.catalog().entries.has(t));
@@ -94,12 +118,12 @@ export const startGate = async (o: StartGateOptions): Promise<RunningGate> => {
       const identity = identityFromClaims(decodeJwt(o.stdioToken), gate.claims);
       if (!identity.ok) throw new Error(`TRUSTFOLD_GATE_AGENT_TOKEN: ${identity.error}`);
       await g.connect(new StdioServerTransport(), identity.value);
-      return { gateway: g, view, close };
+      return { gateway: g, view, policy, close };
     }
     const http: GateHttp = createGateHttp({ gateway: g, authenticator, claims: gate.claims, path: gate.listen.path, logger });
     const url = await http.listen(o.portOverride ?? gate.listen.port, gate.listen.host);
     closers.push(() => http.close());
-    return { gateway: g, view, url, close };
+    return { gateway: g, view, policy, url, close };
   } catch (e) {
     await close();
     throw e;

@@ -6,8 +6,12 @@
 //      destructive calls (fail closed), or every call with `unknownTrust: 'deny'`;
 //   2. tier revoked → deny;
 //   3. destructive call and tier ≥ `restrictDestructiveAt` → deny;
-//   4. destructive call under a freeze matching this call → deny;
-//   5. allow.
+//   4. the call needs a role (a tool's `requires_roles`) the session's
+//      delegator had revoked → deny;
+//   5. destructive call under a freeze matching this call → deny;
+//   6. destructive call and tier ≥ `stepUpDestructiveAt` → step_up (a human
+//      approves it out of band; the gateway answers with the request id);
+//   7. allow.
 import { TIERS, type Effect, type Tier } from '../../schemas/events.ts';
 import { matchingFreezes } from '../pdp-client/freeze-match.ts';
 import type { TrustLookup } from '../pdp-client/trust-view.ts';
@@ -29,18 +33,30 @@ export type Rules = {
   restrictDestructiveAt: Tier;
   /** With trust unknown: deny only destructive calls, or every call. */
   unknownTrust: 'deny_destructive' | 'deny';
+  /** Destructive calls need step-up approval from this tier up (below `restrictDestructiveAt`); null: never. */
+  stepUpDestructiveAt: Tier | null;
 };
 
-export const DEFAULT_RULES: Rules = { destructiveActions: DESTRUCTIVE_ACTIONS, restrictDestructiveAt: 'restricted', unknownTrust: 'deny_destructive' };
+export const DEFAULT_RULES: Rules = { destructiveActions: DESTRUCTIVE_ACTIONS, restrictDestructiveAt: 'restricted', unknownTrust: 'deny_destructive', stepUpDestructiveAt: null };
 
 export type CallFacts = {
   action: string;
   resource: string;
   /** Overrides `rules.destructiveActions` for this call (a tool's configured setting). */
   destructive?: boolean | undefined;
+  /** Roles the call exercises (a tool's `requires_roles`): revoked for the delegator → deny. */
+  requiresRoles?: readonly string[] | undefined;
 };
 
-export type Verdict = { effect: Effect; rule_id: string; reasons: string[]; trust_version?: number };
+export type Verdict = {
+  effect: Effect;
+  rule_id: string;
+  reasons: string[];
+  trust_version?: number;
+  /** The policy that decided, when the engine names one (Cerbos: the matched policy); else the configured policy id. */
+  policy_id?: string;
+  policy_version?: string;
+};
 
 export const isDestructive = (call: CallFacts, rules: Rules): boolean => call.destructive ?? rules.destructiveActions.has(call.action);
 
@@ -60,9 +76,14 @@ export const judgeCall = (lookup: TrustLookup, call: CallFacts, rules: Rules = D
   if (destructive && TIERS.indexOf(s.tier) >= TIERS.indexOf(rules.restrictDestructiveAt)) {
     return { effect: 'deny', rule_id: 'deny-destructive-when-restricted', reasons: [`session trust ${s.tier} (${causes})`], ...v };
   }
+  const revoked = (call.requiresRoles ?? []).filter((r) => s.revoked_roles.includes(r));
+  if (revoked.length > 0) return { effect: 'deny', rule_id: 'deny-role-revoked', reasons: revoked.map((r) => `role ${r} revoked for ${s.delegator ?? 'the delegator'}`), ...v };
   const freezes = destructive ? matchingFreezes(s, call) : [];
   if (freezes.length > 0) {
     return { effect: 'deny', rule_id: 'deny-destructive-under-freeze', reasons: freezes.map((f) => `change freeze ${f.freeze_id} in force: ${f.reason}`), ...v };
+  }
+  if (destructive && rules.stepUpDestructiveAt !== null && TIERS.indexOf(s.tier) >= TIERS.indexOf(rules.stepUpDestructiveAt)) {
+    return { effect: 'step_up', rule_id: 'step-up-destructive-when-degraded', reasons: [`session trust ${s.tier} (${causes}): a destructive call needs approval`], ...v };
   }
   return { effect: 'allow', rule_id: 'allow', reasons: [], ...v };
 };
