@@ -22,7 +22,7 @@ import { createAuditLogWriter } from '../services/audit-log/writer.ts';
 import { createAuditSink } from '../services/audit-sink/sink.ts';
 import { createClickHouse } from '../services/lib/clickhouse.ts';
 import { createKafka, sessionKey } from '../services/lib/kafka.ts';
-import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
+import { startKafkaBroker } from '../services/local-kafka/index.ts';
 import { createLogger } from '../services/lib/log.ts';
 import { printTargets, type Goal } from './target.ts';
 

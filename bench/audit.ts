@@ -17,7 +17,7 @@ import type { DecisionEvent } from '../schemas/events.ts';
 import { createAuditSink } from '../services/audit-sink/sink.ts';
 import { createClickHouse } from '../services/lib/clickhouse.ts';
 import { createKafka, sessionKey } from '../services/lib/kafka.ts';
-import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
+import { startKafkaBroker } from '../services/local-kafka/index.ts';
 import { createLogger } from '../services/lib/log.ts';
 import { createAuditRepository } from '../services/query/repository.ts';
 import { printTargets } from './target.ts';

@@ -23,7 +23,7 @@ import { buildIngestApp } from '../services/ingest/app.ts';
 import { uuidv7 } from '../schemas/ids.ts';
 import { createKafkaSink, keyPartitioner, murmur2 } from '../services/ingest/sink.ts';
 import { createAuthenticator, mintToken } from '../services/lib/auth.ts';
-import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
+import { startKafkaBroker } from '../services/local-kafka/index.ts';
 import { createKafka, partitionKeyOf } from '../services/lib/kafka.ts';
 import { decisionFixture } from '../test/fixtures/events.ts';
 import { printTargets } from './target.ts';

@@ -23,7 +23,7 @@ import { Partitioners, type Kafka, type Producer } from 'kafkajs';
 import { createCodec, parseEvent } from '../schemas/codec.ts';
 import type { TrustfoldEvent, TrustfoldEventInput } from '../schemas/events.ts';
 import { configFrom } from '../services/lib/config.ts';
-import { startKafkaBroker } from '../services/lib/kafka-broker.ts';
+import { startKafkaBroker } from '../services/local-kafka/index.ts';
 import { createKafka, partitionKeyOf } from '../services/lib/kafka.ts';
 import { createTrustView } from '../services/pdp-client/trust-view.ts';
 import { DEFAULT_DELIVERY, type Delivery } from '../services/projector/config.ts';

@@ -15,7 +15,7 @@ const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pomPath = join(repoRoot, 'scripts', 'kafka', 'pom.xml');
 const cacheDir = join(repoRoot, '.cache', 'kafka');
 const jarsDir = join(cacheDir, 'jars');
-// Keep in sync with services/lib/kafka-broker.ts (KAFKA_JARS_MARKER).
+// Keep in sync with services/local-kafka/jars.ts (KAFKA_JARS_MARKER).
 const markerPath = join(jarsDir, '.trustfold-kafka-version');
 
 const fail = (message) => {

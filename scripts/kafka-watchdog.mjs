@@ -2,7 +2,7 @@
 // Keeps a test broker's JVM from outliving the Node process that started it, even
 // when that process is SIGKILLed and its own 'exit' handlers never run.
 //
-// Started by services/lib/kafka-broker.ts, detached (so signals aimed at the
+// Started by services/local-kafka/reaper.ts (one per JVM), detached (so signals aimed at the
 // parent's process group do not take it down before it has done its job), with
 // stdin a pipe from the parent: the kernel closes that pipe however the parent
 // dies, so EOF on stdin is the death notice. Polling the parent pid backs it up.

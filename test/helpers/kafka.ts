@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import { startKafkaBroker } from '../../services/lib/kafka-broker.ts';
+import { startKafkaBroker } from '../../services/local-kafka/index.ts';
 
 export type TestKafka = { brokers: string[]; stop(): Promise<void> };
 
@@ -25,7 +25,7 @@ export const getTestKafka = async (): Promise<TestKafka> => {
 
   const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-kafka-'));
   try {
-    const broker = await startKafkaBroker({ dataDir, ephemeral: true });
+    const broker = await startKafkaBroker({ dataDir, ephemeral: true, javaHome: process.env['JAVA_HOME'] });
     return {
       brokers: broker.brokers,
       stop: async () => {

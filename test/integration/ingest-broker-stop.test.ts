@@ -11,7 +11,7 @@ import { buildIngestApp } from '../../services/ingest/app.ts';
 import { uuidv7 } from '../../schemas/ids.ts';
 import { createKafkaSink } from '../../services/ingest/sink.ts';
 import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
-import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-broker.ts';
+import { startKafkaBroker, type KafkaBroker } from '../../services/local-kafka/index.ts';
 import { createKafka } from '../../services/lib/kafka.ts';
 import { decisionFixture as dated } from '../fixtures/events.ts';
 

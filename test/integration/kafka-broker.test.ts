@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Kafka, Partitioners, logLevel } from 'kafkajs';
-import { startKafkaBroker } from '../../services/lib/kafka-broker.ts';
+import { startKafkaBroker } from '../../services/local-kafka/index.ts';
 import { createTopic, uniqueName } from '../helpers/kafka.ts';
 
 const isAlive = (pid: number): boolean => {
@@ -23,7 +23,7 @@ test(
   { timeout: 120_000, skip: process.env['KAFKA_BROKERS'] ? 'KAFKA_BROKERS is set: no local broker to test' : false },
   async (t) => {
     const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-kafka-'));
-    const broker = await startKafkaBroker({ dataDir, ephemeral: true });
+    const broker = await startKafkaBroker({ dataDir, ephemeral: true, javaHome: process.env['JAVA_HOME'] });
     t.diagnostic(`broker ${broker.brokers.join(',')} pid ${broker.pid} ready in ${broker.startupMs} ms`);
     try {
       assert.ok(isAlive(broker.pid), 'JVM runs while the broker is up');

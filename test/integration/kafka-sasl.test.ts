@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { configFrom } from '../../services/lib/config.ts';
 import { createKafka, createKafkaFor } from '../../services/lib/kafka.ts';
-import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-broker.ts';
+import { startKafkaBroker, type KafkaBroker } from '../../services/local-kafka/index.ts';
 import { uniqueName } from '../helpers/kafka.ts';
 
 const skip = process.env['KAFKA_BROKERS'] ? 'KAFKA_BROKERS is set: no local broker to configure' : false;
@@ -17,7 +17,7 @@ let broker: KafkaBroker | undefined;
 
 before(async () => {
   if (skip !== false) return;
-  broker = await startKafkaBroker({ dataDir: mkdtempSync(join(tmpdir(), 'trustfold-kafka-sasl-')), ephemeral: true, sasl: { users } });
+  broker = await startKafkaBroker({ dataDir: mkdtempSync(join(tmpdir(), 'trustfold-kafka-sasl-')), ephemeral: true, sasl: { users }, javaHome: process.env['JAVA_HOME'] });
 });
 after(async () => broker?.stop());
 

@@ -10,7 +10,7 @@ import type { Kafka } from 'kafkajs';
 import { createCodec } from '../../schemas/codec.ts';
 import type { DecisionEvent, SessionTrust, SignalEvent, TrustfoldEvent } from '../../schemas/events.ts';
 import { uuidv7 } from '../../schemas/ids.ts';
-import { startKafkaBroker, type KafkaBroker } from '../../services/lib/kafka-broker.ts';
+import { startKafkaBroker, type KafkaBroker } from '../../services/local-kafka/index.ts';
 import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
 import { decisionFixture } from '../fixtures/events.ts';
 import { topicEnv, uniqueName } from '../helpers/kafka.ts';
@@ -95,7 +95,7 @@ export const startBroker = async (o: { own?: boolean; heapMb?: number } = {}): P
     return { brokers: external.split(','), dataDir: '', restartable: false, stop: async () => undefined, kill: async () => undefined, start: async () => undefined };
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-rel-kafka-'));
-  let current: KafkaBroker | undefined = await startKafkaBroker({ dataDir, heapMb: o.heapMb ?? 256, ephemeral: false });
+  let current: KafkaBroker | undefined = await startKafkaBroker({ dataDir, heapMb: o.heapMb ?? 256, ephemeral: false, javaHome: process.env['JAVA_HOME'] });
   const brokers = current.brokers;
   return {
     brokers,
@@ -108,7 +108,7 @@ export const startBroker = async (o: { own?: boolean; heapMb?: number } = {}): P
     },
     start: async () => {
       if (current !== undefined) return;
-      current = await startKafkaBroker({ dataDir, heapMb: o.heapMb ?? 256, ephemeral: false });
+      current = await startKafkaBroker({ dataDir, heapMb: o.heapMb ?? 256, ephemeral: false, javaHome: process.env['JAVA_HOME'] });
       if (current.brokers.join(',') !== brokers.join(',')) throw new Error(`broker came back on ${current.brokers.join(',')}, not ${brokers.join(',')}`);
     },
     stop: async () => {
