@@ -30,6 +30,8 @@ const envSchema = z.object({
   TRUSTFOLD_TOPIC_DEAD_LETTER: z.string().min(1).default('trustfold.dead-letter.v1'),
   TRUSTFOLD_PARTITIONS: int(6, 1, 1024),
   TRUSTFOLD_REPLICATION: int(1, 1, 16),
+  // min.insync.replicas of the topics trustfold creates; default min(2, TRUSTFOLD_REPLICATION).
+  TRUSTFOLD_MIN_INSYNC_REPLICAS: z.coerce.number().int().min(1).max(16).optional(),
   CLICKHOUSE_URL: z.url().optional(),
   CLICKHOUSE_USER: z.string().default('default'),
   CLICKHOUSE_PASSWORD: z.string().default(''),
@@ -80,7 +82,7 @@ export type KafkaSecurity = {
 };
 
 export type Config = {
-  kafka: { brokers: string[] | undefined; clientId: string; partitions: number; replication: number; security: KafkaSecurity };
+  kafka: { brokers: string[] | undefined; clientId: string; partitions: number; replication: number; minInsyncReplicas: number; security: KafkaSecurity };
   topics: Topics;
   clickhouse: {
     url: string | undefined;
@@ -145,6 +147,10 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
     const missing = (['TRUSTFOLD_JWT_ISSUER', 'TRUSTFOLD_JWT_AUDIENCE'] as const).filter((k) => e[k] === undefined);
     if (missing.length > 0) return err(missing.map((path) => ({ path, message: 'required with TRUSTFOLD_JWKS_URL' })));
   }
+  if (e.TRUSTFOLD_MIN_INSYNC_REPLICAS !== undefined && e.TRUSTFOLD_MIN_INSYNC_REPLICAS > e.TRUSTFOLD_REPLICATION) {
+    // A topic whose ISR can never reach its minimum refuses every acks=all write.
+    return err([{ path: 'TRUSTFOLD_MIN_INSYNC_REPLICAS', message: `must be at most TRUSTFOLD_REPLICATION (${e.TRUSTFOLD_REPLICATION})` }]);
+  }
   const sasl = kafkaSasl(e);
   if (!sasl.ok) return sasl;
   const tlsFiles = e.KAFKA_TLS_CA_FILE !== undefined || e.KAFKA_TLS_CERT_FILE !== undefined || e.KAFKA_TLS_KEY_FILE !== undefined;
@@ -157,6 +163,7 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       clientId: e.KAFKA_CLIENT_ID,
       partitions: e.TRUSTFOLD_PARTITIONS,
       replication: e.TRUSTFOLD_REPLICATION,
+      minInsyncReplicas: e.TRUSTFOLD_MIN_INSYNC_REPLICAS ?? Math.min(2, e.TRUSTFOLD_REPLICATION),
       security: {
         sasl: sasl.value,
         // TLS files imply TLS; a SASL password never travels in the clear unless KAFKA_TLS=false is the deployment's choice.
