@@ -25,6 +25,8 @@ import { retryTransient, tupleKey } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import { EVENT_TYPES, eventsForTransition, type TransmitMapping } from './caep.ts';
 import { createOutbox, type Commit, type OutboxItem } from './outbox.ts';
+import { createPushTransport, type PushTransport } from './endpoint.ts';
+import type { SsfMetrics } from './metrics.ts';
 import { signSet, stableJti, SET_CONTENT_TYPE, type SigningKey } from './set.ts';
 import { PUSH, streamCovers, type StreamRecord } from './streams.ts';
 
@@ -76,8 +78,18 @@ export type StreamDeliveryOptions = {
   retryMaxMs?: number;
   /** A poller gets an item again when it did not acknowledge it within this. Default 30 s. */
   redeliverAfterMs?: number;
-  fetch?: typeof fetch;
+  /** How a SET is POSTed; default a transport that refuses private addresses (endpoint.ts). */
+  transport?: PushTransport;
+  metrics?: SsfMetrics;
 };
+
+/**
+ * What may go out now: everything while enabled; while paused or disabled
+ * only the stream-updated events saying so (SSF 1.0 §8.1.5: sent "before
+ * stopping the stream"), which a receiver could otherwise never hear.
+ */
+export const deliverable = (items: readonly OutboxItem[], status: StreamRecord['status']): OutboxItem[] =>
+  status === 'enabled' ? [...items] : items.filter((i) => i.source === undefined && i.eventType === EVENT_TYPES.streamUpdated);
 
 const delay = (ms: number, stop: Promise<void>): Promise<void> =>
   new Promise((resolve) => {
@@ -90,7 +102,12 @@ const delay = (ms: number, stop: Promise<void>): Promise<void> =>
 
 export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery => {
   const now = o.now ?? Date.now;
-  const doFetch = o.fetch ?? fetch;
+  const transport = o.transport ?? createPushTransport({ allowPrivate: false });
+  const metrics = o.metrics;
+  const lag = (items: Iterable<OutboxItem>, method: 'push' | 'poll'): void => {
+    const t = now();
+    for (const i of items) if (i.createdAt !== undefined) metrics?.lag.observe({ method }, Math.max(0, t - i.createdAt) / 1000);
+  };
   const maxOutstanding = o.maxOutstanding ?? 1000;
   const outbox = createOutbox();
   const prev = new Map<string, SessionTrust>();
@@ -130,30 +147,30 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
     changed();
   };
 
-  const sign = async (type: string, payload: Record<string, unknown>, subject: Record<string, unknown>, jti: string, txn?: string): Promise<Omit<OutboxItem, 'source'>> => ({
-    jti,
-    eventType: type,
-    set: await signSet(
+  const sign = async (type: string, payload: Record<string, unknown>, subject: Record<string, unknown>, jti: string, createdAt: number, txn?: string): Promise<Omit<OutboxItem, 'source'>> => {
+    const set = await signSet(
       { iss: o.issuer, jti, iat: Math.floor(now() / 1000), aud: stream.aud, ...(txn !== undefined ? { txn } : {}), sub_id: subject, events: { [type]: payload } },
       o.key,
-    ),
-  });
+    );
+    metrics?.signed.inc({ event_type: type });
+    return { jti, eventType: type, set, createdAt };
+  };
 
-  const itemsFor = async (state: SessionTrust): Promise<Omit<OutboxItem, 'source'>[]> => {
+  const itemsFor = async (state: SessionTrust, createdAt: number): Promise<Omit<OutboxItem, 'source'>[]> => {
     const key = tupleKey(state.tenant_id, state.session_id);
     const before = prev.get(key);
     if (before !== undefined && before.version >= state.version) return [];
     prev.set(key, state);
     if (stream.status === 'disabled' || !streamCovers(stream, state)) return [];
     const events = eventsForTransition(before, state, o.mapping).filter((e) => stream.events_delivered.includes(e.type));
-    return Promise.all(events.map((e) => sign(e.type, e.payload, e.subject, stableJti(stream.stream_id, state.tenant_id, state.session_id, String(state.version), e.type), state.caused_by)));
+    return Promise.all(events.map((e) => sign(e.type, e.payload, e.subject, stableJti(stream.stream_id, state.tenant_id, state.session_id, String(state.version), e.type), createdAt, state.caused_by)));
   };
 
   const pushLoop = async (): Promise<void> => {
     let attempt = 0;
     while (!stopping) {
-      const item = outbox.items()[0];
-      if (item === undefined || stream.status !== 'enabled' || stream.delivery.method !== PUSH) {
+      const item = stream.delivery.method === PUSH ? deliverable(outbox.items(), stream.status)[0] : undefined;
+      if (item === undefined || stream.delivery.method !== PUSH) {
         await new Promise<void>((r) => {
           wake = r;
           void stopped.then(r);
@@ -164,35 +181,39 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
       const d = stream.delivery;
       let outcome: PushOutcome;
       try {
-        const res = await doFetch(d.endpoint_url, {
-          method: 'POST',
-          headers: { 'content-type': SET_CONTENT_TYPE, accept: 'application/json', ...(d.authorization_header !== undefined ? { authorization: d.authorization_header } : {}) },
-          body: item.set,
-          signal: AbortSignal.timeout(o.pushTimeoutMs ?? 10_000),
-        });
-        const text = await res.text();
+        const res = await transport(
+          d.endpoint_url,
+          { 'content-type': SET_CONTENT_TYPE, accept: 'application/json', ...(d.authorization_header !== undefined ? { authorization: d.authorization_header } : {}) },
+          item.set,
+          o.pushTimeoutMs ?? 10_000,
+        );
         let errCode: string | undefined;
         try {
-          const body = JSON.parse(text) as { err?: unknown };
+          const body = JSON.parse(res.body) as { err?: unknown };
           errCode = typeof body.err === 'string' ? body.err : undefined;
         } catch {
           errCode = undefined;
         }
         outcome = pushOutcomeOf(res.status, errCode);
+        metrics?.pushed.inc({ outcome, status: String(res.status) });
         if (outcome !== 'delivered') o.logger?.warn({ stream_id: stream.stream_id, jti: item.jti, status: res.status, err: errCode }, 'ssf push not accepted');
       } catch (e) {
         o.logger?.warn({ stream_id: stream.stream_id, jti: item.jti, err: (e as Error).message }, 'ssf push failed');
         outcome = 'retry';
+        metrics?.pushed.inc({ outcome, status: 'error' });
       }
       if (outcome === 'retry') {
         stats.retries++;
+        metrics?.retries.inc();
         attempt++;
         await delay(backoffMs(attempt, o.retryBaseMs ?? 250, o.retryMaxMs ?? 30_000), stopped);
         continue;
       }
       attempt = 0;
-      if (outcome === 'delivered') stats.delivered++;
-      else stats.refused++;
+      if (outcome === 'delivered') {
+        stats.delivered++;
+        lag([item], 'push');
+      } else stats.refused++;
       settle([item.jti]);
     }
   };
@@ -202,8 +223,9 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
     if (stream.status === 'paused') consumer.pause([{ topic: o.trustTopic }]);
     else consumer.resume([{ topic: o.trustTopic }]);
     if (stream.status === 'disabled') {
-      stats.dropped += outbox.size();
-      void commit(outbox.clear());
+      const before = outbox.size();
+      void commit(outbox.clear((i) => i.eventType === EVENT_TYPES.streamUpdated));
+      stats.dropped += before - outbox.size();
     }
     changed();
   };
@@ -248,7 +270,7 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
             let items: Omit<OutboxItem, 'source'>[] = [];
             if (m.value !== null) {
               const r = o.codec.decodeTrust(m.value);
-              if (r.ok) items = await itemsFor(r.value);
+              if (r.ok) items = await itemsFor(r.value, Number(m.timestamp));
               else o.logger?.warn({ offset: m.offset, reason: r.error.message }, 'ssf: skipping unreadable trust record');
             }
             const c0 = outbox.add(source, items);
@@ -270,25 +292,34 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
     },
     async enqueueControl(type, payload) {
       const jti = stableJti(stream.stream_id, type, String(now()), String(Math.random()));
-      outbox.addFree(await sign(type, payload, { format: 'opaque', id: stream.stream_id }, jti));
+      outbox.addFree(await sign(type, payload, { format: 'opaque', id: stream.stream_id }, jti, now()));
       changed();
     },
     async poll(req, maxWaitMs) {
       const settledNow = [...(req.ack ?? []), ...Object.keys(req.setErrs ?? {})];
       for (const [jti, e] of Object.entries(req.setErrs ?? {})) o.logger?.warn({ stream_id: stream.stream_id, jti, err: e.err, description: e.description }, 'ssf poller reported a SET error');
       if (settledNow.length > 0) {
-        stats.delivered += req.ack?.length ?? 0;
-        stats.refused += Object.keys(req.setErrs ?? {}).length;
+        const acked = new Set(req.ack ?? []);
+        const errs = new Set(Object.keys(req.setErrs ?? {}));
+        const known = outbox.items().filter((i) => acked.has(i.jti) || errs.has(i.jti));
+        const ackedItems = known.filter((i) => acked.has(i.jti));
+        // Counted for what was outstanding: a repeated ack of a settled SET changes nothing.
+        stats.delivered += ackedItems.length;
+        stats.refused += known.length - ackedItems.length;
+        metrics?.pollSettled.inc({ outcome: 'acked' }, ackedItems.length);
+        metrics?.pollSettled.inc({ outcome: 'set_err' }, known.length - ackedItems.length);
+        lag(ackedItems, 'poll');
         settle(settledNow);
       }
       const max = Math.min(req.maxEvents ?? 100, 1000);
       const deadline = now() + (req.returnImmediately === true ? 0 : maxWaitMs);
       for (;;) {
         const t = now();
-        const ready = stream.status === 'enabled' ? outbox.items().filter((i) => i.handedAt === undefined || t - i.handedAt >= (o.redeliverAfterMs ?? 30_000)) : [];
+        const ready = deliverable(outbox.items(), stream.status).filter((i) => i.handedAt === undefined || t - i.handedAt >= (o.redeliverAfterMs ?? 30_000));
         if (max === 0 || ready.length > 0 || t >= deadline || stopping) {
           const chosen = ready.slice(0, max);
           for (const i of chosen) i.handedAt = t;
+          metrics?.pollServed.inc(chosen.length);
           return { sets: Object.fromEntries(chosen.map((i) => [i.jti, i.set])), moreAvailable: ready.length > chosen.length };
         }
         await nextChange(Math.min(1000, deadline - t));

@@ -8,6 +8,8 @@ export type OutboxItem = {
   eventType: string;
   /** The trust record it came from; none for verification and stream-updated events. */
   source?: { partition: number; offset: bigint };
+  /** When the thing it reports happened, for the delivery lag (ms): the trust record's Kafka timestamp, a control event's creation. */
+  createdAt?: number;
   /** When a poller was last handed it (ms), for re-delivery of what it did not acknowledge. */
   handedAt?: number;
 };
@@ -26,8 +28,8 @@ export type Outbox = {
   size(): number;
   /** Settles by jti; returns the commits this allows (one per partition that moved). */
   settle(jtis: Iterable<string>): Commit[];
-  /** Drops everything (a disabled stream holds nothing). */
-  clear(): Commit[];
+  /** Drops everything but what `keep` holds on to (a disabled stream holds nothing but the news that it is disabled). */
+  clear(keep?: (item: OutboxItem) => boolean): Commit[];
 };
 
 export const createOutbox = (): Outbox => {
@@ -77,9 +79,14 @@ export const createOutbox = (): Outbox => {
       }
       return commitsOf(touched);
     },
-    clear() {
+    clear(keep) {
       const touched = new Set<number>();
-      for (const item of queue.splice(0)) settleOne(item, touched);
+      const kept: OutboxItem[] = [];
+      for (const item of queue.splice(0)) {
+        if (item.source === undefined && keep?.(item) === true) kept.push(item);
+        else settleOne(item, touched);
+      }
+      queue.push(...kept);
       return commitsOf(touched);
     },
   };

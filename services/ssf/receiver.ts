@@ -13,6 +13,14 @@
 // `err` invalid_request / invalid_key / invalid_issuer / invalid_audience /
 // access_denied; 401/403 without our token or its scope; 413 over the size
 // limit; 503 when Kafka does not ack (the transmitter retries).
+//
+// An upstream that offers poll (RFC 8936) is polled instead of (or besides)
+// pushing: one long-poll loop per upstream with `poll` configured. Each SET
+// it hands out goes through the same steps; what would have answered 202 is
+// acknowledged (`ack`), what would have answered 400 is reported in `setErrs`
+// with the same `err`, and what would have answered 503 is neither, so the
+// transmitter hands it out again. Acks are only dropped once a poll request
+// carrying them was answered 2xx.
 import { createHash } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { createLocalJWKSet, createRemoteJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
@@ -28,6 +36,7 @@ import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
 import { admitEvents, type RejectReason } from '../ingest/admit.ts';
 import { createRecentIds } from '../ingest/recent-ids.ts';
 import type { EventSink } from '../ingest/sink.ts';
+import type { Logger } from '../lib/log.ts';
 import { EVENT_TYPES } from './caep.ts';
 import { SET_CONTENT_TYPE, verifySet, type SetError, type VerifiedSet } from './set.ts';
 
@@ -47,6 +56,14 @@ export const upstreamSchema = z.strictObject({
   opaque_subject_is: z.enum(['session', 'user']).default('session'),
   /** What credential-change and token-claims-change do to the user: revoke consent (default) or a role. */
   credential_change: z.union([z.object({ as: z.literal('consent_revoked') }), z.object({ as: z.literal('role_revoked'), role: z.string().min(1).max(256) })]).default({ as: 'consent_revoked' }),
+  /** Poll the upstream (RFC 8936): its stream's poll endpoint_url and the Authorization it wants. Set by the operator, not a receiver. */
+  poll: z
+    .strictObject({
+      url: z.url({ protocol: /^https?$/ }),
+      authorization_header: z.string().min(1).max(8192).optional(),
+      max_events: z.number().int().min(1).max(1000).default(100),
+    })
+    .optional(),
 });
 export type Upstream = z.infer<typeof upstreamSchema>;
 
@@ -141,29 +158,99 @@ export type ReceiverDeps = {
   maxSetBytes?: number;
   /** For tests: keys instead of fetching jwks_url. */
   keysFor?: (u: Upstream) => JWTVerifyGetKey;
+  logger?: Logger;
+  /** Poll loops: how a poll request is made (tests), the longest a request may take, the backoff after a failure. */
+  pollFetch?: typeof fetch;
+  pollTimeoutMs?: number;
+  pollRetryBaseMs?: number;
+  pollRetryMaxMs?: number;
 };
+
+/** What one SET came to, however it arrived (push or poll). */
+export type SetOutcome =
+  | { kind: 'accepted'; applied: boolean }
+  | { kind: 'rejected'; error: SetError }
+  | { kind: 'unavailable' };
 
 const setErr = (reply: Parameters<typeof sendError>[0], status: number, e: SetError): unknown => reply.code(status).type('application/json').send(e);
 
 const REJECT_ERR: Partial<Record<RejectReason, SetError['err']>> = { missing_scope: 'access_denied', tenant_mismatch: 'access_denied' };
 
-export const receiverRoutes =
-  (deps: ReceiverDeps): FastifyPluginAsyncZod =>
-  async (app) => {
-    const codec = deps.codec ?? createCodec();
-    const clock = deps.clock ?? Date.now;
-    const bounds = deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS;
-    const byId = new Map(deps.upstreams.map((u) => [u.id, u]));
-    const keys = new Map(
-      deps.upstreams.map((u) => [
-        u.id,
-        deps.keysFor?.(u) ?? (u.jwks !== undefined ? createLocalJWKSet(u.jwks as JSONWebKeySet) : createRemoteJWKSet(new URL(u.jwks_url ?? 'invalid:'))),
-      ]),
-    );
-    const seen = new Map(deps.upstreams.map((u) => [u.id, createRecentIds(100_000)]));
-    const recent = createRecentIds(100_000);
-    const received = new Counter({ name: 'trustfold_ssf_received_total', help: 'SETs received, by receiver and outcome', labelNames: ['receiver', 'outcome'], registers: [deps.registry] });
+export type Receiver = {
+  routes: FastifyPluginAsyncZod;
+  /** Verifies, maps and stores one SET from an upstream. */
+  process(u: Upstream, token: string, via: 'push' | 'poll'): Promise<SetOutcome>;
+  /** Starts a poll loop for every upstream with `poll`. */
+  startPolling(): void;
+  close(): Promise<void>;
+};
 
+type PollAnswer = { sets: Record<string, string>; moreAvailable: boolean };
+const pollAnswer = z.object({ sets: z.record(z.string(), z.string()), moreAvailable: z.boolean().optional() });
+
+export const createReceiver = (deps: ReceiverDeps): Receiver => {
+  const codec = deps.codec ?? createCodec();
+  const clock = deps.clock ?? Date.now;
+  const bounds = deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS;
+  const byId = new Map(deps.upstreams.map((u) => [u.id, u]));
+  const keys = new Map(
+    deps.upstreams.map((u) => [
+      u.id,
+      deps.keysFor?.(u) ?? (u.jwks !== undefined ? createLocalJWKSet(u.jwks as JSONWebKeySet) : createRemoteJWKSet(new URL(u.jwks_url ?? 'invalid:'))),
+    ]),
+  );
+  const seen = new Map(deps.upstreams.map((u) => [u.id, createRecentIds(100_000)]));
+  const recent = createRecentIds(100_000);
+  const received = new Counter({ name: 'trustfold_ssf_received_total', help: 'SETs received, by receiver, delivery (push, poll) and outcome', labelNames: ['receiver', 'delivery', 'outcome'], registers: [deps.registry] });
+  const polls = new Counter({ name: 'trustfold_ssf_receiver_polls_total', help: 'Poll requests (RFC 8936) to upstream transmitters, by receiver and result', labelNames: ['receiver', 'result'], registers: [deps.registry] });
+
+  const process = async (u: Upstream, token: string, via: 'push' | 'poll'): Promise<SetOutcome> => {
+    const count = (outcome: string): void => received.inc({ receiver: u.id, delivery: via, outcome });
+    const nowMs = clock();
+    const keySet = keys.get(u.id);
+    const replays = seen.get(u.id);
+    if (keySet === undefined || replays === undefined) return { kind: 'rejected', error: { err: 'invalid_issuer', description: `no receiver "${u.id}"` } };
+    const v = await verifySet(token.trim(), keySet, { issuer: u.issuer, audience: u.audience, nowMs, maxAgeMs: bounds.maxAgeMs, maxFutureSkewMs: bounds.maxFutureSkewMs });
+    if (!v.ok) {
+      count(`rejected_${v.error.err}`);
+      return { kind: 'rejected', error: v.error };
+    }
+    if (replays.digestOf(u.tenant, v.value.claims.jti) !== undefined) {
+      // RFC 8935 §2: answered as if it had not been received before; not applied again.
+      count('replay');
+      return { kind: 'accepted', applied: false };
+    }
+    const mapped = mapCaep(v.value, u, deps.sessionsOfUser);
+    if ('unapplied' in mapped) {
+      count(`unapplied_${mapped.unapplied}`);
+      replays.addAll([{ tenant: u.tenant, id: v.value.claims.jti, digest: '-' }]);
+      return { kind: 'accepted', applied: false };
+    }
+    const ts = typeof v.value.event['event_timestamp'] === 'number' ? v.value.event['event_timestamp'] : v.value.claims.iat;
+    const occurred_at = new Date(Math.min(ts * 1000, nowMs)).toISOString();
+    const raw = mapped.signals.map((sig, i) => ({ type: 'signal', event_id: eventIdFor(u, v.value.claims.jti, i), tenant_id: u.tenant, occurred_at, ...sig }));
+    const caller: Caller = { sub: u.name, tenant: u.tenant, scopes: new Set(u.scopes as Scope[]), expiresAt: Number.MAX_SAFE_INTEGER };
+    const admission = admitEvents(raw, { caller, recent, nowMs, bounds });
+    const first = admission.rejected[0];
+    if (first !== undefined && admission.events.length === 0) {
+      const reason = admission.reasons[0] ?? 'invalid';
+      count(`rejected_${reason}`);
+      return { kind: 'rejected', error: { err: REJECT_ERR[reason] ?? 'invalid_request', description: first.errors.map((e) => `${e.path}: ${e.message}`).join('; ') } };
+    }
+    try {
+      await deps.sink.send(admission.events.map((e) => ({ topic: topicOf(deps.topics, e), key: partitionKeyOf(e), value: codec.encodeEvent(e) })));
+    } catch (e) {
+      deps.logger?.warn({ err: (e as Error).message, receiver: u.id }, 'ssf receiver: produce failed');
+      count('unavailable');
+      return { kind: 'unavailable' };
+    }
+    recent.addAll(admission.events.map((e, i) => ({ tenant: e.tenant_id, id: e.event_id, digest: admission.digests[i] ?? '' })));
+    replays.addAll([{ tenant: u.tenant, id: v.value.claims.jti, digest: '-' }]);
+    count('applied');
+    return { kind: 'accepted', applied: true };
+  };
+
+  const routes: FastifyPluginAsyncZod = async (app) => {
     app.removeContentTypeParser(['application/json']);
     app.addContentTypeParser([SET_CONTENT_TYPE, 'application/jwt', 'application/json'], { parseAs: 'string', bodyLimit: deps.maxSetBytes ?? 65_536 }, (_req, body, done) => done(null, body));
 
@@ -181,48 +268,81 @@ export const receiverRoutes =
         if (u === undefined) return sendError(reply, 404, 'not_found', `no receiver "${id}"`);
         const token = callerOf(req);
         if (!canAccessTenant(token, u.tenant)) return setErr(reply, 403, { err: 'access_denied', description: `the token may not write tenant "${u.tenant}"` });
-        const count = (outcome: string): void => received.inc({ receiver: u.id, outcome });
-        const body = typeof req.body === 'string' ? req.body.trim() : '';
-        const nowMs = clock();
-        const v = await verifySet(body, keys.get(u.id)!, { issuer: u.issuer, audience: u.audience, nowMs, maxAgeMs: bounds.maxAgeMs, maxFutureSkewMs: bounds.maxFutureSkewMs });
-        if (!v.ok) {
-          count(`rejected_${v.error.err}`);
-          return setErr(reply, 400, v.error);
-        }
-        const replays = seen.get(u.id)!;
-        if (replays.digestOf(u.tenant, v.value.claims.jti) !== undefined) {
-          count('replay');
-          return reply.code(202).send();
-        }
-        const mapped = mapCaep(v.value, u, deps.sessionsOfUser);
-        if ('unapplied' in mapped) {
-          count(`unapplied_${mapped.unapplied}`);
-          replays.addAll([{ tenant: u.tenant, id: v.value.claims.jti, digest: '-' }]);
-          return reply.code(202).send();
-        }
-        const ts = typeof v.value.event['event_timestamp'] === 'number' ? v.value.event['event_timestamp'] : v.value.claims.iat;
-        const occurred_at = new Date(Math.min(ts * 1000, nowMs)).toISOString();
-        const raw = mapped.signals.map((s, i) => ({ type: 'signal', event_id: eventIdFor(u, v.value.claims.jti, i), tenant_id: u.tenant, occurred_at, ...s }));
-        const caller: Caller = { sub: u.name, tenant: u.tenant, scopes: new Set(u.scopes as Scope[]), expiresAt: Number.MAX_SAFE_INTEGER };
-        const admission = admitEvents(raw, { caller, recent, nowMs, bounds });
-        const first = admission.rejected[0];
-        if (first !== undefined && admission.events.length === 0) {
-          const reason = admission.reasons[0] ?? 'invalid';
-          count(`rejected_${reason}`);
-          return setErr(reply, 400, { err: REJECT_ERR[reason] ?? 'invalid_request', description: first.errors.map((e) => `${e.path}: ${e.message}`).join('; ') });
-        }
-        try {
-          await deps.sink.send(admission.events.map((e) => ({ topic: topicOf(deps.topics, e), key: partitionKeyOf(e), value: codec.encodeEvent(e) })));
-        } catch (e) {
-          req.log.warn({ err: (e as Error).message }, 'ssf receiver: produce failed; answering 503');
-          count('unavailable');
-          reply.header('retry-after', '2');
-          return sendError(reply, 503, 'kafka_unavailable', 'signals not stored (Kafka unavailable); retry');
-        }
-        recent.addAll(admission.events.map((e, i) => ({ tenant: e.tenant_id, id: e.event_id, digest: admission.digests[i] ?? '' })));
-        replays.addAll([{ tenant: u.tenant, id: v.value.claims.jti, digest: '-' }]);
-        count('applied');
-        return reply.code(202).send();
+        const r = await process(u, typeof req.body === 'string' ? req.body : '', 'push');
+        if (r.kind === 'accepted') return reply.code(202).send();
+        if (r.kind === 'rejected') return setErr(reply, 400, r.error);
+        reply.header('retry-after', '2');
+        return sendError(reply, 503, 'kafka_unavailable', 'signals not stored (Kafka unavailable); retry');
       },
     );
   };
+
+  const stopping = new AbortController();
+  const loops: Promise<void>[] = [];
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      stopping.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+
+  const pollLoop = async (u: Upstream, p: NonNullable<Upstream['poll']>): Promise<void> => {
+    const doFetch = deps.pollFetch ?? fetch;
+    let ack: string[] = [];
+    let setErrs: Record<string, { err: string; description: string }> = {};
+    let failures = 0;
+    while (!stopping.signal.aborted) {
+      let answer: PollAnswer;
+      try {
+        const res = await doFetch(p.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json', ...(p.authorization_header !== undefined ? { authorization: p.authorization_header } : {}) },
+          body: JSON.stringify({ maxEvents: p.max_events, returnImmediately: false, ack, setErrs }),
+          signal: AbortSignal.any([stopping.signal, AbortSignal.timeout(deps.pollTimeoutMs ?? 60_000)]),
+        });
+        const text = await res.text();
+        if (res.status < 200 || res.status > 299) throw new Error(`poll answered ${res.status}: ${text.slice(0, 200)}`);
+        const parsed = pollAnswer.safeParse(JSON.parse(text));
+        if (!parsed.success) throw new Error(`poll answer is not RFC 8936: ${parsed.error.issues[0]?.message ?? ''}`);
+        answer = { sets: parsed.data.sets, moreAvailable: parsed.data.moreAvailable ?? false };
+        polls.inc({ receiver: u.id, result: 'ok' });
+      } catch (e) {
+        if (stopping.signal.aborted) return;
+        polls.inc({ receiver: u.id, result: 'failed' });
+        failures++;
+        deps.logger?.warn({ err: (e as Error).message, receiver: u.id }, 'ssf receiver: poll failed; retrying');
+        // The acks of this request were not seen by the transmitter: they go with the next one.
+        await sleep(Math.min(deps.pollRetryMaxMs ?? 30_000, (deps.pollRetryBaseMs ?? 500) * 2 ** Math.min(16, failures - 1)));
+        continue;
+      }
+      failures = 0;
+      ack = [];
+      setErrs = {};
+      let unavailable = false;
+      for (const [jti, set] of Object.entries(answer.sets)) {
+        const r = await process(u, set, 'poll');
+        if (r.kind === 'accepted') ack.push(jti);
+        else if (r.kind === 'rejected') setErrs[jti] = { err: r.error.err, description: r.error.description };
+        else unavailable = true; // neither acked nor refused: the transmitter hands it out again
+      }
+      if (unavailable) await sleep(deps.pollRetryBaseMs ?? 500);
+    }
+  };
+
+  return {
+    routes,
+    process,
+    startPolling() {
+      for (const u of deps.upstreams) if (u.poll !== undefined) loops.push(pollLoop(u, u.poll));
+    },
+    async close() {
+      stopping.abort();
+      await Promise.all(loops);
+    },
+  };
+};
+
+/** The push endpoint alone (no poll loops). */
+export const receiverRoutes = (deps: ReceiverDeps): FastifyPluginAsyncZod => createReceiver(deps).routes;

@@ -14,7 +14,9 @@ import type { EventSink } from '../ingest/sink.ts';
 import { DEFAULT_TRANSMIT_MAPPING, type TransmitMapping } from './caep.ts';
 import type { SsfConfig } from './config.ts';
 import { loadOrCreateSigningKey } from './keys.ts';
-import { receiverRoutes } from './receiver.ts';
+import { createPushTransport } from './endpoint.ts';
+import { createSsfMetrics } from './metrics.ts';
+import { createReceiver } from './receiver.ts';
 import { ssfRoutes } from './routes.ts';
 import { createKafkaStreamStore } from './store.ts';
 import { createTransmitter, type TransmitterOptions } from './transmitter.ts';
@@ -53,6 +55,10 @@ export const startSsfRole = async (d: SsfRoleDeps): Promise<SsfRole> => {
     await admin.disconnect();
   }
   const store = await createKafkaStreamStore({ kafka: d.kafka, topic: d.ssf.streamsTopic, logger: d.logger });
+  const endpointPolicy = { allowPrivate: d.ssf.allowPrivateEndpoints };
+  if (endpointPolicy.allowPrivate) d.logger.warn('TRUSTFOLD_SSF_ALLOW_PRIVATE_ENDPOINTS: push streams may send to http:// and private addresses (local development only)');
+  let outstanding = (): number => 0;
+  const metrics = createSsfMetrics(d.registry, () => outstanding());
   const transmitter = await createTransmitter({
     kafka: d.kafka,
     store,
@@ -64,13 +70,27 @@ export const startSsfRole = async (d: SsfRoleDeps): Promise<SsfRole> => {
     readUncommitted: d.readUncommitted,
     groupPrefix: `${d.config.kafka.clientId}-ssf`,
     logger: d.logger,
-    ...(d.delivery !== undefined ? { delivery: d.delivery } : {}),
+    metrics,
+    inactivityAction: d.ssf.inactivityAction,
+    delivery: {
+      pushTimeoutMs: d.ssf.pushTimeoutMs,
+      retryBaseMs: d.ssf.retryBaseMs,
+      retryMaxMs: d.ssf.retryMaxMs,
+      transport: createPushTransport(endpointPolicy),
+      ...d.delivery,
+    },
   });
-  await d.app.register(ssfRoutes({ issuer, publicJwk: key.publicJwk, store, transmitter, minVerificationIntervalS: d.ssf.minVerificationIntervalS, inactivityTimeoutS: d.ssf.inactivityTimeoutS }));
-  await d.app.register(receiverRoutes({ upstreams: d.ssf.upstreams, sink: d.sink, topics: d.config.topics, registry: d.registry, sessionsOfUser: d.sessionsOfUser, eventTime: d.config.eventTime }));
+  outstanding = () => transmitter.outstanding();
+  await d.app.register(
+    ssfRoutes({ issuer, publicJwk: key.publicJwk, store, transmitter, minVerificationIntervalS: d.ssf.minVerificationIntervalS, inactivityTimeoutS: d.ssf.inactivityTimeoutS, endpointPolicy }),
+  );
+  const receiver = createReceiver({ upstreams: d.ssf.upstreams, sink: d.sink, topics: d.config.topics, registry: d.registry, sessionsOfUser: d.sessionsOfUser, eventTime: d.config.eventTime, logger: d.logger });
+  await d.app.register(receiver.routes);
+  receiver.startPolling();
   return {
     issuer,
     close: async () => {
+      await receiver.close();
       await transmitter.close();
       await store.close();
     },

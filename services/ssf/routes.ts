@@ -9,6 +9,7 @@ import { isOperator, OPERATOR_TENANT, type Caller } from '../lib/auth.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
 import { uuidv7 } from '../../schemas/ids.ts';
 import { streamUpdatedPayload, STREAM_UPDATED, VERIFICATION } from './delivery.ts';
+import { endpointProblem, type EndpointPolicy } from './endpoint.ts';
 import type { StreamStore } from './store.ts';
 import {
   addSubject,
@@ -45,6 +46,8 @@ export type SsfRoutesDeps = {
   transmitter: Transmitter;
   minVerificationIntervalS: number;
   inactivityTimeoutS: number;
+  /** Which push endpoint_url values are accepted (endpoint.ts). */
+  endpointPolicy: EndpointPolicy;
   /** Longest a poll waits with returnImmediately false (ms). Default 15 s. */
   longPollMs?: number;
   clock?: () => Date;
@@ -93,7 +96,18 @@ export const ssfRoutes =
         await sendError(reply, 404, 'not_found', `no stream "${streamId}"`);
         return undefined;
       }
+      // Any management call naming the stream, and every poll, is the receiver's activity (SSF 1.0 §8.1.1).
+      deps.transmitter.touch(s.stream_id);
       return s;
+    };
+    /** Answers 400 naming delivery.endpoint_url when a push endpoint is not acceptable. */
+    const endpointRefused = async (body: { delivery?: { method: string; endpoint_url?: string | undefined } | undefined }, reply: Reply): Promise<boolean> => {
+      const d = body.delivery;
+      if (d === undefined || d.method !== PUSH || d.endpoint_url === undefined) return false;
+      const problem = await endpointProblem(d.endpoint_url, deps.endpointPolicy);
+      if (problem === undefined) return false;
+      await sendError(reply, 400, 'bad_request', `delivery.endpoint_url ${problem}`, [{ path: 'delivery.endpoint_url', message: problem }]);
+      return true;
     };
     const save = async (s: StreamRecord): Promise<void> => {
       await deps.store.put(s);
@@ -119,6 +133,7 @@ export const ssfRoutes =
       const caller = callerOf(req);
       const t = tenantOf(caller, req.query.tenant);
       if (!t.ok) return sendError(reply, 403, 'forbidden', t.message);
+      if (await endpointRefused(req.body, reply)) return reply;
       const now = clock();
       const s = createStream(req.body, { streamId: uuidv7(now.getTime()), tenant: t.tenant, defaultAud: caller.sub, now: now.toISOString() }, defaults);
       await deps.transmitter.open(s);
@@ -149,6 +164,7 @@ export const ssfRoutes =
         handler: async (req, reply) => {
           const s = await owned(callerOf(req), req.query.tenant, req.body.stream_id, reply);
           if (s === undefined) return reply;
+          if (await endpointRefused(req.body, reply)) return reply;
           const next = op(s, req.body, clock().toISOString(), defaults);
           await save(next);
           return reply.send(publicView(next, deps.issuer));

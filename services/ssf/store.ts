@@ -8,7 +8,7 @@
 // stream's delivery position is a Kafka consumer-group offset anyway.
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
-import { retryTransient } from '../lib/kafka.ts';
+import { endOffsets, trackCatchUp } from '../projector/catch-up.ts';
 import type { Logger } from '../lib/log.ts';
 import type { StreamRecord } from './streams.ts';
 
@@ -76,40 +76,32 @@ export const createKafkaStreamStore = async (o: { kafka: Kafka; topic: string; l
 
   const admin = o.kafka.admin();
   await admin.connect();
-  const targets = new Map<number, bigint>();
+  let targets: Map<number, bigint>;
   try {
-    for (const p of await retryTransient(() => admin.fetchTopicOffsets(o.topic))) {
-      if (BigInt(p.high) > BigInt(p.low)) targets.set(p.partition, BigInt(p.high));
-    }
+    targets = await endOffsets(admin, o.topic);
   } finally {
     await admin.disconnect();
   }
-  let caughtUp!: () => void;
-  const loaded = new Promise<void>((r) => (caughtUp = r));
-  if (targets.size === 0) caughtUp();
 
   const consumer = o.kafka.consumer({ groupId: `trustfold-ssf-streams-${randomUUID()}`, maxWaitTimeInMs: 250 });
+  // The same "read everything that was there at start" test as the TrustView's.
+  const caught = trackCatchUp(consumer, o.topic, targets);
   await consumer.connect();
   await consumer.subscribe({ topic: o.topic, fromBeginning: true });
   await consumer.run({
     autoCommit: false,
-    eachMessage: async ({ partition, message }) => {
+    eachMessage: async ({ message }) => {
       const id = message.key?.toString('utf8');
-      if (id !== undefined) {
-        try {
-          apply(id, message.value === null ? undefined : (JSON.parse(message.value.toString('utf8')) as StreamRecord));
-        } catch (e) {
-          o.logger?.warn({ err: (e as Error).message, offset: message.offset }, 'skipping unreadable ssf stream record');
-        }
-      }
-      const target = targets.get(partition);
-      if (target !== undefined && BigInt(message.offset) + 1n >= target) {
-        targets.delete(partition);
-        if (targets.size === 0) caughtUp();
+      if (id === undefined) return;
+      try {
+        apply(id, message.value === null ? undefined : (JSON.parse(message.value.toString('utf8')) as StreamRecord));
+      } catch (e) {
+        o.logger?.warn({ err: (e as Error).message, offset: message.offset }, 'skipping unreadable ssf stream record');
       }
     },
   });
-  await loaded;
+  await caught.done;
+  caught.dispose();
 
   const producer: Producer = o.kafka.producer({ idempotent: true });
   await producer.connect();

@@ -38,7 +38,7 @@ export type StreamRecord = {
   events_delivered: string[];
   delivery: Delivery;
   description?: string;
-  /** Seconds; stored and shown, not enforced (see README). */
+  /** Seconds without receiver activity before trustfold pauses (or disables) the stream; 0: none. */
   inactivity_timeout: number;
   min_verification_interval: number;
   status: StreamStatus;
@@ -153,7 +153,7 @@ export const publicView = (s: StreamRecord, issuer: string): Record<string, unkn
   delivery: s.delivery.method === PUSH ? { method: PUSH, endpoint_url: s.delivery.endpoint_url } : s.delivery,
   ...(s.description !== undefined ? { description: s.description } : {}),
   min_verification_interval: s.min_verification_interval,
-  inactivity_timeout: s.inactivity_timeout,
+  ...(s.inactivity_timeout > 0 ? { inactivity_timeout: s.inactivity_timeout } : {}),
 });
 
 /** Event types sent whatever was requested (SSF 1.0 §8.1.4, §8.1.5). */

@@ -21,7 +21,7 @@ import { createLogger } from '../../services/lib/log.ts';
 import { uuidv7 } from '../../schemas/ids.ts';
 import { createTrustView } from '../../services/pdp-client/trust-view.ts';
 import { EVENT_TYPES } from '../../services/ssf/caep.ts';
-import { startSystem, type System } from '../../services/system.ts';
+import { startSystem, type System } from '../helpers/system.ts';
 import { getTestKafka, topicEnv, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { waitFor } from '../helpers/projector.ts';
 
@@ -61,6 +61,8 @@ test('SSF: push with retry, poll with ack, our receiver revoking a session from 
     TRUSTFOLD_DATA_DIR: dataDir,
     TRUSTFOLD_JWT_SECRET: secret,
     TRUSTFOLD_SSF_ISSUER: issuer,
+    // The test's receivers listen on 127.0.0.1 over http.
+    TRUSTFOLD_SSF_ALLOW_PRIVATE_ENDPOINTS: 'true',
     LOG_LEVEL: 'silent',
     TRUSTFOLD_SSF_RECEIVERS: JSON.stringify([{ id: 'tf-acme', name: 'trustfold-acme', tenant: 'beta', issuer, audience: 'trustfold-beta', jwks_url: `${issuer}/v1/ssf/jwks` }]),
   };
