@@ -8,7 +8,7 @@ import { bandInputOf, computeBand, type TimelineEntry } from '../../services/con
 import { ago, count, localText, timeLeft, utcText } from '../../services/console/web/lib/format.ts';
 import { describeFreeze, prepareFreeze } from '../../services/console/web/lib/freeze.ts';
 import { applyState, liveView, matchesFilter, type LiveStore } from '../../services/console/web/lib/live.ts';
-import { parseRoute, routeHref, signInLink } from '../../services/console/web/lib/routes.ts';
+import { parseRoute, routeHref, signInHref, signInLink } from '../../services/console/web/lib/routes.ts';
 import { formOf, parseTimeInput, searchQuery, windowQuery } from '../../services/console/web/lib/search.ts';
 import { createSseParser, type SseEvent } from '../../services/console/web/lib/sse.ts';
 import { EFFECT_ORDER, TIER_ORDER } from '../../services/console/web/lib/types.ts';
@@ -179,12 +179,18 @@ describe('routes and the sign-in link', () => {
     for (const h of ['', '#', '#/nope', '#/session', '#/session/', '#/session/%E0%A4%A']) assert.deepEqual(parseRoute(h), { view: 'live', params: {} }, h);
   });
 
-  test('#token= carries the token and where to go; nothing else is a sign-in link', () => {
-    assert.deepEqual(signInLink('#token=eyJ.a.b'), { token: 'eyJ.a.b', next: '#/live' });
-    assert.deepEqual(signInLink(`#token=eyJ.a.b&next=${encodeURIComponent('#/session/S-9')}`), { token: 'eyJ.a.b', next: '#/session/S-9' });
-    assert.deepEqual(signInLink('#token=t&next=https%3A%2F%2Fevil'), { token: 't', next: '#/live' }, 'next stays inside the console');
+  test('#code= carries the one-time code and where to go; #token= is recognised only to be refused; nothing else is a sign-in link', () => {
+    const code = 'a'.repeat(43);
+    assert.deepEqual(signInLink(`#code=${code}`), { kind: 'code', code, next: '#/live' });
+    assert.deepEqual(signInLink(`#code=${code}&next=${encodeURIComponent('#/session/S-9')}`), { kind: 'code', code, next: '#/session/S-9' });
+    assert.deepEqual(signInLink('#code=c&next=https%3A%2F%2Fevil'), { kind: 'code', code: 'c', next: '#/live' }, 'next stays inside the console');
+    assert.deepEqual(signInLink('#code=c&next=%E0%A4%A'), { kind: 'code', code: 'c', next: '#/live' }, 'a broken next: the default view');
+    assert.deepEqual(signInLink('#token=eyJ.a.b&next=%23%2Flive'), { kind: 'token', next: '#/live' }, 'no token is taken from an address');
     assert.equal(signInLink('#/live'), undefined);
+    assert.equal(signInLink('#code='), undefined);
     assert.equal(signInLink('#token='), undefined);
+    assert.equal(signInHref('http://h/console', code, '#/freezes'), `http://h/console#code=${code}&next=%23%2Ffreezes`);
+    assert.deepEqual(signInLink(new URL(signInHref('http://h/console', code, '#/freezes')).hash), { kind: 'code', code, next: '#/freezes' });
   });
 });
 

@@ -1,7 +1,7 @@
 // The console's addresses: every view is a URL fragment, so every id is a
 // link, reloads keep the view, and nothing of it reaches a server log.
-// `#token=…` is the sign-in link `npm start` prints; the page takes the token
-// out of the address at once.
+// `#code=…` is the one-time sign-in link `npm start` prints; the page takes it
+// out of the address at once and trades the code for a token.
 export type View = 'live' | 'session' | 'decision' | 'delegator' | 'search' | 'freezes' | 'signin';
 export type Route = { view: View; id?: string; params: Record<string, string> };
 
@@ -42,16 +42,29 @@ export const routeHref = (view: View, id?: string, params: Record<string, string
   return qs === '' ? path : `${path}?${qs}`;
 };
 
-/** The token of a `#token=…` sign-in link, and where to go after; undefined for any other fragment. */
-export const signInLink = (hash: string): { token: string; next: string } | undefined => {
-  const m = /^#token=([^&]+)(?:&next=(.*))?$/.exec(hash);
-  if (m?.[1] === undefined) return undefined;
+/**
+ * A sign-in link's fragment: `#code=<one-time code>&next=<route>` (what `npm
+ * start` prints), or the old `#token=…` form, which the page no longer takes
+ * (a token in an address is a token in the history): it is taken out of the
+ * address bar all the same, and the reader is asked to paste it. Undefined for
+ * any other fragment.
+ */
+export type SignInLink = { kind: 'code'; code: string; next: string } | { kind: 'token'; next: string };
+
+export const signInLink = (hash: string): SignInLink | undefined => {
+  const m = /^#(code|token)=([^&]+)(?:&next=(.*))?$/.exec(hash);
+  if (m?.[1] === undefined || m[2] === undefined) return undefined;
   let next = '#/live';
   try {
-    const n = m[2] === undefined ? '' : decodeURIComponent(m[2]);
+    const n = m[3] === undefined ? '' : decodeURIComponent(m[3]);
     if (n.startsWith('#/')) next = n;
   } catch {
     // a broken next: the default view
   }
-  return { token: decodeURIComponent(m[1]), next };
+  if (m[1] === 'token') return { kind: 'token', next };
+  return { kind: 'code', code: m[2], next };
 };
+
+/** A sign-in link of the page at `base` (tests and the server print these): the code in the fragment only. */
+export const signInHref = (base: string, code: string, next?: string): string =>
+  `${base}#code=${code}${next !== undefined ? `&next=${encodeURIComponent(next)}` : ''}`;

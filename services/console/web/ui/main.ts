@@ -1,6 +1,7 @@
-// The console's shell: sign-in (a pasted token, or the `#token=` link `npm
-// start` prints, taken out of the address bar at once), who is signed in, the
-// views the token's scopes allow, and the router between them.
+// The console's shell: sign-in (a pasted token, or the one-time `#code=` link
+// `npm start` prints, taken out of the address bar at once and traded for a
+// token), who is signed in, the views the token's scopes allow, and the
+// router between them.
 import { abilitiesOf, homeView, type Identity } from '../lib/access.ts';
 import { timeLeft } from '../lib/format.ts';
 import { parseRoute, routeHref, signInLink, type View } from '../lib/routes.ts';
@@ -92,7 +93,7 @@ function showSignIn(message?: string): void {
       },
     },
     h('h1', null, 'Sign in'),
-    h('p', { attrs: { id: 'signin-help' } }, 'Paste a bearer token (the operator token `npm start` prints, or one from `trustfold token`), or open the console link `npm start` prints. The token stays in this tab only.'),
+    h('p', { attrs: { id: 'signin-help' } }, 'Paste a bearer token (the operator token `npm start` prints, or one from `trustfold token`), or open the one-time console link `npm start` prints. The token stays in this tab only.'),
     h('label', { attrs: { for: 'token' } }, 'Token'),
     box,
     h('button', { attrs: { type: 'submit' } }, 'Sign in'),
@@ -200,12 +201,31 @@ window.addEventListener('hashchange', () => {
   route();
 });
 
+/** A sign-in link's code → a token, once (POST, the code in the body). Undefined, with the prompt shown, when refused. */
+async function redeem(code: string): Promise<string | undefined> {
+  const wait = h('p', { class: 'status busy', attrs: { role: 'status' } }, 'Signing in with the link…');
+  main.replaceChildren(wait);
+  try {
+    const res = await fetch('/console/api/sign-in', { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, cache: 'no-store', body: JSON.stringify({ code }) });
+    const body = (await res.json().catch(() => ({}))) as { token?: unknown; error?: { code?: string; message?: string } };
+    if (res.ok && typeof body.token === 'string') return body.token;
+    const why = body.error?.message ?? `${res.status} ${res.statusText}`;
+    showSignIn(`The sign-in link did not work: ${why}. Paste the token \`npm start\` printed (or one from \`trustfold token\`).`);
+  } catch (e) {
+    showSignIn(`The sign-in link could not be checked: ${e instanceof Error ? e.message : String(e)}.`);
+  }
+  return undefined;
+}
+
 async function boot(): Promise<void> {
   const fromLink = signInLink(location.hash);
   if (fromLink !== undefined) {
     // Out of the address bar and the history before anything else happens.
     history.replaceState(null, '', `${location.pathname}${fromLink.next}`);
-    return signIn(fromLink.token, h('p'));
+    if (fromLink.kind === 'token') return showSignIn('Sign-in links carry a one-time code now, not a token: paste the token instead.');
+    const t = await redeem(fromLink.code);
+    if (t === undefined) return;
+    return signIn(t, h('p'));
   }
   if (token === undefined) return showSignIn();
   return signIn(token, h('p'));
