@@ -8,7 +8,7 @@ import { uuidv7 } from '../schemas/ids.ts';
 import { mintToken } from '../services/lib/auth.ts';
 import { parseConfig } from '../services/lib/config.ts';
 import type { TrustLookup } from '../services/pdp-client/trust-view.ts';
-import { setUpAuth } from '../services/system.ts';
+import { setUpAuth } from '../services/lib/auth.ts';
 import { createPdpGate } from './pdp/gate.ts';
 
 const TENANT = 'acme';

@@ -4,14 +4,15 @@
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ALL_TENANTS_SCOPE, mintToken, OPERATOR_TENANT, SCOPES } from './lib/auth.ts';
-import { parseConfig, type Config } from './lib/config.ts';
+import { ALL_TENANTS_SCOPE, mintToken, OPERATOR_TENANT, SCOPES, setUpAuth } from './lib/auth.ts';
+import { fieldErrorReport, parseConfig, type Config } from './lib/config.ts';
 import { errorMessage } from './lib/errors.ts';
 import { startKafkaBroker, type KafkaBroker } from './local-kafka/index.ts';
 import { createLogger } from './lib/log.ts';
 import { runCli } from './cli/cli.ts';
 import { runAuditCli } from './cli/audit.ts';
-import { parseRoles, setUpAuth, startSystem } from './system.ts';
+import { parseRoles, parseSettings, type Settings } from './roles/settings.ts';
+import { startSystem } from './system.ts';
 import { signInCodes } from './console/signin.ts';
 
 const USAGE = `trustfold — event-sourced audit and session trust for AI agents
@@ -36,7 +37,15 @@ const OPERATOR_TOKEN_TTL_SECONDS = 3600;
 const configOrExit = (env: Record<string, string | undefined>): Config => {
   const r = parseConfig(env);
   if (r.ok) return r.value;
-  process.stderr.write(`trustfold: invalid configuration\n${r.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}\n`);
+  process.stderr.write(fieldErrorReport('trustfold: invalid configuration', r.error));
+  process.exit(2);
+};
+
+/** `serve`'s one parse: the common configuration and the settings of every role it runs, all bad variables named at once. */
+const settingsOrExit = (env: Record<string, string | undefined>, roles: Parameters<typeof parseSettings>[1]): Settings => {
+  const r = parseSettings(env, roles);
+  if (r.ok) return r.value;
+  process.stderr.write(fieldErrorReport('trustfold: invalid configuration', r.error));
   process.exit(2);
 };
 
@@ -53,7 +62,8 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
     process.stderr.write(`trustfold serve: ${roles.error}\n`);
     return 2;
   }
-  const config = configOrExit(env);
+  const settings = settingsOrExit(env, roles.value);
+  const { config } = settings;
   const logger = createLogger('trustfold', config.logLevel);
   const say = (s: string): void => void process.stderr.write(`${s}\n`);
 
@@ -69,7 +79,7 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
 
   let system;
   try {
-    system = await startSystem({ config, roles: roles.value, brokers, logger, env });
+    system = await startSystem({ settings, roles: roles.value, brokers, logger });
   } catch (e) {
     say(`trustfold serve: failed to start: ${errorMessage(e)}`);
     await broker?.stop();

@@ -232,3 +232,21 @@ export const loadOrCreateLocalSecret = (file: string): { secret: string; created
   writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
   return { secret, created: true };
 };
+
+export type AuthSetup = { authenticator: Authenticator; localSecret?: string; secretFile?: string; created?: boolean; tightened?: boolean };
+
+/** The configured key, or in local mode a generated secret kept in the data dir. */
+export const setUpAuth = (config: { auth: AuthConfig; dataDir: string }): AuthSetup => {
+  if (config.auth.secret !== undefined || config.auth.jwksUrl !== undefined) {
+    return { authenticator: createAuthenticator(config.auth) };
+  }
+  const file = localSecretFile(config);
+  const { secret, created, tightened } = loadOrCreateLocalSecret(file);
+  return {
+    authenticator: createAuthenticator({ ...config.auth, secret }),
+    localSecret: secret,
+    secretFile: file,
+    created,
+    ...(tightened === true ? { tightened } : {}),
+  };
+};

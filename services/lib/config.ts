@@ -215,18 +215,31 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
   });
 };
 
+/**
+ * The one formatter of configuration errors (every parser returns FieldError[]):
+ * `PATH: message` per field, joined by `separator` (one per line for a
+ * terminal, `; ` inside an exception message).
+ */
+export const formatFieldErrors = (errors: readonly FieldError[], separator = '; '): string =>
+  errors.map((e) => `${e.path}: ${e.message}`).join(separator);
+
+/** What a terminal shows for a bad configuration: a title, then each field indented on its own line. */
+export const fieldErrorReport = (title: string, errors: readonly FieldError[]): string =>
+  `${title}\n${errors.map((e) => `  ${formatFieldErrors([e])}`).join('\n')}\n`;
+
+/** A parse result, or an exception naming every bad field (for callers that cannot return a Result). */
+export const valueOrThrow = <T>(what: string, r: Result<T, FieldError[]>): T => {
+  if (r.ok) return r.value;
+  throw new Error(`invalid ${what}: ${formatFieldErrors(r.error)}`);
+};
+
 /** For main entry points: parse or exit with every bad variable named. */
 export const loadConfig = (env: Record<string, string | undefined> = process.env): Config => {
   const r = parseConfig(env);
   if (r.ok) return r.value;
-  const lines = r.error.map((e) => `  ${e.path}: ${e.message}`).join('\n');
-  process.stderr.write(`trustfold: invalid configuration\n${lines}\n`);
+  process.stderr.write(fieldErrorReport('trustfold: invalid configuration', r.error));
   process.exit(2);
 };
 
 /** A test or embedded config: the defaults with the given overrides. */
-export const configFrom = (env: Record<string, string | undefined>): Config => {
-  const r = parseConfig(env);
-  if (!r.ok) throw new Error(`invalid config: ${r.error.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
-  return r.value;
-};
+export const configFrom = (env: Record<string, string | undefined>): Config => valueOrThrow('config', parseConfig(env));

@@ -18,7 +18,7 @@ import { mintToken, OPERATOR_TENANT, SCOPES } from '../../services/lib/auth.ts';
 import { createSseParser } from '../../services/console/web/lib/sse.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { ALL_ROLES, startSystem, type System } from '../../services/system.ts';
+import { ALL_ROLES, startSystem, type System } from '../helpers/system.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { SCOPES, mintToken, OPERATOR_TENANT } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { startSystem, type System } from '../../services/system.ts';
+import { startSystem, type System } from '../helpers/system.ts';
 import { getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 import { newEventId } from '../helpers/projector.ts';
 

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { mintToken, OPERATOR_TENANT, SCOPES } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { ALL_ROLES, startSystem, type System } from '../../services/system.ts';
+import { ALL_ROLES, startSystem, type System } from '../helpers/system.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 
 const SCHEMATHESIS = join(process.cwd(), '.cache', 'schemathesis', 'bin', 'schemathesis');

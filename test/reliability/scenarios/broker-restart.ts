@@ -12,7 +12,7 @@ import { createClickHouse } from '../../../services/lib/clickhouse.ts';
 import { configFrom } from '../../../services/lib/config.ts';
 import { createKafka } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
-import { startSystem } from '../../../services/system.ts';
+import { startSystem } from '../../helpers/system.ts';
 import { createWorkload, freshFold, latestTrust, printFigure, readEvents, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, trustDifferences, uniqueEnv, waitUntil, type Figure, type TestBroker } from '../harness.ts';
 
 export type BrokerRestartOptions = { broker: TestBroker; eventsBefore: number; downMs: number; eventsAfter: number; log?: (s: string) => void };

@@ -12,7 +12,7 @@ import { createClickHouse } from '../../../services/lib/clickhouse.ts';
 import { configFrom } from '../../../services/lib/config.ts';
 import { createKafka, ensureTopics, topicLayout } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
-import { startSystem } from '../../../services/system.ts';
+import { startSystem } from '../../helpers/system.ts';
 import {
   createWorkload,
   dataEnds,

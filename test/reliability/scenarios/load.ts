@@ -9,7 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { mintToken } from '../../../services/lib/auth.ts';
 import { configFrom } from '../../../services/lib/config.ts';
 import { createLogger } from '../../../services/lib/log.ts';
-import { startSystem } from '../../../services/system.ts';
+import { startSystem } from '../../helpers/system.ts';
 import { openSse } from '../../helpers/sse.ts';
 import { createWorkload, printFigure, rssMb, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, uniqueEnv, type Figure } from '../harness.ts';
 

@@ -13,7 +13,7 @@ import { createClickHouse } from '../../../services/lib/clickhouse.ts';
 import { configFrom } from '../../../services/lib/config.ts';
 import { createKafka, DEAD_LETTER_HEADERS, partitionKeyOf, sessionKey } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
-import { startSystem } from '../../../services/system.ts';
+import { startSystem } from '../../helpers/system.ts';
 import { incident } from '../../helpers/audit-incident.ts';
 import { codec, decisionEvent, printFigure, readTopics, riskSignal, sessionStartedEvent, tempDir, uniqueEnv, waitUntil, type Figure } from '../harness.ts';
 

@@ -1,0 +1,29 @@
+// The audit-sink role: Kafka → ClickHouse, write-once (services/audit-sink/).
+import { auditSinkGroupOf } from '../audit-sink/group.ts';
+import { createAuditSink } from '../audit-sink/sink.ts';
+import type { RoleContext, RoleModule } from './role.ts';
+
+export const auditSinkRole = (ctx: RoleContext): RoleModule => {
+  const { config } = ctx;
+  const sink = createAuditSink({
+    kafka: ctx.kafka,
+    clickhouse: ctx.openClickHouse(),
+    database: config.clickhouse.database,
+    cluster: config.clickhouse.cluster,
+    topics: config.topics,
+    groupId: auditSinkGroupOf(config.kafka.clientId),
+    registry: ctx.registry,
+    log: ctx.logger.child({ role: 'audit-sink' }),
+  });
+  let started = false;
+  return {
+    start: async () => {
+      await sink.start();
+      started = true;
+    },
+    readiness: () => [{ name: 'audit_sink', check: async () => (sink.isRunning() ? true : 'consumer stopped') }],
+    close: async () => {
+      if (started) await sink.stop();
+    },
+  };
+};
