@@ -1,8 +1,13 @@
-// One decision: its story, the trust state it met, the signals behind it,
-// the token, the provenance, and the raw record.
+// One decision: its story, what the PDP knew against what was true (the
+// trust version it decided on, the one in force, how far behind), the trust
+// state it met, the signals behind it, the token, the provenance, the raw
+// record, and its inclusion proof in the tamper-evident log, checked here.
 import { signalLabel } from '../../lib/band.ts';
+import { checkProof, type RecordProof } from '../../lib/proof.ts';
 import { routeHref } from '../../lib/routes.ts';
+import { FINDING_TEXT, lagLine, type TrustBasis, type TrustSummary } from '../../lib/trust-lag.ts';
 import type { SessionTrust } from '../../lib/types.ts';
+import { ApiError } from '../api.ts';
 import { qs, tenantQuery, type Ctx } from '../context.ts';
 import { effectBadge, h, link, rawJson, statusLine, tierBadge, timeEl } from '../dom.ts';
 
@@ -20,7 +25,7 @@ type Explained = {
     decision: { effect: string; policy_id: string; policy_version?: string; rule_id?: string; trust_version?: number; pdp_id?: string; reasons?: string[] };
     provenance?: Record<string, string>;
   };
-  trust: { met: SessionTrust | null; basis: string; at_decision_time?: SessionTrust };
+  trust: { met: SessionTrust | null; basis: string; at_decision_time?: SessionTrust } & TrustBasis;
   signals: ({ event_id: string; kind: string; occurred_at: string } & Record<string, unknown>)[];
   story: string;
 };
@@ -39,18 +44,90 @@ const trustBlock = (s: SessionTrust): HTMLElement =>
     ['consent', s.consent_revoked ? 'revoked' : undefined],
   ]);
 
-/** The record's inclusion proof in the tamper-evident log, on demand (the log may run elsewhere, or not yet have a checkpoint). */
-const proof = (ctx: Ctx, eventId: string, tp: Record<string, string>): HTMLElement => {
-  const out = h('div');
-  const button = h('button', { attrs: { type: 'button' } }, 'Fetch the inclusion proof');
+/** One side of "what the PDP knew / what was true". */
+const summaryBlock = (title: string, s: TrustSummary | null, none: string, testid: string): HTMLElement =>
+  h(
+    'section',
+    { attrs: { 'data-testid': testid } },
+    h('h3', null, title),
+    s === null
+      ? h('p', null, none)
+      : dl([
+          ['version', `v${s.version}`],
+          ['tier', tierBadge(s.tier)],
+          ['since', timeEl(s.updated_at)],
+          ['causes', s.causes.map((c) => `${c.kind} ${c.ref}`).join(', ') || 'none'],
+          ['freezes', s.freezes.map((f) => f.freeze_id).join(', ') || 'none'],
+        ]),
+  );
+
+/** What the PDP knew against what was true: issue 14's fields of the explain route. */
+const knewVsTrue = (t: TrustBasis): HTMLElement => {
+  const line = lagLine(t);
+  return h(
+    'section',
+    { class: 'knew', attrs: { 'aria-label': 'what the PDP knew' } },
+    h('h2', null, 'What the PDP knew, what was true'),
+    t.finding !== undefined ? h('p', { class: 'finding', attrs: { role: 'alert', 'data-testid': 'finding' } }, FINDING_TEXT[t.finding]) : null,
+    h('p', { class: `lag lag-${line.tone}`, attrs: { 'data-testid': 'trust-lag', 'data-lag': t.lag.status } }, line.text),
+    h('div', { class: 'grid two' }, summaryBlock('The state the PDP decided on', t.pdp_used, 'Not recorded: no stored transition has the version the PDP named.', 'pdp-used'), summaryBlock('The state in force at the decision’s time', t.in_force, 'None: no transition of the session was recorded before it.', 'in-force')),
+  );
+};
+
+const download = (value: unknown, name: string, text: string): HTMLAnchorElement => {
+  const url = URL.createObjectURL(new Blob([`${JSON.stringify(value, null, 2)}\n`], { type: 'application/json' }));
+  return h('a', { class: 'download', attrs: { href: url, download: name } }, text);
+};
+
+/** The record's inclusion proof in the tamper-evident log, on demand (the log may run elsewhere, or not yet have a checkpoint), checked in the page against the record shown. */
+const proof = (ctx: Ctx, eventId: string, tp: Record<string, string>, record: unknown): HTMLElement => {
+  const out = h('div', { class: 'proof', attrs: { 'data-testid': 'proof', 'aria-live': 'polite' } });
+  const path = `/v1/audit/decisions/${encodeURIComponent(eventId)}/proof${qs(tp)}`;
+  const button = h('button', { attrs: { type: 'button' } }, 'Fetch and check the inclusion proof');
   button.addEventListener('click', () => {
-    out.textContent = 'fetching…';
+    out.replaceChildren(h('p', { class: 'status busy' }, 'fetching the proof…'));
+    out.setAttribute('data-state', 'busy');
     ctx.api
-      .get<unknown>(`/v1/audit/decisions/${encodeURIComponent(eventId)}/proof${qs(tp)}`, ctx.signal)
-      .then((p) => out.replaceChildren(rawJson(p, 'Inclusion proof')))
-      .catch((e: unknown) => void (out.textContent = `No proof: ${e instanceof Error ? e.message : String(e)}`));
+      .get<RecordProof>(path, ctx.signal)
+      .then(async (p) => {
+        const c = await checkProof(p, record);
+        out.setAttribute('data-state', c.ok ? 'checked' : 'failed');
+        out.replaceChildren(
+          h('p', { class: `status ${c.ok ? 'ok' : 'error'}`, attrs: { 'data-testid': 'proof-check' } }, c.ok ? `✓ Checked in this page: ${c.text}.` : `✕ The proof does not hold: ${c.text}.`),
+          h(
+            'p',
+            null,
+            `Checkpoint of ${p.checkpoint.origin}, size ${p.checkpoint.size}, signed `,
+            timeEl(p.checkpoint.signed_at),
+            '. Its signature is not checked here: ',
+            h('code', null, `trustfold audit export --session ${String((record as { session_id?: unknown }).session_id ?? 'S')} --bundle DIR`),
+            ' then ',
+            h('code', null, 'trustfold audit verify --bundle DIR'),
+            ' check it offline with the log’s public key.',
+          ),
+          h('p', null, download(p, `trustfold-proof-${eventId}.json`, 'Download the proof (JSON)')),
+          rawJson(p, 'Inclusion proof'),
+        );
+      })
+      .catch((e: unknown) => {
+        out.setAttribute('data-state', 'failed');
+        const why = e instanceof Error ? e.message : String(e);
+        out.replaceChildren(
+          h(
+            'p',
+            { class: 'status error', attrs: { 'data-testid': 'proof-check' } },
+            e instanceof ApiError && e.status === 409 ? `Not in a checkpoint yet: ${why}. Try again in a few seconds.` : e instanceof ApiError && e.status === 404 ? `No proof: ${why} (the audit-log role may not run here).` : `No proof: ${why}`,
+          ),
+        );
+      });
   });
-  return h('section', null, h('h2', null, 'Proof'), button, out);
+  return h('section', null, h('h2', null, 'Proof'), h('p', null, 'The record’s place in the tamper-evident log: ', h('code', null, `GET ${path}`)), button, out);
+};
+
+/** The decision as the log holds it: the audit API's record without its `audit` provenance member. */
+const recordOf = (d: Explained['decision']): unknown => {
+  const { audit: _audit, ...rest } = d as Explained['decision'] & { audit?: unknown };
+  return rest;
 };
 
 export const renderDecision = (ctx: Ctx): void => {
@@ -75,6 +152,7 @@ export const renderDecision = (ctx: Ctx): void => {
     ctx.main.append(
       h('p', { class: 'verdict' }, effectBadge(d.decision.effect), ` ${d.request.tool} ${d.request.action} ${d.request.resource} · `, timeEl(d.occurred_at)),
       h('section', { class: 'story', attrs: { 'aria-label': 'story' } }, h('h2', null, 'Story'), h('p', { attrs: { id: 'story' } }, x.story)),
+      knewVsTrue(x.trust),
       h(
         'p',
         { class: 'links' },
@@ -111,7 +189,7 @@ export const renderDecision = (ctx: Ctx): void => {
           ...Object.entries(d.provenance ?? {}).map(([k, v]) => [k.replace(/_/g, ' '), v] as const),
         ])),
       ),
-      proof(ctx, d.event_id, tp),
+      proof(ctx, d.event_id, tp, recordOf(x.decision)),
       rawJson(x),
     );
   })();
