@@ -18,6 +18,11 @@
 // event time, so the lookback must cover the longest window (config.ts).
 // Undecodable records are counted and skipped: the projector and the sink,
 // which read the same topic, dead-letter them already.
+//
+// Context (context.ts): with stale-pdp or token-replay on, the role also
+// reads the session-trust topic (trust steps per session) and the signals
+// topic (token_issued), and judges each batch once both were read to ends
+// fetched at least `settleMs` after the batch's newest occurred_at.
 import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, Kafka } from 'kafkajs';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -33,7 +38,8 @@ import { admitEvents } from '../ingest/admit.ts';
 import { createRecentIds } from '../ingest/recent-ids.ts';
 import type { EventSink } from '../ingest/sink.ts';
 import type { DetectConfig } from './config.ts';
-import { detectAll, initialRules, ruleOf, type Detection, type RuleName, type RulesState } from './rules.ts';
+import { createContextReader, type ContextReader } from './context.ts';
+import { detectAll, EMPTY_CONTEXT, initialRules, needsContext, ruleOf, type Detection, type RuleContext, type RuleName, type RulesState } from './rules.ts';
 import { signalOf } from './signal.ts';
 
 export type DetectDeps = {
@@ -50,7 +56,7 @@ export type DetectDeps = {
   retryDelayMs?: number;
 };
 
-export type DetectStats = { folded: number; rebuilt: number; detections: number; emitted: number; duplicates: number; rejected: number; undecodable: number };
+export type DetectStats = { folded: number; rebuilt: number; detections: number; emitted: number; duplicates: number; rejected: number; undecodable: number; contextTimeouts: number };
 
 export type DetectRole = {
   start(): Promise<void>;
@@ -87,7 +93,25 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
   let consumer: Consumer | undefined;
   let running = false;
   let stopping = false;
-  const st: DetectStats = { folded: 0, rebuilt: 0, detections: 0, emitted: 0, duplicates: 0, rejected: 0, undecodable: 0 };
+  const st: DetectStats = { folded: 0, rebuilt: 0, detections: 0, emitted: 0, duplicates: 0, rejected: 0, undecodable: 0, contextTimeouts: 0 };
+  const wanted = needsContext(config.rules);
+  const reader: ContextReader | undefined =
+    wanted.trust || wanted.tokens
+      ? createContextReader({
+          kafka,
+          topics,
+          read: wanted,
+          limits: { maxSessions: config.context.maxSessions, maxSteps: config.context.maxSteps, maxTokens: config.context.maxTokens },
+          settleMs: config.context.settleMs,
+          timeoutMs: config.context.timeoutMs,
+          tokenLookbackMs: config.context.tokenLookbackMs,
+          groupId: config.groupId,
+          logger,
+          codec,
+          clock,
+        })
+      : undefined;
+  const ctx: RuleContext = reader?.store ?? EMPTY_CONTEXT;
 
   const detections = new Counter({ name: 'trustfold_detect_detections_total', help: 'detections by rule (live, not counting the rebuild at start)', labelNames: ['rule'], registers: [deps.registry] });
   const signals = new Counter({
@@ -99,6 +123,40 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
   const folded = new Counter({ name: 'trustfold_detect_decisions_total', help: 'decisions the rules folded live since start', registers: [deps.registry] });
   const undecodable = new Counter({ name: 'trustfold_detect_undecodable_total', help: 'decisions-topic records that did not decode (skipped; the projector and the sink dead-letter them)', registers: [deps.registry] });
   new Gauge({ name: 'trustfold_detect_rebuilt_decisions', help: 'decisions re-read at start to rebuild the rule state', registers: [deps.registry], collect() { this.set(st.rebuilt); } });
+  const contextTimeouts = new Counter({
+    name: 'trustfold_detect_context_timeouts_total',
+    help: 'batches judged before the session-trust and signals topics were read to their ends (TRUSTFOLD_DETECT_CONTEXT_TIMEOUT_MS passed)',
+    registers: [deps.registry],
+  });
+  new Gauge({
+    name: 'trustfold_detect_context_size',
+    help: 'what the rules can look up: sessions with trust steps, tokens issued, trust records refused',
+    labelNames: ['kind'],
+    registers: [deps.registry],
+    collect() {
+      const z = reader?.store.sizes() ?? { sessions: 0, tokens: 0, refused: 0 };
+      this.set({ kind: 'sessions' }, z.sessions);
+      this.set({ kind: 'tokens' }, z.tokens);
+      this.set({ kind: 'refused_trust_records' }, z.refused);
+    },
+  });
+  // Per PDP, over the decisions in the rule state (the lookback rebuilt at start, then live): what GET /v1/audit/pdps computes from the audit.
+  const pdpGauge = (name: string, help: string, pick: (p: RulesState['stalePdp']['pdps'][string]) => number): Gauge =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['tenant', 'pdp_id'],
+      registers: [deps.registry],
+      collect() {
+        this.reset();
+        for (const p of Object.values(state.stalePdp.pdps)) this.set({ tenant: p.tenant_id, pdp_id: p.pdp_id }, pick(p));
+      },
+    });
+  pdpGauge('trustfold_detect_pdp_decisions', 'decisions per PDP in the stale-pdp rule state (since start, including the rebuilt lookback)', (p) => p.decisions);
+  pdpGauge('trustfold_detect_pdp_stale_decisions', 'decisions per PDP made on a trust version older than the one in force beyond the grace', (p) => p.stale);
+  pdpGauge('trustfold_detect_pdp_worst_lag_versions', 'worst versions behind of a stale decision, per PDP', (p) => p.worst_lag_versions);
+  pdpGauge('trustfold_detect_pdp_worst_lag_ms', 'worst milliseconds behind of a stale decision, per PDP', (p) => p.worst_lag_ms);
+  pdpGauge('trustfold_detect_pdp_last_seen_seconds', "the newest decision's occurred_at per PDP (Unix seconds)", (p) => Date.parse(p.last_seen) / 1000);
 
   const decisionOf = (value: Buffer | null): DecisionEvent | undefined => {
     if (value === null) return undefined;
@@ -168,7 +226,7 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
             if (o < r.from || o >= r.to) continue;
             const d = decisionOf(m.value);
             if (d === undefined) continue;
-            state = detectAll(config.rules, state, d)[0];
+            state = detectAll(config.rules, state, d, ctx)[0];
             st.rebuilt++;
           }
         },
@@ -194,6 +252,7 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
       } finally {
         await admin.disconnect();
       }
+      await reader?.start();
       await rebuild(ranges);
       logger.info({ rebuilt: st.rebuilt, rules: Object.keys(config.rules) }, 'detect: rule state rebuilt');
 
@@ -210,10 +269,20 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
           let next = state;
           const found: Detection[] = [];
           let n = 0;
-          for (const m of batch.messages) {
-            const d = decisionOf(m.value);
+          const decisions = batch.messages.map((m) => decisionOf(m.value));
+          if (reader !== undefined) {
+            let newest = Number.NEGATIVE_INFINITY;
+            for (const d of decisions) if (d !== undefined) newest = Math.max(newest, Date.parse(d.occurred_at));
+            if (Number.isFinite(newest) && !(await reader.sync(newest + config.context.settleMs))) {
+              st.contextTimeouts++;
+              contextTimeouts.inc();
+              logger.warn({ partition: batch.partition, offset: last.offset }, 'detect: trust and signals not read to their ends in time; judging with what was read');
+            }
+            await heartbeat();
+          }
+          for (const d of decisions) {
             if (d === undefined) continue;
-            const [s, out] = detectAll(config.rules, next, d);
+            const [s, out] = detectAll(config.rules, next, d, ctx);
             next = s;
             found.push(...out);
             n++;
@@ -249,6 +318,7 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
       stopping = true;
       running = false;
       await consumer?.disconnect();
+      await reader?.stop();
     },
     isRunning: () => running,
     stats: () => ({ ...st }),

@@ -1,10 +1,13 @@
-// Detection rules as pure folds: (state, decision) → [state, detections].
-// No Kafka, no clock: the decision's own time decides windows. State is
+// Detection rules as pure folds: (state, decision[, lookup]) → [state, detections].
+// No Kafka, no clock: the decision's own time decides windows. What a rule
+// needs beyond the decision (a session's trust steps, a token's issuance) is
+// an argument (RuleContext), which the role fills from the topics it reads. State is
 // bounded (at most `maxSessions` sessions, least recently seen evicted) and
 // plain data, so a role can snapshot and restore it like the projector's.
 // The detect role (role.ts) runs them over the decisions topic and turns
 // each detection into a signal (signal.ts).
-import type { DecisionEvent } from '../../schemas/events.ts';
+import { actingAgentOf, type DecisionEvent } from '../../schemas/events.ts';
+import { trustLagOf } from '../query/story.ts';
 
 export type Detection = {
   /** `trustfold/<rule>`: the detector name a signal would carry. */
@@ -48,7 +51,10 @@ export const denyStorm = (cfg: DenyStormConfig, s: DenyStormState, d: DecisionEv
 export type TokenReplayConfig = { maxTokens: number };
 
 /** Per (tenant, jti): the sessions it was seen in (first first) and whether use-after-expiry already fired per session. */
-export type TokenReplayState = { tokens: Record<string, { sessions: [session: string, firstEventId: string][]; expiredFired: string[] }>; order: string[] };
+export type TokenReplayState = { tokens: Record<string, { sessions: [session: string, firstEventId: string][]; expiredFired: string[]; agentFired: string[] }>; order: string[] };
+
+/** What a `token_issued` signal said about a jti (the detect role reads the signals topic for it). */
+export type IssuedToken = { agent_id: string; user_id: string; expires_at: string; event_id: string };
 
 export const initialTokenReplay = (): TokenReplayState => ({ tokens: {}, order: [] });
 
@@ -56,14 +62,17 @@ export const initialTokenReplay = (): TokenReplayState => ({ tokens: {}, order: 
  * A `jti` used in a second session fires once for each session it reaches
  * after the first (naming the first session's decision and this one, so
  * both sessions are flagged: the first once, when the replay is first seen);
- * a token used after its `expires_at` fires once per session. At most
- * `maxTokens` tokens are remembered (least recently seen evicted).
+ * a token used after its `expires_at` (the decision's token record, or the
+ * `token_issued` signal's, whichever is earlier) fires once per session; a
+ * token used by an acting agent other than the one `token_issued` named
+ * fires once per session. At most `maxTokens` tokens are remembered (least
+ * recently seen evicted).
  */
-export const tokenReplay = (cfg: TokenReplayConfig, s: TokenReplayState, d: DecisionEvent): [TokenReplayState, Detection[]] => {
+export const tokenReplay = (cfg: TokenReplayConfig, s: TokenReplayState, d: DecisionEvent, issued?: IssuedToken): [TokenReplayState, Detection[]] => {
   const jti = d.token?.jti;
   if (jti === undefined) return [s, []];
   const key = `${d.tenant_id}\u0000${jti}`;
-  const prev = s.tokens[key] ?? { sessions: [], expiredFired: [] };
+  const prev = s.tokens[key] ?? { sessions: [], expiredFired: [], agentFired: [] };
   const out: Detection[] = [];
   const mk = (session_id: string, event_ids: string[], reason: string): Detection => ({ detector: 'trustfold/token-replay', tenant_id: d.tenant_id, session_id, event_ids, at: d.occurred_at, reason });
   let sessions = prev.sessions;
@@ -77,13 +86,21 @@ export const tokenReplay = (cfg: TokenReplayConfig, s: TokenReplayState, d: Deci
     sessions = [...sessions, [d.session_id, d.event_id]].slice(0, 16) as [string, string][];
   }
   let expiredFired = prev.expiredFired;
-  const exp = d.token?.expires_at;
+  // The decision's own token record, else what token_issued said: whichever expires first.
+  const exps = [d.token?.expires_at, issued?.expires_at].filter((x): x is string => x !== undefined).sort();
+  const exp = exps[0];
   if (exp !== undefined && Date.parse(d.occurred_at) > Date.parse(exp) && !expiredFired.includes(d.session_id)) {
     out.push(mk(d.session_id, [d.event_id], `token ${jti} used after it expired at ${exp}`));
     expiredFired = [...expiredFired, d.session_id].slice(-16);
   }
+  let agentFired = prev.agentFired;
+  const agent = actingAgentOf(d.chain)?.id;
+  if (issued !== undefined && agent !== undefined && agent !== issued.agent_id && !agentFired.includes(d.session_id)) {
+    out.push(mk(d.session_id, [d.event_id], `token ${jti} issued to agent ${issued.agent_id} (token_issued ${issued.event_id}) used by agent ${agent}`));
+    agentFired = [...agentFired, d.session_id].slice(-16);
+  }
   const order = [...s.order.filter((k) => k !== key), key];
-  const tokens = { ...s.tokens, [key]: { sessions, expiredFired } };
+  const tokens = { ...s.tokens, [key]: { sessions, expiredFired, agentFired } };
   while (order.length > cfg.maxTokens) {
     const evicted = order.shift();
     if (evicted !== undefined) delete tokens[evicted];
@@ -118,27 +135,177 @@ export const outOfTask = (cfg: OutOfTaskConfig, s: OutOfTaskState, d: DecisionEv
   return [{ fired, order }, [{ detector: 'trustfold/out-of-task', tenant_id: d.tenant_id, session_id: d.session_id, event_ids: [d.event_id], at: d.occurred_at, reason }]];
 };
 
-export const RULES = ['deny-storm', 'token-replay', 'out-of-task'] as const;
+/** What the rules may look up beyond the decision, as the detect role has read it from the session-trust and signals topics. */
+export type RuleContext = {
+  /** The session's trust steps (version, updated_at), any order; undefined when none is known. */
+  trustSteps(tenant: string, session: string): readonly TrustStepLite[] | undefined;
+  /** The last `token_issued` seen for the jti. */
+  issuedToken(tenant: string, jti: string): IssuedToken | undefined;
+};
+
+export type TrustStepLite = { version: number; updated_at: string };
+
+/** A context that knows nothing (rules needing one then never fire). */
+export const EMPTY_CONTEXT: RuleContext = { trustSteps: () => undefined, issuedToken: () => undefined };
+
+export type StalePdpConfig = {
+  /** Stale only when more than this many versions behind… */
+  graceVersions: number;
+  /** …and the first version the PDP had not seen had been in force for more than this (ms). */
+  graceMs: number;
+  /** Emit a signal for the session (else only the per-PDP counts). */
+  signal: boolean;
+  maxPdps: number;
+  maxSessions: number;
+};
+
+export type PdpStats = { tenant_id: string; pdp_id: string; last_seen: string; decisions: number; stale: number; worst_lag_versions: number; worst_lag_ms: number };
+
+/** Per (tenant, pdp_id): what `GET /v1/audit/pdps` lists, over the decisions folded; the (session, pdp) pairs already flagged (once each). */
+export type StalePdpState = { pdps: Record<string, PdpStats>; order: string[]; flagged: Record<string, true>; flaggedOrder: string[] };
+
+export const initialStalePdp = (): StalePdpState => ({ pdps: {}, order: [], flagged: {}, flaggedOrder: [] });
+
+/**
+ * A decision stamped with a trust version more than `graceVersions` behind
+ * the one in force at its time, whose first unseen version had been in force
+ * for more than `graceMs`, is stale. "In force" is the audit's definition
+ * (trustLagOf, services/query/story.ts): the session's transition with the
+ * highest version whose `updated_at` is at or before the decision's
+ * `occurred_at`, over the steps the context holds. Counted per PDP; a signal
+ * (when `signal`) once per (session, PDP). A decision naming no PDP or no
+ * version, or a session whose steps are unknown, is counted, never stale.
+ */
+export const stalePdp = (cfg: StalePdpConfig, s: StalePdpState, d: DecisionEvent, steps: readonly TrustStepLite[] | undefined): [StalePdpState, Detection[]] => {
+  const pdp = d.decision.pdp_id;
+  if (pdp === undefined) return [s, []];
+  const lag = trustLagOf(d, steps ?? []);
+  const behind = lag.status === 'stale' ? lag.versions_behind : 0;
+  const ms = lag.status === 'stale' ? lag.ms_behind : 0;
+  const isStale = lag.status === 'stale' && behind > cfg.graceVersions && ms > cfg.graceMs;
+  const key = `${d.tenant_id}\u0000${pdp}`;
+  const prev = s.pdps[key] ?? { tenant_id: d.tenant_id, pdp_id: pdp, last_seen: d.occurred_at, decisions: 0, stale: 0, worst_lag_versions: 0, worst_lag_ms: 0 };
+  const pdps = {
+    ...s.pdps,
+    [key]: {
+      ...prev,
+      last_seen: d.occurred_at > prev.last_seen ? d.occurred_at : prev.last_seen,
+      decisions: prev.decisions + 1,
+      stale: prev.stale + (isStale ? 1 : 0),
+      worst_lag_versions: isStale ? Math.max(prev.worst_lag_versions, behind) : prev.worst_lag_versions,
+      worst_lag_ms: isStale ? Math.max(prev.worst_lag_ms, ms) : prev.worst_lag_ms,
+    },
+  };
+  const order = [...s.order.filter((k) => k !== key), key];
+  while (order.length > cfg.maxPdps) {
+    const evicted = order.shift();
+    if (evicted !== undefined) delete pdps[evicted];
+  }
+  const flagKey = `${d.tenant_id}\u0000${d.session_id}\u0000${pdp}`;
+  if (!isStale || !cfg.signal || s.flagged[flagKey] === true || lag.status !== 'stale') return [{ pdps, order, flagged: s.flagged, flaggedOrder: s.flaggedOrder }, []];
+  const flagged: Record<string, true> = { ...s.flagged, [flagKey]: true };
+  const flaggedOrder = [...s.flaggedOrder, flagKey];
+  while (flaggedOrder.length > cfg.maxSessions) {
+    const evicted = flaggedOrder.shift();
+    if (evicted !== undefined) delete flagged[evicted];
+  }
+  const reason = `PDP ${pdp} decided on trust v${lag.pdp_version} while v${lag.in_force_version} was in force (${behind} version${behind === 1 ? '' : 's'} and ${ms} ms behind)`;
+  return [{ pdps, order, flagged, flaggedOrder }, [{ detector: 'trustfold/stale-pdp', tenant_id: d.tenant_id, session_id: d.session_id, event_ids: [d.event_id], at: d.occurred_at, reason }]];
+};
+
+export type ToolChangedConfig = { maxSessions: number; maxToolsPerSession: number };
+
+/** Per session: each tool's last digest and the decision that first showed it; the (tool, digest) pairs already reported. */
+export type ToolChangedState = { sessions: Record<string, { tools: Record<string, { digest: string; event_id: string }>; fired: string[] }>; order: string[] };
+
+export const initialToolChanged = (): ToolChangedState => ({ sessions: {}, order: [] });
+
+/**
+ * A session that already called a tool under one `provenance.tool_schema_digest`
+ * and now calls it under another fires, once per (session, tool, new digest),
+ * naming the decision that first showed the previous digest and this one.
+ * Any PDP that stamps the digest is covered (the MCP gateway does). At most
+ * `maxSessions` sessions (least recently seen evicted) and
+ * `maxToolsPerSession` tools per session (the oldest forgotten).
+ */
+export const toolChanged = (cfg: ToolChangedConfig, s: ToolChangedState, d: DecisionEvent): [ToolChangedState, Detection[]] => {
+  const digest = d.provenance?.tool_schema_digest;
+  if (digest === undefined || digest === '') return [s, []];
+  const key = `${d.tenant_id}\u0000${d.session_id}`;
+  const tool = d.request.tool;
+  const prev = s.sessions[key] ?? { tools: {}, fired: [] };
+  const known = prev.tools[tool];
+  const out: Detection[] = [];
+  let fired = prev.fired;
+  let tools = prev.tools;
+  if (known === undefined || known.digest !== digest) {
+    const pair = `${tool}\u0000${digest}`;
+    if (known !== undefined && !fired.includes(pair)) {
+      out.push({
+        detector: 'trustfold/tool-description-changed',
+        tenant_id: d.tenant_id,
+        session_id: d.session_id,
+        event_ids: [known.event_id, d.event_id],
+        at: d.occurred_at,
+        reason: `tool ${tool} called under schema digest ${digest}, after ${known.digest} earlier in the session`,
+      });
+      fired = [...fired, pair].slice(-cfg.maxToolsPerSession);
+    }
+    const { [tool]: _old, ...rest } = tools;
+    tools = { ...rest, [tool]: { digest, event_id: d.event_id } };
+    const names = Object.keys(tools);
+    if (names.length > cfg.maxToolsPerSession) {
+      const first = names[0];
+      if (first !== undefined) {
+        const { [first]: _dropped, ...kept } = tools;
+        tools = kept;
+      }
+    }
+  }
+  const order = [...s.order.filter((k) => k !== key), key];
+  const sessions = { ...s.sessions, [key]: { tools, fired } };
+  while (order.length > cfg.maxSessions) {
+    const evicted = order.shift();
+    if (evicted !== undefined) delete sessions[evicted];
+  }
+  return [{ sessions, order }, out];
+};
+
+export const RULES = ['deny-storm', 'token-replay', 'out-of-task', 'stale-pdp', 'tool-description-changed'] as const;
 export type RuleName = (typeof RULES)[number];
 
 /** Which rules run, with their settings; a rule left out is off. */
-export type RulesConfig = { denyStorm?: DenyStormConfig; tokenReplay?: TokenReplayConfig; outOfTask?: OutOfTaskConfig };
+export type RulesConfig = { denyStorm?: DenyStormConfig; tokenReplay?: TokenReplayConfig; outOfTask?: OutOfTaskConfig; stalePdp?: StalePdpConfig; toolChanged?: ToolChangedConfig };
 
-export type RulesState = { denyStorm: DenyStormState; tokenReplay: TokenReplayState; outOfTask: OutOfTaskState };
+export type RulesState = { denyStorm: DenyStormState; tokenReplay: TokenReplayState; outOfTask: OutOfTaskState; stalePdp: StalePdpState; toolChanged: ToolChangedState };
 
-export const initialRules = (): RulesState => ({ denyStorm: initialDenyStorm(), tokenReplay: initialTokenReplay(), outOfTask: initialOutOfTask() });
+export const initialRules = (): RulesState => ({
+  denyStorm: initialDenyStorm(),
+  tokenReplay: initialTokenReplay(),
+  outOfTask: initialOutOfTask(),
+  stalePdp: initialStalePdp(),
+  toolChanged: initialToolChanged(),
+});
 
-/** Every enabled rule over one decision, in a fixed order (deny-storm, token-replay, out-of-task), so replays emit the same detections in the same order. */
-export const detectAll = (cfg: RulesConfig, s: RulesState, d: DecisionEvent): [RulesState, Detection[]] => {
+/** Whether any enabled rule looks things up in the context (the role then keeps the trust and signals readers). */
+export const needsContext = (cfg: RulesConfig): { trust: boolean; tokens: boolean } => ({ trust: cfg.stalePdp !== undefined, tokens: cfg.tokenReplay !== undefined });
+
+/**
+ * Every enabled rule over one decision, in a fixed order (deny-storm,
+ * token-replay, out-of-task, stale-pdp, tool-description-changed), so replays
+ * emit the same detections in the same order.
+ */
+export const detectAll = (cfg: RulesConfig, s: RulesState, d: DecisionEvent, ctx: RuleContext = EMPTY_CONTEXT): [RulesState, Detection[]] => {
   const out: Detection[] = [];
-  let { denyStorm: ds, tokenReplay: tr, outOfTask: ot } = s;
+  let { denyStorm: ds, tokenReplay: tr, outOfTask: ot, stalePdp: sp, toolChanged: tc } = s;
   if (cfg.denyStorm !== undefined) {
     const [n, o] = denyStorm(cfg.denyStorm, ds, d);
     ds = n;
     out.push(...o);
   }
   if (cfg.tokenReplay !== undefined) {
-    const [n, o] = tokenReplay(cfg.tokenReplay, tr, d);
+    const jti = d.token?.jti;
+    const [n, o] = tokenReplay(cfg.tokenReplay, tr, d, jti !== undefined ? ctx.issuedToken(d.tenant_id, jti) : undefined);
     tr = n;
     out.push(...o);
   }
@@ -147,45 +314,18 @@ export const detectAll = (cfg: RulesConfig, s: RulesState, d: DecisionEvent): [R
     ot = n;
     out.push(...o);
   }
-  return [{ denyStorm: ds, tokenReplay: tr, outOfTask: ot }, out];
+  if (cfg.stalePdp !== undefined) {
+    const [n, o] = stalePdp(cfg.stalePdp, sp, d, ctx.trustSteps(d.tenant_id, d.session_id));
+    sp = n;
+    out.push(...o);
+  }
+  if (cfg.toolChanged !== undefined) {
+    const [n, o] = toolChanged(cfg.toolChanged, tc, d);
+    tc = n;
+    out.push(...o);
+  }
+  return [{ denyStorm: ds, tokenReplay: tr, outOfTask: ot, stalePdp: sp, toolChanged: tc }, out];
 };
 
 /** The rule's short name from its detector (`trustfold/deny-storm` → `deny-storm`). */
 export const ruleOf = (detector: string): string => detector.replace(/^trustfold\//, '');
-
-export type StalePdpConfig = { graceVersions: number; maxPdps: number };
-
-/** Per (tenant, pdp_id): what `GET /v1/audit/pdps` would list; and the sessions already flagged (once per session). */
-export type StalePdpState = {
-  pdps: Record<string, { last_seen: string; decisions: number; stale: number; worst_lag: number }>;
-  flagged: Record<string, true>;
-  order: string[];
-};
-
-export const initialStalePdp = (): StalePdpState => ({ pdps: {}, flagged: {}, order: [] });
-
-/**
- * A decision stamped with a trust version more than `graceVersions` behind
- * the one in force at its time fires once per session. The version in force
- * is an argument (a lookup the caller makes, e.g. from the session-trust
- * topic): the rule stays pure. Not wired into `detectAll` or the role yet.
- */
-export const stalePdp = (cfg: StalePdpConfig, s: StalePdpState, d: DecisionEvent, inForce: number | undefined): [StalePdpState, Detection[]] => {
-  const pdp = d.decision.pdp_id;
-  const used = d.decision.trust_version;
-  if (pdp === undefined) return [s, []];
-  const lag = used !== undefined && inForce !== undefined ? inForce - used : 0;
-  const isStale = lag > cfg.graceVersions;
-  const key = `${d.tenant_id}\u0000${pdp}`;
-  const prev = s.pdps[key] ?? { last_seen: d.occurred_at, decisions: 0, stale: 0, worst_lag: 0 };
-  const pdps = { ...s.pdps, [key]: { last_seen: d.occurred_at > prev.last_seen ? d.occurred_at : prev.last_seen, decisions: prev.decisions + 1, stale: prev.stale + (isStale ? 1 : 0), worst_lag: Math.max(prev.worst_lag, lag) } };
-  const order = [...s.order.filter((k) => k !== key), key];
-  while (order.length > cfg.maxPdps) {
-    const evicted = order.shift();
-    if (evicted !== undefined) delete pdps[evicted];
-  }
-  const sessionKey = `${d.tenant_id}\u0000${d.session_id}`;
-  if (!isStale || s.flagged[sessionKey] === true) return [{ pdps, flagged: s.flagged, order }, []];
-  const reason = `PDP ${pdp} decided on trust v${used ?? 0} while v${inForce ?? 0} was in force (${lag} versions behind)`;
-  return [{ pdps, flagged: { ...s.flagged, [sessionKey]: true }, order }, [{ detector: 'trustfold/stale-pdp', tenant_id: d.tenant_id, session_id: d.session_id, event_ids: [d.event_id], at: d.occurred_at, reason }]];
-};

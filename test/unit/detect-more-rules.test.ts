@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { parseDetectConfig } from '../../services/detect/config.ts';
-import { detectAll, initialOutOfTask, initialRules, initialStalePdp, initialTokenReplay, outOfTask, stalePdp, tokenReplay, type Detection, type RulesState } from '../../services/detect/rules.ts';
+import { detectAll, initialOutOfTask, initialRules, initialTokenReplay, outOfTask, tokenReplay, type Detection, type RulesState } from '../../services/detect/rules.ts';
 import { detailOf, detectionIds, signalOf } from '../../services/detect/signal.ts';
 import { admitEvents } from '../../services/ingest/admit.ts';
 import { createRecentIds } from '../../services/ingest/recent-ids.ts';
@@ -126,23 +126,3 @@ describe('all rules, signals and settings', () => {
   });
 });
 
-describe('stale PDP (pure; not wired into the role)', () => {
-  const cfg = { graceVersions: 1, maxPdps: 1 };
-  const dec = (n: number, tv: number, pdp = 'pdp-1', session = 'S-9'): DecisionEvent => {
-    const c = call(n, { session });
-    return { ...c, decision: { ...c.decision, trust_version: tv, pdp_id: pdp } };
-  };
-  test('beyond the grace it fires once per session and the PDP is counted; within the grace it does not', () => {
-    let s = initialStalePdp();
-    const out: Detection[] = [];
-    for (const [e, inForce] of [[dec(1, 3), 4], [dec(2, 1), 4], [dec(3, 1), 4], [dec(4, 1, 'pdp-1', 'S-10'), undefined]] as const) {
-      const [n, o] = stalePdp(cfg, s, e, inForce);
-      s = n;
-      out.push(...o);
-    }
-    assert.deepEqual(out.map((d) => d.event_ids), [[dec(2, 1).event_id]]);
-    assert.match(out[0]?.reason ?? '', /trust v1 while v4 was in force \(3 versions behind\)/);
-    assert.deepEqual(Object.values(s.pdps), [{ last_seen: at(4), decisions: 4, stale: 2, worst_lag: 3 }]);
-    assert.deepEqual(Object.keys(stalePdp(cfg, s, dec(5, 1, 'pdp-2'), 1)[0].pdps).map((k) => k.split('\u0000')[1]), ['pdp-2'], 'bounded');
-  });
-});
