@@ -19,7 +19,7 @@ import { z } from 'zod';
 import type { Codec } from '../../schemas/codec.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import type { Topics } from '../lib/config.ts';
-import { errorMessage } from '../lib/errors.ts';
+import { errorMessage, type DeadLetterReason } from '../lib/errors.ts';
 import { DEFAULT_EVENT_TIME_BOUNDS, eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
 import { sendToDeadLetter, type DeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
@@ -158,7 +158,7 @@ export const createCerbosAuditConsumer = (deps: CerbosAuditConsumerDeps): Cerbos
   let dlq: Producer | undefined;
   let running = false;
 
-  const deadLetter = (topic: string, partition: number, m: KafkaMessage, reason: string, message: string): DeadLetter => ({
+  const deadLetter = (topic: string, partition: number, m: KafkaMessage, reason: DeadLetterReason, message: string): DeadLetter => ({
     topic,
     partition,
     offset: m.offset,

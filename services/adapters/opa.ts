@@ -18,7 +18,7 @@ import type { Registry } from 'prom-client';
 import { Counter } from 'prom-client';
 import { isOperator } from '../lib/auth.ts';
 import type { FieldError } from '../../schemas/result.ts';
-import { errorMessage, TrustfoldError } from '../lib/errors.ts';
+import { errorMessage, TrustfoldError, type ErrorCode } from '../lib/errors.ts';
 import { DEFAULT_EVENT_TIME_BOUNDS, eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
 import type { OpaAdapterConfig } from './config.ts';
@@ -44,7 +44,7 @@ export type OpaRoutesDeps = {
 
 export type OpaUploadResponse = { accepted: number; partial: number; rejected: { index: number; event_id: string; errors: FieldError[] }[] };
 
-type Decoded = { ok: true; events: unknown[] } | { ok: false; status: 400 | 413 | 415; code: string; message: string; path: string };
+type Decoded = { ok: true; events: unknown[] } | { ok: false; status: 400 | 413 | 415; code: ErrorCode; message: string; path: string };
 
 const tooLarge = (e: unknown): boolean =>
   e instanceof RangeError || (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE');

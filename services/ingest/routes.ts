@@ -18,7 +18,7 @@ import { eventSchema, freezeScopeSchema, LIMITS, signalSchemas, type ActiveFreez
 import { ok, type FieldError, type Result } from '../../schemas/result.ts';
 import { EVENT_KIND_SCOPES, EVENT_WRITE_SCOPES, isOperator, OPERATOR_TENANT, type Caller } from '../lib/auth.ts';
 import type { Config, Topics } from '../lib/config.ts';
-import { errorMessage, TrustfoldError } from '../lib/errors.ts';
+import { codeOf, errorMessage } from '../lib/errors.ts';
 import { DEFAULT_EVENT_TIME_BOUNDS, type EventTimeBounds } from '../lib/event-time.ts';
 import { callerOf, requireAnyScope, requireScope, sendError, type ReadinessCheck } from '../lib/http.ts';
 import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
@@ -171,7 +171,7 @@ export const ingestRoutes =
         metrics.produceSeconds.observe({ outcome: 'failed' }, Number(process.hrtime.bigint() - started) / 1e9);
         metrics.rejected.inc({ reason: 'unavailable' }, out.records.length);
         metrics.requestsRefused.inc({ reason: 'unavailable' });
-        const code = e instanceof TrustfoldError ? e.code : 'kafka_unavailable';
+        const code = codeOf(e, 'kafka_unavailable');
         // The cause stays in the log: Kafka's text names brokers and addresses.
         reply.log.warn({ err: errorMessage(e) }, 'produce failed; answering 503');
         reply.header('retry-after', retryAfter);

@@ -24,6 +24,7 @@ import {
 import { Histogram, type Registry } from 'prom-client';
 import { z } from 'zod';
 import type { FieldError } from '../../schemas/result.ts';
+import { isErrorCode, type ErrorCode } from './errors.ts';
 import type { Authenticator, Caller, Scope } from './auth.ts';
 import type { Logger } from './log.ts';
 
@@ -34,16 +35,16 @@ declare module 'fastify' {
 }
 
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
-export type ErrorBody = { error: { code: string; message: string; errors?: FieldError[] } };
+export type ErrorBody = { error: { code: ErrorCode; message: string; errors?: FieldError[] } };
 
-export const errorBody = (code: string, message: string, errors?: FieldError[]): ErrorBody => ({
+export const errorBody = (code: ErrorCode, message: string, errors?: FieldError[]): ErrorBody => ({
   error: errors === undefined ? { code, message } : { code, message, errors },
 });
 
 export const sendError = (
   reply: FastifyReply,
   status: number,
-  code: string,
+  code: ErrorCode,
   message: string,
   errors?: FieldError[],
 ): FastifyReply => reply.code(status).type('application/json').send(errorBody(code, message, errors));
@@ -144,6 +145,25 @@ const SECURITY_HEADERS: Record<string, string> = {
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
 };
 
+/**
+ * The code of a refusal raised by the framework or a plugin with a status and
+ * a code of its own (FST_ERR_…): ours, by status, so every error body speaks
+ * the one vocabulary (errors.ts).
+ */
+export const codeOfStatus = (status: number): ErrorCode => {
+  switch (status) {
+    case 401: return 'unauthorized';
+    case 403: return 'forbidden';
+    case 404: return 'not_found';
+    case 405: return 'method_not_allowed';
+    case 413: return 'payload_too_large';
+    case 415: return 'unsupported_media_type';
+    case 429: return 'too_many_requests';
+    case 503: return 'not_ready';
+    default: return status >= 500 ? 'internal' : 'bad_request';
+  }
+};
+
 const zodErrors = (e: FastifyError): FieldError[] => {
   if (!hasZodFastifySchemaValidationErrors(e)) return [];
   const where = e.validationContext ?? '';
@@ -227,7 +247,7 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     }
     if (e instanceof SyntaxError) return sendError(reply, 400, 'bad_request', `malformed JSON: ${e.message}`, [{ path: '(body)', message: e.message }]);
     const status = e.statusCode ?? 500;
-    if (status < 500) return sendError(reply, status, e.code ?? 'bad_request', e.message, status === 400 ? [{ path: '(request)', message: e.message }] : undefined);
+    if (status < 500) return sendError(reply, status, isErrorCode(e.code) ? e.code : codeOfStatus(status), e.message, status === 400 ? [{ path: '(request)', message: e.message }] : undefined);
     req.log.error({ err: e }, 'request failed');
     return sendError(reply, status, 'internal', `internal error (request ${req.id})`);
   });

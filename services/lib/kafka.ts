@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type Admin, type ICustomPartitioner, type ITopicConfig, type KafkaConfig, type Producer } from 'kafkajs';
 import type { TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config, KafkaSecurity, Topics } from './config.ts';
+import { isRetriable, type DeadLetterReason } from './errors.ts';
 
 export const createKafka = (brokers: string[], clientId: string, extra: Partial<KafkaConfig> = {}): Kafka =>
   new Kafka({
@@ -58,8 +59,11 @@ export { partitionKeyOf, sessionKey, tupleKey } from '../../schemas/keys.ts';
 export const topicOf = (topics: Topics, e: TrustfoldEvent): string => (e.type === 'decision' ? topics.decisions : topics.signals);
 
 export const topicLayout = (config: Pick<Config, 'topics' | 'kafka'>): ITopicConfig[] => {
-  const { partitions, replication } = config.kafka;
-  const minIsr = String(Math.min(2, replication));
+  // TRUSTFOLD_REPLICATION and TRUSTFOLD_MIN_INSYNC_REPLICAS: with acks=all (every producer of
+  // trustfold), a write is acknowledged once minIsr replicas hold it, so one
+  // broker lost with replication 3 and min ISR 2 loses nothing acknowledged.
+  const { partitions, replication, minInsyncReplicas } = config.kafka;
+  const minIsr = String(minInsyncReplicas);
   return [
     { topic: config.topics.decisions, numPartitions: partitions, replicationFactor: replication, configEntries: [{ name: 'min.insync.replicas', value: minIsr }] },
     // The broker stamps signal records with their append time: the projector dates a loosening signal no later than that (`clampLoosening`).
@@ -87,7 +91,10 @@ export const topicLayout = (config: Pick<Config, 'topics' | 'kafka'>): ITopicCon
       topic: config.topics.deadLetter,
       numPartitions: 1,
       replicationFactor: replication,
-      configEntries: [{ name: 'retention.ms', value: String(30 * 24 * 60 * 60 * 1000) }],
+      configEntries: [
+        { name: 'min.insync.replicas', value: minIsr },
+        { name: 'retention.ms', value: String(30 * 24 * 60 * 60 * 1000) },
+      ],
     },
   ];
 };
@@ -121,7 +128,7 @@ const topicsLed = async (admin: Admin, topics: string[], timeoutMs: number): Pro
         if (md.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return true;
       }
     } catch (e) {
-      if (!isTransientKafkaError(e)) throw e;
+      if (!isRetriable(e)) throw e;
     }
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 250));
@@ -135,7 +142,7 @@ export type DeadLetter = {
   offset: string;
   key: Buffer | null;
   value: Buffer | null;
-  reason: string;
+  reason: DeadLetterReason;
   message: string;
   consumer: string;
 };
@@ -173,22 +180,13 @@ export const sendToDeadLetter = async (producer: Producer, deadLetterTopic: stri
   });
 };
 
-/** Retries Kafka's transient errors (e.g. NOT_LEADER right after a topic was created); anything else is thrown at once. */
-/**
- * A kafkajs error a retry can fix: one marked retriable, or the plain
- * `Error('Broker not connected')` kafkajs throws when a request is looked up
- * on a connection whose API versions are not negotiated yet — a race seen on
- * a loaded host (a role failed to start on it in the long crash scenario).
- */
-export const isTransientKafkaError = (e: unknown): boolean =>
-  typeof e === 'object' && e !== null && ((e as { retriable?: unknown }).retriable === true || (e as { message?: unknown }).message === 'Broker not connected');
-
+/** Retries what a retry can fix (isRetriable: e.g. NOT_LEADER right after a topic was created); anything else is thrown at once. */
 export const retryTransient = async <T>(fn: () => Promise<T>, attempts = 20, delayMs = 250): Promise<T> => {
   for (let i = 1; ; i++) {
     try {
       return await fn();
     } catch (e) {
-      if (!isTransientKafkaError(e) || i >= attempts) throw e;
+      if (!isRetriable(e) || i >= attempts) throw e;
       await new Promise((r) => setTimeout(r, delayMs));
     }
   }

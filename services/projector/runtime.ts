@@ -24,7 +24,7 @@ import type { Consumer, EachBatchPayload, Kafka, Producer, RecordMetadata } from
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Config } from '../lib/config.ts';
-import { errorMessage } from '../lib/errors.ts';
+import { errorMessage, type DeadLetterReason } from '../lib/errors.ts';
 import { chunkMessages, ensureTopics, partitionKeyOf, sendToDeadLetter, topicLayout } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import { encodeRecord, PUBLISHED_MARKER_KEY, type ChangelogRecord } from './changelog.ts';
@@ -575,7 +575,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
         continue;
       }
       if (keyRefusal !== undefined) stats.keyMismatches++;
-      const [reason, message] =
+      const [reason, message]: [DeadLetterReason, string] =
         decoded === undefined ? ['empty_value', 'message has no value'] : !decoded.ok ? [decoded.error.code, decoded.error.message] : ['key_mismatch', keyRefusal ?? ''];
       logger.warn({ topic: batch.topic, partition: batch.partition, offset: m.offset, reason }, 'dead-lettering poison message');
       if (dlq !== undefined) {
