@@ -20,7 +20,7 @@ import { parseGateConfig, type GateConfig } from '../../services/gate/config.ts'
 import { createGateway, GATE_ERRORS, type AuditOutcome, type Gateway } from '../../services/gate/gateway.ts';
 import { connectUpstream, type Upstream } from '../../services/gate/upstream.ts';
 import type { TrustLookup } from '../../services/pdp-client/trust-view.ts';
-import { createLedgerServer } from '../../examples/mcp/ledger-server.ts';
+import { createLedgerServer } from '../../services/demo/ledger-server.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'gate-proxy-'));
 after(() => rmSync(root, { recursive: true, force: true }));
