@@ -4,14 +4,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EFFECTS, TIERS, type SessionTrust } from '../../schemas/events.ts';
 import { abilitiesOf, homeView } from '../../services/console/web/lib/access.ts';
-import { bandInputOf, computeBand, type TimelineEntry } from '../../services/console/web/lib/band.ts';
+import { bandInputOf, computeBand, type TimelineEntry, type Transition } from '../../services/console/web/lib/band.ts';
 import { ago, count, localText, timeLeft, utcText } from '../../services/console/web/lib/format.ts';
 import { describeFreeze, prepareFreeze } from '../../services/console/web/lib/freeze.ts';
 import { applyState, liveView, matchesFilter, type LiveStore } from '../../services/console/web/lib/live.ts';
 import { parseRoute, routeHref, signInHref, signInLink } from '../../services/console/web/lib/routes.ts';
 import { formOf, parseTimeInput, searchQuery, windowQuery } from '../../services/console/web/lib/search.ts';
 import { createSseParser, type SseEvent } from '../../services/console/web/lib/sse.ts';
-import { EFFECT_ORDER, TIER_ORDER } from '../../services/console/web/lib/types.ts';
+import { EFFECT_ORDER, TIER_ORDER, type Tier } from '../../services/console/web/lib/types.ts';
 
 const T0 = Date.parse('2026-12-01T14:00:00Z');
 const at = (s: number): string => new Date(T0 + s * 1000).toISOString();
@@ -91,6 +91,52 @@ describe('band: the tier over time and the decisions on it', () => {
   test('out-of-order input is put in order; unparseable times are left out', () => {
     const b = computeBand(bandInputOf([entries[3], entries[0], { kind: 'trust', at: 'not a time', version: 9, tier: 'revoked' }].filter((e): e is TimelineEntry => e !== undefined)));
     assert.deepEqual(b.segments.map((s) => s.tier), ['trusted', 'restricted']);
+  });
+});
+
+describe('band: change freezes as spans, raised → lifted or expired', () => {
+  const f = (freeze_id: string, o: { since?: string; expires_at?: string } = {}) => ({ freeze_id, reason: `r ${freeze_id}`, ...o });
+  const tr = (s: number, version: number, freezes: ReturnType<typeof f>[] | undefined, tier: Tier = 'trusted'): Transition => ({ at: T0 + s * 1000, version, tier, ...(freezes !== undefined ? { freezes } : {}) });
+  const spans = (b: ReturnType<typeof computeBand>) => b.freezes.map((x) => [x.freezeId, (x.from - T0) / 1000, (x.to - T0) / 1000, x.end, x.lane]);
+
+  test('from its since to the first state without it: lifted', () => {
+    const b = computeBand({ transitions: [tr(0, 1, []), tr(100, 2, [f('INC-77', { since: at(95) })]), tr(200, 3, [])], decisions: [], until: T0 + 300_000 });
+    assert.deepEqual(spans(b), [['INC-77', 95, 200, 'lifted', 0]]);
+    assert.ok(Math.abs((b.freezes[0]?.x0 ?? 0) - 95 / 300) < 1e-9 && Math.abs((b.freezes[0]?.x1 ?? 0) - 200 / 300) < 1e-9);
+  });
+
+  test('an expiry before the next state ends it there: expired; one still held runs to the end: in force', () => {
+    const b = computeBand({ transitions: [tr(0, 1, [f('F-exp', { expires_at: at(50) }), f('F-on')]), tr(120, 2, [f('F-on')])], decisions: [], until: T0 + 200_000 });
+    assert.deepEqual(spans(b), [['F-exp', 0, 50, 'expired', 0], ['F-on', 0, 200, 'in_force', 1]]);
+    const stillListed = computeBand({ transitions: [tr(0, 1, [f('F-exp', { expires_at: at(50) })])], decisions: [], until: T0 + 200_000 });
+    assert.deepEqual(spans(stillListed), [['F-exp', 0, 50, 'expired', 0]], 'a state that still lists an expired freeze does not stretch it');
+  });
+
+  test('raised before the session: clamped to the chart; no since: from the first state that has it; lanes reused once free', () => {
+    const b = computeBand({ transitions: [tr(10, 1, [f('OLD', { since: at(-3600) })]), tr(20, 2, []), tr(30, 3, [f('NEW')]), tr(40, 4, [])], decisions: [], until: T0 + 50_000 });
+    assert.deepEqual(spans(b), [['OLD', -3600, 20, 'lifted', 0], ['NEW', 30, 40, 'lifted', 0]]);
+    assert.equal(b.freezes[0]?.x0, 0);
+  });
+
+  test('states without freezes say nothing (the span goes on); out-of-order versions are put in order; a freeze raised again is a second span', () => {
+    const b = computeBand({ transitions: [tr(30, 3, [f('F')]), tr(0, 1, [f('F')]), tr(10, 2, undefined), tr(20, 4, [])], decisions: [], until: T0 + 60_000 });
+    // versions in order: 1 (F) → 2 (unknown) → 3 (F) at 30 → 4 (none) at 20: F from 0, lifted at 20.
+    assert.deepEqual(spans(b).map((x) => x.slice(0, 4)), [['F', 0, 20, 'lifted']]);
+    const again = computeBand({ transitions: [tr(0, 1, [f('F')]), tr(10, 2, []), tr(20, 3, [f('F')])], decisions: [], until: T0 + 30_000 });
+    assert.deepEqual(spans(again), [['F', 0, 10, 'lifted', 0], ['F', 20, 30, 'in_force', 0]]);
+  });
+
+  test('from the timeline: the trust entries’ states give the spans; freeze signals are no ticks', () => {
+    const entries: TimelineEntry[] = [
+      { kind: 'trust', at: at(0), version: 1, tier: 'trusted', trust: { freezes: [] } },
+      { kind: 'signal', at: at(60), event_id: 's-f', signal: { kind: 'change_freeze_raised', freeze_id: 'INC-77' } },
+      { kind: 'trust', at: at(60), version: 2, tier: 'trusted', trust: { freezes: [f('INC-77', { since: at(60) })] } },
+      { kind: 'signal', at: at(90), event_id: 's-i', signal: { kind: 'injection_detected', signal_id: 'SIG-1' } },
+      { kind: 'trust', at: at(120), version: 3, tier: 'restricted', trust: { freezes: [] } },
+    ];
+    const b = computeBand(bandInputOf(entries, T0 + 200_000));
+    assert.deepEqual(spans(b), [['INC-77', 60, 120, 'lifted', 0]]);
+    assert.deepEqual(b.ticks.map((t) => t.label), ['injection_detected SIG-1']);
   });
 });
 

@@ -1,6 +1,7 @@
 // One session: its timeline (decisions, signals, trust transitions in order)
-// with the tier drawn as a band over time and each decision a mark on it;
-// a mark opens the decision's story.
+// with the tier drawn as a band over time, each decision a mark on it, and
+// each change freeze a span under it (raised → lifted or expired); a mark
+// opens the decision's story.
 import { bandInputOf, computeBand, signalLabel, type Band, type TimelineEntry } from '../../lib/band.ts';
 import { count, utcText } from '../../lib/format.ts';
 import { routeHref } from '../../lib/routes.ts';
@@ -11,11 +12,14 @@ import { effectBadge, fill, h, link, statusLine, svg, table, tierBadge, timeEl }
 type TimelinePage = { entries: (TimelineEntry & { tenant: string })[]; next_cursor: string | null };
 
 const W = 1000;
-const H = 150;
+const MIN_H = 150;
 const BAND_Y = 34;
 const LABEL_W = 150;
 const BAND_H = 44;
+const FREEZE_Y = BAND_Y + BAND_H + 24;
+const LANE_H = 18;
 
+const END_TEXT = { lifted: 'lifted', expired: 'expired', in_force: 'still in force' } as const;
 const markShape = (effect: string, x: number, y: number): SVGElement => {
   if (effect === 'deny') return svg('path', { d: `M${x - 7} ${y - 7} L${x + 7} ${y + 7} M${x + 7} ${y - 7} L${x - 7} ${y + 7}`, class: 'glyph' });
   if (effect === 'step_up') return svg('path', { d: `M${x} ${y - 8} L${x + 8} ${y + 6} L${x - 8} ${y + 6} Z`, class: 'glyph' });
@@ -25,7 +29,9 @@ const markShape = (effect: string, x: number, y: number): SVGElement => {
 /** The band as SVG: geometry from computeBand, colours from the stylesheet. */
 const chart = (band: Band, open: (eventId: string) => void): SVGSVGElement => {
   const X = (x: number): number => 10 + x * (W - 20);
-  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'band', role: 'group', 'aria-label': 'trust tier over time, with each decision as a mark' });
+  const laneCount = band.freezes.reduce((n, f) => Math.max(n, f.lane + 1), 0);
+  const H = Math.max(MIN_H, FREEZE_Y + laneCount * LANE_H + 26);
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'band', role: 'group', 'aria-label': 'trust tier over time, with each decision as a mark and each change freeze as a span below' });
   for (const s of band.segments) {
     root.append(svg('rect', { x: X(s.x0), y: BAND_Y, width: Math.max(1, X(s.x1) - X(s.x0)), height: BAND_H, class: `seg tier-${s.tier ?? 'unknown'}`, 'data-tier': s.tier ?? 'unknown' }, svg('title', {}, `${s.tier ?? 'unknown'} from ${utcText(new Date(s.from).toISOString())} UTC`)));
   }
@@ -44,6 +50,23 @@ const chart = (band: Band, open: (eventId: string) => void): SVGSVGElement => {
   }
   for (const t of band.ticks) {
     root.append(svg('line', { x1: X(t.x), x2: X(t.x), y1: BAND_Y + BAND_H + 4, y2: BAND_Y + BAND_H + 16, class: 'tick' }, svg('title', {}, `${t.label} at ${utcText(new Date(t.at).toISOString())} UTC`)));
+  }
+  for (const f of band.freezes) {
+    const x0 = X(f.x0);
+    const w = Math.max(3, X(f.x1) - x0);
+    const y = FREEZE_Y + f.lane * LANE_H;
+    const label = `freeze ${f.freezeId}${f.reason !== '' ? ` (${f.reason})` : ''} from ${utcText(new Date(f.from).toISOString())} UTC ${f.end === 'in_force' ? 'still in force' : `to ${utcText(new Date(f.to).toISOString())} UTC, ${END_TEXT[f.end]}`}`;
+    root.append(
+      svg(
+        'g',
+        { class: `freeze-span end-${f.end}`, tabindex: 0, role: 'img', 'aria-label': label, 'data-freeze': f.freezeId, 'data-end': f.end },
+        svg('title', {}, label),
+        svg('rect', { x: x0, y, width: w, height: LANE_H - 4, rx: 3, class: 'span' }),
+        svg('line', { x1: x0, x2: x0, y1: BAND_Y, y2: y + LANE_H - 4, class: 'freeze-edge' }),
+        f.end !== 'in_force' ? svg('line', { x1: x0 + w, x2: x0 + w, y1: BAND_Y, y2: y + LANE_H - 4, class: 'freeze-edge' }) : null,
+        svg('text', { x: x0 + 4, y: y + LANE_H - 8, class: 'freeze-label' }, `${f.freezeId} · ${END_TEXT[f.end]}`),
+      ),
+    );
   }
   for (const m of band.marks) {
     const at = utcText(new Date(m.at).toISOString());
@@ -72,7 +95,7 @@ const legend = (): HTMLElement =>
     { class: 'legend' },
     'band: ',
     ...['trusted', 'degraded', 'restricted', 'revoked'].map((t) => [tierBadge(t), ' ']),
-    ' · marks: ○ allow  ✕ deny  △ step-up · ticks below: signals',
+    ' · marks: ○ allow  ✕ deny  △ step-up · ticks below: signals · bars below: change freezes, raised → lifted or expired',
   );
 
 const entryRow = (e: TimelineEntry, tenantParam: Record<string, string>): HTMLTableRowElement => {
