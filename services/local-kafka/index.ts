@@ -5,3 +5,4 @@
 export { KafkaBrokerError, type KafkaBrokerErrorCode } from './errors.ts';
 export { ensureKafkaJars, resolveKafkaJarsDir, type KafkaJars } from './jars.ts';
 export { startKafkaBroker, type KafkaBroker, type KafkaBrokerOptions } from './broker.ts';
+export { startKafkaCluster, type KafkaCluster, type KafkaClusterNode, type KafkaClusterOptions } from './cluster.ts';
