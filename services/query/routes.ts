@@ -12,6 +12,7 @@ import { isOperator, type Caller } from '../lib/auth.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
 import { CURSOR_KEYS, decodeKey, encodeCursor, queryHash } from './cursor.ts';
 import { explainDecision } from './explain.ts';
+import { pdpsRoutes } from './pdps.ts';
 import { createAuditRepository } from './repository.ts';
 import type { DecisionFilters, DecisionKey, SessionKey, TenantScope, TimelineKey } from './sql.ts';
 
@@ -250,4 +251,7 @@ export const auditRoutes =
         };
       },
     );
+
+    // GET /v1/audit/pdps (pdps.ts): per PDP, decisions on stale trust, from the audit.
+    await fastify.register(pdpsRoutes({ clickhouse: deps.clickhouse, database: deps.database, onRequest: guard.onRequest, tenantScope, forbidden, errorBody: errorBodySchema }));
   };
