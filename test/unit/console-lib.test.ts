@@ -9,7 +9,7 @@ import { ago, count, localText, timeLeft, utcText } from '../../services/console
 import { describeFreeze, prepareFreeze } from '../../services/console/web/lib/freeze.ts';
 import { applyState, liveView, matchesFilter, type LiveStore } from '../../services/console/web/lib/live.ts';
 import { parseRoute, routeHref, signInHref, signInLink } from '../../services/console/web/lib/routes.ts';
-import { formOf, parseTimeInput, searchQuery, windowQuery } from '../../services/console/web/lib/search.ts';
+import { chosenWindow, formOf, parseTimeInput, searchQuery, windowQuery } from '../../services/console/web/lib/search.ts';
 import { createSseParser, type SseEvent } from '../../services/console/web/lib/sse.ts';
 import { EFFECT_ORDER, TIER_ORDER, type Tier } from '../../services/console/web/lib/types.ts';
 
@@ -266,6 +266,21 @@ describe('search query strings', () => {
     assert.deepEqual(formOf({ agent: 'A-17', run: '1', tenant: 'acme' }), { agent: 'A-17', tenant: 'acme' });
     assert.deepEqual(windowQuery('1h', now), { from: '2026-12-01T13:00:00.000Z' });
     assert.deepEqual(windowQuery('all', now), {});
+  });
+
+  test('a delegator window: a preset, or from / to as chosen (either side open), validated with the field named', () => {
+    assert.deepEqual(chosenWindow({}, now), { ok: true, query: { from: '2026-11-30T14:00:00.000Z' }, label: 'the last 24 h', preset: '24h' });
+    assert.deepEqual(chosenWindow({ window: '7d' }, now), { ok: true, query: { from: '2026-11-24T14:00:00.000Z' }, label: 'the last 7 days', preset: '7d' });
+    assert.deepEqual(chosenWindow({ window: 'all' }, now), { ok: true, query: {}, label: 'all time', preset: 'all' });
+    assert.equal((chosenWindow({ window: 'bogus' }, now) as { preset: string }).preset, '24h');
+    assert.deepEqual(chosenWindow({ window: '1h', from: '2026-12-01 13:30', to: '-10m' }, now), {
+      ok: true, query: { from: '2026-12-01T13:30:00.000Z', to: '2026-12-01T13:50:00.000Z' }, label: '2026-12-01 13:30:00 UTC to 2026-12-01 13:50:00 UTC', preset: 'chosen',
+    }, 'from / to win over the preset');
+    assert.deepEqual(chosenWindow({ from: '-2h' }, now), { ok: true, query: { from: '2026-12-01T12:00:00.000Z' }, label: 'since 2026-12-01 12:00:00 UTC', preset: 'chosen' });
+    assert.deepEqual(chosenWindow({ to: '2026-12-01T10:00:00+02:00', from: ' ' }, now), { ok: true, query: { to: '2026-12-01T08:00:00.000Z' }, label: 'until 2026-12-01 08:00:00 UTC', preset: 'chosen' });
+    assert.deepEqual(chosenWindow({ from: 'yesterday' }, now), { ok: false, field: 'from', message: 'from: "yesterday" is not a time (2026-12-01T14:00:00Z, 2026-12-01 14:00 in UTC, or -2h)' });
+    assert.deepEqual(chosenWindow({ from: '-1h', to: '13:00' }, now), { ok: false, field: 'to', message: 'to: "13:00" is not a time (2026-12-01T14:00:00Z, 2026-12-01 14:00 in UTC, or -2h)' });
+    assert.deepEqual(chosenWindow({ from: '-1h', to: '-2h' }, now), { ok: false, field: 'from', message: 'from must be before to' });
   });
 });
 

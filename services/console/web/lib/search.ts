@@ -58,3 +58,34 @@ export type WindowName = keyof typeof WINDOWS | 'all';
 
 export const windowQuery = (w: WindowName, now: number): Record<string, string> =>
   w === 'all' ? {} : { from: new Date(now - WINDOWS[w]).toISOString() };
+
+export type ChosenWindow =
+  | { ok: true; query: { from?: string; to?: string }; label: string; preset: WindowName | 'chosen' }
+  | { ok: false; field: 'from' | 'to'; message: string };
+
+const PRESET_LABELS: Readonly<Record<WindowName, string>> = { '1h': 'the last hour', '24h': 'the last 24 h', '7d': 'the last 7 days', '30d': 'the last 30 days', all: 'all time' };
+
+/**
+ * The delegator view's window from its route: `from` / `to` as typed (RFC
+ * 3339, a datetime-local value taken as UTC, or `-2h` from now; either may be
+ * blank, open on that side) win over a `window` preset; neither: the last
+ * 24 h. A time that does not parse, or from not before to, names the field.
+ */
+export const chosenWindow = (params: Readonly<Record<string, string | undefined>>, now: number): ChosenWindow => {
+  const raw = { from: params['from']?.trim() ?? '', to: params['to']?.trim() ?? '' };
+  if (raw.from === '' && raw.to === '') {
+    const w = (Object.keys(PRESET_LABELS) as WindowName[]).find((n) => n === params['window']) ?? '24h';
+    return { ok: true, query: windowQuery(w, now), label: PRESET_LABELS[w], preset: w };
+  }
+  const out: { from?: string; to?: string } = {};
+  for (const f of ['from', 'to'] as const) {
+    if (raw[f] === '') continue;
+    const iso = parseTimeInput(raw[f], now);
+    if (iso === undefined) return { ok: false, field: f, message: `${f}: "${raw[f]}" is not a time (2026-12-01T14:00:00Z, 2026-12-01 14:00 in UTC, or -2h)` };
+    out[f] = iso;
+  }
+  if (out.from !== undefined && out.to !== undefined && out.from >= out.to) return { ok: false, field: 'from', message: 'from must be before to' };
+  const utc = (iso: string): string => `${iso.slice(0, 19).replace('T', ' ')} UTC`;
+  const label = out.from !== undefined && out.to !== undefined ? `${utc(out.from)} to ${utc(out.to)}` : out.from !== undefined ? `since ${utc(out.from)}` : `until ${utc(out.to ?? '')}`;
+  return { ok: true, query: out, label, preset: 'chosen' };
+};
