@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { activeFreezeSchema, trustCauseSchema } from '../../schemas/events.ts';
 import { err, ok, type Result } from '../../schemas/result.ts';
 import { zodIssues } from '../../schemas/codec.ts';
-import { freezeKeyOf, sessionKeyOf, userKeyOf, userRecord, type FreezeRecord, type SessionState, type Snapshot, type World } from './evolve.ts';
+import { freezeKeyOf, sessionKeyOf, userKeyOf, userRecord, type Snapshot, type World } from './evolve.ts';
 
 const stamp = z.strictObject({ event_id: z.string(), since: z.string() });
 
@@ -27,10 +27,11 @@ const sessionRecord = z.strictObject({
   tenant_id: z.string(),
   session_id: z.string(),
   version: z.number().int().min(1),
-  delegator: z.string().optional(),
-  agent: z.string().optional(),
-  agent_version: z.string().optional(),
-  consent_ref: z.string().optional(),
+  // exactOptional: absent, never `undefined` — the shape of SessionState (exactOptionalPropertyTypes).
+  delegator: z.string().exactOptional(),
+  agent: z.string().exactOptional(),
+  agent_version: z.string().exactOptional(),
+  consent_ref: z.string().exactOptional(),
   causes: z.array(trustCauseSchema),
   freezes: z.array(activeFreezeSchema),
   ended: z.boolean(),
@@ -130,9 +131,9 @@ export const snapshotFromRecords = (records: Iterable<ChangelogRecord>, clock = 
   }
   const snap: Snapshot = { clock, wall: null, sessions: [], users: [], freezes: [] };
   for (const r of latest.values()) {
-    if (r.kind === 'session') snap.sessions.push(r.value as SessionState);
+    if (r.kind === 'session') snap.sessions.push(r.value);
     else if (r.kind === 'user') snap.users.push(r.value);
-    else if (r.kind === 'freeze') snap.freezes.push(r.value as FreezeRecord);
+    else if (r.kind === 'freeze') snap.freezes.push(r.value);
   }
   return snap;
 };
