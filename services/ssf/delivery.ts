@@ -27,10 +27,21 @@ import { EVENT_TYPES, eventsForTransition, type TransmitMapping } from './caep.t
 import { createOutbox, type Commit, type OutboxItem } from './outbox.ts';
 import { createPushTransport, type PushTransport } from './endpoint.ts';
 import type { SsfMetrics } from './metrics.ts';
-import { signSet, stableJti, SET_CONTENT_TYPE, type SigningKey } from './set.ts';
+import { signSet, stableJti, SET_CONTENT_TYPE, type SetClaims, type SigningKey } from './set.ts';
 import { PUSH, streamCovers, type StreamRecord } from './streams.ts';
 
 export type PushOutcome = 'delivered' | 'refused' | 'retry';
+
+/** The claims of one SET a stream sends: one event, a top-level sub_id, `txn` when a trust event caused it, no sub or exp. */
+export const setClaimsOf = (c: { issuer: string; aud: string | string[]; jti: string; nowMs: number; txn?: string | undefined; subject: Record<string, unknown>; type: string; payload: Record<string, unknown> }): SetClaims => ({
+  iss: c.issuer,
+  jti: c.jti,
+  iat: Math.floor(c.nowMs / 1000),
+  aud: c.aud,
+  ...(c.txn !== undefined ? { txn: c.txn } : {}),
+  sub_id: c.subject,
+  events: { [c.type]: c.payload },
+});
 
 /** How a push answer is treated (RFC 8935 §2.3, §2.4): only a refusal of the SET itself is final. */
 export const pushOutcomeOf = (status: number, err: string | undefined): PushOutcome => {
@@ -148,10 +159,7 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
   };
 
   const sign = async (type: string, payload: Record<string, unknown>, subject: Record<string, unknown>, jti: string, createdAt: number, txn?: string): Promise<Omit<OutboxItem, 'source'>> => {
-    const set = await signSet(
-      { iss: o.issuer, jti, iat: Math.floor(now() / 1000), aud: stream.aud, ...(txn !== undefined ? { txn } : {}), sub_id: subject, events: { [type]: payload } },
-      o.key,
-    );
+    const set = await signSet(setClaimsOf({ issuer: o.issuer, aud: stream.aud, jti, nowMs: now(), txn, subject, type, payload }), o.key);
     metrics?.signed.inc({ event_type: type });
     return { jti, eventType: type, set, createdAt };
   };

@@ -72,28 +72,34 @@ export const LEVEL_TIERS: Readonly<Record<string, Tier>> = { LOW: 'trusted', MED
 
 export type Target = { session?: string; user?: string };
 
+/** Subject formats (RFC 9493) that name a user; jwt_id, saml_assertion_id, device-only and proprietary formats name no user or session trustfold knows. */
+const USER_FORMATS: ReadonlySet<string> = new Set(['iss_sub', 'email', 'phone_number']);
+
 const idOf = (m: unknown): string | undefined => {
   if (m === null || typeof m !== 'object') return undefined;
   const o = m as Record<string, unknown>;
-  for (const k of ['id', 'sub', 'email', 'jti']) if (typeof o[k] === 'string' && o[k] !== '') return o[k];
-  return undefined;
+  const key = o['format'] === 'iss_sub' ? 'sub' : o['format'] === 'email' ? 'email' : o['format'] === 'phone_number' ? 'phone_number' : o['format'] === 'opaque' ? 'id' : undefined;
+  const v = key !== undefined ? o[key] : undefined;
+  return typeof v === 'string' && v !== '' ? v : undefined;
 };
 
 /** The session and/or user a SET is about: SSF 1.0's top-level sub_id, or CAEP's older `subject` inside the event. */
 export const targetOf = (set: VerifiedSet, u: Pick<Upstream, 'opaque_subject_is'>): Target => {
   const sub = Object.keys(set.claims.sub_id).length > 0 ? set.claims.sub_id : (set.event['subject'] as Record<string, unknown> | undefined) ?? {};
   if (sub['format'] === 'complex') {
-    const session = idOf(sub['session']);
-    const user = idOf(sub['user']);
+    const s = sub['session'] as Record<string, unknown> | undefined;
+    const usr = sub['user'] as Record<string, unknown> | undefined;
+    const session = s?.['format'] === 'opaque' ? idOf(s) : undefined;
+    const user = usr !== undefined && (USER_FORMATS.has(String(usr['format'])) || usr['format'] === 'opaque') ? idOf(usr) : undefined;
     return { ...(session !== undefined ? { session } : {}), ...(user !== undefined ? { user } : {}) };
   }
   const id = idOf(sub);
   if (id === undefined) return {};
   if (sub['format'] === 'opaque') return u.opaque_subject_is === 'session' ? { session: id } : { user: id };
-  return { user: id };
+  return USER_FORMATS.has(String(sub['format'])) ? { user: id } : {};
 };
 
-export type Mapped = { signals: Record<string, unknown>[] } | { unapplied: 'unknown_event_type' | 'unknown_subject' | 'not_restrictive' };
+export type Mapped = { signals: Record<string, unknown>[] } | { unapplied: 'unknown_event_type' | 'unknown_subject' | 'not_restrictive' | 'ssf_control' };
 
 const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : v !== null && typeof v === 'object' && typeof (v as Record<string, unknown>)['en'] === 'string' ? ((v as Record<string, string>)['en'] as string) : undefined);
 
@@ -134,6 +140,10 @@ export const mapCaep = (set: VerifiedSet, u: Upstream, sessionsOfUser: (tenant: 
       return set.event['change_direction'] === 'decrease' ? setTier('degraded', 'a lower assurance level') : { unapplied: 'not_restrictive' };
     case EVENT_TYPES.deviceComplianceChange:
       return set.event['current_status'] === 'not-compliant' ? setTier('degraded', 'the device not compliant') : { unapplied: 'not_restrictive' };
+    case EVENT_TYPES.verification:
+    case EVENT_TYPES.streamUpdated:
+      // The upstream's answers about our stream with it: accepted, logged by their count.
+      return { unapplied: 'ssf_control' };
     default:
       return { unapplied: 'unknown_event_type' };
   }
