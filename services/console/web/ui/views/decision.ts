@@ -33,19 +33,27 @@ type Explained = {
 const dl = (pairs: readonly (readonly [string, Node | string | undefined])[]): HTMLElement =>
   h('dl', { class: 'pairs' }, pairs.filter(([, v]) => v !== undefined && v !== '').flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
 
-const trustBlock = (s: SessionTrust): HTMLElement =>
+/** Freeze ids, each a link to the freezes view naming it. */
+const freezeLinks = (freezes: readonly (readonly [string, string | undefined])[], tp: Record<string, string>): Node | string => {
+  if (freezes.length === 0) return 'none';
+  const out = h('span');
+  freezes.forEach(([id, reason], i) => out.append(...(i > 0 ? [', '] : []), link(routeHref('freezes', undefined, { ...tp, freeze: id }), id), reason !== undefined ? ` (${reason})` : ''));
+  return out;
+};
+
+const trustBlock = (s: SessionTrust, tp: Record<string, string>): HTMLElement =>
   dl([
     ['tier', tierBadge(s.tier)],
     ['version', String(s.version)],
     ['since', timeEl(s.updated_at)],
     ['causes', s.causes.map((c) => `${c.kind} ${c.ref}`).join(', ') || 'none'],
-    ['freezes', s.freezes.map((f) => `${f.freeze_id} (${f.reason})`).join(', ') || 'none'],
+    ['freezes', freezeLinks(s.freezes.map((f) => [f.freeze_id, f.reason] as const), tp)],
     ['revoked roles', s.revoked_roles.join(', ') || undefined],
     ['consent', s.consent_revoked ? 'revoked' : undefined],
   ]);
 
 /** One side of "what the PDP knew / what was true". */
-const summaryBlock = (title: string, s: TrustSummary | null, none: string, testid: string): HTMLElement =>
+const summaryBlock = (title: string, s: TrustSummary | null, none: string, testid: string, tp: Record<string, string>): HTMLElement =>
   h(
     'section',
     { attrs: { 'data-testid': testid } },
@@ -57,12 +65,12 @@ const summaryBlock = (title: string, s: TrustSummary | null, none: string, testi
           ['tier', tierBadge(s.tier)],
           ['since', timeEl(s.updated_at)],
           ['causes', s.causes.map((c) => `${c.kind} ${c.ref}`).join(', ') || 'none'],
-          ['freezes', s.freezes.map((f) => f.freeze_id).join(', ') || 'none'],
+          ['freezes', freezeLinks(s.freezes.map((f) => [f.freeze_id, undefined] as const), tp)],
         ]),
   );
 
 /** What the PDP knew against what was true: issue 14's fields of the explain route. */
-const knewVsTrue = (t: TrustBasis): HTMLElement => {
+const knewVsTrue = (t: TrustBasis, tp: Record<string, string>): HTMLElement => {
   const line = lagLine(t);
   return h(
     'section',
@@ -70,7 +78,7 @@ const knewVsTrue = (t: TrustBasis): HTMLElement => {
     h('h2', null, 'What the PDP knew, what was true'),
     t.finding !== undefined ? h('p', { class: 'finding', attrs: { role: 'alert', 'data-testid': 'finding' } }, FINDING_TEXT[t.finding]) : null,
     h('p', { class: `lag lag-${line.tone}`, attrs: { 'data-testid': 'trust-lag', 'data-lag': t.lag.status } }, line.text),
-    h('div', { class: 'grid two' }, summaryBlock('The state the PDP decided on', t.pdp_used, 'Not recorded: no stored transition has the version the PDP named.', 'pdp-used'), summaryBlock('The state in force at the decision’s time', t.in_force, 'None: no transition of the session was recorded before it.', 'in-force')),
+    h('div', { class: 'grid two' }, summaryBlock('The state the PDP decided on', t.pdp_used, 'Not recorded: no stored transition has the version the PDP named.', 'pdp-used', tp), summaryBlock('The state in force at the decision’s time', t.in_force, 'None: no transition of the session was recorded before it.', 'in-force', tp)),
   );
 };
 
@@ -146,13 +154,13 @@ export const renderDecision = (ctx: Ctx): void => {
     }
     status.set('', 'info');
     const d = x.decision;
-    const tp = ctx.can.operator ? { tenant: d.tenant_id } : {};
+    const tp: Record<string, string> = ctx.can.operator ? { tenant: d.tenant_id } : {};
     const human = d.chain.find((l) => l.kind === 'human');
     const agent = d.chain.findLast((l) => l.kind === 'agent');
     ctx.main.append(
       h('p', { class: 'verdict' }, effectBadge(d.decision.effect), ` ${d.request.tool} ${d.request.action} ${d.request.resource} · `, timeEl(d.occurred_at)),
       h('section', { class: 'story', attrs: { 'aria-label': 'story' } }, h('h2', null, 'Story'), h('p', { attrs: { id: 'story' } }, x.story)),
-      knewVsTrue(x.trust),
+      knewVsTrue(x.trust, tp),
       h(
         'p',
         { class: 'links' },
@@ -164,7 +172,7 @@ export const renderDecision = (ctx: Ctx): void => {
         d.token !== undefined ? [' · ', link(routeHref('search', undefined, { jti: d.token.jti, ...tp }), `decisions with token ${d.token.jti}`)] : null,
       ),
       h('div', { class: 'grid' },
-        h('section', null, h('h2', null, 'Delegation chain'), h('ol', { class: 'chain' }, d.chain.map((l) => h('li', null, `${l.kind} ${l.id}${l.version !== undefined ? ` v${l.version}` : ''}${l.owner !== undefined ? ` (${l.owner})` : ''}`)))),
+        h('section', null, h('h2', null, 'Delegation chain'), h('ol', { class: 'chain' }, d.chain.map((l) => h('li', null, `${l.kind} `, l.kind === 'human' ? link(routeHref('delegator', l.id, tp), l.id) : l.kind === 'agent' ? link(routeHref('search', undefined, { agent: l.id, ...tp }), l.id) : l.id, `${l.version !== undefined ? ` v${l.version}` : ''}${l.owner !== undefined ? ` (${l.owner})` : ''}`)))),
         h('section', null, h('h2', null, 'Policy'), dl([
           ['policy', `${d.decision.policy_id}${d.decision.policy_version !== undefined ? ` v${d.decision.policy_version}` : ''}`],
           ['rule', d.decision.rule_id],
@@ -172,7 +180,7 @@ export const renderDecision = (ctx: Ctx): void => {
           ['trust version seen', d.decision.trust_version !== undefined ? String(d.decision.trust_version) : undefined],
           ['reasons', d.decision.reasons?.join('; ')],
         ])),
-        h('section', null, h('h2', null, 'Trust state it met'), x.trust.met === null ? h('p', null, 'No trust state recorded for this session before the decision.') : trustBlock(x.trust.met), x.trust.at_decision_time !== undefined ? [h('h3', null, 'In force at the decision’s time (the PDP’s view was older)'), trustBlock(x.trust.at_decision_time)] : null),
+        h('section', null, h('h2', null, 'Trust state it met'), x.trust.met === null ? h('p', null, 'No trust state recorded for this session before the decision.') : trustBlock(x.trust.met, tp), x.trust.at_decision_time !== undefined ? [h('h3', null, 'In force at the decision’s time (the PDP’s view was older)'), trustBlock(x.trust.at_decision_time, tp)] : null),
         h('section', null, h('h2', null, 'Signals behind it'), x.signals.length === 0 ? h('p', null, 'none') : h('ul', null, x.signals.map((s) => h('li', null, signalLabel(s), ' · ', timeEl(s.occurred_at))))),
         h('section', null, h('h2', null, 'Token'), d.token === undefined ? h('p', null, 'not recorded') : dl([
           ['jti', d.token.jti],

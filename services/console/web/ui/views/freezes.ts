@@ -2,9 +2,10 @@
 // them with freeze:write, each after a confirmation that says what it does.
 import { count } from '../../lib/format.ts';
 import { describeFreeze, prepareFreeze, type FreezeForm } from '../../lib/freeze.ts';
+import { routeHref } from '../../lib/routes.ts';
 import type { ActiveFreeze } from '../../lib/types.ts';
 import { qs, type Ctx } from '../context.ts';
-import { field, h, input, statusLine, table, timeEl } from '../dom.ts';
+import { field, h, input, link, statusLine, table, timeEl } from '../dom.ts';
 
 /** A modal that names what will happen; resolves true on confirm. */
 const confirmDialog = (title: string, text: string, action: string): Promise<boolean> =>
@@ -50,8 +51,8 @@ export const renderFreezes = (ctx: Ctx): void => {
         ...r.freezes.map((f) =>
           h(
             'tr',
-            { attrs: { 'data-freeze': f.freeze_id } },
-            h('td', { class: 'id' }, f.freeze_id),
+            { class: f.freeze_id === ctx.route.params['freeze'] ? 'selected' : '', attrs: { 'data-freeze': f.freeze_id, ...(f.freeze_id === ctx.route.params['freeze'] ? { 'aria-current': 'true' } : {}) } },
+            h('td', { class: 'id' }, link(routeHref('freezes', undefined, { tenant: ctx.can.operator ? tenant : undefined, freeze: f.freeze_id }), f.freeze_id)),
             h('td', null, describeFreeze({ scope: f.scope }, tenant).replace(/^Freeze /, '').replace(/ in tenant .*$/, '')),
             h('td', null, f.reason),
             h('td', null, f.ticket ?? '—'),

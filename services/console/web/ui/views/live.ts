@@ -32,7 +32,7 @@ const rowCells = (s: SessionTrust, operator: boolean): HTMLTableCellElement[] =>
       ...s.revoked_roles.map((r) => h('span', { class: 'chip' }, `role ${r} revoked`)),
       s.consent_revoked ? h('span', { class: 'chip' }, 'consent revoked') : null,
     ]),
-    h('td', { class: 'freezes' }, s.freezes.length === 0 ? '—' : s.freezes.map((f) => h('span', { class: 'chip freeze', attrs: { title: f.reason } }, f.freeze_id))),
+    h('td', { class: 'freezes' }, s.freezes.length === 0 ? '—' : s.freezes.map((f) => h('a', { class: 'chip freeze', attrs: { href: routeHref('freezes', undefined, { ...tenantParam, freeze: f.freeze_id }), title: f.reason } }, f.freeze_id))),
     h('td', { class: 'when' }, h('time', { attrs: { datetime: s.updated_at, title: localText(s.updated_at) } }, utcText(s.updated_at).slice(11), ' UTC'), h('small', { class: 'local' }, localText(s.updated_at).slice(11))),
     h('td', { class: 'num' }, `v${s.version}`),
   ].filter((c): c is HTMLTableCellElement => c !== null);

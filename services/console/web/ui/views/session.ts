@@ -187,8 +187,8 @@ export const renderSession = (ctx: Ctx): void => {
         tierBadge(s.tier),
         ` version ${s.version}`,
         s.delegator !== undefined ? [' · delegator ', link(routeHref('delegator', s.delegator, tq), s.delegator)] : null,
-        s.agent !== undefined ? ` · agent ${s.agent}` : null,
-        s.freezes.length > 0 ? ` · freezes ${s.freezes.map((f) => f.freeze_id).join(', ')}` : null,
+        s.agent !== undefined ? [' · agent ', link(routeHref('search', undefined, { agent: s.agent, ...tq }), s.agent)] : null,
+        s.freezes.length > 0 ? [' · freezes ', ...s.freezes.flatMap((f, i) => [i > 0 ? ', ' : '', link(routeHref('freezes', undefined, { ...tq, freeze: f.freeze_id }), f.freeze_id)])] : null,
       );
       current.setAttribute('data-tier', s.tier);
       // The audit follows the stream within moments: read the timeline again once it has.
