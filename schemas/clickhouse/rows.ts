@@ -4,11 +4,14 @@ import { createHash } from 'node:crypto';
 import {
   actingAgentOf,
   delegatorOf,
+  sessionTrustSchema,
+  signalEventSchema,
   type ChainLink,
   type DecisionEvent,
   type SessionTrust,
   type SignalEvent,
 } from '../events.ts';
+import { formatPath } from '../result.ts';
 import { CONFLICTS, DECISIONS, insertColumns, RECORD_IDS, SIGNALS, TRUST_TRANSITIONS, type RecordNamespace, type TableSpec } from './tables.ts';
 
 /** Where a row came from on Kafka: the sink's provenance and its dedup token's input. */
@@ -395,8 +398,19 @@ export type SignalRecord = {
   payload: string;
 };
 
-export const signalFromRecord = (r: SignalRecord): SignalEvent => JSON.parse(r.payload) as SignalEvent;
+/**
+ * A stored JSON copy, parsed by the contract's schema, not cast: the sink
+ * stored only what the contract accepted, so a failure means the row or the
+ * contract changed underneath — said with the fields at fault.
+ */
+const parseStored = <T>(what: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } } }, json: string): T => {
+  const r = schema.safeParse(JSON.parse(json));
+  if (r.success) return r.data;
+  throw new Error(`stored ${what} does not satisfy the contract: ${r.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`).join('; ')}`);
+};
+
+export const signalFromRecord = (r: SignalRecord): SignalEvent => parseStored(`signal ${r.event_id}`, signalEventSchema, r.payload);
 
 export type TrustRecord = { tenant: string; session_id: string; version: string | number; state: string };
 
-export const trustFromRecord = (r: TrustRecord): SessionTrust => JSON.parse(r.state) as SessionTrust;
+export const trustFromRecord = (r: TrustRecord): SessionTrust => parseStored(`trust state ${r.session_id} v${r.version}`, sessionTrustSchema, r.state);
