@@ -178,7 +178,7 @@ export type ReceiverDeps = {
 
 /** What one SET came to, however it arrived (push or poll). */
 export type SetOutcome =
-  | { kind: 'accepted'; applied: boolean }
+  | { kind: 'accepted'; applied: boolean; outcome: string }
   | { kind: 'rejected'; error: SetError }
   | { kind: 'unavailable' };
 
@@ -228,13 +228,13 @@ export const createReceiver = (deps: ReceiverDeps): Receiver => {
     if (replays.digestOf(u.tenant, v.value.claims.jti) !== undefined) {
       // RFC 8935 §2: answered as if it had not been received before; not applied again.
       count('replay');
-      return { kind: 'accepted', applied: false };
+      return { kind: 'accepted', applied: false, outcome: 'replay' };
     }
     const mapped = mapCaep(v.value, u, deps.sessionsOfUser);
     if ('unapplied' in mapped) {
       count(`unapplied_${mapped.unapplied}`);
       replays.addAll([{ tenant: u.tenant, id: v.value.claims.jti, digest: '-' }]);
-      return { kind: 'accepted', applied: false };
+      return { kind: 'accepted', applied: false, outcome: `unapplied_${mapped.unapplied}` };
     }
     const ts = typeof v.value.event['event_timestamp'] === 'number' ? v.value.event['event_timestamp'] : v.value.claims.iat;
     const occurred_at = new Date(Math.min(ts * 1000, nowMs)).toISOString();
@@ -257,7 +257,7 @@ export const createReceiver = (deps: ReceiverDeps): Receiver => {
     recent.addAll(admission.events.map((e, i) => ({ tenant: e.tenant_id, id: e.event_id, digest: admission.digests[i] ?? '' })));
     replays.addAll([{ tenant: u.tenant, id: v.value.claims.jti, digest: '-' }]);
     count('applied');
-    return { kind: 'accepted', applied: true };
+    return { kind: 'accepted', applied: true, outcome: 'applied' };
   };
 
   const routes: FastifyPluginAsyncZod = async (app) => {
