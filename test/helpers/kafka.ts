@@ -1,12 +1,14 @@
 // The Kafka an integration test talks to: KAFKA_BROKERS when set (CI, a shared
-// dev broker), otherwise a broker of its own in a temp dir. node --test runs
-// each file in its own process, so each file gets its own broker.
+// dev broker), otherwise a broker of its own in a temp dir — or, with
+// TRUSTFOLD_TEST_KAFKA_NODES=3, a three-node cluster of its own (topics then
+// replicated 3 times, min.insync.replicas 2). node --test runs each file in its
+// own process, so each file gets its own broker or cluster.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import { startKafkaBroker } from '../../services/local-kafka/index.ts';
+import { startKafkaBroker, startKafkaCluster } from '../../services/local-kafka/index.ts';
 
 export type TestKafka = { brokers: string[]; stop(): Promise<void> };
 
@@ -19,10 +21,34 @@ const externalBrokers = (): string[] | undefined => {
     .filter((broker) => broker !== '');
 };
 
+/**
+ * TRUSTFOLD_TEST_KAFKA_NODES: how many nodes the tests' own Kafka has (1, the
+ * default: a single broker; 3 or more: a cluster). With KAFKA_BROKERS it says
+ * how many brokers that cluster has, so topics get the replication it allows.
+ */
+export const testKafkaNodes = (env: Record<string, string | undefined> = process.env): number => {
+  const v = env['TRUSTFOLD_TEST_KAFKA_NODES']?.trim();
+  if (v === undefined || v === '') return 1;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n === 2 || n > 9) throw new Error(`TRUSTFOLD_TEST_KAFKA_NODES must be 1 or 3..9 (a quorum of voters), got "${v}"`);
+  return n;
+};
+
+/** Replication factor and min.insync.replicas of the tests' topics on that Kafka. */
+export const testReplication = (nodes = testKafkaNodes()): { replicationFactor: number; minInsyncReplicas: number } => {
+  const replicationFactor = Math.min(3, nodes);
+  return { replicationFactor, minInsyncReplicas: Math.min(2, replicationFactor) };
+};
+
 export const getTestKafka = async (): Promise<TestKafka> => {
   const brokers = externalBrokers();
   if (brokers !== undefined) return { brokers, stop: () => Promise.resolve() };
 
+  const nodes = testKafkaNodes();
+  if (nodes > 1) {
+    const cluster = await startKafkaCluster({ nodes, ephemeral: true, javaHome: process.env['JAVA_HOME'], heapMb: 256 });
+    return { brokers: cluster.brokers, stop: () => cluster.stop() };
+  }
   const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-kafka-'));
   try {
     const broker = await startKafkaBroker({ dataDir, ephemeral: true, javaHome: process.env['JAVA_HOME'] });
@@ -62,8 +88,11 @@ export const createTopic = async (
         {
           topic: name,
           numPartitions: partitions,
-          replicationFactor: 1,
-          configEntries: Object.entries(configs).map(([configName, value]) => ({ name: configName, value })),
+          replicationFactor: testReplication().replicationFactor,
+          configEntries: [
+            ...(testReplication().minInsyncReplicas > 1 && !('min.insync.replicas' in configs) ? [{ name: 'min.insync.replicas', value: String(testReplication().minInsyncReplicas) }] : []),
+            ...Object.entries(configs).map(([configName, value]) => ({ name: configName, value })),
+          ],
         },
       ],
     });
@@ -107,4 +136,9 @@ export const topicEnv = (prefix: string, brokers: string[], partitions: number):
   TRUSTFOLD_TOPIC_DEAD_LETTER: `${prefix}.dead-letter`,
   TRUSTFOLD_PARTITIONS: String(partitions),
   TRUSTFOLD_PROJECTOR_GROUP: `${prefix}-projector`,
+  // On a cluster the services create their topics replicated as the cluster allows.
+  ...(testKafkaNodes() > 1 && {
+    TRUSTFOLD_REPLICATION: String(testReplication().replicationFactor),
+    TRUSTFOLD_MIN_INSYNC_REPLICAS: String(testReplication().minInsyncReplicas),
+  }),
 });

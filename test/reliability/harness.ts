@@ -10,10 +10,10 @@ import type { Kafka } from 'kafkajs';
 import { createCodec } from '../../schemas/codec.ts';
 import type { DecisionEvent, SessionTrust, SignalEvent, TrustfoldEvent } from '../../schemas/events.ts';
 import { uuidv7 } from '../../schemas/ids.ts';
-import { startKafkaBroker, type KafkaBroker } from '../../services/local-kafka/index.ts';
+import { startKafkaBroker, startKafkaCluster, type KafkaBroker, type KafkaCluster } from '../../services/local-kafka/index.ts';
 import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
 import { decisionFixture } from '../fixtures/events.ts';
-import { topicEnv, uniqueName } from '../helpers/kafka.ts';
+import { testKafkaNodes, topicEnv, uniqueName } from '../helpers/kafka.ts';
 import { after, before } from 'node:test';
 import { exitIfStuck } from '../helpers/exit.ts';
 
@@ -66,14 +66,27 @@ export const printFigure = (scenario: string, fields: Record<string, string | nu
 // ---------------------------------------------------------------------------
 // Brokers: small heaps (2 cores, other brokers on the box).
 
-export type TestBroker = { brokers: string[]; dataDir: string; restartable: boolean; stop(): Promise<void>; kill(): Promise<void>; start(): Promise<void> };
+export type TestBroker = {
+  brokers: string[];
+  dataDir: string;
+  restartable: boolean;
+  /** With nodes > 1: the cluster, whose nodes a scenario may kill and start one by one. */
+  cluster?: KafkaCluster;
+  stop(): Promise<void>;
+  /** Stops the broker (every node of a cluster); data stays for start(). */
+  kill(): Promise<void>;
+  start(): Promise<void>;
+};
+
+/** Broker options of a scenario: `nodes` defaults to TRUSTFOLD_TEST_KAFKA_NODES (1). */
+export type BrokerOptions = { own?: boolean; heapMb?: number; nodes?: number };
 
 /**
  * The broker of one test file: started before its tests, stopped after them,
  * and the file's process made to exit if a client still holds it (see
  * exitIfStuck). Call at the top level; the getter is valid inside tests.
  */
-export const brokerForFile = (o: { own?: boolean; heapMb?: number } = {}): (() => TestBroker) => {
+export const brokerForFile = (o: BrokerOptions = {}): (() => TestBroker) => {
   exitIfStuck();
   let broker: TestBroker | undefined;
   before(async () => {
@@ -88,12 +101,17 @@ export const brokerForFile = (o: { own?: boolean; heapMb?: number } = {}): (() =
   };
 };
 
-/** A broker of this test (KAFKA_BROKERS is honoured unless `own`); stop() also removes its data. */
-export const startBroker = async (o: { own?: boolean; heapMb?: number } = {}): Promise<TestBroker> => {
+/**
+ * A broker of this test (KAFKA_BROKERS is honoured unless `own`), or with
+ * nodes > 1 (TRUSTFOLD_TEST_KAFKA_NODES) a cluster; stop() also removes its data.
+ */
+export const startBroker = async (o: BrokerOptions = {}): Promise<TestBroker> => {
   const external = process.env['KAFKA_BROKERS']?.trim();
   if (o.own !== true && external !== undefined && external !== '') {
     return { brokers: external.split(','), dataDir: '', restartable: false, stop: async () => undefined, kill: async () => undefined, start: async () => undefined };
   }
+  const nodes = o.nodes ?? testKafkaNodes();
+  if (nodes > 1) return startClusterBroker(nodes, o.heapMb ?? 256);
   const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-rel-kafka-'));
   let current: KafkaBroker | undefined = await startKafkaBroker({ dataDir, heapMb: o.heapMb ?? 256, ephemeral: false, javaHome: process.env['JAVA_HOME'] });
   const brokers = current.brokers;
@@ -114,6 +132,28 @@ export const startBroker = async (o: { own?: boolean; heapMb?: number } = {}): P
     stop: async () => {
       await current?.stop();
       current = undefined;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+};
+
+const startClusterBroker = async (nodes: number, heapMb: number): Promise<TestBroker> => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-rel-kafka-cluster-'));
+  const cluster = await startKafkaCluster({ nodes, dataDir, heapMb, ephemeral: false, javaHome: process.env['JAVA_HOME'] });
+  return {
+    brokers: cluster.brokers,
+    dataDir,
+    restartable: true,
+    cluster,
+    kill: async () => {
+      await Promise.all(cluster.nodes.map((n) => n.stop()));
+    },
+    // Together: a node alone cannot form the quorum it waits to be listed by.
+    start: async () => {
+      await Promise.all(cluster.nodes.filter((n) => !n.running()).map((n) => n.start()));
+    },
+    stop: async () => {
+      await cluster.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
