@@ -37,7 +37,11 @@ export const signalOf = (d: Detection, severity: Severity): Record<string, unkno
   kind: 'injection_detected',
   ...detectionIds(d),
   tenant_id: d.tenant_id,
-  occurred_at: d.at,
+  // 1 ms after the decision that fired it: a detection cannot be known before
+  // that decision, so the trust change it causes must not count as in force
+  // at that decision's own time (stale-pdp, explain). Derived, not the wall
+  // clock, so a re-emission after a crash is the same event, not a conflict.
+  occurred_at: new Date(Date.parse(d.at) + 1).toISOString(),
   session_id: d.session_id,
   severity,
   detector: d.detector,
