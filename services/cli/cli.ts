@@ -4,7 +4,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { z } from 'zod';
 import { ALL_TENANTS_SCOPE, loadOrCreateLocalSecret, localSecretFile, mintToken, OPERATOR_TENANT, SCOPES } from '../lib/auth.ts';
-import { parseConfig, type Config } from '../lib/config.ts';
+import { zodIssues } from '../../schemas/codec.ts';
+import { fieldErrorReport, formatFieldErrors, parseConfig, type Config } from '../lib/config.ts';
 
 export type CliIo = {
   env: Record<string, string | undefined>;
@@ -99,6 +100,30 @@ const tokenCommand = async (ctx: Ctx, args: string[]): Promise<number> => {
 
 type ApiResult = { status: number; body: unknown };
 
+// What the CLI reads of the server's answers, parsed rather than cast (loose:
+// `--json` prints the answer whole, fields this client does not know included).
+const errorReply = z.object({
+  error: z.object({ code: z.string(), message: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })).optional() }),
+});
+const freezeEventReply = z.looseObject({ freeze_id: z.string(), event_id: z.string() });
+const freezeRow = z.looseObject({
+  freeze_id: z.string(),
+  scope: z.looseObject({ resource_prefix: z.string().optional(), actions: z.array(z.string()).optional(), agent_id: z.string().optional() }),
+  reason: z.string(),
+  raised_by: z.string().optional(),
+  since: z.string().optional(),
+  expires_at: z.string().optional(),
+  ticket: z.string().optional(),
+});
+const freezeListReply = z.looseObject({ tenant_id: z.string(), freezes: z.array(freezeRow) });
+
+/** The body of a successful answer in the shape `schema` says, or a UsageError naming what differs. */
+const replyOf = <T>(schema: z.ZodType<T>, r: ApiResult): T => {
+  const p = schema.safeParse(r.body);
+  if (p.success) return p.data;
+  throw new UsageError(`unexpected answer from trustfold (${r.status}): ${formatFieldErrors(zodIssues(p.error))}`);
+};
+
 const api = async (ctx: Ctx, values: Record<string, unknown>, method: string, path: string, tenant: string | undefined, body?: unknown): Promise<ApiResult> => {
   const base = (values['url'] as string | undefined) ?? ctx.env.TRUSTFOLD_URL ?? `http://127.0.0.1:${ctx.config.http.port}`;
   const token =
@@ -122,7 +147,8 @@ const api = async (ctx: Ctx, values: Record<string, unknown>, method: string, pa
 };
 
 const failure = (ctx: Ctx, r: ApiResult): number => {
-  const e = (r.body as { error?: { code: string; message: string; errors?: { path: string; message: string }[] } } | undefined)?.error;
+  const parsed = errorReply.safeParse(r.body);
+  const e = parsed.success ? parsed.data.error : undefined;
   ctx.io.stderr(`error ${r.status}${e ? ` ${e.code}: ${e.message}` : ''}\n`);
   for (const x of e?.errors ?? []) ctx.io.stderr(`  ${x.path}: ${x.message}\n`);
   if (r.status === 503) ctx.io.stderr('  Kafka is unavailable; nothing was stored. Try again shortly.\n');
@@ -165,7 +191,7 @@ const freezeCommand = async (ctx: Ctx, args: string[]): Promise<number> => {
     };
     const r = await api(ctx, values, 'POST', '/v1/freezes', tenant, body);
     if (r.status !== 201) return failure(ctx, r);
-    const { freeze_id, event_id } = r.body as { freeze_id: string; event_id: string };
+    const { freeze_id, event_id } = replyOf(freezeEventReply, r);
     const what = Object.keys(scope).length === 0 ? 'everything' : describeScope(scope);
     ctx.io.stdout(`raised freeze ${freeze_id} on ${what}${body.expires_at ? ` until ${body.expires_at}` : ''}\n  event ${event_id}\n`);
     return 0;
@@ -180,7 +206,7 @@ const freezeCommand = async (ctx: Ctx, args: string[]): Promise<number> => {
     if (values.reason !== undefined) q.set('reason', String(values.reason));
     const r = await api(ctx, values, 'DELETE', `/v1/freezes/${encodeURIComponent(id)}${q.size > 0 ? `?${q}` : ''}`, tenant);
     if (r.status !== 200) return failure(ctx, r);
-    ctx.io.stdout(`lifted freeze ${id}\n  event ${(r.body as { event_id: string }).event_id}\n`);
+    ctx.io.stdout(`lifted freeze ${id}\n  event ${replyOf(freezeEventReply, r).event_id}\n`);
     return 0;
   }
   if (sub === 'list') {
@@ -188,7 +214,7 @@ const freezeCommand = async (ctx: Ctx, args: string[]): Promise<number> => {
     const tenant = values.tenant as string | undefined;
     const r = await api(ctx, values, 'GET', `/v1/freezes${tenant !== undefined ? `?tenant=${encodeURIComponent(tenant)}` : ''}`, tenant);
     if (r.status !== 200) return failure(ctx, r);
-    const { tenant_id, freezes } = r.body as { tenant_id: string; freezes: FreezeRow[] };
+    const { tenant_id, freezes } = replyOf(freezeListReply, r);
     if (values.json === true) {
       ctx.io.stdout(`${JSON.stringify(r.body, null, 2)}\n`);
       return 0;
@@ -199,7 +225,7 @@ const freezeCommand = async (ctx: Ctx, args: string[]): Promise<number> => {
   throw new UsageError(`unknown freeze command "${sub ?? ''}" (raise, lift, list)`);
 };
 
-type FreezeRow = { freeze_id: string; scope: { resource_prefix?: string; actions?: string[]; agent_id?: string }; reason: string; raised_by?: string; since?: string; expires_at?: string; ticket?: string };
+type FreezeRow = z.infer<typeof freezeRow>;
 
 const describeScope = (s: FreezeRow['scope']): string =>
   [
@@ -238,12 +264,12 @@ export const runCli = async (argv: string[], partial: Partial<CliIo> = {}): Prom
   };
   const cfg = parseConfig(io.env);
   if (!cfg.ok) {
-    io.stderr(`trustfold: invalid configuration\n${cfg.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}\n`);
+    io.stderr(fieldErrorReport('trustfold: invalid configuration', cfg.error));
     return 2;
   }
   const env = cliEnv.safeParse(Object.fromEntries(Object.entries(io.env).filter(([, v]) => v !== undefined && v !== '')));
   if (!env.success) {
-    io.stderr(`trustfold: invalid environment: ${env.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}\n`);
+    io.stderr(`trustfold: invalid environment: ${formatFieldErrors(zodIssues(env.error))}\n`);
     return 2;
   }
   const ctx: Ctx = { io, config: cfg.value, env: env.data };
