@@ -55,7 +55,7 @@ export const parseSsfConfig = (env: Record<string, string | undefined>): Result<
       return err([{ path: 'TRUSTFOLD_SSF_RECEIVERS', message: `not JSON: ${(x as Error).message}` }]);
     }
     const u = z.array(upstreamSchema).max(100).safeParse(raw);
-    if (!u.success) return err(zodIssues(u.error).map((i) => ({ path: `TRUSTFOLD_SSF_RECEIVERS${i.path === '' ? '' : `.${i.path}`}`, message: i.message })));
+    if (!u.success) return err(zodIssues(u.error).map((i) => ({ path: `TRUSTFOLD_SSF_RECEIVERS${i.path === '' || i.path.startsWith('[') ? i.path : `.${i.path}`}`, message: i.message })));
     const missingKeys = u.data.findIndex((x) => x.jwks === undefined && x.jwks_url === undefined);
     if (missingKeys >= 0) return err([{ path: `TRUSTFOLD_SSF_RECEIVERS[${missingKeys}]`, message: 'needs jwks_url or jwks' }]);
     upstreams = u.data;
