@@ -163,7 +163,7 @@ export const main = async (argv: string[], env: Record<string, string | undefine
       case 'audit':
         return await audit(rest, env);
       case 'demo': {
-        const { runDemo } = await import('../examples/demo.ts');
+        const { runDemo } = await import('./demo/index.ts');
         return await runDemo(rest, env);
       }
       case undefined:
