@@ -1,6 +1,8 @@
 // `trustfold audit session|delegator|explain`: a thin client of the forensics
 // API. bin/trustfold passes argv (after `audit`), the base URL and a token.
 import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { zodIssues } from '../../schemas/codec.ts';
 
 export type AuditCliOptions = {
   baseUrl: string;
@@ -36,16 +38,47 @@ export const formatTable = (header: readonly string[], rows: readonly (readonly 
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n';
 };
 
-type TimelineEntry = {
-  kind: 'decision' | 'signal' | 'trust';
-  at: string;
-  event_id?: string;
-  version?: number;
-  tier?: string;
-  decision?: { chain: { kind: string; id: string }[]; request: { tool: string; action: string; resource: string }; decision: { effect: string; policy_id: string; rule_id?: string } };
-  signal?: { kind: string; signal_id?: string; freeze_id?: string; severity?: string; user_id?: string; role?: string };
-  trust?: { causes: { ref: string }[]; freezes: { freeze_id: string }[] };
-};
+// What the CLI reads of the forensics API's answers, parsed rather than cast.
+// Loose objects: `--json` prints the answer whole, fields this client does not know included.
+const timelineEntry = z.looseObject({
+  kind: z.enum(['decision', 'signal', 'trust']),
+  at: z.string(),
+  event_id: z.string().optional(),
+  version: z.number().optional(),
+  tier: z.string().optional(),
+  decision: z
+    .looseObject({
+      chain: z.array(z.looseObject({ kind: z.string(), id: z.string() })),
+      request: z.looseObject({ tool: z.string(), action: z.string(), resource: z.string() }),
+      decision: z.looseObject({ effect: z.string(), policy_id: z.string(), rule_id: z.string().optional() }),
+    })
+    .optional(),
+  signal: z
+    .looseObject({ kind: z.string(), signal_id: z.string().optional(), freeze_id: z.string().optional(), severity: z.string().optional(), user_id: z.string().optional(), role: z.string().optional() })
+    .optional(),
+  trust: z.looseObject({ causes: z.array(z.looseObject({ ref: z.string() })), freezes: z.array(z.looseObject({ freeze_id: z.string() })) }).optional(),
+});
+type TimelineEntry = z.infer<typeof timelineEntry>;
+const timelinePage = z.looseObject({ entries: z.array(timelineEntry), next_cursor: z.string().nullable() });
+const delegatorSession = z.looseObject({
+  tenant: z.string(),
+  session_id: z.string(),
+  decisions: z.number(),
+  allows: z.number(),
+  denies: z.number(),
+  step_ups: z.number(),
+  last_tier: z.string().nullable(),
+  last_at: z.string(),
+  agents: z.array(z.string()),
+});
+const delegatorPage = z.looseObject({ sessions: z.array(delegatorSession), next_cursor: z.string().nullable() });
+const explained = z.looseObject({
+  story: z.string(),
+  decision: z.looseObject({ event_id: z.string(), tenant_id: z.string(), session_id: z.string() }),
+  trust: z.looseObject({ met: z.looseObject({ version: z.number(), tier: z.string() }).nullable(), basis: z.string() }),
+  signals: z.array(z.looseObject({ kind: z.string(), event_id: z.string() })),
+});
+const errorReply = z.object({ error: z.object({ message: z.string().optional() }).optional() });
 
 export const timelineRow = (e: TimelineEntry): string[] => {
   const time = e.at.replace('T', ' ').replace(/\.000Z$/, 'Z');
@@ -66,7 +99,7 @@ export const timelineRow = (e: TimelineEntry): string[] => {
       return [time, 'trust', `v${e.version ?? '?'} ${e.tier ?? ''}`, causes.join(', ')];
     }
     default:
-      return [time, String((e as { kind: unknown }).kind), '', ''];
+      return [time, String(e.kind satisfies never), '', ''];
   }
 };
 
@@ -95,16 +128,22 @@ export const runAuditCli = async (argv: readonly string[], opts: AuditCliOptions
     return 2;
   }
 
-  const call = async <T>(path: string, query: Record<string, string | undefined> = {}): Promise<T | undefined> => {
+  const call = async <T>(schema: z.ZodType<T>, path: string, query: Record<string, string | undefined> = {}): Promise<T | undefined> => {
     const url = new URL(path, opts.baseUrl.endsWith('/') ? opts.baseUrl : `${opts.baseUrl}/`);
     for (const [k, v] of Object.entries({ ...query, tenant: parsed.values.tenant })) if (v !== undefined) url.searchParams.set(k, v);
     const res = await doFetch(url, { headers: { authorization: `Bearer ${opts.token}`, accept: 'application/json' } });
-    const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
+    const body: unknown = await res.json().catch(() => ({}));
     if (!res.ok) {
-      errOut(`trustfold audit: ${res.status} ${body.error?.message ?? res.statusText}\n`);
+      const e = errorReply.safeParse(body);
+      errOut(`trustfold audit: ${res.status} ${(e.success ? e.data.error?.message : undefined) ?? res.statusText}\n`);
       return undefined;
     }
-    return body as T;
+    const p = schema.safeParse(body);
+    if (!p.success) {
+      errOut(`trustfold audit: unexpected answer from ${url.pathname}: ${zodIssues(p.error).map((i) => `${i.path}: ${i.message}`).join('; ')}\n`);
+      return undefined;
+    }
+    return p.data;
   };
   const enc = encodeURIComponent;
 
@@ -112,7 +151,7 @@ export const runAuditCli = async (argv: readonly string[], opts: AuditCliOptions
     const entries: TimelineEntry[] = [];
     let cursor: string | undefined;
     do {
-      const page = await call<{ entries: TimelineEntry[]; next_cursor: string | null }>(`v1/audit/sessions/${enc(subject)}/timeline`, { limit: '1000', cursor });
+      const page = await call(timelinePage, `v1/audit/sessions/${enc(subject)}/timeline`, { limit: '1000', cursor });
       if (page === undefined) return 1;
       entries.push(...page.entries);
       cursor = page.next_cursor ?? undefined;
@@ -129,11 +168,10 @@ export const runAuditCli = async (argv: readonly string[], opts: AuditCliOptions
       errOut(`trustfold audit: --since must be like 24h, 7d, 30m or an RFC 3339 time, got ${parsed.values.since}\n`);
       return 2;
     }
-    type S = { tenant: string; session_id: string; decisions: number; allows: number; denies: number; step_ups: number; last_tier: string | null; last_at: string; agents: string[] };
-    const sessions: S[] = [];
+    const sessions: z.infer<typeof delegatorSession>[] = [];
     let cursor: string | undefined;
     do {
-      const page = await call<{ sessions: S[]; next_cursor: string | null }>(`v1/audit/delegators/${enc(subject)}/sessions`, { from: since, limit: '1000', cursor });
+      const page = await call(delegatorPage, `v1/audit/delegators/${enc(subject)}/sessions`, { from: since, limit: '1000', cursor });
       if (page === undefined) return 1;
       sessions.push(...page.sessions);
       cursor = page.next_cursor ?? undefined;
@@ -150,9 +188,7 @@ export const runAuditCli = async (argv: readonly string[], opts: AuditCliOptions
     return 0;
   }
 
-  const x = await call<{ story: string; decision: { event_id: string; tenant_id: string; session_id: string }; trust: { met: { version: number; tier: string } | null; basis: string }; signals: { kind: string; event_id: string }[] }>(
-    `v1/audit/decisions/${enc(subject)}`,
-  );
+  const x = await call(explained, `v1/audit/decisions/${enc(subject)}`);
   if (x === undefined) return 1;
   if (parsed.values.json === true) {
     out(`${JSON.stringify(x, null, 2)}\n`);
