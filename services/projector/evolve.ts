@@ -17,8 +17,7 @@ import { DEFAULT_FOLD_CONFIG, type FoldConfig } from './fold/config.ts';
 import { draftOf, factsFromChain, isLive, msOf, remember, stampOf } from './fold/session.ts';
 import { freezeKeyOf, sessionKeyOf, userKeyOf, type Draft, type FreezeRecord, type SessionState, type Stamp, type Transition, type UserFacts, type World } from './fold/state.ts';
 import { advance } from './fold/time.ts';
-import { heapPush } from './fold/heap.ts';
-import { addCause, adoptFacts, apply, contextOf, fillFacts, finish, putFreeze, refreshTenantFreezes, sessionOf, unexpired, type Ctx } from './fold/world.ts';
+import { addCause, adoptFacts, apply, contextOf, fillFacts, finish, putFreeze, refreshTenantFreezes, scheduleFreezeExpiry, sessionOf, unexpired, type Ctx } from './fold/world.ts';
 
 export { DEFAULT_FOLD_CONFIG, DEFAULT_TIER_MAPPING, type FoldConfig, type Severity, type TierMapping } from './fold/config.ts';
 export { freezeKeyOf, initialWorld, sessionKeyOf, userKeyOf, type FreezeRecord, type SessionState, type Transition, type UserFacts, type World } from './fold/state.ts';
@@ -186,7 +185,7 @@ const onFreezeRaised = (c: Ctx, e: SignalOf<'change_freeze_raised'>): void => {
     ...(e.expires_at !== undefined && { expires_at: e.expires_at }),
   };
   putFreeze(c.w, fkey, { tenant_id: e.tenant_id, freeze, status: 'active', applied: remember(prev?.applied ?? [], e.event_id, c.cfg.appliedPerFreeze) });
-  if (e.expires_at !== undefined) heapPush(c.w.expiries, { at: msOf(e.expires_at), key: fkey, event_id: e.event_id, what: 'freeze' });
+  if (e.expires_at !== undefined) scheduleFreezeExpiry(c.w, fkey, e.event_id, e.expires_at);
   refreshTenantFreezes(c, e.tenant_id, stampOf(e));
 };
 

@@ -338,7 +338,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
     countRequests(producer, timing);
     await producer.connect();
     if (delivery === 'idempotent') {
-      // Steps (2)+(3) are one transaction (see `record`); the states of step (1) stay outside it.
+      // Steps (2)+(3) are one transaction (`record`, delivery/idempotent.ts); the states of step (1) stay outside it.
       logProducer = changelogProducer(kafka, transactionalId);
       await logProducer.connect();
     }

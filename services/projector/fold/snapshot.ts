@@ -1,9 +1,7 @@
 // Snapshots: the world as plain records (the projector's changelog), and back.
 // Indexes and the expiry heap are derived, so they are rebuilt, not stored.
-import { heapPush } from './heap.ts';
-import { msOf } from './session.ts';
 import { freezeKeyOf, initialWorld, sessionKeyOf, userKeyOf, type FreezeRecord, type SessionState, type Stamp, type UserFacts, type World } from './state.ts';
-import { putFreeze, putSession } from './world.ts';
+import { putFreeze, putSession, scheduleFreezeExpiry } from './world.ts';
 
 export type Snapshot = {
   clock: number;
@@ -55,9 +53,7 @@ export const restoreUser = (w: World, u: Snapshot['users'][number]): void => {
 export const restoreFreeze = (w: World, f: FreezeRecord): void => {
   const key = freezeKeyOf(f.tenant_id, f.freeze.freeze_id);
   putFreeze(w, key, f);
-  if (f.status === 'active' && f.freeze.expires_at !== undefined) {
-    heapPush(w.expiries, { at: msOf(f.freeze.expires_at), key, event_id: f.freeze.event_id, what: 'freeze' });
-  }
+  if (f.status === 'active' && f.freeze.expires_at !== undefined) scheduleFreezeExpiry(w, key, f.freeze.event_id, f.freeze.expires_at);
 };
 
 /** Restores records into a fresh world; indexes and expiries are rebuilt. */

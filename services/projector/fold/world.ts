@@ -37,6 +37,10 @@ export const putSession = (w: World, key: string, prev: SessionState | undefined
   }
 };
 
+/** Schedules the release of an active freeze at its `expires_at`. */
+export const scheduleFreezeExpiry = (w: World, key: string, eventId: string, expiresAt: string): void =>
+  heapPush(w.expiries, { at: msOf(expiresAt), key, event_id: eventId, what: 'freeze' });
+
 /** Stores a freeze record and keeps the tenant's index of active freezes in step. */
 export const putFreeze = (w: World, key: string, record: FreezeRecord): void => {
   w.freezes.set(key, record);
