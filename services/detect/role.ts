@@ -32,7 +32,7 @@ import type { Caller } from '../lib/auth.ts';
 import type { Topics } from '../lib/config.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { EventTimeBounds } from '../lib/event-time.ts';
-import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
+import { partitionKeyOf, retryTransient, topicOf } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import { admitEvents } from '../ingest/admit.ts';
 import { createRecentIds } from '../ingest/recent-ids.ts';
@@ -69,9 +69,10 @@ const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** Per partition: the group's committed offset (undefined: none) and the first offset at or after `sinceMs`, and the end. */
 const positions = async (admin: Admin, topic: string, groupId: string, sinceMs: number): Promise<Map<number, { committed: bigint | undefined; since: bigint; high: bigint }>> => {
-  const ends = await admin.fetchTopicOffsets(topic);
-  const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, sinceMs);
-  const committed = (await admin.fetchOffsets({ groupId, topics: [topic] }))[0]?.partitions ?? [];
+  // Retried: right after a topic or group appears, a broker may not yet lead it or coordinate the group (NOT_COORDINATOR).
+  const ends = await retryTransient(() => admin.fetchTopicOffsets(topic));
+  const byTime = await retryTransient(() => admin.fetchTopicOffsetsByTimestamp(topic, sinceMs));
+  const committed = (await retryTransient(() => admin.fetchOffsets({ groupId, topics: [topic] })))[0]?.partitions ?? [];
   const out = new Map<number, { committed: bigint | undefined; since: bigint; high: bigint }>();
   for (const p of ends) {
     const high = BigInt(p.high);
@@ -247,7 +248,7 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
       try {
         const pos = await positions(admin, topic, config.groupId, clock() - config.lookbackMs);
         const fresh = [...pos].filter(([, p]) => p.committed === undefined);
-        if (fresh.length > 0) await admin.setOffsets({ groupId: config.groupId, topic, partitions: fresh.map(([partition, p]) => ({ partition, offset: String(p.since) })) });
+        if (fresh.length > 0) await retryTransient(() => admin.setOffsets({ groupId: config.groupId, topic, partitions: fresh.map(([partition, p]) => ({ partition, offset: String(p.since) })) }));
         for (const [partition, p] of pos) if (p.committed !== undefined) ranges.set(partition, { from: p.since < p.committed ? p.since : p.committed, to: p.committed });
       } finally {
         await admin.disconnect();
