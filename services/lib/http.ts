@@ -164,6 +164,16 @@ export const codeOfStatus = (status: number): ErrorCode => {
   }
 };
 
+/** A fastify route path (`/v1/sessions/:id/trust`, `/console/*`) as a pattern over request paths. */
+export const pathPattern = (url: string): RegExp => {
+  const segments = url.split('/').map((seg) => {
+    if (seg === '*') return '.*';
+    if (seg.startsWith(':')) return '[^/]+';
+    return seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  });
+  return new RegExp(`^${segments.join('/')}/?$`);
+};
+
 const zodErrors = (e: FastifyError): FieldError[] => {
   if (!hasZodFastifySchemaValidationErrors(e)) return [];
   const where = e.validationContext ?? '';
@@ -201,6 +211,13 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
   app.decorate(AUTH_DECORATION, deps.auth);
   // Documentation only (the serializer above does not validate): every route
   // registered after this lists the refusals it can give.
+  // Every route's path and methods, so a known path asked with another method
+  // answers 405 with `Allow` (RFC 9110 §15.5.6), not 404.
+  const known: { path: RegExp; methods: Set<string> }[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    known.push({ path: pathPattern(route.url), methods: new Set(methods.map((m) => m.toUpperCase())) });
+  });
   app.addHook('onRoute', (route) => {
     const schema = route.schema;
     if (schema === undefined || schema.hide === true) return;
@@ -251,7 +268,16 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     req.log.error({ err: e }, 'request failed');
     return sendError(reply, status, 'internal', `internal error (request ${req.id})`);
   });
-  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`));
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const allowed = new Set<string>();
+    for (const k of known) if (k.path.test(path)) for (const m of k.methods) allowed.add(m);
+    if (allowed.size > 0 && !allowed.has(req.method)) {
+      void reply.header('allow', [...allowed].sort().join(', '));
+      return sendError(reply, 405, 'method_not_allowed', `${req.method} is not allowed on ${path} (allowed: ${[...allowed].sort().join(', ')})`);
+    }
+    return sendError(reply, 404, 'not_found', `no route ${req.method} ${path}`);
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
