@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type CallToolResult, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, LoggingLevelSchema, McpError, SetLevelRequestSchema, type CallToolResult, type LoggingLevel, type LoggingMessageNotification, type ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import type { ChainLink, Effect } from '../../schemas/events.ts';
 import type { DecisionToEmit, SignalToEmit } from '../emitter/emitter.ts';
 import type { Logger } from '../lib/log.ts';
@@ -88,6 +88,15 @@ export type Gateway = {
   /** Lists every upstream again; returns the tools whose description or schema changed. */
   refresh(): Promise<ToolChange[]>;
   catalog(): Catalog;
+  /**
+   * An upstream's log message: relayed to the agent whose tools/call is the
+   * only one in flight on that upstream, on that request's stream, if the
+   * agent's logging/setLevel lets it through. With no call or several in
+   * flight the message cannot be attributed to one agent and is dropped (an
+   * upstream is shared across agents and tenants; a log line must not reach
+   * an agent it was not about).
+   */
+  relayLog(upstream: string, params: LoggingMessageNotification['params']): void;
   /** Closes the agent connections (not the upstreams, which the caller opened). */
   close(): Promise<void>;
 };
@@ -112,6 +121,9 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
   const policy = deps.policy ?? builtinPolicy(config.rules);
   const upstreams = new Map(deps.upstreams.map((u) => [u.name, u]));
   const servers = new Set<Server>();
+  type InFlight = { send: (n: ServerNotification) => Promise<void>; level: () => LoggingLevel | undefined };
+  const inFlight = new Map<string, Set<InFlight>>();
+  const LEVELS = LoggingLevelSchema.options;
   /** exposed tool name → the sessions (tenant, session) that called it, for the tool-change signal. */
   const usedBy = new Map<string, Map<string, { tenant: string; session: string }>>();
 
@@ -234,7 +246,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     });
   };
 
-  const callTool = async (id: CallerIdentity, params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown }, extra: { signal: AbortSignal; sendNotification: (n: ServerNotification) => Promise<void> }): Promise<CallToolResult> => {
+  const callTool = async (id: CallerIdentity, params: { name: string; arguments?: Record<string, unknown> | undefined; _meta?: unknown }, extra: { signal: AbortSignal; sendNotification: (n: ServerNotification) => Promise<void>; level: () => LoggingLevel | undefined }): Promise<CallToolResult> => {
     const started = process.hrtime.bigint();
     const entry = catalog.entries.get(params.name);
     if (entry === undefined || !mayCall(entry, id.scopes)) throw new RpcError(ErrorCode.InvalidParams, `Unknown tool: ${params.name}`);
@@ -273,6 +285,9 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     const { [config.sessionMetaKey ?? '']: _session, ...forwardMeta } = meta;
     const progressToken = meta['progressToken'];
     let result: CallResult;
+    const flight: InFlight = { send: extra.sendNotification, level: extra.level };
+    const flights = inFlight.get(entry.upstream) ?? new Set<InFlight>();
+    inFlight.set(entry.upstream, flights.add(flight));
     try {
       result = await upstream.callTool(
         { ...params, name: entry.tool.name, ...(params._meta !== undefined && { _meta: forwardMeta }) },
@@ -285,10 +300,12 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
         },
       );
     } catch (e) {
+      flights.delete(flight);
       const failure = passThrough(e);
       if (!durable) emitLater(decisionOf(id, j, eventId, { status: 'failed', detail: extra.signal.aborted ? 'cancelled by the agent' : `${failure.code}: ${failure.message}` }));
       throw failure;
     }
+    flights.delete(flight);
     if (!durable) emitLater(decisionOf(id, j, eventId, { status: result['isError'] === true ? 'failed' : 'executed' }));
     const upstreamMeta = typeof result['_meta'] === 'object' && result['_meta'] !== null ? (result['_meta'] as Meta) : {};
     return { ...result, _meta: { ...upstreamMeta, ...decisionMeta(eventId, verdict) } } as CallToolResult;
@@ -299,8 +316,23 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
   return {
     catalog: () => catalog,
     refresh,
+    relayLog(upstream, params) {
+      const flights = inFlight.get(upstream);
+      if (flights === undefined || flights.size !== 1) return;
+      for (const f of flights) {
+        const min = f.level();
+        if (min !== undefined && LEVELS.indexOf(params.level) < LEVELS.indexOf(min)) return;
+        void f.send({ method: 'notifications/message', params }).catch(() => undefined);
+      }
+    },
     async connect(transport, fixed) {
-      const server = new Server({ name: GATE_INFO.name, version: GATE_INFO.version }, { capabilities: { tools: { listChanged: true } }, ...(instructions !== undefined && { instructions }) });
+      const server = new Server({ name: GATE_INFO.name, version: GATE_INFO.version }, { capabilities: { tools: { listChanged: true }, logging: {} }, ...(instructions !== undefined && { instructions }) });
+      // logging/setLevel is this agent's filter on the upstream log lines relayed to it (relayLog); upstreams are not told.
+      let level: LoggingLevel | undefined;
+      server.setRequestHandler(SetLevelRequestSchema, (req) => {
+        level = req.params.level;
+        return {};
+      });
       server.setRequestHandler(ListToolsRequestSchema, async (_req, extra) => {
         const id = identityOf(fixed, extra.authInfo);
         if (!id.scopes.has(GATE_SCOPES.read)) throw gateError('forbidden', `tools/list needs scope ${GATE_SCOPES.read}`);
@@ -309,7 +341,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
         return { tools } as { tools: { name: string; inputSchema: { type: 'object' } }[] };
       });
       server.setRequestHandler(CallToolRequestSchema, (req, extra) =>
-        callTool(identityOf(fixed, extra.authInfo), req.params, { signal: extra.signal, sendNotification: (n) => extra.sendNotification(n) }),
+        callTool(identityOf(fixed, extra.authInfo), req.params, { signal: extra.signal, sendNotification: (n) => extra.sendNotification(n), level: () => level }),
       );
       server.onclose = () => servers.delete(server);
       servers.add(server);

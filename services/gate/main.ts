@@ -64,6 +64,8 @@ export type StartGateOptions = {
   env: Record<string, string | undefined>;
   /** Instead of a TrustView on KAFKA_BROKERS (started and closed by the gate). */
   view?: GateView;
+  /** Instead of the emitter to ingest at audit.url (a conformance run without a pipeline). */
+  audit?: Audit;
 };
 
 const secretOf = (config: Config): string => config.auth.secret ?? loadOrCreateLocalSecret(join(config.dataDir, 'jwt-secret')).secret;
@@ -100,12 +102,13 @@ export const startGate = async (o: StartGateOptions): Promise<RunningGate> => {
       const up = await openUpstream(name, u, {
         onToolsChanged: () => void late.gateway?.refresh().catch((e: unknown) => logger.warn({ upstream: name, err: String(e) }, 'refresh after tools/list_changed failed')),
         onClose: (n) => logger.warn({ upstream: n }, 'upstream connection closed'),
+        onLog: (n, params) => late.gateway?.relayLog(n, params),
       });
       upstreams.push(up);
       closers.push(() => up.close());
     }
     await view.ready();
-    const g = await createGateway({ config: gate, upstreams, view, audit: emitterAudit(emitter), policy, logger });
+    const g = await createGateway({ config: gate, upstreams, view, audit: o.audit ?? emitterAudit(emitter), policy, logger });
     late.gateway = g;
     closers.push(() => g.close());
     const unknownPolicies = Object.keys(gate.tools).filter((t) => !g.catalog().entries.has(t));

@@ -6,7 +6,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ToolListChangedNotificationSchema, type Progress } from '@modelcontextprotocol/sdk/types.js';
+import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema, type LoggingMessageNotification, type Progress } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { UpstreamTool } from './catalog.ts';
 import { isStdio, type UpstreamConfig } from './config.ts';
@@ -34,6 +34,8 @@ export type UpstreamEvents = {
   /** The upstream said its tool list changed. */
   onToolsChanged: (upstream: string) => void;
   onClose?: (upstream: string) => void;
+  /** The upstream logged (notifications/message). */
+  onLog?: (upstream: string, params: LoggingMessageNotification['params']) => void;
 };
 
 const transportFor = (cfg: UpstreamConfig): Transport =>
@@ -51,6 +53,7 @@ const transportFor = (cfg: UpstreamConfig): Transport =>
 export const connectUpstream = async (name: string, cfg: Pick<UpstreamConfig, 'timeout_ms'>, transport: Transport, events: UpstreamEvents): Promise<Upstream> => {
   const client = new Client({ name: GATE_INFO.name, version: GATE_INFO.version }, { capabilities: {} });
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => events.onToolsChanged(name));
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => events.onLog?.(name, n.params));
   client.onclose = () => events.onClose?.(name);
   await client.connect(transport);
   const timeout = cfg.timeout_ms;
