@@ -68,10 +68,17 @@ const chart = (band: Band, open: (eventId: string) => void): SVGSVGElement => {
       ),
     );
   }
+  // Marks closer than a glyph apart are stacked up and down the band, so none hides another.
+  let prevX = Number.NEGATIVE_INFINITY;
+  let stack = 0;
   for (const m of band.marks) {
+    const mx = X(m.x);
+    stack = mx - prevX < 16 ? stack + 1 : 0;
+    prevX = mx;
+    const dy = stack === 0 ? 0 : (stack % 2 === 1 ? -1 : 1) * 13 * Math.ceil(stack / 2);
     const at = utcText(new Date(m.at).toISOString());
     const label = `${m.effect} ${m.label} at ${at} UTC (trust ${m.tier ?? 'unknown'})`;
-    const g = svg('g', { class: `mark effect-${m.effect}`, tabindex: 0, role: 'button', 'aria-label': label, 'data-event-id': m.eventId }, svg('title', {}, label), markShape(m.effect, X(m.x), BAND_Y + BAND_H / 2));
+    const g = svg('g', { class: `mark effect-${m.effect}`, tabindex: 0, role: 'button', 'aria-label': label, 'data-event-id': m.eventId }, svg('title', {}, label), markShape(m.effect, mx, BAND_Y + BAND_H / 2 + Math.max(-BAND_H / 2, Math.min(BAND_H / 2, dy))));
     g.addEventListener('click', () => open(m.eventId));
     g.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' || e.key === ' ') {
