@@ -246,7 +246,23 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     );
   });
 
+  /** No route for this method and path: 405 with `Allow` when the path is served with other methods, else 404. */
+  const noRoute = (req: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const path = req.url.split('?')[0] ?? '';
+    const allowed = new Set<string>();
+    for (const k of known) if (k.path.test(path)) for (const m of k.methods) allowed.add(m);
+    if (allowed.size > 0 && !allowed.has(req.method)) {
+      const list = [...allowed].sort().join(', ');
+      void reply.header('allow', list);
+      return sendError(reply, 405, 'method_not_allowed', `${req.method} is not allowed on ${path} (allowed: ${list})`);
+    }
+    return sendError(reply, 404, 'not_found', `no route ${req.method} ${path}`);
+  };
+
   app.setErrorHandler((e: FastifyError, req, reply) => {
+    // A request no route serves failed before the 404 handler ran (QUERY, a body
+    // method, without Content-Type): it still answers as having no route.
+    if (req.is404) return noRoute(req, reply);
     if (hasZodFastifySchemaValidationErrors(e)) {
       const errors = zodErrors(e);
       return sendError(reply, 400, 'bad_request', `invalid ${e.validationContext ?? 'request'}: ${errors.map((x) => `${x.path}: ${x.message}`).join('; ')}`, errors);
@@ -268,16 +284,7 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
     req.log.error({ err: e }, 'request failed');
     return sendError(reply, status, 'internal', `internal error (request ${req.id})`);
   });
-  app.setNotFoundHandler((req, reply) => {
-    const path = req.url.split('?')[0] ?? '';
-    const allowed = new Set<string>();
-    for (const k of known) if (k.path.test(path)) for (const m of k.methods) allowed.add(m);
-    if (allowed.size > 0 && !allowed.has(req.method)) {
-      void reply.header('allow', [...allowed].sort().join(', '));
-      return sendError(reply, 405, 'method_not_allowed', `${req.method} is not allowed on ${path} (allowed: ${[...allowed].sort().join(', ')})`);
-    }
-    return sendError(reply, 404, 'not_found', `no route ${req.method} ${path}`);
-  });
+  app.setNotFoundHandler((req, reply) => noRoute(req, reply));
 
   await app.register(fastifySwagger, {
     openapi: {

@@ -25,6 +25,12 @@ describe('HTTP shell: methods', () => {
     }
   });
 
+  test('QUERY, a method with a body, without Content-Type: 405 too, not the body error', async () => {
+    const r = await app.inject({ method: 'QUERY' as 'GET', url: '/v1/things/T-1' });
+    assert.equal(r.statusCode, 405);
+    assert.equal(r.headers['allow'], 'GET, HEAD');
+  });
+
   test('an unknown path is still 404', async () => {
     const r = await app.inject({ method: 'TRACE', url: '/v1/nothing' });
     assert.equal(r.statusCode, 404);
