@@ -85,7 +85,11 @@ const activeFreezeResponse = z.object({
   since: z.string().optional().describe('RFC 3339'),
   expires_at: z.string().optional().describe('RFC 3339'),
 });
-const tenantQuery = z.object({ tenant: raised.tenant_id.optional() });
+const tenantQuery = z.object({
+  tenant: raised.tenant_id
+    .optional()
+    .describe('the tenant: required with an operator token (tenant "*"; 400 without it); a tenant token may name only its own (403 otherwise)'),
+});
 
 /** /readyz check: the Kafka cluster answers metadata requests. */
 export const kafkaReadiness = (sink: EventSink): ReadinessCheck => ({
@@ -237,7 +241,12 @@ export const ingestRoutes =
               'Re-sending an identical event is harmless (counted in `duplicates`); the same (tenant, event_id) with other content is rejected as a conflict. ' +
               '400: malformed body (line/column named); 401 before the body is read; 413: body or event count over the limit; 503 + Retry-After: Kafka unavailable, nothing accepted.',
             tags: ['ingest'],
-            body: z.array(eventSchema).describe('decision and signal events (or the same as NDJSON, one per line)'),
+            // Any item is accepted into the request: each is checked on its own, and one that is not a
+            // valid event is listed in `rejected` (202) without refusing the rest — so the document
+            // says "an event, or anything else" rather than calling such a request invalid.
+            body: z
+              .array(z.union([eventSchema, z.unknown().describe('anything else: refused on its own, listed in `rejected`')]))
+              .describe('decision and signal events (or the same as NDJSON, one per line); each item is validated on its own'),
             response: { 202: ingestResponseSchema, 400: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema },
           },
         },
@@ -266,6 +275,9 @@ export const ingestRoutes =
         onRequest: requireScope('freeze:write'),
         schema: {
           summary: 'Raise a change freeze (emitted as a change_freeze_raised signal)',
+          description:
+            'The tenant is `tenant_id` in the body or `?tenant=`; when both are given they must be the same (400). An operator token (tenant "*") must name one (400); ' +
+            'a tenant token only its own (403). `expires_at` must be in the future (400).',
           tags: ['freezes'],
           body: raiseFreezeBodySchema,
           querystring: tenantQuery,
