@@ -257,7 +257,9 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
       await rebuild(ranges);
       logger.info({ rebuilt: st.rebuilt, rules: Object.keys(config.rules) }, 'detect: rule state rebuilt');
 
-      const c = kafka.consumer({ groupId: config.groupId, maxWaitTimeInMs: 200 });
+      // A restarted instance rejoins after a crashed one's session times out: 10 s, not kafkajs' 30 s, and longer than a batch's longest context wait.
+      const sessionTimeout = Math.max(10_000, config.context.settleMs + config.context.timeoutMs + 3_000);
+      const c = kafka.consumer({ groupId: config.groupId, maxWaitTimeInMs: 200, sessionTimeout, rebalanceTimeout: sessionTimeout, heartbeatInterval: Math.floor(sessionTimeout / 5) });
       consumer = c;
       await c.connect();
       await c.subscribe({ topic, fromBeginning: false });

@@ -6,15 +6,21 @@
 // write-once audit store it once). About half of the decisions go in, the detector
 // is killed as soon as its first signal is on the topic, the other half go
 // in while it is down (bursts and token replays straddle the kill), then a
-// second process in the same group rebuilds its state and finishes.
+// second instance in the same group (in this process: one process start
+// fewer) rebuilds its state from the topics and finishes.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Partitioners } from 'kafkajs';
+import { Registry } from 'prom-client';
 import type { DecisionEvent, SignalEvent, TrustfoldEvent } from '../../schemas/events.ts';
 import { parseDetectConfig } from '../../services/detect/config.ts';
 import { createContextStore } from '../../services/detect/context.ts';
 import { detectAll, initialRules, type Detection } from '../../services/detect/rules.ts';
+import { createDetectRole, type DetectRole } from '../../services/detect/role.ts';
 import { detectionIds } from '../../services/detect/signal.ts';
+import { createKafkaSink } from '../../services/ingest/sink.ts';
+import { configFrom } from '../../services/lib/config.ts';
+import { createLogger } from '../../services/lib/log.ts';
 import { createKafka, partitionKeyOf, topicOf } from '../../services/lib/kafka.ts';
 import { newEventId } from '../helpers/projector.ts';
 import { brokerForFile, codec, dataEnds, groupReached, killHard, readTopics, spawnRole, stopGracefully, tempDir, uniqueEnv, waitUntil, type RoleProcess } from '../reliability/harness.ts';
@@ -100,6 +106,8 @@ test('SIGKILL of the detector process: every detection exactly once by id, none 
     });
 
   let detector: RoleProcess | undefined;
+  let successor: DetectRole | undefined;
+  const sink = createKafkaSink({ kafka, timeoutMs: 10_000 });
   try {
     await send(issued);
     detector = spawnRole('detect', detectEnv);
@@ -114,8 +122,10 @@ test('SIGKILL of the detector process: every detection exactly once by id, none 
     t.diagnostic(`signals on the topic when the detector was SIGKILLed: ${atKill} of ${expected.length}`);
     await send(second);
 
-    detector = spawnRole('detect', detectEnv);
-    await detector.ready;
+    const config = configFrom(detectEnv);
+    successor = createDetectRole({ kafka, topics: config.topics, config: parsed.value, sink, registry: new Registry(), logger: createLogger('detect-kill', 'silent', false), eventTime: config.eventTime });
+    await successor.start();
+    t.diagnostic(`the successor rebuilt ${successor.stats().rebuilt} committed decisions`);
     const ends = await dataEnds(kafka, [topics.decisions]);
     await waitUntil('the restarted detector committed every decision', () => groupReached(kafka, group, ends), 60_000, 200);
 
@@ -129,6 +139,8 @@ test('SIGKILL of the detector process: every detection exactly once by id, none 
     assert.deepEqual({ missed, extra, differing }, { missed: [], extra: [], differing: [] });
     assert.equal(copies.size, expected.length);
   } finally {
+    await successor?.stop();
+    await sink.close();
     await stopGracefully(detector);
     await producer.disconnect();
   }
