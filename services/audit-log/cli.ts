@@ -74,9 +74,10 @@ export const formatFindings = (findings: readonly Finding[]): string =>
   findings.map((f) => `  ${f.kind.toUpperCase().padEnd(14)} ${f.log}  ${f.ref ?? '-'}${where(f) !== '' ? `  (${where(f)})` : ''}  ${f.message}\n`).join('');
 
 export const formatVerifyReport = (r: VerifyReport): string => {
-  const lines = r.logs.map((l) => `log ${l.log}: checkpoint size ${l.checkpoint_size}, ${l.verified} verified, ${l.duplicates} duplicates, ${l.pending} pending, ${l.findings.length} findings\n`);
+  const lines = r.logs.map((l) => `log ${l.log}: checkpoint size ${l.checkpoint_size}, ${l.verified} verified, ${l.duplicates} duplicates, ${l.conflicts} refused conflicting copies, ${l.pending} pending, ${l.findings.length} findings\n`);
+  const notes = r.notes.map((n) => `  ${'CONFLICT'.padEnd(14)} ${n.log}  ${n.ref}  (leaf ${n.leaf_index}, offset ${n.offset})  ${n.message}\n`).join('');
   const verdict = r.ok ? 'OK: every stored record matches the signed log\n' : `FAILED: ${r.findings.length} finding${r.findings.length === 1 ? '' : 's'}\n${formatFindings(r.findings)}`;
-  return `${lines.join('')}${verdict}`;
+  return `${lines.join('')}${notes !== '' ? `noted (not failures):\n${notes}` : ''}${verdict}`;
 };
 
 export const formatBundleReport = (dir: string, r: BundleReport): string => {

@@ -15,6 +15,13 @@ export type Finding = { kind: FindingKind; log: string; leaf_index?: number; ref
 /** A record as stored, with its leaf rebuilt from the stored row. */
 export type StoredRecord = { ref: string; tenant: string; leaf: LeafInput };
 
+/**
+ * What verify saw that is not tampering: a leaf of a conflicting later copy
+ * the sink refused and kept in the `conflicts` table (the log is evidence the
+ * attempt was made; the stored record is the first copy).
+ */
+export type Note = { kind: 'conflict'; log: string; leaf_index: number; ref: string; tenant: string; offset: string; first_offset: string; message: string };
+
 export type LogReport = {
   log: string;
   checkpoint_size: number;
@@ -25,7 +32,10 @@ export type LogReport = {
   duplicates: number;
   /** Records past the checkpoint (logged or not yet), checked by the next one. */
   pending: number;
+  /** Leaves of refused conflicting copies, matched to the copies kept in the conflicts table. */
+  conflicts: number;
   findings: Finding[];
+  notes: Note[];
 };
 
 /** Roots of a list of leaves at each of the given sizes, in one pass. */
@@ -47,6 +57,8 @@ export const diagnoseLog = (o: {
   /** Every stored leaf of the log, by index (may run past the checkpoint). */
   leaves: readonly StoredLeaf[];
   records: readonly StoredRecord[];
+  /** The refused conflicting copies kept at this log's coordinates, each with its leaf rebuilt. */
+  conflicts?: readonly (StoredRecord & { firstOffset: string })[];
   /** Only this tenant's leaves are matched to records (its records are all that was read). */
   tenant?: string | undefined;
 }): LogReport => {
@@ -75,6 +87,8 @@ export const diagnoseLog = (o: {
   let verified = 0;
   let duplicates = 0;
   const deleted: number[] = [];
+  const notes: Note[] = [];
+  const conflictAt = new Map((o.conflicts ?? []).map((c) => [c.leaf.kafka.offset, { ...c, hash: leafHashOf(c.leaf) }]));
 
   for (const l of signed) {
     if (o.tenant !== undefined && l.tenant !== o.tenant) continue;
@@ -95,6 +109,11 @@ export const diagnoseLog = (o: {
       }
       used.add(moved);
       findings.push({ kind: 'reordered', log, leaf_index: l.index, ref: l.ref, tenant: l.tenant, offset: moved.offset, message: `${l.kind} ${l.ref} was logged at leaf ${l.index} (offset ${l.offset}) but is stored at offset ${moved.offset}` });
+      continue;
+    }
+    const refused = conflictAt.get(l.offset);
+    if (refused !== undefined && equalHash(refused.hash, l.hash)) {
+      notes.push({ kind: 'conflict', log, leaf_index: l.index, ref: l.ref, tenant: l.tenant, offset: l.offset, first_offset: refused.firstOffset, message: `${l.kind} ${l.ref} at leaf ${l.index} (offset ${l.offset}) is a refused copy that differs from the stored first copy (offset ${refused.firstOffset}); kept in the conflicts table` });
       continue;
     }
     const changed = here.find((r) => r.ref === l.ref) ?? sameRecord[0];
@@ -129,5 +148,5 @@ export const diagnoseLog = (o: {
     if (l !== undefined && l.index < checkpoint.size && equalHash(l.hash, r.hash)) continue; // a second identical copy of a verified row
     findings.push({ kind: 'inserted', log, ref: r.ref, tenant: r.tenant, offset: r.offset, ...(l !== undefined ? { leaf_index: l.index } : {}), message: `${r.leaf.kind} ${r.ref} at offset ${r.offset} is stored but was never logged there` });
   }
-  return { log, checkpoint_size: checkpoint.size, leaves: o.leaves.length, records: o.records.length, verified, duplicates, pending, findings };
+  return { log, checkpoint_size: checkpoint.size, leaves: o.leaves.length, records: o.records.length, verified, duplicates, pending, conflicts: notes.length, findings, notes };
 };

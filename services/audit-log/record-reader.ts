@@ -6,7 +6,8 @@ import { qualified } from '../../schemas/clickhouse/ddl.ts';
 import type { DecisionRecord } from '../../schemas/clickhouse/rows.ts';
 import type { StoredRecord } from './diagnose.ts';
 import type { Coordinates, LeafInput, LeafKind } from './leaf.ts';
-import { decisionLeafOfRecord, leafKey, signalLeafOfRecord, trustLeafOfRecord, type StoredSignal, type StoredTrust } from './records.ts';
+import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
+import { decisionLeafOfRecord, leafKey, leafOfEvent, leafOfTrust, signalLeafOfRecord, trustLeafOfRecord, type StoredSignal, type StoredTrust } from './records.ts';
 
 const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
 
@@ -46,10 +47,41 @@ export const createRecordReader = (client: ClickHouseClient, database: string) =
     return out;
   };
 
+  /**
+   * The refused conflicting copies the sink kept at this log's coordinates
+   * (the write-once `conflicts` table), each with the leaf rebuilt from the
+   * copy as it was sent: a conflicting later copy is a leaf of its own.
+   */
+  const conflictsOf = async (log: string, tenant: string | undefined): Promise<(StoredRecord & { firstOffset: string })[]> => {
+    const at = splitLogId(log);
+    const rs = await client.query({
+      query:
+        `SELECT namespace, copy, kafka_topic, kafka_partition, kafka_offset, first_topic, first_partition, first_offset FROM ${qualified(database, 'conflicts')}` +
+        ` WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''} ORDER BY kafka_offset LIMIT 1 BY kafka_offset`,
+      query_params: { ...at, tenant },
+      format: 'JSONEachRow',
+      clickhouse_settings: SETTINGS,
+    });
+    type Row = { namespace: string; copy: string; kafka_topic: string; kafka_partition: number; kafka_offset: number | string; first_topic: string; first_partition: number; first_offset: number | string };
+    const out: (StoredRecord & { firstOffset: string })[] = [];
+    for (const r of await rs.json<Row>()) {
+      const coords = { topic: r.kafka_topic, partition: Number(r.kafka_partition), offset: String(r.kafka_offset) };
+      let copy: unknown;
+      try {
+        copy = JSON.parse(r.copy);
+      } catch {
+        continue; // not JSON: nothing to rebuild a leaf from; the leaf then reports as deleted
+      }
+      const leaf = r.namespace === 'trust' ? leafOfTrust(copy as SessionTrust, coords) : leafOfEvent(copy as TrustfoldEvent, coords);
+      out.push({ ...leafKey(leaf), leaf, firstOffset: String(r.first_offset) });
+    }
+    return out;
+  };
+
   /** The record of a kind stored at exactly these coordinates (of this tenant), as its leaf input. */
   const recordAt = async (kind: LeafKind, at: Coordinates, tenant: string | undefined): Promise<LeafInput | undefined> => (await read(kind, at, tenant))[0];
 
-  return { recordsOf, recordAt };
+  return { recordsOf, recordAt, conflictsOf };
 };
 
 export type RecordReader = ReturnType<typeof createRecordReader>;

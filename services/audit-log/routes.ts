@@ -40,10 +40,14 @@ const size = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const errorBody = z.object({ error: z.object({ code: z.string(), message: z.string(), errors: z.array(z.object({ path: z.string(), message: z.string() })).optional() }) });
 const refusals = { 400: errorBody.describe('invalid parameters, each named'), 401: errorBody.describe('no valid token'), 403: errorBody.describe('scope audit:read missing, or another tenant named') };
 const findingSchema = z.object({ kind: z.string(), log: z.string(), leaf_index: z.number().optional(), ref: z.string().optional(), tenant: z.string().optional(), offset: z.string().optional(), message: z.string() });
+const noteSchema = z.object({ kind: z.literal('conflict'), log: z.string(), leaf_index: z.number(), ref: z.string(), tenant: z.string(), offset: z.string(), first_offset: z.string(), message: z.string() });
 const verifyReportSchema = z.object({
   ok: z.boolean(),
-  logs: z.array(z.object({ log: z.string(), checkpoint_size: z.number(), leaves: z.number(), records: z.number(), verified: z.number(), duplicates: z.number(), pending: z.number(), findings: z.array(findingSchema) })),
+  logs: z.array(
+    z.object({ log: z.string(), checkpoint_size: z.number(), leaves: z.number(), records: z.number(), verified: z.number(), duplicates: z.number(), pending: z.number(), conflicts: z.number(), findings: z.array(findingSchema), notes: z.array(noteSchema) }),
+  ),
   findings: z.array(findingSchema),
+  notes: z.array(noteSchema).describe('refused conflicting copies found as leaves of their own: reported, not failures'),
 });
 
 /** The tenant a request may read: its own, or for an operator the one named (undefined = all). */

@@ -18,9 +18,8 @@ export const TREE_TABLE = 'audit_log_tree';
 export const CHECKPOINT_TABLE = 'audit_log_checkpoints';
 /** Rows per granule of the tree table: a proof reads a few short ranges, each costs at least one granule. */
 const TREE_GRANULARITY = 256;
-/** Stored levels from here up are cached whole per log (one hash per 2^TOP_LEVEL leaves). */
-const TOP_LEVEL = 2 * TILE_HEIGHT;
-/** Entries of the bounded cache of lower stored hashes (~130 B each). */
+const HASH_BYTES = 32;
+/** Entries of the bounded cache of leaf hashes (~130 B each). */
 const HOT_CACHE_ENTRIES = 65_536;
 
 /** A node is stored when it is a leaf or sits on a tile boundary. */
@@ -112,10 +111,14 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
   };
 
   // A stored hash never changes (a complete subtree's hash is fixed once written), so the stored hashes
-  // read are kept in process. Levels at or above TOP_LEVEL (one hash per 2^8 leaves: 1.25 MB at 10M
-  // leaves) are loaded whole on the first miss of a log and topped up from there; the others (a proof's
-  // leaf and level-4 tiles, the right edge) go through a bounded map, oldest evicted first.
-  const top = new Map<string, { hashes: Map<string, Hash>; upper: number }>();
+  // read are kept in process. Every stored level from TILE_HEIGHT up — one hash per 16 leaves, 32 bytes
+  // each in one growing byte array per level: ~21 MB at 10M leaves — is loaded whole on a log's first
+  // miss and topped up past the leaves it covers on a later miss. A proof then reads from ClickHouse only
+  // the level-0 hashes it needs (the leaf's 16-leaf tile, the right edge's partial tile), through a
+  // bounded map of leaf hashes, oldest evicted first.
+  type Level = { bytes: Uint8Array; have: Uint8Array; count: number };
+  type Upper = { levels: Map<number, Level>; covered: number };
+  const upper = new Map<string, Upper>();
   /** Stored hashes wanted, served from the caches, and read from ClickHouse (queries, rows), since the store was made. */
   const reads = { wanted: 0, cached: 0, queries: 0, rows: 0 };
   const hot = new Map<string, Hash>();
@@ -129,25 +132,47 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
     }
     hot.set(key, h);
   };
+  const upperGet = (u: Upper | undefined, level: number, idx: number): Hash | undefined => {
+    const l = u?.levels.get(level);
+    if (l === undefined || idx >= l.count || l.have[idx] !== 1) return undefined;
+    return l.bytes.subarray(idx * HASH_BYTES, (idx + 1) * HASH_BYTES);
+  };
+  const upperSet = (u: Upper, level: number, idx: number, h: Hash): void => {
+    let l = u.levels.get(level);
+    if (l === undefined) u.levels.set(level, (l = { bytes: new Uint8Array(1024 * HASH_BYTES), have: new Uint8Array(1024), count: 0 }));
+    if (idx >= l.have.length) {
+      const n = Math.max(idx + 1, l.have.length * 2);
+      const bytes = new Uint8Array(n * HASH_BYTES);
+      bytes.set(l.bytes);
+      const have = new Uint8Array(n);
+      have.set(l.have);
+      l.bytes = bytes;
+      l.have = have;
+    }
+    l.bytes.set(h, idx * HASH_BYTES);
+    l.have[idx] = 1;
+    l.count = Math.max(l.count, idx + 1);
+    u.covered = Math.max(u.covered, (idx + 1) * 2 ** level);
+  };
 
   type Want = { level: number; idx: number };
   /** Stored hashes by `level/idx`: from the caches, then every missing one in one query (contiguous runs as ranges). */
   const stored = async (log: string, want: readonly Want[]): Promise<Map<string, Hash>> => {
     const out = new Map<string, Hash>();
-    let t = top.get(log);
+    let u = upper.get(log);
     const missing: Want[] = [];
-    let topMiss = false;
+    let upperMiss = false;
     reads.wanted += want.length;
     for (const w of want) {
       const key = `${w.level}/${w.idx}`;
-      const h = w.level >= TOP_LEVEL ? t?.hashes.get(key) : hot.get(`${log}/${key}`);
+      const h = w.level >= TILE_HEIGHT ? upperGet(u, w.level, w.idx) : hot.get(`${log}/${key}`);
       if (h !== undefined) {
         out.set(key, h);
         reads.cached++;
-      } else if (w.level >= TOP_LEVEL) topMiss = true;
+      } else if (w.level >= TILE_HEIGHT) upperMiss = true;
       else missing.push(w);
     }
-    if (missing.length === 0 && !topMiss) return out;
+    if (missing.length === 0 && !upperMiss) return out;
     const params: Record<string, unknown> = { log };
     const where: string[] = [];
     missing.sort((a, b) => a.level - b.level || a.idx - b.idx);
@@ -162,31 +187,35 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
       where.push(`(level = {l${n}:UInt8} AND idx >= {b${n}:UInt64} AND idx < {e${n}:UInt64})`);
       i = j;
     }
-    if (topMiss) {
-      params['upper'] = t?.upper ?? 0;
-      params['top'] = TOP_LEVEL;
-      where.push('(level >= {top:UInt8} AND bitShiftLeft(toUInt64(idx + 1), level) > {upper:UInt64})');
+    if (upperMiss) {
+      // Everything at the upper levels past what the cache covers: the whole of them on a log's first miss.
+      params['covered'] = u?.covered ?? 0;
+      params['tile'] = TILE_HEIGHT;
+      where.push('(level >= {tile:UInt8} AND bitShiftLeft(toUInt64(idx + 1), level) > {covered:UInt64})');
     }
-    const found = await rows<{ level: number; idx: number; h: string }>(
-      `SELECT level, idx, toString(any(hash)) AS h FROM ${tree} WHERE log = {log:String} AND (${where.join(' OR ')}) GROUP BY level, idx`,
-      params,
-    );
+    // Hashes as hex of their 32 big-endian bytes (a UInt256 is stored little-endian); a copy a merge has
+    // not collapsed yet is the same hash again.
+    const rs = await client.query({
+      query: `SELECT level, idx, hex(reverse(reinterpretAsFixedString(hash))) AS h FROM ${tree} WHERE log = {log:String} AND (${where.join(' OR ')})`,
+      query_params: params,
+      format: 'JSONCompactEachRow',
+      clickhouse_settings: SETTINGS,
+    });
+    const found = await rs.json<[number, number, string]>();
     reads.queries++;
     reads.rows += found.length;
-    if (topMiss && t === undefined) {
-      t = { hashes: new Map(), upper: 0 };
-      top.set(log, t);
+    if (upperMiss && u === undefined) {
+      u = { levels: new Map(), covered: 0 };
+      upper.set(log, u);
     }
-    for (const r of found) {
-      const level = Number(r.level);
-      const idx = Number(r.idx);
+    for (const [levelCell, idxCell, hex] of found) {
+      const level = Number(levelCell);
+      const idx = Number(idxCell);
       const key = `${level}/${idx}`;
-      const h = fromCell(r.h);
+      const h = fromHex(hex);
       out.set(key, h);
-      if (level >= TOP_LEVEL && t !== undefined) {
-        t.hashes.set(key, h);
-        t.upper = Math.max(t.upper, (idx + 1) * 2 ** level);
-      } else remember(`${log}/${key}`, h);
+      if (level >= TILE_HEIGHT && u !== undefined) upperSet(u, level, idx, h);
+      else remember(`${log}/${key}`, h);
     }
     return out;
   };

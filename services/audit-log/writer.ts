@@ -1,19 +1,29 @@
-// The log writer: its own consumer group on the audit topics, one Merkle log
-// per topic partition, leaves in partition-offset order. The leaf index is a
-// function of the partition's content alone (the count of accepted records
-// before it), and the position lives in ClickHouse, not in the consumer
-// offset: a batch re-read after a crash skips every offset up to the log's
-// last leaf, so a restart at any point rebuilds exactly the same tree.
-// Signs a checkpoint of every log it owns at an interval and on stop.
+// The log writer: one Merkle log per topic partition of the audit topics,
+// leaves in partition-offset order. The leaf index is a function of the
+// partition's content alone (the count of accepted records before it), and
+// the position lives in ClickHouse, not in a consumer offset: a batch handed
+// over again after a crash skips every offset up to the log's last leaf, so a
+// restart at any point rebuilds exactly the same tree. Signs a checkpoint of
+// every log it holds at an interval and on stop.
+//
+// Two ways to be fed (docs/audit-log.md, "Where it runs"):
+//   - hooked (`createHookedAuditLogWriter`): in the audit sink's process, from
+//     the sink's `onStored` hook — the records the sink stored, decoded once,
+//     appended before the sink commits their offsets;
+//   - stand-alone (`createAuditLogWriter`): a consumer group of its own that
+//     decodes the topics itself (a writer on other hosts than the sink).
 import { Worker } from 'node:worker_threads';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { Topics } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
-import { hashBatch, type HashedLeaf, type RawMessage } from './leaf-batch.ts';
+import { hashBatch, hashDecoded, type DecodedRecord, type HashedLeaf, type RawMessage } from './leaf-batch.ts';
 import { appendLeaf, frontierRoot, type Frontier, type NodeHash } from './merkle.ts';
 import { formatCheckpoint, signNote, type Signer } from './note.ts';
 import type { AuditLogStore, StoredCheckpoint, StoredLeaf } from './store.ts';
+import type { LeafRequest } from './leaf-worker.ts';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export const logIdOf = (topic: string, partition: number): string => `${topic}/${partition}`;
 export const originOf = (prefix: string, log: string): string => `${prefix}/${log}`;
@@ -42,9 +52,19 @@ export type AuditLogWriterDeps = {
   hashThread?: boolean;
 };
 
-export type Hasher = { hash(trust: boolean, topic: string, partition: number, messages: RawMessage[]): Promise<HashedLeaf[]>; close(): Promise<void> };
+export type Hasher = {
+  /** Decodes raw Kafka values (the stand-alone writer) and hashes their leaves. */
+  hash(trust: boolean, topic: string, partition: number, messages: RawMessage[]): Promise<HashedLeaf[]>;
+  /** Hashes the leaves of records the sink decoded (the hook). */
+  hashDecoded(topic: string, partition: number, records: DecodedRecord[]): Promise<HashedLeaf[]>;
+  close(): Promise<void>;
+};
 
-export const inlineHasher = (codec: Codec): Hasher => ({ hash: (trust, topic, partition, messages) => Promise.resolve(hashBatch(codec, trust, topic, partition, messages)), close: () => Promise.resolve() });
+export const inlineHasher = (codec: Codec): Hasher => ({
+  hash: (trust, topic, partition, messages) => Promise.resolve(hashBatch(codec, trust, topic, partition, messages)),
+  hashDecoded: (topic, partition, records) => Promise.resolve(hashDecoded(topic, partition, records)),
+  close: () => Promise.resolve(),
+});
 
 /** The hashing thread. Run from TypeScript sources (tsx), the thread registers tsx before it loads its module. */
 const startLeafWorker = (): Worker => {
@@ -85,16 +105,18 @@ export const threadHasher = (codec: Codec, log: Pick<Logger, 'warn'>): Hasher =>
   worker.on('exit', (code) => {
     if (worker !== undefined) fail(new Error(`hashing thread exited with ${code}`));
   });
+  const ask = (request: DistributiveOmit<LeafRequest, 'id'>, inlined: () => Promise<HashedLeaf[]>): Promise<HashedLeaf[]> => {
+    const w = worker;
+    if (w === undefined) return inlined();
+    return new Promise<HashedLeaf[]>((resolve, reject) => {
+      const id = next++;
+      waiting.set(id, { resolve, fallback: () => inlined().then(resolve, reject) });
+      w.postMessage({ ...request, id });
+    });
+  };
   return {
-    hash: (trust, topic, partition, messages) => {
-      const w = worker;
-      if (w === undefined) return inline.hash(trust, topic, partition, messages);
-      return new Promise<HashedLeaf[]>((resolve, reject) => {
-        const id = next++;
-        waiting.set(id, { resolve, fallback: () => inline.hash(trust, topic, partition, messages).then(resolve, reject) });
-        w.postMessage({ id, trust, topic, partition, messages });
-      });
-    },
+    hash: (trust, topic, partition, messages) => ask({ op: 'raw', trust, topic, partition, messages }, () => inline.hash(trust, topic, partition, messages)),
+    hashDecoded: (topic, partition, records) => ask({ op: 'decoded', topic, partition, records }, () => inline.hashDecoded(topic, partition, records)),
     close: async () => {
       const w = worker;
       worker = undefined;
@@ -108,22 +130,28 @@ type LogState = { frontier: Frontier; lastOffset: string | undefined; signedSize
 export type AuditLogWriter = {
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Signs a checkpoint of every owned log that grew since its last one. */
+  /** Signs a checkpoint of every held log that grew since its last one. */
   checkpoint(): Promise<StoredCheckpoint[]>;
   isRunning(): boolean;
 };
 
-export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter => {
-  const codec = deps.codec ?? createCodec();
+/** What every writer shares: the per-log state, appending hashed leaves, signing. */
+const createLogCore = (deps: Omit<AuditLogWriterDeps, 'kafka' | 'groupId' | 'codec' | 'topics'> & { producer: () => Producer | undefined }) => {
   const now = deps.now ?? (() => new Date());
   const states = new Map<string, LogState>();
-  let hasher: Hasher = inlineHasher(codec);
   const loading = new Map<string, Promise<LogState>>();
-  let consumer: Consumer | undefined;
-  let producer: Producer | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let running = false;
   let signing: Promise<StoredCheckpoint[]> = Promise.resolve([]);
+  /** Work on one log runs one task at a time: an append and a state reload never interleave. */
+  const tails = new Map<string, Promise<unknown>>();
+  const serially = <T>(log: string, task: () => Promise<T>): Promise<T> => {
+    const run = (tails.get(log) ?? Promise.resolve()).then(task, task);
+    const tail = run.catch(() => undefined);
+    tails.set(log, tail);
+    void tail.then(() => {
+      if (tails.get(log) === tail) tails.delete(log);
+    });
+    return run;
+  };
 
   const stateOf = async (log: string): Promise<LogState> => {
     const known = states.get(log);
@@ -146,37 +174,50 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
     }
   };
 
-  const handleBatch = async ({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {
-    const { topic, partition, messages } = batch;
-    const last = messages[messages.length - 1];
-    if (last === undefined) return;
+  /**
+   * The partitions held changed (a group join): every log's state is read
+   * again from storage (another writer may have appended meanwhile), and every
+   * held log is loaded at once, so one that gets no new record (all of it
+   * logged before a crash) is still signed.
+   */
+  const hold = (assignment: Readonly<Record<string, readonly number[]>>): void => {
+    const held = Object.entries(assignment).flatMap(([topic, partitions]) => partitions.map((p) => logIdOf(topic, p)));
+    for (const log of new Set([...states.keys(), ...held])) {
+      // After any append of the log still in flight, never beside it.
+      void serially(log, async () => {
+        states.delete(log);
+        if (held.includes(log)) await stateOf(log);
+      }).catch((e: unknown) => deps.log.warn({ err: e, log }, 'audit log: loading log state failed'));
+    }
+  };
+
+  /**
+   * Appends one partition batch: the offsets past the log's last leaf are
+   * hashed (`hash` is given only those) and appended in one insert, leaves and
+   * the tile nodes they complete together.
+   */
+  const appendBatch = <T extends { offset: string }>(topic: string, partition: number, items: readonly T[], hash: (fresh: T[]) => Promise<HashedLeaf[]>): Promise<void> => {
     const log = logIdOf(topic, partition);
+    return serially(log, () => appendNow(log, items, hash));
+  };
+  const appendNow = async <T extends { offset: string }>(log: string, items: readonly T[], hash: (fresh: T[]) => Promise<HashedLeaf[]>): Promise<void> => {
     const state = await stateOf(log);
-    const trust = topic === deps.topics.sessionTrust;
+    const fresh = state.lastOffset === undefined ? [...items] : items.filter((m) => BigInt(m.offset) > BigInt(state.lastOffset ?? '-1'));
+    if (fresh.length === 0) return;
+    const hashedLeaves = await hash(fresh);
     let frontier = state.frontier;
     const leaves: StoredLeaf[] = [];
     const created: NodeHash[] = [];
-    const fresh: RawMessage[] = [];
-    for (const m of messages) {
-      if (state.lastOffset !== undefined && BigInt(m.offset) <= BigInt(state.lastOffset)) continue;
-      fresh.push({ offset: m.offset, value: m.value });
+    for (const h of hashedLeaves) {
+      const leafHash = new Uint8Array(h.hash);
+      leaves.push({ index: frontier.size, hash: leafHash, tenant: h.tenant, kind: h.kind, ref: h.ref, offset: h.offset });
+      frontier = appendLeaf(frontier, leafHash, (n) => created.push(n));
     }
-    const hashed = fresh.length === 0 ? [] : await hasher.hash(trust, topic, partition, fresh);
-    for (const h of hashed) {
-      const hash = new Uint8Array(h.hash);
-      leaves.push({ index: frontier.size, hash, tenant: h.tenant, kind: h.kind, ref: h.ref, offset: h.offset });
-      frontier = appendLeaf(frontier, hash, (n) => created.push(n));
-    }
-    if (leaves.length > 0) {
-      await deps.store.append(log, leaves, created);
-      state.frontier = frontier;
-      state.lastOffset = leaves[leaves.length - 1]?.offset;
-      await deps.afterAppend?.(log, frontier.size);
-    }
-    if (isRunning() && !isStale()) {
-      await consumer?.commitOffsets([{ topic, partition, offset: (BigInt(last.offset) + 1n).toString() }]);
-    }
-    await heartbeat();
+    if (leaves.length === 0) return;
+    await deps.store.append(log, leaves, created);
+    state.frontier = frontier;
+    state.lastOffset = leaves[leaves.length - 1]?.offset;
+    await deps.afterAppend?.(log, frontier.size);
   };
 
   const signAll = async (): Promise<StoredCheckpoint[]> => {
@@ -189,7 +230,7 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
       const note = signNote(formatCheckpoint({ origin, size, root }), deps.signer);
       const c: StoredCheckpoint = { log, origin, size, root, note, signedAt: now().toISOString() };
       await deps.store.saveCheckpoint(c);
-      await producer?.send({ topic: deps.checkpointTopic, acks: -1, messages: [{ key: log, value: note }] });
+      await deps.producer()?.send({ topic: deps.checkpointTopic, acks: -1, messages: [{ key: log, value: note }] });
       s.signedSize = Math.max(s.signedSize, size);
       out.push(c);
     }
@@ -200,23 +241,49 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
     signing = signing.catch(() => []).then(signAll);
     return signing;
   };
+  return { hold, appendBatch, checkpoint };
+};
+
+/** Connects the checkpoint producer and the signing interval; returns how to stop them. */
+const startSigning = async (kafka: Kafka, intervalMs: number, checkpoint: () => Promise<StoredCheckpoint[]>, log: Logger) => {
+  const producer = kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const timer = setInterval(() => {
+    checkpoint().catch((e: unknown) => log.warn({ err: e }, 'audit log: checkpoint failed'));
+  }, intervalMs);
+  timer.unref();
+  return { producer, stop: () => clearInterval(timer) };
+};
+
+/** The stand-alone writer: a consumer group of its own on the audit topics, decoding them itself. */
+export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter => {
+  const codec = deps.codec ?? createCodec();
+  let hasher: Hasher = inlineHasher(codec);
+  let consumer: Consumer | undefined;
+  let signing: { producer: Producer; stop: () => void } | undefined;
+  let running = false;
+  const core = createLogCore({ ...deps, producer: () => signing?.producer });
+
+  const handleBatch = async ({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {
+    const { topic, partition, messages } = batch;
+    const last = messages[messages.length - 1];
+    if (last === undefined) return;
+    const trust = topic === deps.topics.sessionTrust;
+    await core.appendBatch(topic, partition, messages.map((m): RawMessage => ({ offset: m.offset, value: m.value })), (fresh) => hasher.hash(trust, topic, partition, fresh));
+    if (isRunning() && !isStale()) {
+      await consumer?.commitOffsets([{ topic, partition, offset: (BigInt(last.offset) + 1n).toString() }]);
+    }
+    await heartbeat();
+  };
 
   return {
     start: async () => {
       if (running) return;
       if (deps.hashThread !== false) hasher = threadHasher(codec, deps.log);
-      producer = deps.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
-      await producer.connect();
+      signing = await startSigning(deps.kafka, deps.checkpointIntervalMs, core.checkpoint, deps.log);
       const c = deps.kafka.consumer({ groupId: deps.groupId, sessionTimeout: 10_000, heartbeatInterval: 2_000, allowAutoTopicCreation: false, maxWaitTimeInMs: 200 });
       consumer = c;
-      // A partition may have moved to another writer and back: its state is re-read from storage.
-      // Every assigned log is loaded at once, so one that gets no new record (all of it logged before a crash) is still signed.
-      c.on(c.events.GROUP_JOIN, (ev) => {
-        states.clear();
-        for (const [topic, partitions] of Object.entries(ev.payload.memberAssignment)) {
-          for (const p of partitions) stateOf(logIdOf(topic, p)).catch((e: unknown) => deps.log.warn({ err: e, topic, partition: p }, 'audit log: loading log state failed'));
-        }
-      });
+      c.on(c.events.GROUP_JOIN, (ev) => core.hold(ev.payload.memberAssignment));
       c.on(c.events.CRASH, (ev) => {
         running = ev.payload.restart;
         deps.log.error({ err: ev.payload.error }, 'audit log: consumer crashed');
@@ -224,25 +291,69 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
       await c.connect();
       await c.subscribe({ topics: [deps.topics.decisions, deps.topics.signals, deps.topics.sessionTrust], fromBeginning: true });
       await c.run({ autoCommit: false, eachBatchAutoResolve: true, partitionsConsumedConcurrently: 3, eachBatch: handleBatch });
-      timer = setInterval(() => {
-        checkpoint().catch((e: unknown) => deps.log.warn({ err: e }, 'audit log: checkpoint failed'));
-      }, deps.checkpointIntervalMs);
-      timer.unref();
       running = true;
-      deps.log.info({ groupId: deps.groupId }, 'audit log: writing');
+      deps.log.info({ groupId: deps.groupId }, 'audit log: writing (own consumer group)');
     },
     stop: async () => {
       running = false;
-      clearInterval(timer);
+      signing?.stop();
       await consumer?.disconnect();
-      await checkpoint();
-      await producer?.disconnect();
+      await core.checkpoint();
+      await signing?.producer.disconnect();
       await hasher.close();
       hasher = inlineHasher(codec);
       consumer = undefined;
-      producer = undefined;
+      signing = undefined;
     },
-    checkpoint,
+    checkpoint: core.checkpoint,
     isRunning: () => running,
+  };
+};
+
+/** One partition batch the audit sink stored (its `StoredBatch`: records in offset order, already decoded). */
+export type SinkStoredBatch = { topic: string; partition: number; records: readonly DecodedRecord[] };
+
+export type HookedAuditLogWriter = AuditLogWriter & {
+  /** The sink's `onStored`: appends the batch's leaves; resolves once they are durable (the sink commits after). */
+  onStored(batch: SinkStoredBatch): Promise<void>;
+  /** The sink's `onAssigned`: the partitions the sink now owns. */
+  onAssigned(assignment: Readonly<Record<string, readonly number[]>>): void;
+};
+
+/**
+ * The writer fed by the audit sink's hook, in the sink's process: no consumer
+ * and no decode of its own. The sink hands over every record it accepted
+ * (first copies, duplicates, conflicts and replays alike) after the batch is
+ * durable and before its offsets are committed, so a crash anywhere re-reads
+ * the batch and hands it over again; offsets up to the log's last leaf are
+ * skipped, the rest appended — the same leaves as an uninterrupted run.
+ */
+export const createHookedAuditLogWriter = (deps: Omit<AuditLogWriterDeps, 'groupId' | 'topics'>): HookedAuditLogWriter => {
+  const codec = deps.codec ?? createCodec();
+  let hasher: Hasher = inlineHasher(codec);
+  let signing: { producer: Producer; stop: () => void } | undefined;
+  let running = false;
+  const core = createLogCore({ ...deps, producer: () => signing?.producer });
+  return {
+    start: async () => {
+      if (running) return;
+      if (deps.hashThread !== false) hasher = threadHasher(codec, deps.log);
+      signing = await startSigning(deps.kafka, deps.checkpointIntervalMs, core.checkpoint, deps.log);
+      running = true;
+      deps.log.info('audit log: writing (from the audit sink)');
+    },
+    stop: async () => {
+      running = false;
+      signing?.stop();
+      await core.checkpoint();
+      await signing?.producer.disconnect();
+      await hasher.close();
+      hasher = inlineHasher(codec);
+      signing = undefined;
+    },
+    checkpoint: core.checkpoint,
+    isRunning: () => running,
+    onStored: (b) => core.appendBatch(b.topic, b.partition, b.records, (fresh) => hasher.hashDecoded(b.topic, b.partition, fresh)),
+    onAssigned: (assignment) => core.hold(assignment),
   };
 };

@@ -1,6 +1,7 @@
 // The pure half of the audit sink: one Kafka batch in, rows per table and
 // dead letters out. No Kafka client, no ClickHouse, no clock.
 import type { Codec } from '../../schemas/codec.ts';
+import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import {
   compact,
   decisionRow,
@@ -28,7 +29,11 @@ export type Rejected = { offset: string; key: Buffer | null; value: Buffer | nul
  */
 export type TableRows = { table: TableSpec; rows: CellValue[][]; offsets: string[]; ids: RecordIdentity[] };
 
-export type MappedBatch = { tables: TableRows[]; rejected: Rejected[]; tombstones: number };
+/** A message that decoded and satisfies the contract, in the form it was decoded. */
+export type DecodedRecord = { offset: string; trust: false; event: TrustfoldEvent } | { offset: string; trust: true; state: SessionTrust };
+
+/** `decoded`: every accepted message of the batch, in offset order (the tables split them by kind). */
+export type MappedBatch = { tables: TableRows[]; rejected: Rejected[]; tombstones: number; decoded: DecodedRecord[] };
 
 export type TopicRole = 'events' | 'session_trust';
 
@@ -48,6 +53,7 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
   const signals: TableRows = { table: SIGNALS, rows: [], offsets: [], ids: [] };
   const trust: TableRows = { table: TRUST_TRANSITIONS, rows: [], offsets: [], ids: [] };
   const rejected: Rejected[] = [];
+  const decoded: DecodedRecord[] = [];
   let tombstones = 0;
   for (const m of messages) {
     const at = { topic, partition, offset: m.offset };
@@ -66,6 +72,7 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
       trust.rows.push(compact(TRUST_TRANSITIONS, trustRow(r.value, at)));
       trust.offsets.push(m.offset);
       trust.ids.push(trustIdentity(r.value));
+      decoded.push({ offset: m.offset, trust: true, state: r.value });
       continue;
     }
     const r = codec.decodeEvent(m.value);
@@ -74,6 +81,7 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
       continue;
     }
     const e = r.value;
+    decoded.push({ offset: m.offset, trust: false, event: e });
     if (e.type === 'decision') {
       decisions.rows.push(compact(DECISIONS, decisionRow(e, at)));
       decisions.offsets.push(m.offset);
@@ -84,7 +92,7 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
       signals.ids.push(eventIdentity(e));
     }
   }
-  return { tables: [decisions, signals, trust].filter((t) => t.rows.length > 0), rejected, tombstones };
+  return { tables: [decisions, signals, trust].filter((t) => t.rows.length > 0), rejected, tombstones, decoded };
 };
 
 /** The rows at the given indexes, arrays kept parallel. */

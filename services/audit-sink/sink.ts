@@ -17,11 +17,27 @@ import type { Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
-import { blockToken, byMonths, dedupToken, judgeWriteOnce, mapBatch, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type Rejected, type TableRows } from './batch.ts';
+import { blockToken, byMonths, dedupToken, judgeWriteOnce, mapBatch, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type DecodedRecord, type Rejected, type TableRows } from './batch.ts';
 import { lookupStoredCopies } from './write-once.ts';
 import { createBlockWriter } from './write.ts';
 
 export type InsertedBlock = { table: string; topic: string; partition: number; rows: number; token: string };
+
+/**
+ * What the write-once judgement made of an accepted record: `stored` (the
+ * first copy, inserted now), `duplicate` (same content as the stored copy),
+ * `conflict` (other content; kept in the conflicts table), `replay` (these very
+ * coordinates were stored before: a re-read after a crash or a rebalance).
+ */
+export type StoredOutcome = 'stored' | 'duplicate' | 'conflict' | 'replay';
+export type StoredRecord = DecodedRecord & { outcome: StoredOutcome };
+/**
+ * One partition batch as the sink accepted it: every record that decoded, met
+ * the contract and was not refused by ClickHouse, in offset order, already
+ * decoded — whatever its outcome, so a re-read after a crash hands over the
+ * same records as the first read. Dead letters are not in it.
+ */
+export type StoredBatch = { topic: string; partition: number; records: StoredRecord[] };
 
 export type AuditSinkDeps = {
   kafka: Kafka;
@@ -42,6 +58,16 @@ export type AuditSinkDeps = {
   consumer?: { maxBytesPerPartition?: number; maxBytes?: number; maxWaitTimeInMs?: number; partitionsConsumedConcurrently?: number; sessionTimeoutMs?: number };
   /** Called after a block is durable in ClickHouse and before its offset is committed (tests crash here). */
   afterInsert?: (block: InsertedBlock) => void | Promise<void>;
+  /**
+   * Called once per partition batch after all of it is durable (rows, index,
+   * conflicts) and before its dead letters and its offset commit: the
+   * tamper-evident log's writer appends here (docs/audit-log.md). A throw
+   * fails the batch like a failed insert: nothing is committed and the batch
+   * is read again, so the hook sees every accepted record at least once.
+   */
+  onStored?: (batch: StoredBatch) => Promise<void>;
+  /** Called at every group join with the partitions this sink now owns (a partition may have moved away and back). */
+  onAssigned?: (assignment: Readonly<Record<string, readonly number[]>>) => void;
 };
 
 /**
@@ -172,9 +198,15 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
    * identical row instead of losing one); conflicting copies go to the
    * evidence table. Returns the rows inserted.
    */
-  const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[], heartbeat: () => Promise<void>): Promise<number> => {
+  const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[], heartbeat: () => Promise<void>, outcomes: Map<string, StoredOutcome>): Promise<number> => {
     const stored = await lookupStoredCopies(deps.clickhouse, deps.database, rows.ids);
     const verdict = judgeWriteOnce(rows, { topic, partition }, stored);
+    const mark = (indexes: readonly number[], outcome: StoredOutcome): void => {
+      for (const i of indexes) outcomes.set(rows.offsets[i] ?? '', outcome);
+    };
+    mark(verdict.duplicates, 'duplicate');
+    mark(verdict.replays, 'replay');
+    mark(verdict.conflicts.map((c) => c.index), 'conflict');
     const writer = createBlockWriter({
       insert: (block, token) => insertValues(block.table, block.rows, token),
       healthy,
@@ -185,6 +217,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       const r = await writer.write(block);
       for (const x of r.rejected) rejected.push({ offset: x.offset, key: null, value: null, reason: 'clickhouse_rejected', message: x.message });
       const done = pick(block, block.offsets.flatMap((o, i) => (r.inserted.has(o) ? [i] : [])));
+      for (const o of done.offsets) outcomes.set(o, 'stored');
       inserted += done.rows.length;
       await insertOrRetry(
         RECORD_IDS,
@@ -223,16 +256,26 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     const originals = new Map(messages.map((m) => [m.offset, m]));
     const mapped =
       role === undefined
-        ? { tables: [], tombstones: 0, rejected: messages.map((m): Rejected => ({ offset: m.offset, key: m.key, value: m.value, reason: 'wrong_topic', message: `no audit role for topic ${topic}` })) }
+        ? { tables: [], tombstones: 0, decoded: [], rejected: messages.map((m): Rejected => ({ offset: m.offset, key: m.key, value: m.value, reason: 'wrong_topic', message: `no audit role for topic ${topic}` })) }
         : mapBatch(codec, role, topic, partition, messages.map((m) => ({ offset: m.offset, key: m.key, value: m.value })));
 
     const rejected = [...mapped.rejected];
+    const outcomes = new Map<string, StoredOutcome>();
     for (const rows of mapped.tables) {
-      const inserted = await serial(() => storeWriteOnce(rows, topic, partition, rejected, heartbeat));
+      const inserted = await serial(() => storeWriteOnce(rows, topic, partition, rejected, heartbeat, outcomes));
       metrics.rows.inc({ table: rows.table.name }, inserted);
       metrics.rowsPerSecond.set(rate(Date.now(), inserted));
       const token = dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '');
       await deps.afterInsert?.({ table: rows.table.name, topic, partition, rows: inserted, token });
+      await heartbeat();
+    }
+    if (deps.onStored !== undefined) {
+      // A record ClickHouse refused has no outcome: it is a dead letter, not a stored record.
+      const records = mapped.decoded.flatMap((d): StoredRecord[] => {
+        const outcome = outcomes.get(d.offset);
+        return outcome === undefined ? [] : [{ ...d, outcome }];
+      });
+      await deps.onStored({ topic, partition, records });
       await heartbeat();
     }
     if (rejected.length > 0) {
@@ -280,6 +323,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
         allowAutoTopicCreation: false,
       });
       consumer = c;
+      c.on(c.events.GROUP_JOIN, (ev) => deps.onAssigned?.(ev.payload.memberAssignment));
       c.on(c.events.CRASH, (ev) => {
         running = false;
         deps.log.error({ err: ev.payload.error, restart: ev.payload.restart }, 'audit sink: consumer crashed');

@@ -1,5 +1,6 @@
 // The tamper-evident log end to end: the incident flows through the real
-// broker into the sink and the log writer (embedded engine), a checkpoint is
+// broker into the sink, which hands what it stored to the log writer through
+// its hook (in one process, as `--role all` runs them), a checkpoint is
 // signed, the untouched store verifies clean, then each tampering an operator
 // with ClickHouse access could do is found by verify, naming the record.
 import assert from 'node:assert/strict';
@@ -11,7 +12,7 @@ import type { DecisionEvent } from '../../schemas/events.ts';
 import { createAuditLogStore } from '../../services/audit-log/store.ts';
 import { generateSignerKey, parseSignerKey, parseVerifierKey, verifierKey } from '../../services/audit-log/note.ts';
 import { createVerifier, type VerifyReport } from '../../services/audit-log/verify.ts';
-import { createAuditLogWriter } from '../../services/audit-log/writer.ts';
+import { createHookedAuditLogWriter } from '../../services/audit-log/writer.ts';
 import { createAuditSink } from '../../services/audit-sink/sink.ts';
 import { createKafka, partitionKeyOf, sessionKey } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
@@ -69,10 +70,10 @@ test('verify is clean on the untouched log and names every changed, deleted, ins
   assert.ok(s.ok);
   const v = parseVerifierKey(verifierKey(s.signer));
   assert.ok(v.ok);
-  const sink = createAuditSink({ kafka, clickhouse: sinkClient, database, topics, groupId: uniqueName('sink'), registry: new Registry(), log });
-  const writer = createAuditLogWriter({ kafka, store, topics, groupId: uniqueName('log'), signer: s.signer, originPrefix: ORIGIN, checkpointTopic: `${topics.decisions}-cp`, checkpointIntervalMs: 3_600_000, log });
-  await sink.start();
+  const writer = createHookedAuditLogWriter({ kafka, store, signer: s.signer, originPrefix: ORIGIN, checkpointTopic: `${topics.decisions}-cp`, checkpointIntervalMs: 3_600_000, log });
+  const sink = createAuditSink({ kafka, clickhouse: sinkClient, database, topics, groupId: uniqueName('sink'), registry: new Registry(), log, onStored: writer.onStored, onAssigned: writer.onAssigned });
   await writer.start();
+  await sink.start();
   const verifier = createVerifier({ client: reader, database, store: createAuditLogStore(reader, database), verifiers: [v.verifier], originPrefix: ORIGIN });
   try {
     const count = async (): Promise<number> => {
@@ -132,7 +133,7 @@ test('verify is clean on the untouched log and names every changed, deleted, ins
     const other = await verifier.verify({ tenant: 'someone-else' });
     assert.deepEqual(other.findings.filter((f) => f.ref !== undefined), []);
   } finally {
-    await writer.stop();
     await sink.stop();
+    await writer.stop();
   }
 });

@@ -28,7 +28,7 @@ for (const log of ['dec/3', 'sig/0', 'trust/1']) mem.sign(log);
 // Logged after the checkpoint: left out of an export, which says so.
 mem.append(decisionLeaf('acme', id(50), { topic: 'dec', partition: 3, offset: 40 }));
 
-let verifyAnswer: VerifyReport = { ok: true, logs: [], findings: [] };
+let verifyAnswer: VerifyReport = { ok: true, logs: [], findings: [], notes: [] };
 let app: App;
 let withPending = false;
 before(async () => {
@@ -143,11 +143,20 @@ describe('audit export and verify --bundle', () => {
 
 describe('audit verify (server)', () => {
   test('clean: exit 0 and a line per log', async () => {
-    verifyAnswer = { ok: true, logs: [{ log: 'dec/3', checkpoint_size: 9, leaves: 9, records: 9, verified: 9, duplicates: 0, pending: 0, findings: [] }], findings: [] };
+    verifyAnswer = { ok: true, logs: [{ log: 'dec/3', checkpoint_size: 9, leaves: 9, records: 9, verified: 9, duplicates: 0, pending: 0, conflicts: 0, findings: [], notes: [] }], findings: [], notes: [] };
     const r = await cli('audit', 'verify');
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /log dec\/3: checkpoint size 9, 9 verified/);
     assert.match(r.out, /^OK/m);
+  });
+
+  test('a refused conflicting copy is noted by id and leaf, and is not a failure (exit 0)', async () => {
+    const note = { kind: 'conflict' as const, log: 'dec/3', leaf_index: 8, ref: id(2), tenant: 'acme', offset: '18', first_offset: '12', message: 'a refused copy' };
+    verifyAnswer = { ok: true, logs: [{ log: 'dec/3', checkpoint_size: 9, leaves: 9, records: 8, verified: 8, duplicates: 0, pending: 0, conflicts: 1, findings: [], notes: [note] }], findings: [], notes: [note] };
+    const r = await cli('audit', 'verify');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /1 refused conflicting copies/);
+    assert.match(r.out, new RegExp(`CONFLICT +dec/3 +${id(2)} +\\(leaf 8, offset 18\\)`));
   });
 
   test('findings: each by kind, id and leaf index; exit 1', async () => {
@@ -155,7 +164,7 @@ describe('audit verify (server)', () => {
       { kind: 'changed' as const, log: 'dec/3', leaf_index: 2, ref: id(2), tenant: 'acme', offset: '12', message: 'decision differs' },
       { kind: 'truncated' as const, log: 'dec/3', leaf_index: 7, message: 'tail dropped' },
     ];
-    verifyAnswer = { ok: false, logs: [{ log: 'dec/3', checkpoint_size: 9, leaves: 9, records: 8, verified: 7, duplicates: 0, pending: 0, findings }], findings };
+    verifyAnswer = { ok: false, logs: [{ log: 'dec/3', checkpoint_size: 9, leaves: 9, records: 8, verified: 7, duplicates: 0, pending: 0, conflicts: 0, findings, notes: [] }], findings, notes: [] };
     const r = await cli('audit', 'verify', '--tenant', 'acme');
     assert.equal(r.code, 1);
     assert.match(r.out, new RegExp(`CHANGED +dec/3 +${id(2)} +\\(leaf 2, offset 12\\)`));

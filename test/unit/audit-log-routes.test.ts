@@ -40,7 +40,7 @@ before(async () => {
       reader: mem.reader,
       verify: async (o) => {
         verifyCalls.push(o);
-        return { ok: true, logs: [], findings: [] };
+        return { ok: true, logs: [], findings: [], notes: [] };
       },
       verifierKeys: [key],
     }),
