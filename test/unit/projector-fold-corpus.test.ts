@@ -25,7 +25,7 @@ const eventOf = (raw: unknown): TrustfoldEvent => {
 };
 
 test('the corpus is not empty and covers every event kind', () => {
-  const kinds = new Set(corpus.sequences.flatMap((s) => s.ops.flatMap((op) => ('event' in op ? [eventOf(op.event)] : [])).map((e) => (e.type === 'decision' ? 'decision' : e.kind))));
+  const kinds = new Set<string>(corpus.sequences.flatMap((s) => s.ops.flatMap((op) => ('event' in op ? [eventOf(op.event)] : [])).map((e) => (e.type === 'decision' ? 'decision' : e.kind))));
   for (const k of ['decision', 'session_started', 'session_ended', 'injection_detected', 'trust_set', 'role_revoked', 'role_granted', 'consent_revoked', 'consent_granted', 'change_freeze_raised', 'change_freeze_lifted', 'token_issued']) {
     assert.ok(kinds.has(k), `corpus has a ${k}`);
   }
