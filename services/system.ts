@@ -104,10 +104,21 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
 
     // ClickHouse: every role opens clients of its own on the one target (one
     // chdb connection runs one operation at a time); all close with the process.
+    // They close after every role has stopped (a role may still write while it stops).
     const target = clickhouseTarget(config.clickhouse);
+    const clients: ClickHouseClient[] = [];
+    closers.push(async () => {
+      for (const c of clients.splice(0).reverse()) {
+        try {
+          await c.close();
+        } catch (e) {
+          logger.warn({ err: errorMessage(e) }, 'error while stopping');
+        }
+      }
+    });
     const openClickHouse = (): ClickHouseClient => {
       const client = createClickHouse(target);
-      closers.push(() => client.close());
+      clients.push(client);
       return client;
     };
     const ctx: RoleContext = { config, kafka, admin, registry, logger, openClickHouse };
