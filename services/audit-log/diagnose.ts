@@ -88,6 +88,8 @@ export const diagnoseLog = (o: {
   let duplicates = 0;
   const deleted: number[] = [];
   const notes: Note[] = [];
+  /** Leaves of later copies (duplicates, refused conflicts): no row of their own by design. */
+  const copies = new Set<number>();
   const conflictAt = new Map((o.conflicts ?? []).map((c) => [c.leaf.kafka.offset, { ...c, hash: leafHashOf(c.leaf) }]));
 
   for (const l of signed) {
@@ -105,6 +107,7 @@ export const diagnoseLog = (o: {
       const own = leafAtOffset.get(moved.offset);
       if (own !== undefined && equalHash(own.hash, moved.hash)) {
         duplicates++;
+        copies.add(l.index);
         continue;
       }
       used.add(moved);
@@ -113,6 +116,7 @@ export const diagnoseLog = (o: {
     }
     const refused = conflictAt.get(l.offset);
     if (refused !== undefined && equalHash(refused.hash, l.hash)) {
+      copies.add(l.index);
       notes.push({ kind: 'conflict', log, leaf_index: l.index, ref: l.ref, tenant: l.tenant, offset: l.offset, first_offset: refused.firstOffset, message: `${l.kind} ${l.ref} at leaf ${l.index} (offset ${l.offset}) is a refused copy that differs from the stored first copy (offset ${refused.firstOffset}); kept in the conflicts table` });
       continue;
     }
@@ -125,9 +129,14 @@ export const diagnoseLog = (o: {
     deleted.push(l.index);
     findings.push({ kind: 'deleted', log, leaf_index: l.index, ref: l.ref, tenant: l.tenant, offset: l.offset, message: `${l.kind} ${l.ref} at leaf ${l.index} (offset ${l.offset}) is missing from the store` });
   }
-  // Deletions that run to the end of the signed log: the tail was dropped.
+  // Deletions that run to the end of the signed log (later copies among them have no row anyway): the tail was dropped.
+  const gone = new Set(deleted);
   let tail = checkpoint.size;
-  while (tail > 0 && deleted.includes(tail - 1)) tail--;
+  let run = checkpoint.size;
+  while (run > 0 && (gone.has(run - 1) || copies.has(run - 1))) {
+    run--;
+    if (gone.has(run)) tail = run;
+  }
   if (tail < checkpoint.size && signed.length === checkpoint.size) {
     findings.push({ kind: 'truncated', log, leaf_index: tail, message: `the records of leaves ${tail}..${checkpoint.size - 1} (the tail the checkpoint signs) are missing` });
   }

@@ -61,6 +61,10 @@ test('verify is clean on the untouched log and names every changed, deleted, ins
   await producer.send({ topic: topics.decisions, acks: -1, messages: decisions.map((d) => ({ key: partitionKeyOf(d), value: codec.encodeEvent(d) })) });
   await producer.send({ topic: topics.signals, acks: -1, messages: inc.signals.map((s) => ({ key: partitionKeyOf(s), value: codec.encodeEvent(s) })) });
   await producer.send({ topic: topics.sessionTrust, acks: -1, messages: inc.trust.map((t) => ({ key: sessionKey(t.tenant_id, t.session_id), value: codec.encodeTrust(t) })) });
+  // A conflicting later copy of one decision (another effect): refused by the write-once sink, kept in
+  // the conflicts table, and a leaf of its own — verify notes it as a conflict, not as a deleted record.
+  const conflicting = { ...more[3], decision: { ...inc.denied.decision, effect: 'allow' as const } } as DecisionEvent;
+  await producer.send({ topic: topics.decisions, acks: -1, messages: [{ key: partitionKeyOf(conflicting), value: codec.encodeEvent(conflicting) }] });
   const total = decisions.length + inc.signals.length + inc.trust.length;
 
   const { database, writer: sinkClient, reader } = await freshAuditDatabase('auditlog');
@@ -86,7 +90,7 @@ test('verify is clean on the untouched log and names every changed, deleted, ins
       return n;
     };
     await waitFor('the sink to store everything', count, (n) => n === total);
-    await waitFor('the writer to log everything', leaves, (n) => n === total);
+    await waitFor('the writer to log everything', leaves, (n) => n === total + 1);
     const signed = await writer.checkpoint();
     assert.ok(signed.length >= 3, `a checkpoint per non-empty log (${signed.length})`);
 
@@ -94,6 +98,7 @@ test('verify is clean on the untouched log and names every changed, deleted, ins
     assert.deepEqual(kinds(clean), [], 'untouched log verifies clean');
     assert.equal(clean.ok, true);
     assert.equal(clean.logs.reduce((n, l) => n + l.verified, 0), total, 'every stored record verified');
+    assert.deepEqual(clean.notes.map((n) => [n.kind, n.ref]), [['conflict', conflicting.event_id]], 'the refused copy is noted as a conflict');
 
     const mutate = async (sql: string): Promise<void> => {
       await sinkClient.command({ query: sql, clickhouse_settings: { mutations_sync: '2' } });
