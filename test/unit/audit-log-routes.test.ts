@@ -176,7 +176,7 @@ describe('key and verify', () => {
     assert.deepEqual(verifyCalls, [], 'refused before verify ran');
     const r = await post(await operator(), { tenant: 'acme' });
     assert.equal(r.statusCode, 200);
-    assert.deepEqual(r.json(), { ok: true, logs: [], findings: [] });
+    assert.deepEqual(r.json(), { ok: true, logs: [], findings: [], notes: [] });
     assert.equal((await post(await operator(), { everything: true })).statusCode, 400);
     assert.deepEqual(verifyCalls, [{ log: undefined, tenant: 'acme' }]);
   });
