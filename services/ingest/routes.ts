@@ -244,9 +244,10 @@ export const ingestRoutes =
             // Any item is accepted into the request: each is checked on its own, and one that is not a
             // valid event is listed in `rejected` (202) without refusing the rest — so the document
             // says "an event, or anything else" rather than calling such a request invalid.
+            // NDJSON of one line is one JSON value, not an array: that is a body too.
             body: z
-              .array(z.union([eventSchema, z.unknown().describe('anything else: refused on its own, listed in `rejected`')]))
-              .describe('decision and signal events (or the same as NDJSON, one per line); each item is validated on its own'),
+              .union([z.array(z.union([eventSchema, z.unknown().describe('anything else: refused on its own, listed in `rejected`')])), z.unknown().describe('one event (NDJSON of one line)')])
+              .describe('decision and signal events as a JSON array, or NDJSON (one per line); each item is validated on its own'),
             response: { 202: ingestResponseSchema, 400: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema },
           },
         },
