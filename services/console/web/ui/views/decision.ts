@@ -3,6 +3,7 @@
 // state it met, the signals behind it, the token, the provenance, the raw
 // record, and its inclusion proof in the tamper-evident log, checked here.
 import { signalLabel } from '../../lib/band.ts';
+import { bothTimes } from '../../lib/format.ts';
 import { checkProof, type RecordProof } from '../../lib/proof.ts';
 import { routeHref } from '../../lib/routes.ts';
 import { FINDING_TEXT, lagLine, type TrustBasis, type TrustSummary } from '../../lib/trust-lag.ts';
@@ -105,9 +106,7 @@ const proof = (ctx: Ctx, eventId: string, tp: Record<string, string>, record: un
           h(
             'p',
             null,
-            `Checkpoint of ${p.checkpoint.origin}, size ${p.checkpoint.size}, signed `,
-            timeEl(p.checkpoint.signed_at),
-            '. Its signature is not checked here: ',
+            `Checkpoint of ${p.checkpoint.origin}, size ${p.checkpoint.size}, signed ${bothTimes(p.checkpoint.signed_at)}. Its signature is not checked here: `,
             h('code', null, `trustfold audit export --session ${String((record as { session_id?: unknown }).session_id ?? 'S')} --bundle DIR`),
             ' then ',
             h('code', null, 'trustfold audit verify --bundle DIR'),
