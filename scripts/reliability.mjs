@@ -3,7 +3,7 @@
 // process), then the hostile-input and authorization suites with a larger
 // corpus; every FIGURE line is collected into a summary table at the end.
 // Sizes: RELIABILITY_EVENTS, RELIABILITY_KILLS, RELIABILITY_RESTART_EVENTS,
-// RELIABILITY_DOWN_MS, RELIABILITY_LOSS_EVENTS, RELIABILITY_LOSS_DOWN_MS, RELIABILITY_POISON_ROUNDS, RELIABILITY_LOAD_MS,
+// RELIABILITY_DOWN_MS, RELIABILITY_LOSS_EVENTS, RELIABILITY_LOSS_DOWN_MS, RELIABILITY_LOSS_WHILE_DOWN, RELIABILITY_LOSS_AFTER, RELIABILITY_POISON_ROUNDS, RELIABILITY_LOAD_MS,
 // RELIABILITY_HOSTILE_RUNS (see test/reliability/long/*.test.ts).
 // `npm run test:reliability -- crash load` runs a subset.
 import { spawn } from 'node:child_process';

@@ -1,7 +1,8 @@
 // The three-node local cluster: three KRaft voters with one cluster id, the
 // topics trustfold creates on it replicated three times with
 // min.insync.replicas=2, a SIGKILLed leader replaced while acks=all writes go
-// on, the node back in every ISR after a restart, and no JVM left after stop().
+// on, and no JVM left after stop(). (A node's restart and its return to every
+// ISR are timed by the broker-loss reliability scenario, too slow for here.)
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +23,7 @@ const isAlive = (pid: number): boolean => {
 };
 
 test(
-  'a 3-node KRaft cluster: RF 3 / min ISR 2 topics, a killed leader is replaced with no acknowledged write lost, the node rejoins every ISR, stop leaves no JVM',
+  'a 3-node KRaft cluster: RF 3 / min ISR 2 topics, a killed leader is replaced with no acknowledged write lost, stop leaves no JVM',
   { timeout: 180_000, skip: process.env['KAFKA_BROKERS'] ? 'KAFKA_BROKERS is set: no local cluster to test' : false },
   async (t) => {
     const cluster = await startKafkaCluster({ javaHome: process.env['JAVA_HOME'], heapMb: 256 });
@@ -90,15 +91,9 @@ test(
         60_000,
       );
       assert.ok(!moved?.isr.includes(victim.nodeId), 'the killed node left the ISR');
-
-      await victim.start();
-      await waitForValue(
-        'every ISR back to 3',
-        async () => (await admin.fetchTopicMetadata({ topics: created }).catch(() => undefined))?.topics.flatMap((x) => x.partitions.map((p) => p.isr.length)) ?? [],
-        (isr) => isr.length > 0 && isr.every((n) => n === 3),
-        60_000,
-      );
+      assert.equal(moved?.isr.length, 2, 'two replicas in sync: min ISR 2 still met');
       await send(100, 120);
+
       await producer.disconnect();
 
       // Every acknowledged write is on the topic, once.

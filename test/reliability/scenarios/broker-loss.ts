@@ -152,7 +152,8 @@ export const runBrokerLossScenario = async (o: BrokerLossOptions): Promise<Figur
     await flow;
     if (flowError !== undefined) throw flowError;
 
-    const refusedBeforeElection = refused.filter((r) => r.sentMs < electedAt).length;
+    const refusedBeforeKill = refused.filter((r) => r.sentMs < killedMs).length;
+    const refusedBeforeElection = refused.filter((r) => r.sentMs >= killedMs && r.sentMs < electedAt).length;
     const refusedAfterElection = refused.filter((r) => r.sentMs >= electedAt);
     assert.ok(refused.every((x) => x.retryAfter !== '' && ['kafka_timeout', 'kafka_unavailable'].includes(x.code)), `503s carry Retry-After: ${JSON.stringify(refused.slice(0, 3))}`);
 
@@ -197,7 +198,8 @@ export const runBrokerLossScenario = async (o: BrokerLossOptions): Promise<Figur
       'first 202 after the kill ms': firstAckAfterKillMs,
       'acked while down': acceptedWhileDown,
       'time to full ISR ms (from restart)': isrMs,
-      '503 before election': refusedBeforeElection,
+      '503 before the kill': refusedBeforeKill,
+      '503 kill→election': refusedBeforeElection,
       '503 after election': refusedAfterElection.length,
       lost: missingInKafka + (decisions.length - stored),
       'duplicate audit rows': duplicatedRows,
