@@ -283,12 +283,18 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
             }
             await heartbeat();
           }
+          let beat = Date.now();
           for (const d of decisions) {
             if (d === undefined) continue;
             const [s, out] = detectAll(config.rules, next, d, ctx);
             next = s;
             found.push(...out);
             n++;
+            // A long batch must not outlive the group session (the member would be dropped and its commit refused).
+            if (Date.now() - beat > 1_000) {
+              await heartbeat();
+              beat = Date.now();
+            }
           }
           // The state is adopted only once its detections are stored: a failed produce re-folds the same batch from the old state.
           for (;;) {
