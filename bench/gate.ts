@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -84,12 +84,13 @@ const trustState = (session: string, version: number): SessionTrust => ({
   caused_by: '01976d2a-0000-7000-8000-000000000001',
 });
 
-type Phase = { name: string; latencies: number[]; errors: number; sent: number; seconds: number };
+type Phase = { name: string; latencies: number[]; errors: number; firstError?: string; sent: number; seconds: number };
 
 /** An open loop: one call every 1/RATE s whatever the answers, for SECONDS (+ warm-up, not counted). */
 const runPhase = async (name: string, client: Client): Promise<Phase> => {
   const latencies: number[] = [];
   let errors = 0;
+  let firstError: string | undefined;
   let sent = 0;
   const interval = 1000 / RATE;
   const total = (SECONDS + WARMUP_S) * RATE;
@@ -114,10 +115,15 @@ const runPhase = async (name: string, client: Client): Promise<Phase> => {
         .callTool({ name: 'test_simple_text', arguments: {} })
         .then(
           (r) => {
-            if (r.isError === true) errors++;
-            else if (counted) latencies.push(performance.now() - start);
+            if (r.isError === true) {
+              errors++;
+              firstError ??= JSON.stringify(r.content).slice(0, 300);
+            } else if (counted) latencies.push(performance.now() - start);
           },
-          () => void errors++,
+          (e: unknown) => {
+            errors++;
+            firstError ??= e instanceof Error ? e.message.slice(0, 300) : String(e);
+          },
         )
         .finally(() => {
           inFlight--;
@@ -127,7 +133,7 @@ const runPhase = async (name: string, client: Client): Promise<Phase> => {
     );
   }
   await Promise.all(pending);
-  return { name, latencies, errors, sent, seconds: (performance.now() - t0) / 1000 };
+  return { name, latencies, errors, ...(firstError !== undefined && { firstError }), sent, seconds: (performance.now() - t0) / 1000 };
 };
 
 const connect = async (url: string, token?: string): Promise<Client> => {
@@ -137,7 +143,7 @@ const connect = async (url: string, token?: string): Promise<Client> => {
 };
 
 // The SDK's HTTP client transport hangs every request's abort on one signal: up to MAX_IN_FLIGHT of them.
-setMaxListeners(1024);
+setMaxListeners(0);
 
 const main = async (): Promise<number> => {
   const work = mkdtempSync(join(tmpdir(), 'gate-bench-'));
@@ -233,7 +239,7 @@ const main = async (): Promise<number> => {
       const p = await runPhase(name, client);
       await client.close();
       phases.push(p);
-      say(`  ${name.padEnd(34)} p50 ${fmt(pct(p.latencies, 50)).padStart(6)} ms  p99 ${fmt(pct(p.latencies, 99)).padStart(6)} ms  (${p.latencies.length} calls, ${(p.sent / p.seconds).toFixed(0)} sent/s, ${p.errors} errors)`);
+      say(`  ${name.padEnd(34)} p50 ${fmt(pct(p.latencies, 50)).padStart(6)} ms  p99 ${fmt(pct(p.latencies, 99)).padStart(6)} ms  (${p.latencies.length} calls, ${(p.sent / p.seconds).toFixed(0)} sent/s, ${p.errors} errors${p.firstError !== undefined ? `, first: ${p.firstError}` : ''}; load average ${loadavg()[0]?.toFixed(1) ?? '?'} on ${cpus().length} cores)`);
       return p;
     };
     const direct = await run('direct (client → upstream)', upstream.url);
