@@ -64,7 +64,8 @@ export type StreamDelivery = {
   update(stream: StreamRecord): void;
   /** Queues a verification or stream-updated event. */
   enqueueControl(type: string, payload: Record<string, unknown>): Promise<void>;
-  poll(req: PollRequest, maxWaitMs: number): Promise<PollResponse>;
+  /** `signal`: the poller went away or the server is closing; a long poll then answers at once. */
+  poll(req: PollRequest, maxWaitMs: number, signal?: AbortSignal): Promise<PollResponse>;
   stats(): DeliveryStats;
   /** Whether the consumer has joined and fetches. */
   isRunning(): boolean;
@@ -135,13 +136,15 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
     wake?.();
     for (const w of wakeAll.splice(0)) w();
   };
-  const nextChange = (ms: number): Promise<void> =>
+  const nextChange = (ms: number, signal?: AbortSignal): Promise<void> =>
     new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      wakeAll.push(() => {
+      const done = (): void => {
         clearTimeout(t);
         resolve();
-      });
+      };
+      const t = setTimeout(done, ms);
+      wakeAll.push(done);
+      signal?.addEventListener('abort', done, { once: true });
     });
 
   const commit = async (commits: Commit[]): Promise<void> => {
@@ -303,7 +306,7 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
       outbox.addFree(await sign(type, payload, { format: 'opaque', id: stream.stream_id }, jti, now()));
       changed();
     },
-    async poll(req, maxWaitMs) {
+    async poll(req, maxWaitMs, signal) {
       const settledNow = [...(req.ack ?? []), ...Object.keys(req.setErrs ?? {})];
       for (const [jti, e] of Object.entries(req.setErrs ?? {})) o.logger?.warn({ stream_id: stream.stream_id, jti, err: e.err, description: e.description }, 'ssf poller reported a SET error');
       if (settledNow.length > 0) {
@@ -324,13 +327,13 @@ export const createStreamDelivery = (o: StreamDeliveryOptions): StreamDelivery =
       for (;;) {
         const t = now();
         const ready = deliverable(outbox.items(), stream.status).filter((i) => i.handedAt === undefined || t - i.handedAt >= (o.redeliverAfterMs ?? 30_000));
-        if (max === 0 || ready.length > 0 || t >= deadline || stopping) {
+        if (max === 0 || ready.length > 0 || t >= deadline || stopping || signal?.aborted === true) {
           const chosen = ready.slice(0, max);
           for (const i of chosen) i.handedAt = t;
           metrics?.pollServed.inc(chosen.length);
           return { sets: Object.fromEntries(chosen.map((i) => [i.jti, i.set])), moreAvailable: ready.length > chosen.length };
         }
-        await nextChange(Math.min(1000, deadline - t));
+        await nextChange(Math.min(1000, deadline - t), signal);
       }
     },
     stats: () => ({ ...stats, outstanding: outbox.size() }),

@@ -81,6 +81,9 @@ export const ssfRoutes =
       inactivityTimeoutS: deps.inactivityTimeoutS,
     };
     const lastVerification = new Map<string, number>();
+    // Long polls answer at once when the server closes, so closing does not wait for them.
+    const closing = new AbortController();
+    app.addHook('preClose', async () => closing.abort());
     const manage = { onRequest: requireScope('ssf:manage') };
 
     /** The caller's stream, or undefined after answering 400/404. */
@@ -240,7 +243,10 @@ export const ssfRoutes =
         if (s === undefined) return reply;
         const d = deps.transmitter.delivery(s.stream_id);
         if (s.delivery.method !== POLL || d === undefined) return sendError(reply, 400, 'bad_request', 'this stream is not delivered by poll');
-        return reply.send(await d.poll(req.body, deps.longPollMs ?? 15_000));
+        // ... and when the poller hangs up: nobody is left to hand SETs to (they stay in the outbox).
+        const gone = new AbortController();
+        reply.raw.once('close', () => gone.abort());
+        return reply.send(await d.poll(req.body, deps.longPollMs ?? 15_000, AbortSignal.any([closing.signal, gone.signal])));
       },
     );
   };
