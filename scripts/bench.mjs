@@ -5,7 +5,7 @@
 // `npm run bench -- ingest audit` runs a subset.
 import { spawn } from 'node:child_process';
 
-const ALL = ['ingest', 'projector', 'audit', 'audit-log', 'adapters', 'gate', 'detect'];
+const ALL = ['ingest', 'projector', 'audit', 'audit-log', 'adapters', 'ssf', 'gate', 'detect'];
 const wanted = process.argv.slice(2).filter((a) => ALL.includes(a));
 const benches = wanted.length > 0 ? wanted : ALL;
 
