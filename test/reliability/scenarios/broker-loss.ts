@@ -198,7 +198,7 @@ export const runBrokerLossScenario = async (o: BrokerLossOptions): Promise<Figur
       'first 202 after the kill ms': firstAckAfterKillMs,
       'acked while down': acceptedWhileDown,
       'time to full ISR ms (from restart)': isrMs,
-      '503 before the kill': refusedBeforeKill,
+      '503 sent before the kill': refusedBeforeKill,
       '503 kill→election': refusedBeforeElection,
       '503 after election': refusedAfterElection.length,
       lost: missingInKafka + (decisions.length - stored),
