@@ -154,6 +154,10 @@ describe('config file', () => {
     const r = loadGateConfig(new URL('../../examples/mcp/gate.json', import.meta.url).pathname);
     assert.ok(r.ok, JSON.stringify(!r.ok && r.error));
     assert.equal(r.value.tools['ledger__write_file']?.destructive, true);
+    assert.equal(r.value.rules.stepUpDestructiveAt, 'degraded');
+    const c = loadGateConfig(new URL('../../examples/mcp/gate-cerbos.json', import.meta.url).pathname);
+    assert.ok(c.ok, JSON.stringify(!c.ok && c.error));
+    assert.equal(c.value.policy.engine, 'cerbos');
   });
   test('no upstream, and not JSON, are errors too', () => {
     const none = parseGateConfig({ upstreams: {} });
