@@ -31,10 +31,12 @@ export default tseslint.config(
     // function of its input. (The rule sees direct imports only.)
     files: [
       'services/projector/evolve.ts',
+      'services/projector/fold/**/*.ts',
       'services/projector/reconcile.ts',
       'services/query/story.ts',
       'services/query/sql.ts',
       'services/adapters/mapping.ts',
+      'services/adapters/mapping/**/*.ts',
       'services/audit-sink/batch.ts',
       'services/ingest/admit.ts',
       'services/ingest/body.ts',
