@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { zodIssues } from '../../schemas/codec.ts';
 import { LIMITS } from '../../schemas/events.ts';
 import { err, ok, type FieldError, type Result } from '../../schemas/result.ts';
+import { valueOrThrow } from '../lib/config.ts';
 import {
   DEFAULT_CERBOS_CONVENTION,
   DEFAULT_OPA_CONVENTION,
@@ -107,7 +108,5 @@ export const parseAdapterConfig = (env: Record<string, string | undefined>): Res
 
 /** Tests and embedding: the defaults with the given overrides, or a thrown error naming every bad variable. */
 export const adapterConfigFrom = (env: Record<string, string | undefined>): AdapterConfig => {
-  const r = parseAdapterConfig(env);
-  if (!r.ok) throw new Error(`invalid adapter config: ${r.error.map((x) => `${x.path}: ${x.message}`).join('; ')}`);
-  return r.value;
+  return valueOrThrow('adapter config', parseAdapterConfig(env));
 };

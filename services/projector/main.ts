@@ -1,6 +1,6 @@
 // A projector on its own (`node --import tsx services/projector/main.ts`):
 // the child process the kill test runs, and a way to run the role alone.
-import { loadConfig } from '../lib/config.ts';
+import { fieldErrorReport, loadConfig } from '../lib/config.ts';
 import { createKafkaFor } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseProjectorConfig } from './config.ts';
@@ -10,7 +10,7 @@ const config = loadConfig();
 const logger = createLogger('projector', config.logLevel);
 const pc = parseProjectorConfig(process.env);
 if (!pc.ok) {
-  process.stderr.write(`trustfold projector: invalid configuration\n${pc.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}\n`);
+  process.stderr.write(fieldErrorReport('trustfold projector: invalid configuration', pc.error));
   process.exit(2);
 }
 if (config.kafka.brokers === undefined) {
