@@ -10,7 +10,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { McpServer, RegisteredTool } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CallToolRequestSchema, ListToolsRequestSchema, McpError, ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, LoggingMessageNotificationSchema, McpError, ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { parseEvent } from '../../schemas/codec.ts';
 import type { SessionTrust } from '../../schemas/events.ts';
@@ -65,15 +65,20 @@ const audit = (r: Recorded) => ({
 
 /** A low-level upstream for what McpServer turns into results: protocol errors, progress, cancellation. */
 const createProbeServer = (seen: { aborted: number }) => {
-  const s = new Server({ name: 'probe', version: '1' }, { capabilities: { tools: {} } });
+  const s = new Server({ name: 'probe', version: '1' }, { capabilities: { tools: {}, logging: {} } });
   s.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: [
       { name: 'explode', description: 'Fails with a protocol error.', inputSchema: { type: 'object' }, annotations: { destructiveHint: false }, 'x-vendor': { kept: true } },
       { name: 'wait', description: 'Reports progress, then waits to be cancelled.', inputSchema: { type: 'object' } },
+      { name: 'log', description: 'Logs at info, then answers.', inputSchema: { type: 'object' } },
     ],
   }));
   s.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
     if (req.params.name === 'explode') throw new McpError(-32602, 'no such ledger', { ledger: 'L-0' });
+    if (req.params.name === 'log') {
+      await extra.sendNotification({ method: 'notifications/message', params: { level: 'info', logger: 'probe', data: 'working on it' } });
+      return { content: [{ type: 'text', text: 'logged' }] };
+    }
     const token = req.params._meta?.progressToken;
     if (token !== undefined) await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: 1, total: 3, message: 'started' } });
     await new Promise<void>((resolve) => extra.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -83,10 +88,10 @@ const createProbeServer = (seen: { aborted: number }) => {
   return s;
 };
 
-const linkUpstream = async (name: string, server: Server | McpServer, onChange: () => void): Promise<Upstream> => {
+const linkUpstream = async (name: string, server: Server | McpServer, onChange: () => void, late?: { gateway?: Gateway }): Promise<Upstream> => {
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
-  return connectUpstream(name, { timeout_ms: 10_000 }, clientSide, { onToolsChanged: onChange });
+  return connectUpstream(name, { timeout_ms: 10_000 }, clientSide, { onToolsChanged: onChange, onLog: (n, p) => late?.gateway?.relayLog(n, p) });
 };
 
 type Rig = { gateway: Gateway; agent: Client; recorded: Recorded; seen: { aborted: number }; changed: Promise<void> };
@@ -104,7 +109,7 @@ const rig = async (file: Record<string, unknown>, identity: CallerIdentity = cal
   const late: { gateway?: Gateway } = {};
   const refresh = (): void => void late.gateway?.refresh();
   const upstreams = [await linkUpstream('ledger', ledger, refresh)];
-  if (withProbe) upstreams.push(await linkUpstream('probe', createProbeServer(seen), refresh));
+  if (withProbe) upstreams.push(await linkUpstream('probe', createProbeServer(seen), refresh, late));
   const gateway = await createGateway({ config, upstreams, view, audit: audit(recorded) });
   late.gateway = gateway;
   const [agentSide, gateSide] = InMemoryTransport.createLinkedPair();
@@ -149,7 +154,7 @@ describe('pass-through', () => {
     // The agent's own SDK strips fields it does not know, so read the raw listing.
     const raw = z.looseObject({ tools: z.array(z.looseObject({ name: z.string() })) });
     const tools = (await agent.request({ method: 'tools/list', params: {} }, raw)).tools;
-    assert.deepEqual(tools.map((t) => t.name).sort(), ['ledger__delete_file', 'ledger__list_files', 'ledger__read_file', 'ledger__write_file', 'probe__explode', 'probe__wait']);
+    assert.deepEqual(tools.map((t) => t.name).sort(), ['ledger__delete_file', 'ledger__list_files', 'ledger__read_file', 'ledger__write_file', 'probe__explode', 'probe__log', 'probe__wait']);
     assert.deepEqual((tools.find((t) => t.name === 'probe__explode') as Record<string, unknown>)['x-vendor'], { kept: true });
   });
 
@@ -219,6 +224,19 @@ describe('pass-through', () => {
     assert.deepEqual(progress, [{ progress: 1, total: 3, message: 'started' }]);
     await until(() => recorded.decisions.length === 1);
     assert.deepEqual(recorded.decisions[0]?.outcome, { status: 'failed', detail: 'cancelled by the agent' });
+  });
+
+  test('an upstream’s log line during a call reaches that call’s agent, through its logging/setLevel filter', async () => {
+    const { agent } = await rig({}, caller(), { probe: true });
+    const lines: unknown[] = [];
+    agent.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void lines.push(n.params));
+    assert.equal(textOf(await agent.callTool({ name: 'probe__log', arguments: {} })), 'logged');
+    await until(() => lines.length === 1);
+    assert.deepEqual(lines, [{ level: 'info', logger: 'probe', data: 'working on it' }]);
+    await agent.setLoggingLevel('error');
+    assert.equal(textOf(await agent.callTool({ name: 'probe__log', arguments: {} })), 'logged');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(lines.length, 1, 'below the agent’s level: not relayed');
   });
 
   test('an unknown tool is the protocol’s invalid-params error', async () => {
