@@ -29,6 +29,10 @@
 //   - ES256 SETs signed ≥ 2000/s on one core: an order of magnitude above the
 //     transition rate a stream sees in the projector benchmark's background,
 //     so signing never is the bottleneck of a stream.
+//     Profiled: jose 6 signs through WebCrypto (crypto.subtle.sign, async,
+//     dispatched to the libuv pool); the baseline printed beside it is
+//     node:crypto's synchronous sign with the same key and bytes, which is
+//     what a jose-free signer would reach.
 import { createPrivateKey, sign as cryptoSign, type JsonWebKey } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -87,16 +91,25 @@ const signing = async (): Promise<Goal[]> => {
         payload: { event_timestamp: 1, initiating_entity: 'policy', reason_admin: { en: 'trustfold: injection_detected SIG-1 (trust version 2, tier restricted)' }, principal: 'SESSION', current_level: 'HIGH', previous_level: 'LOW', risk_reason: 'injection_detected SIG-1' },
       });
     for (let i = 0; i < 200; i++) await signSet(claims(i), key); // warm-up
-    let t0 = performance.now();
-    for (let i = 0; i < SIGN_N; i++) await signSet(claims(i), key);
-    const perS = SIGN_N / ((performance.now() - t0) / 1000);
     // The floor: node:crypto signing bytes of the same size with the same key.
     const raw = createPrivateKey({ key: (await exportJWK(privateKey)) as JsonWebKey, format: 'jwk' });
     const bytes = Buffer.from((await signSet(claims(0), key)).split('.').slice(0, 2).join('.'));
-    t0 = performance.now();
-    for (let i = 0; i < SIGN_N; i++) cryptoSign(alg === 'ES256' ? 'sha256' : null, bytes, alg === 'ES256' ? { key: raw, dsaEncoding: 'ieee-p1363' } : raw);
-    const floorPerS = SIGN_N / ((performance.now() - t0) / 1000);
-    say(`SETs signed (${alg}, ${bytes.length} B signing input): ${fmt(perS)}/s   baseline node:crypto sign of the same bytes: ${fmt(floorPerS)}/s   (${SIGN_N} each)`);
+    // Interleaved rounds, median of each: the machine is shared, so a load spike hits both alike.
+    const ROUNDS = 10;
+    const per = Math.max(1, Math.floor(SIGN_N / ROUNDS));
+    const ours: number[] = [];
+    const floor: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      let t0 = performance.now();
+      for (let i = 0; i < per; i++) await signSet(claims(r * per + i), key);
+      ours.push(per / ((performance.now() - t0) / 1000));
+      t0 = performance.now();
+      for (let i = 0; i < per; i++) cryptoSign(alg === 'ES256' ? 'sha256' : null, bytes, alg === 'ES256' ? { key: raw, dsaEncoding: 'ieee-p1363' } : raw);
+      floor.push(per / ((performance.now() - t0) / 1000));
+    }
+    const perS = pct(ours, 50);
+    const floorPerS = pct(floor, 50);
+    say(`SETs signed (${alg}, ${bytes.length} B signing input): ${fmt(perS)}/s   baseline node:crypto sign of the same bytes: ${fmt(floorPerS)}/s   (median of ${ROUNDS} interleaved rounds of ${per})`);
     if (alg === 'ES256') goals.push({ what: 'ES256 SETs signed per second (one core)', value: perS, unit: '/s', bound: 'min', goal: 2000 });
   }
   return goals;
@@ -173,7 +186,13 @@ const propagation = async (): Promise<Goal[]> => {
       const r = await post('/v1/events', [signal({ kind: 'injection_detected', session_id: s, signal_id: `SIG-${s}`, severity: 'high', detector: 'bench' })]);
       if (r.status >= 300) throw new Error(`probe: ${r.status}`);
     };
-    for (const s of sessions.slice(PROBES)) await probe(s);
+    const warm = sessions.slice(PROBES);
+    for (const s of warm) await probe(s);
+    // Measured only once the warm-up SETs arrived: the stream's consumer has joined its group and fetches.
+    for (const deadline = Date.now() + 60_000; !warm.every((s) => setAt.has(s)); ) {
+      if (Date.now() > deadline) throw new Error('the warm-up SETs never arrived');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const measured = sessions.slice(0, PROBES);
     for (const s of measured) {
       const t = now();
@@ -193,6 +212,8 @@ const propagation = async (): Promise<Goal[]> => {
     say(`baseline signal → TrustView (restricted)      p50 ${fmt(pct(toView, 50))} ms   p99 ${fmt(pct(toView, 99))} ms   max ${fmt(Math.max(...toView))} ms`);
     say(`signal → SET accepted by the push receiver     p50 ${fmt(pct(toSet, 50))} ms   p99 ${fmt(pct(toSet, 99))} ms   max ${fmt(Math.max(...toSet))} ms`);
     say(`SSF's hop (SET accepted − TrustView, per probe) p50 ${fmt(pct(hop, 50))} ms   p99 ${fmt(pct(hop, 99))} ms`);
+    const slow = measured.map((s, i) => [i, (setAt.get(s) ?? NaN) - (sentAt.get(s) ?? 0)] as const).filter(([, ms]) => !(ms <= 1500));
+    if (slow.length > 0) say(`probes over 1500 ms to the SET (index: ms): ${slow.map(([i, ms]) => `${i}: ${fmt(ms)}`).join(', ')}`);
     const metrics = await (await fetch(`${issuer}/metrics`)).text();
     for (const l of metrics.split('\n')) if (/^trustfold_ssf_(push_total|push_retries_total|sets_signed_total|delivery_lag_seconds_(count|sum))/.test(l)) say(`  ${l}`);
     return [
