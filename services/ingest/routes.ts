@@ -246,7 +246,10 @@ export const ingestRoutes =
             // says "an event, or anything else" rather than calling such a request invalid.
             // NDJSON of one line is one JSON value, not an array: that is a body too.
             body: z
-              .union([z.array(z.union([eventSchema, z.unknown().describe('anything else: refused on its own, listed in `rejected`')])), z.unknown().describe('one event (NDJSON of one line)')])
+              .union([
+                z.array(z.union([eventSchema, z.unknown().describe('anything else: refused on its own, listed in `rejected`')])),
+                z.union([eventSchema, z.looseObject({})]).describe('one event object (NDJSON of one line), checked as one item'),
+              ])
               .describe('decision and signal events as a JSON array, or NDJSON (one per line); each item is validated on its own'),
             response: { 202: ingestResponseSchema, 400: errorBodySchema, 413: errorBodySchema, 503: errorBodySchema },
           },
