@@ -108,7 +108,7 @@ const runPhase = async (name: string, client: Client): Promise<Phase> => {
     if (wait > 1) await new Promise((r) => setTimeout(r, wait - 0.5));
     while (performance.now() < due) await new Promise((r) => setImmediate(r));
     const start = performance.now();
-    const counted = i >= WARMUP_S * RATE;
+    const counted = start - t0 >= WARMUP_S * 1000;
     sent++;
     inFlight++;
     pending.push(
