@@ -13,6 +13,7 @@ const STEPS = [
   ['opa', process.execPath, ['scripts/opa-fetch.mjs']],
   ['chromium', process.execPath, ['scripts/chromium-fetch.mjs']],
   ['go-verifier', process.execPath, ['scripts/go-verifier-build.mjs']],
+  ['ssf-verifier', process.execPath, ['scripts/ssf-verifier-build.mjs']],
   ['schemathesis', process.execPath, ['scripts/schemathesis-setup.mjs']],
 ];
 
