@@ -6,10 +6,14 @@
 // flows through the fold, the push and the audit like any other signal.
 //
 // Delivery: a batch's detections are acknowledged by Kafka before its
-// offsets are committed and before the folded state is adopted, so a crash
-// re-folds the batch from the committed offset and re-emits the same
-// detections under the same ids (deterministic, signal.ts): duplicates, which
-// the fold and the write-once audit drop. Nothing is missed.
+// offsets are committed (a failed produce is retried until it is, or the role
+// stops), so a crash re-folds the batch from the committed offset and
+// re-emits the same detections under the same ids (deterministic, signal.ts):
+// duplicates, which the fold and the write-once audit drop. Nothing is
+// missed. The rules update the state in place; a batch kafkajs delivers again
+// (after a failed commit, or a throw before its detections were acknowledged)
+// is not folded twice: offsets below what was folded are skipped, and the
+// detections of theirs not yet acknowledged are emitted with the new batch.
 //
 // State: not snapshotted. At start the rules are rebuilt by re-reading the
 // decisions from `lookbackMs` before now up to the committed offsets, with
@@ -90,7 +94,10 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
   const clock = deps.clock ?? Date.now;
   const recent = createRecentIds(100_000);
   const topic = topics.decisions;
-  let state: RulesState = initialRules();
+  const state: RulesState = initialRules();
+  /** Per partition of the decisions topic: the next offset not yet folded (and emitted) live. */
+  const foldedTo = new Map<number, bigint>();
+  const pending = new Map<number, Detection[]>();
   let consumer: Consumer | undefined;
   let running = false;
   let stopping = false;
@@ -227,7 +234,7 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
             if (o < r.from || o >= r.to) continue;
             const d = decisionOf(m.value);
             if (d === undefined) continue;
-            state = detectAll(config.rules, state, d, ctx)[0];
+            detectAll(config.rules, state, d, ctx);
             st.rebuilt++;
           }
         },
@@ -269,10 +276,14 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
         eachBatch: async ({ batch, heartbeat, resolveOffset }) => {
           const last = batch.messages[batch.messages.length - 1];
           if (last === undefined) return;
-          let next = state;
-          const found: Detection[] = [];
+          const p = batch.partition;
+          const from = foldedTo.get(p) ?? -1n;
+          const next = state;
+          // Detections of offsets already folded whose emit did not complete (the batch threw): emitted with this one.
+          const found: Detection[] = [...(pending.get(p) ?? [])];
+          const carried = found.length;
           let n = 0;
-          const decisions = batch.messages.map((m) => decisionOf(m.value));
+          const decisions = batch.messages.map((m) => (BigInt(m.offset) < from ? undefined : decisionOf(m.value)));
           if (reader !== undefined) {
             let newest = Number.NEGATIVE_INFINITY;
             for (const d of decisions) if (d !== undefined) newest = Math.max(newest, Date.parse(d.occurred_at));
@@ -286,17 +297,17 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
           let beat = Date.now();
           for (const d of decisions) {
             if (d === undefined) continue;
-            const [s, out] = detectAll(config.rules, next, d, ctx);
-            next = s;
+            const out = detectAll(config.rules, next, d, ctx)[1];
             found.push(...out);
             n++;
             // A long batch must not outlive the group session (the member would be dropped and its commit refused).
             if (Date.now() - beat > 1_000) {
-              await heartbeat();
+              await heartbeat().catch(() => undefined); // a rebalance shows at the commit; the fold is not abandoned half way
               beat = Date.now();
             }
           }
-          // The state is adopted only once its detections are stored: a failed produce re-folds the same batch from the old state.
+          if (BigInt(last.offset) + 1n > from) foldedTo.set(p, BigInt(last.offset) + 1n);
+          pending.set(p, found);
           for (;;) {
             try {
               await emit(found);
@@ -308,11 +319,11 @@ export const createDetectRole = (deps: DetectDeps): DetectRole => {
               await heartbeat();
             }
           }
-          state = next;
+          pending.delete(p);
           st.folded += n;
           folded.inc(n);
-          st.detections += found.length;
-          for (const d of found) detections.inc({ rule: ruleOf(d.detector) });
+          st.detections += found.length - carried;
+          for (const d of found.slice(carried)) detections.inc({ rule: ruleOf(d.detector) });
           resolveOffset(last.offset);
           await c.commitOffsets([{ topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) }]);
         },

@@ -1,5 +1,9 @@
 // Detection rules as pure folds: (state, decision[, lookup]) → [state, detections].
-// No Kafka, no clock: the decision's own time decides windows. What a rule
+// No Kafka, no clock: the decision's own time decides windows. For speed a
+// rule updates the state it is given in place and returns it (copying a map
+// of every session per decision made the detector O(sessions) per decision);
+// a caller that must keep the old state clones it first (the role does, per
+// batch). What a rule
 // needs beyond the decision (a session's trust steps, a token's issuance) is
 // an argument (RuleContext), which the role fills from the topics it reads. State is
 // bounded (at most `maxSessions` sessions, least recently seen evicted) and
@@ -8,6 +12,15 @@
 // each detection into a signal (signal.ts).
 import { actingAgentOf, type DecisionEvent } from '../../schemas/events.ts';
 import { trustLagOf } from '../query/story.ts';
+
+/** Moves `key` to the end of a least-recently-seen order, in place (indexOf, not a copy: this runs per decision). */
+const touchOrder = (order: string[], key: string): string[] => {
+  if (order[order.length - 1] === key) return order;
+  const i = order.indexOf(key);
+  if (i >= 0) order.splice(i, 1);
+  order.push(key);
+  return order;
+};
 
 export type Detection = {
   /** `trustfold/<rule>`: the detector name a signal would carry. */
@@ -37,8 +50,9 @@ export const denyStorm = (cfg: DenyStormConfig, s: DenyStormState, d: DecisionEv
   const denies: [string, string][] = d.decision.effect === 'deny' ? [...kept, [d.occurred_at, d.event_id]] : kept;
   const rearmed = kept.length === 0 ? false : prev.fired;
   const fire = !rearmed && denies.length > cfg.threshold;
-  const order = [...s.order.filter((k) => k !== key), key];
-  const sessions = { ...s.sessions, [key]: { denies, fired: rearmed || fire } };
+  const order = touchOrder(s.order, key);
+  const sessions = s.sessions;
+  sessions[key] = { denies, fired: rearmed || fire };
   while (order.length > cfg.maxSessions) {
     const evicted = order.shift();
     if (evicted !== undefined) delete sessions[evicted];
@@ -99,8 +113,9 @@ export const tokenReplay = (cfg: TokenReplayConfig, s: TokenReplayState, d: Deci
     out.push(mk(d.session_id, [d.event_id], `token ${jti} issued to agent ${issued.agent_id} (token_issued ${issued.event_id}) used by agent ${agent}`));
     agentFired = [...agentFired, d.session_id].slice(-16);
   }
-  const order = [...s.order.filter((k) => k !== key), key];
-  const tokens = { ...s.tokens, [key]: { sessions, expiredFired, agentFired } };
+  const order = touchOrder(s.order, key);
+  const tokens = s.tokens;
+  tokens[key] = { sessions, expiredFired, agentFired };
   while (order.length > cfg.maxTokens) {
     const evicted = order.shift();
     if (evicted !== undefined) delete tokens[evicted];
@@ -125,8 +140,10 @@ export const outOfTask = (cfg: OutOfTaskConfig, s: OutOfTaskState, d: DecisionEv
   if (allowed.includes(`${tool}:${action}`) || allowed.includes(`${tool}:*`)) return [s, []];
   const key = `${d.tenant_id}\u0000${d.session_id}`;
   if (s.fired[key] === true) return [s, []];
-  const order = [...s.order, key];
-  const fired: Record<string, true> = { ...s.fired, [key]: true };
+  const order = s.order;
+  order.push(key);
+  const fired = s.fired;
+  fired[key] = true;
   while (order.length > cfg.maxSessions) {
     const evicted = order.shift();
     if (evicted !== undefined) delete fired[evicted];
@@ -185,26 +202,26 @@ export const stalePdp = (cfg: StalePdpConfig, s: StalePdpState, d: DecisionEvent
   const isStale = lag.status === 'stale' && behind > cfg.graceVersions && ms > cfg.graceMs;
   const key = `${d.tenant_id}\u0000${pdp}`;
   const prev = s.pdps[key] ?? { tenant_id: d.tenant_id, pdp_id: pdp, last_seen: d.occurred_at, decisions: 0, stale: 0, worst_lag_versions: 0, worst_lag_ms: 0 };
-  const pdps = {
-    ...s.pdps,
-    [key]: {
-      ...prev,
-      last_seen: d.occurred_at > prev.last_seen ? d.occurred_at : prev.last_seen,
-      decisions: prev.decisions + 1,
-      stale: prev.stale + (isStale ? 1 : 0),
-      worst_lag_versions: isStale ? Math.max(prev.worst_lag_versions, behind) : prev.worst_lag_versions,
-      worst_lag_ms: isStale ? Math.max(prev.worst_lag_ms, ms) : prev.worst_lag_ms,
-    },
+  const pdps = s.pdps;
+  pdps[key] = {
+    ...prev,
+    last_seen: d.occurred_at > prev.last_seen ? d.occurred_at : prev.last_seen,
+    decisions: prev.decisions + 1,
+    stale: prev.stale + (isStale ? 1 : 0),
+    worst_lag_versions: isStale ? Math.max(prev.worst_lag_versions, behind) : prev.worst_lag_versions,
+    worst_lag_ms: isStale ? Math.max(prev.worst_lag_ms, ms) : prev.worst_lag_ms,
   };
-  const order = [...s.order.filter((k) => k !== key), key];
+  const order = touchOrder(s.order, key);
   while (order.length > cfg.maxPdps) {
     const evicted = order.shift();
     if (evicted !== undefined) delete pdps[evicted];
   }
   const flagKey = `${d.tenant_id}\u0000${d.session_id}\u0000${pdp}`;
   if (!isStale || !cfg.signal || s.flagged[flagKey] === true || lag.status !== 'stale') return [{ pdps, order, flagged: s.flagged, flaggedOrder: s.flaggedOrder }, []];
-  const flagged: Record<string, true> = { ...s.flagged, [flagKey]: true };
-  const flaggedOrder = [...s.flaggedOrder, flagKey];
+  const flagged = s.flagged;
+  flagged[flagKey] = true;
+  const flaggedOrder = s.flaggedOrder;
+  flaggedOrder.push(flagKey);
   while (flaggedOrder.length > cfg.maxSessions) {
     const evicted = flaggedOrder.shift();
     if (evicted !== undefined) delete flagged[evicted];
@@ -262,8 +279,9 @@ export const toolChanged = (cfg: ToolChangedConfig, s: ToolChangedState, d: Deci
       }
     }
   }
-  const order = [...s.order.filter((k) => k !== key), key];
-  const sessions = { ...s.sessions, [key]: { tools, fired } };
+  const order = touchOrder(s.order, key);
+  const sessions = s.sessions;
+  sessions[key] = { tools, fired };
   while (order.length > cfg.maxSessions) {
     const evicted = order.shift();
     if (evicted !== undefined) delete sessions[evicted];
