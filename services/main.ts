@@ -72,7 +72,7 @@ const serve = async (args: string[], env: Record<string, string | undefined>): P
   if (brokers === undefined) {
     fetchKafkaJars();
     say(`starting a local Kafka broker (data in ${config.dataDir}/kafka)…`);
-    broker = await startKafkaBroker({ dataDir: `${config.dataDir}/kafka`, partitions: config.kafka.partitions, handleSignals: false });
+    broker = await startKafkaBroker({ dataDir: `${config.dataDir}/kafka`, partitions: config.kafka.partitions, handleSignals: false, javaHome: process.env["JAVA_HOME"] });
     brokers = broker.brokers;
     say(`Kafka ready at ${brokers.join(',')} in ${(broker.startupMs / 1000).toFixed(1)} s`);
   }
