@@ -24,6 +24,18 @@ export type AuditRoutesDeps = {
   maxLimit?: number;
   /** Rows per ClickHouse round trip while streaming NDJSON (default 5000). */
   exportPageSize?: number;
+  /**
+   * The tamper-evident log's evidence for `?proofs=1` on the NDJSON export
+   * (services/audit-log/export.ts, wired by the composition root): without it
+   * `proofs=1` is refused.
+   */
+  exportProofs?: {
+    begin(): Promise<{
+      proofOf(d: { event_id: string; tenant_id: string; audit: { kafka: { topic: string; partition: number; offset: string } } }): Promise<unknown>;
+      checkpoints(): unknown[];
+      verifierKeys: readonly string[];
+    }>;
+  };
 };
 
 const NDJSON = 'application/x-ndjson';
@@ -75,6 +87,7 @@ export const auditRoutes =
         from: timestamp.optional(),
         to: timestamp.optional(),
         order: z.enum(['asc', 'desc']).default('asc'),
+        proofs: z.enum(['0', '1']).optional().describe('1: each NDJSON line carries audit_proof (leaf index, inclusion proof), the export closes with the signed checkpoints'),
         ...tenantParam,
         ...pageParams(maxLimit),
       })
@@ -87,7 +100,12 @@ export const auditRoutes =
         const q = req.query;
         const scope = tenantScope(callerOf(req), q.tenant);
         if (!scope.ok) return forbidden(reply, scope.error);
-        const { limit, cursor, order, tenant: _t, ...rest } = q;
+        const { limit, cursor, order, tenant: _t, proofs, ...rest } = q;
+        const withProofs = proofs === '1';
+        if (withProofs && (!wantsNdjson(req.headers.accept) || deps.exportProofs === undefined)) {
+          const message = deps.exportProofs === undefined ? 'proofs: the tamper-evident log is not served here' : 'proofs: proofs=1 goes with Accept: application/x-ndjson';
+          return sendError(reply, 400, 'bad_request', `invalid querystring: ${message}`, [{ path: 'querystring.proofs', message }]);
+        }
         const filters = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as DecisionFilters;
         const hash = queryHash('decisions', { tenant: scope.value, order, ...filters });
         let after: DecisionKey | undefined;
@@ -103,22 +121,31 @@ export const auditRoutes =
           // Streams every match after the cursor, a page of rows per round trip. With an explicit
           // limit and more rows left, the last line is {"next_cursor": …} — never a silent cut.
           const cap = limitGiven ? limit : Number.POSITIVE_INFINITY;
+          // With proofs=1 every line gets its audit_proof against the checkpoints current at the start;
+          // those checkpoints and the verifier keys close the export (before a next_cursor line).
+          const evidence = withProofs ? await deps.exportProofs?.begin() : undefined;
           const stream = Readable.from(
             (async function* () {
               let sent = 0;
               let position = after;
+              let nextCursor: string | undefined;
               for (;;) {
                 const want = Math.min(exportPage, cap - sent);
                 const page = await repo.searchDecisions(scope.value, filters, { limit: want, order, after: position });
-                for (const d of page.items) yield `${JSON.stringify(d)}\n`;
+                for (const d of page.items) yield `${JSON.stringify(evidence !== undefined ? { ...d, audit_proof: await evidence.proofOf(d) } : d)}\n`;
                 sent += page.items.length;
-                if (page.next === undefined) return;
+                if (page.next === undefined) break;
                 position = page.next;
                 if (sent >= cap) {
-                  yield `${JSON.stringify({ next_cursor: encodeCursor(hash, [position.at, position.id]) })}\n`;
-                  return;
+                  nextCursor = encodeCursor(hash, [position.at, position.id]);
+                  break;
                 }
               }
+              if (evidence !== undefined) {
+                for (const c of evidence.checkpoints()) yield `${JSON.stringify({ checkpoint: c })}\n`;
+                yield `${JSON.stringify({ verifier_keys: evidence.verifierKeys })}\n`;
+              }
+              if (nextCursor !== undefined) yield `${JSON.stringify({ next_cursor: nextCursor })}\n`;
             })(),
           );
           return reply.type(NDJSON).send(stream);
