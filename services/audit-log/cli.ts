@@ -2,10 +2,12 @@
 // operator route), export a session's evidence bundle (a client of the
 // timeline and proof routes), verify a bundle offline (no server at all).
 // Exit codes: 0 clean, 1 findings or failure, 2 usage, 3 auth.
+import { statSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Finding } from './diagnose.ts';
 import type { RecordProof } from './evidence.ts';
 import { verifyBundle, writeBundle, type BundleReport } from './bundle.ts';
+import { verifyExport, type ExportReport } from './export.ts';
 import { AUDIT_KEY_PATH } from './routes.ts';
 import type { VerifyReport } from './verify.ts';
 
@@ -24,8 +26,9 @@ export const AUDIT_LOG_USAGE = `  trustfold audit verify [--tenant T] [--log TOP
       changed, deleted, inserted or reordered record and a truncated tail, by id and leaf
   trustfold audit export --session S --bundle DIR [--tenant T]
       write the session's records, inclusion proofs, signed checkpoints and public key
-  trustfold audit verify --bundle DIR [--key VERIFIER_KEY]... [--json]
-      check a bundle offline (no server); --key pins the published key`;
+  trustfold audit verify --bundle DIR|FILE [--key VERIFIER_KEY]... [--json]
+      check a bundle offline (no server), or an NDJSON export made with ?proofs=1
+      (a file); --key pins the published key`;
 
 class UsageError extends Error {}
 
@@ -85,6 +88,21 @@ export const formatBundleReport = (dir: string, r: BundleReport): string => {
   if (r.ok) return `${head}OK: every record is included in a checkpoint signed by the key\n`;
   const rows = r.findings.map((f) => `  ${f.problem.toUpperCase().padEnd(14)} ${f.file}${f.ref !== undefined ? `  ${f.ref}` : ''}${f.leaf_index !== undefined ? `  (leaf ${f.leaf_index} of ${f.log_id ?? '?'})` : ''}  ${f.message}\n`);
   return `${head}FAILED: ${r.findings.length} finding${r.findings.length === 1 ? '' : 's'}\n${rows.join('')}`;
+};
+
+export const formatExportReport = (file: string, r: ExportReport): string => {
+  const head = `export ${file}: ${r.verified} of ${r.records} records verified\n`;
+  if (r.ok) return `${head}OK: every record is included in a checkpoint signed by the key\n`;
+  const rows = r.findings.map((f) => `  ${f.problem.toUpperCase().padEnd(18)} ${f.line > 0 ? `line ${f.line}` : '-'}${f.ref !== undefined ? `  ${f.ref}` : ''}${f.leaf_index !== undefined ? `  (leaf ${f.leaf_index} of ${f.log_id ?? '?'})` : ''}  ${f.message}\n`);
+  return `${head}FAILED: ${r.findings.length} finding${r.findings.length === 1 ? '' : 's'}\n${rows.join('')}`;
+};
+
+const isFile = (path: string): boolean => {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
 };
 
 type TimelineEntry = { kind: 'decision' | 'signal' | 'trust'; tenant: string; event_id?: string; version?: number };
@@ -153,8 +171,14 @@ export const runAuditLogCli = async (args: string[], io: AuditLogCliIo): Promise
       const { values } = parse(rest, { bundle: { type: 'string' }, key: { type: 'string', multiple: true }, tenant: { type: 'string' }, log: { type: 'string' } });
       if (values.bundle !== undefined) {
         if (values.tenant !== undefined || values.log !== undefined) throw new UsageError('--bundle verifies the bundle as it is: no --tenant or --log');
-        const r = verifyBundle(String(values.bundle), values.key as string[] | undefined);
-        io.stdout(values.json === true ? `${JSON.stringify(r, null, 2)}\n` : formatBundleReport(String(values.bundle), r));
+        const path = String(values.bundle);
+        if (isFile(path)) {
+          const e = verifyExport(path, values.key as string[] | undefined);
+          io.stdout(values.json === true ? `${JSON.stringify(e, null, 2)}\n` : formatExportReport(path, e));
+          return e.ok ? 0 : 1;
+        }
+        const r = verifyBundle(path, values.key as string[] | undefined);
+        io.stdout(values.json === true ? `${JSON.stringify(r, null, 2)}\n` : formatBundleReport(path, r));
         return r.ok ? 0 : 1;
       }
       if (values.key !== undefined) throw new UsageError('--key goes with --bundle');
