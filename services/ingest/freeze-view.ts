@@ -73,7 +73,7 @@ export const createFreezeView = async (opts: FreezeViewOptions): Promise<FreezeV
   const codec = opts.codec ?? createCodec();
   const index = createFreezeIndex();
   const admin = opts.kafka.admin();
-  await admin.connect();
+  await retryTransient(() => admin.connect());
   // Caught up once every partition was read to its end at start (transaction markers count: END_BATCH_PROCESS).
   const targets = new Map<number, bigint>();
   try {
@@ -87,8 +87,8 @@ export const createFreezeView = async (opts: FreezeViewOptions): Promise<FreezeV
     const target = targets.get(e.payload.partition);
     if (target !== undefined && BigInt(e.payload.lastOffset) + 1n >= target) targets.delete(e.payload.partition);
   });
-  await consumer.connect();
-  await consumer.subscribe({ topic: opts.topic, fromBeginning: true });
+  await retryTransient(() => consumer.connect());
+  await retryTransient(() => consumer.subscribe({ topic: opts.topic, fromBeginning: true }));
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch }) => {

@@ -144,7 +144,7 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
   let caughtUp = false;
 
   const admin = opts.kafka.admin();
-  await admin.connect();
+  await retryTransient(() => admin.connect());
   const targets = new Map<number, bigint>();
   try {
     for (const p of await retryTransient(() => admin.fetchTopicOffsets(opts.topic))) {
@@ -211,8 +211,8 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     }
   };
 
-  await consumer.connect();
-  await consumer.subscribe({ topic: opts.topic, fromBeginning: true });
+  await retryTransient(() => consumer.connect());
+  await retryTransient(() => consumer.subscribe({ topic: opts.topic, fromBeginning: true }));
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch }) => {

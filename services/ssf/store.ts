@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
 import { endOffsets, trackCatchUp } from '../projector/catch-up.ts';
 import type { Logger } from '../lib/log.ts';
+import { retryTransient } from '../lib/kafka.ts';
 import type { StreamRecord } from './streams.ts';
 
 export type StreamListener = (streamId: string, stream: StreamRecord | undefined) => void;
@@ -75,7 +76,7 @@ export const createKafkaStreamStore = async (o: { kafka: Kafka; topic: string; l
   };
 
   const admin = o.kafka.admin();
-  await admin.connect();
+  await retryTransient(() => admin.connect());
   let targets: Map<number, bigint>;
   try {
     targets = await endOffsets(admin, o.topic);
@@ -86,8 +87,8 @@ export const createKafkaStreamStore = async (o: { kafka: Kafka; topic: string; l
   const consumer = o.kafka.consumer({ groupId: `trustfold-ssf-streams-${randomUUID()}`, maxWaitTimeInMs: 250 });
   // The same "read everything that was there at start" test as the TrustView's.
   const caught = trackCatchUp(consumer, o.topic, targets);
-  await consumer.connect();
-  await consumer.subscribe({ topic: o.topic, fromBeginning: true });
+  await retryTransient(() => consumer.connect());
+  await retryTransient(() => consumer.subscribe({ topic: o.topic, fromBeginning: true }));
   await consumer.run({
     autoCommit: false,
     eachMessage: async ({ message }) => {
