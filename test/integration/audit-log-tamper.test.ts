@@ -9,6 +9,11 @@ import type { Kafka, Producer } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { createCodec } from '../../schemas/codec.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decisionFromRecord, type DecisionRecord } from '../../schemas/clickhouse/rows.ts';
+import { createExportProofs, verifyExport } from '../../services/audit-log/export.ts';
+import { createProver } from '../../services/audit-log/proofs.ts';
 import { createAuditLogStore } from '../../services/audit-log/store.ts';
 import { generateSignerKey, parseSignerKey, parseVerifierKey, verifierKey } from '../../services/audit-log/note.ts';
 import { createVerifier, type VerifyReport } from '../../services/audit-log/verify.ts';
@@ -16,7 +21,7 @@ import { createHookedAuditLogWriter } from '../../services/audit-log/writer.ts';
 import { createAuditSink } from '../../services/audit-sink/sink.ts';
 import { createKafka, partitionKeyOf, sessionKey } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { closeTestClickHouse, freshAuditDatabase, newClient } from '../helpers/clickhouse.ts';
+import { closeTestClickHouse, freshAuditDatabase, newClient, tempDataDir } from '../helpers/clickhouse.ts';
 import { incident } from '../helpers/audit-incident.ts';
 import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 
@@ -99,6 +104,24 @@ test('verify is clean on the untouched log and names every changed, deleted, ins
     assert.equal(clean.ok, true);
     assert.equal(clean.logs.reduce((n, l) => n + l.verified, 0), total, 'every stored record verified');
     assert.deepEqual(clean.notes.map((n) => [n.kind, n.ref]), [['conflict', conflicting.event_id]], 'the refused copy is noted as a conflict');
+
+    // The NDJSON export with ?proofs=1, as the query route writes it, checks offline; an edited line is named.
+    const rows = await reader.query({ query: `SELECT * FROM ${database}.decisions ORDER BY kafka_partition, kafka_offset`, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0, date_time_output_format: 'iso' } });
+    const exported = (await rows.json<DecisionRecord>()).map(decisionFromRecord);
+    const session = await createExportProofs({ store: createAuditLogStore(reader, database), prover: createProver(createAuditLogStore(reader, database)), verifierKeys: [verifierKey(s.signer)] }).begin();
+    const lines: string[] = [];
+    for (const d of exported) lines.push(JSON.stringify({ ...d, audit_proof: await session.proofOf(d) }));
+    for (const c of session.checkpoints()) lines.push(JSON.stringify({ checkpoint: c }));
+    lines.push(JSON.stringify({ verifier_keys: session.verifierKeys }));
+    const file = join(tempDataDir('trustfold-export-'), 'decisions.ndjson');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const offline = verifyExport(file, [verifierKey(s.signer)]);
+    assert.deepEqual(offline.findings, [], 'the export verifies offline with the pinned key');
+    assert.equal(offline.verified, decisions.length);
+    const edited = lines.map((l) => (l.includes(inc.denied.event_id) ? l.replace('"effect":"deny"', '"effect":"allow"') : l));
+    writeFileSync(file, `${edited.join('\n')}\n`);
+    const caught = verifyExport(file, [verifierKey(s.signer)]);
+    assert.deepEqual(caught.findings.map((f) => [f.problem, f.ref]), [['changed', inc.denied.event_id]]);
 
     const mutate = async (sql: string): Promise<void> => {
       await sinkClient.command({ query: sql, clickhouse_settings: { mutations_sync: '2' } });
