@@ -1,7 +1,8 @@
-// The leaves of one partition batch, from the raw Kafka values: decode with
-// the sink's codec (so exactly the records the sink accepts get a leaf), build
-// each record's leaf by the leaf rule, hash it. Pure and synchronous, so it
-// runs either inline or in the writer's hashing thread (./leaf-worker.ts).
+// The leaves of one partition batch: from records the audit sink decoded (its
+// hook), or from the raw Kafka values (the stand-alone writer: decoded with the
+// sink's codec, so exactly the records the sink accepts get a leaf); each
+// record's leaf by the leaf rule, hashed. Pure and synchronous, so it runs
+// either inline or in the writer's hashing thread (./leaf-worker.ts).
 import type { Codec } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import { leafHashOf, type LeafInput, type LeafKind } from './leaf.ts';
