@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { playIncident } from '../../examples/demo.ts';
+import { playIncident } from '../../services/demo/index.ts';
 import type { SessionTrust } from '../../schemas/events.ts';
 import { mintToken } from '../../services/lib/auth.ts';
 import { createKafka } from '../../services/lib/kafka.ts';
