@@ -2,13 +2,13 @@
 # Production talks to a Kafka cluster and a ClickHouse server (CLICKHOUSE_URL),
 # so the embedded engine (chdb, ~540 MB) is left out of the runtime stage.
 
-FROM node:20-bookworm-slim AS deps
+FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts \
  && rm -rf node_modules/chdb node_modules/@chdb
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
