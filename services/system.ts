@@ -150,8 +150,13 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     let view: TrustViewRole | undefined;
     if (has('projector') && pc !== undefined) modules.push((projector = projectorRole(ctx, pc)));
     if (has('projector') || has('ssf')) modules.push((view = trustViewRole(ctx, readUncommitted)));
-    if (has('audit-sink')) modules.push(auditSinkRole(ctx));
-    if (has('audit-log') && alc !== undefined && signer !== undefined) modules.push(auditLogRole(ctx, alc, signer));
+    // The log writer is hooked into a sink of this process (started before it,
+    // stopped after it); alone it reads the topics itself.
+    if (has('audit-log') && alc !== undefined && signer !== undefined) {
+      const log = auditLogRole(ctx, alc, signer, has('audit-sink') ? 'hooked' : 'consumer');
+      modules.push(log);
+      if (has('audit-sink')) modules.push(auditSinkRole(ctx, log.sinkHooks));
+    } else if (has('audit-sink')) modules.push(auditSinkRole(ctx));
     if (has('cerbos-adapter')) modules.push(cerbosAdapterRole(ctx, settings.adapters));
     if (has('ingest')) {
       const p = projector?.projector;

@@ -1,9 +1,12 @@
 // The audit-sink role: Kafka → ClickHouse, write-once (services/audit-sink/).
 import { auditSinkGroupOf } from '../audit-sink/group.ts';
-import { createAuditSink } from '../audit-sink/sink.ts';
+import { createAuditSink, type AuditSinkDeps } from '../audit-sink/sink.ts';
 import type { RoleContext, RoleModule } from './role.ts';
 
-export const auditSinkRole = (ctx: RoleContext): RoleModule => {
+/** What a writer hooked into the sink is handed (the audit log, services/roles/audit-log.ts). */
+export type AuditSinkHooks = Required<Pick<AuditSinkDeps, 'onStored' | 'onAssigned'>>;
+
+export const auditSinkRole = (ctx: RoleContext, hooks?: AuditSinkHooks): RoleModule => {
   const { config } = ctx;
   const sink = createAuditSink({
     kafka: ctx.kafka,
@@ -14,6 +17,7 @@ export const auditSinkRole = (ctx: RoleContext): RoleModule => {
     groupId: auditSinkGroupOf(config.kafka.clientId),
     registry: ctx.registry,
     log: ctx.logger.child({ role: 'audit-sink' }),
+    ...hooks,
   });
   let started = false;
   return {
