@@ -1,4 +1,4 @@
-// Invalid input is a value, not an exception (STYLE.md habit 3).
+// Invalid input is a value, not an exception: a parse returns a Result, and the caller decides.
 export type Result<T, E> = { ok: true; value: T } | { ok: false; error: E };
 
 export const ok = <T>(value: T): { ok: true; value: T } => ({ ok: true, value });

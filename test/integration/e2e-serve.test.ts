@@ -108,7 +108,7 @@ describe('end to end: trustfold serve', { timeout: 240_000 }, () => {
     return view;
   };
 
-  test('--role all: the DESIGN incident over HTTP, seen by a TrustView and told by the audit', async () => {
+  test('--role all: the seed incident of docs/design.md over HTTP, seen by a TrustView and told by the audit', async () => {
     const env = { ...topicsEnv(), KAFKA_BROKERS: kafka.brokers.join(','), TRUSTFOLD_DATA_DIR: dataDir() };
     const server = await serve('all', env);
     servers.push(server);
