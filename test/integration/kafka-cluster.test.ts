@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import kafkajs, { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { configFrom } from '../../services/lib/config.ts';
-import { ensureTopics, topicLayout } from '../../services/lib/kafka.ts';
+import { ensureTopics, retryTransient, topicLayout } from '../../services/lib/kafka.ts';
 import { startKafkaCluster } from '../../services/local-kafka/index.ts';
 import { uniqueName, waitForValue } from '../helpers/kafka.ts';
 
@@ -56,12 +56,13 @@ test(
       assert.equal(config.kafka.minInsyncReplicas, 2, 'min ISR defaults to 2 with replication 3');
       const created = await ensureTopics(admin, topicLayout(config));
       assert.equal(created.length, 4);
-      const md = await admin.fetchTopicMetadata({ topics: created });
+      // Just created: a node that has not applied the new metadata yet answers UNKNOWN_TOPIC_OR_PARTITION (retriable).
+      const md = await retryTransient(() => admin.fetchTopicMetadata({ topics: created }));
       for (const topic of md.topics) for (const p of topic.partitions) assert.equal(p.replicas.length, 3, `${topic.name}/${p.partitionId} has 3 replicas`);
-      const described = await admin.describeConfigs({
+      const described = await retryTransient(() => admin.describeConfigs({
         includeSynonyms: false,
         resources: created.map((name) => ({ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ['min.insync.replicas'] })),
-      });
+      }));
       for (const r of described.resources) assert.equal(r.configEntries.find((e) => e.configName === 'min.insync.replicas')?.configValue, '2', `${r.resourceName}: min ISR 2`);
 
       // acks=all writes, the leader of partition 0 SIGKILLed in between.
@@ -76,7 +77,7 @@ test(
         }
       };
       await send(0, 50);
-      const leader = (await admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions.find((p) => p.partitionId === 0)?.leader;
+      const leader = (await retryTransient(() => admin.fetchTopicMetadata({ topics: [topic] }))).topics[0]?.partitions.find((p) => p.partitionId === 0)?.leader;
       const victim = cluster.nodes.find((n) => n.nodeId === leader);
       assert.ok(victim !== undefined, `partition 0 has a leader among the nodes (${String(leader)})`);
       const victimPid = victim.pid();
