@@ -16,6 +16,7 @@ import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust } from '../../schemas/events.ts';
 import { tupleKey } from '../../schemas/keys.ts';
 import { retryTransient } from '../lib/kafka.ts';
+import { endOffsets, trackCatchUp } from '../projector/catch-up.ts';
 import type { Logger } from '../lib/log.ts';
 import { admitTrust } from '../pdp-client/trust-view.ts';
 
@@ -74,19 +75,15 @@ export const createFreezeView = async (opts: FreezeViewOptions): Promise<FreezeV
   const index = createFreezeIndex();
   const admin = opts.kafka.admin();
   await retryTransient(() => admin.connect());
-  // Caught up once every partition was read to its end at start (transaction markers count: END_BATCH_PROCESS).
-  const targets = new Map<number, bigint>();
+  let targets: Map<number, bigint>;
   try {
-    for (const p of await retryTransient(() => admin.fetchTopicOffsets(opts.topic))) if (BigInt(p.high) > BigInt(p.low)) targets.set(p.partition, BigInt(p.high));
+    targets = await endOffsets(admin, opts.topic);
   } finally {
     await admin.disconnect();
   }
   // A group of its own, never committing: it is assigned every partition (see trust-view.ts).
   const consumer: Consumer = opts.kafka.consumer({ groupId: `trustfold-freeze-view-${randomUUID()}`, maxWaitTimeInMs: 250, readUncommitted: opts.readUncommitted ?? false });
-  const stopTracking = consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-    const target = targets.get(e.payload.partition);
-    if (target !== undefined && BigInt(e.payload.lastOffset) + 1n >= target) targets.delete(e.payload.partition);
-  });
+  const catchUp = trackCatchUp(consumer, opts.topic, targets);
   await retryTransient(() => consumer.connect());
   await retryTransient(() => consumer.subscribe({ topic: opts.topic, fromBeginning: true }));
   await consumer.run({
@@ -110,9 +107,9 @@ export const createFreezeView = async (opts: FreezeViewOptions): Promise<FreezeV
   });
   return {
     activeFreezes: index.activeFreezes,
-    isReady: () => targets.size === 0,
+    isReady: catchUp.isDone,
     async close() {
-      stopTracking();
+      catchUp.dispose();
       await consumer.disconnect();
     },
   };
