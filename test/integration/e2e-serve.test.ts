@@ -195,5 +195,15 @@ describe('end to end: trustfold serve', { timeout: 240_000 }, () => {
     assert.ok(found, 'the sink in the API process stored the decision');
     const body = (await found.json()) as { decision: { request: { action: string } } };
     assert.equal(body.decision.request.action, 'drop_table');
+
+    // The API process has no TrustView: it lists freezes from its own freeze reader of the trust topic.
+    const raised = await fetch(`${api.url}/v1/freezes?tenant=acme`, { method: 'POST', headers, body: JSON.stringify({ freeze_id: 'INC-SEP', scope: { resource_prefix: 'db:', actions: ['drop_table'] }, reason: 'split-roles freeze' }) });
+    assert.equal(raised.status, 201);
+    let listed: string[] = [];
+    for (const t1 = Date.now(); !listed.includes('INC-SEP') && Date.now() - t1 < 60_000; await new Promise((res2) => setTimeout(res2, 100))) {
+      const res = await fetch(`${api.url}/v1/freezes?tenant=acme`, { headers });
+      listed = ((await res.json()) as { freezes: { freeze_id: string }[] }).freezes.map((f) => f.freeze_id);
+    }
+    assert.deepEqual(listed, ['INC-SEP'], 'the freeze listed by the API process');
   });
 });
