@@ -262,6 +262,7 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
   let consumer: Consumer | undefined;
   let signing: { producer: Producer; stop: () => void } | undefined;
   let running = false;
+  let stopping = false;
   const core = createLogCore({ ...deps, producer: () => signing?.producer });
 
   const handleBatch = async ({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {
@@ -279,13 +280,15 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
   return {
     start: async () => {
       if (running) return;
+      stopping = false;
       if (deps.hashThread !== false) hasher = threadHasher(codec, deps.log);
       signing = await startSigning(deps.kafka, deps.checkpointIntervalMs, core.checkpoint, deps.log);
       const c = deps.kafka.consumer({ groupId: deps.groupId, sessionTimeout: 10_000, heartbeatInterval: 2_000, allowAutoTopicCreation: false, maxWaitTimeInMs: 200 });
       consumer = c;
       c.on(c.events.GROUP_JOIN, (ev) => core.hold(ev.payload.memberAssignment));
       c.on(c.events.CRASH, (ev) => {
-        running = ev.payload.restart;
+        // kafkajs restarts the consumer itself, unless stop() has begun.
+        running = ev.payload.restart && !stopping;
         deps.log.error({ err: ev.payload.error }, 'audit log: consumer crashed');
       });
       await c.connect();
@@ -296,6 +299,7 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
     },
     stop: async () => {
       running = false;
+      stopping = true;
       signing?.stop();
       await consumer?.disconnect();
       await core.checkpoint();

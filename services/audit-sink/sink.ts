@@ -152,6 +152,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
   const topics = deps.subscribe ?? [deps.topics.decisions, deps.topics.signals, deps.topics.sessionTrust];
   const insertSettings = deps.cluster !== undefined ? { distributed_foreground_insert: 1 } : {};
   let consumer: Consumer | undefined;
+  let stopping = false;
   let producer: Producer | undefined;
   let running = false;
 
@@ -305,6 +306,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
 
   return {
     start: async () => {
+      stopping = false;
       if (running) return;
       producer = deps.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
@@ -327,7 +329,8 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       c.on(c.events.CRASH, (ev) => {
         running = false;
         deps.log.error({ err: ev.payload.error, restart: ev.payload.restart }, 'audit sink: consumer crashed');
-        if (ev.payload.restart) running = true;
+        // kafkajs restarts the consumer itself, unless stop() has begun.
+        if (ev.payload.restart && !stopping) running = true;
       });
       await c.connect();
       await c.subscribe({ topics: [...topics], fromBeginning: deps.fromBeginning ?? true });
@@ -342,6 +345,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     },
     stop: async () => {
       running = false;
+      stopping = true;
       await consumer?.disconnect();
       await producer?.disconnect();
       consumer = undefined;
