@@ -132,7 +132,8 @@ export const startKafkaCluster = async (opts: KafkaClusterOptions = {}): Promise
         await Promise.all(nodes.map((n) => n.spawn()));
         await waitUntilServing(
           nodes.map((n) => n.jvm()).filter((j): j is NodeJvm => j !== undefined),
-          () => brokersAnswerMetadata(brokers, selfSasl, count),
+          // Every node, not any one: a node that has not yet seen all its peers register answers with fewer brokers.
+          async () => (await Promise.all(brokers.map((b) => brokersAnswerMetadata([b], selfSasl, count)))).every(Boolean),
           spawnedMs + startTimeoutMs,
           `Kafka cluster of ${count} nodes on ${brokers.join(',')} (${startTimeoutMs} ms)`,
         );
