@@ -8,7 +8,7 @@ import { decodeJwt } from 'jose';
 import { pino } from 'pino';
 import { createEmitter, type EmitOutcome, type Emitter } from '../emitter/emitter.ts';
 import { createAuthenticator, loadOrCreateLocalSecret, mintToken, OPERATOR_TENANT } from '../lib/auth.ts';
-import { parseConfig, type Config } from '../lib/config.ts';
+import { formatFieldErrors, parseConfig, type Config } from '../lib/config.ts';
 import { createKafka } from '../lib/kafka.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { createTrustView, type TrustLookup } from '../pdp-client/trust-view.ts';
@@ -147,9 +147,9 @@ export const runGate = async (args: string[], env: Record<string, string | undef
   const file = values.config ?? env['TRUSTFOLD_GATE_CONFIG'];
   if (file === undefined) return say(`trustfold gate: --config FILE is required\n\n${GATE_USAGE}`), 2;
   const gate = loadGateConfig(file);
-  if (!gate.ok) return say(`trustfold gate: invalid config ${file}\n${gate.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`), 2;
+  if (!gate.ok) return say(`trustfold gate: invalid config ${file}\n  ${formatFieldErrors(gate.error, '\n  ')}`), 2;
   const config = parseConfig(env);
-  if (!config.ok) return say(`trustfold gate: invalid configuration\n${config.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`), 2;
+  if (!config.ok) return say(`trustfold gate: invalid configuration\n  ${formatFieldErrors(config.error, '\n  ')}`), 2;
   const port = values.port !== undefined ? Number(values.port) : undefined;
   if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) return say(`trustfold gate: --port ${values.port ?? ''} is not a port`), 2;
   // Under --stdio, stdout is the protocol: logs go to stderr.
