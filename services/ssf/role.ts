@@ -49,7 +49,11 @@ export const startSsfRole = async (d: SsfRoleDeps): Promise<SsfRole> => {
   await retryTransient(() => admin.connect());
   try {
     await ensureTopics(admin, [
-      { topic: d.ssf.streamsTopic, numPartitions: 1, replicationFactor: d.config.kafka.replication, configEntries: [
+      {
+        topic: d.ssf.streamsTopic,
+        numPartitions: 1,
+        replicationFactor: d.config.kafka.replication,
+        configEntries: [
           { name: 'cleanup.policy', value: 'compact' },
           { name: 'min.insync.replicas', value: String(d.config.kafka.minInsyncReplicas) },
         ],
