@@ -4,16 +4,30 @@
 // the event-time bounds, and the duplicate check by (tenant, event_id) with a
 // content digest. Every refusal is listed with a reason; nothing is dropped
 // silently. Pure but for `recent`; the clock is an argument.
-import { createHash } from 'node:crypto';
+//
+// The zod parse goes through the compiled fast path first (fast-parse.ts):
+// a valid event is checked without zod's error bookkeeping, and anything the
+// fast path does not accept is parsed by zod, whose errors the caller gets.
+//
+// With `encode` (the HTTP ingest), each admitted event is encoded here and
+// its digest is the SHA-256 of those bytes: the Avro encoding of zod's
+// normalised output is a function of the event's content, so equal events
+// have equal bytes, and the encoding the producer needs anyway doubles as the
+// canonical form (no JSON.stringify per event). Without it the digest is the
+// SHA-256 of the normalised event as JSON. Digests are compared only with
+// others of the same `recent` cache, which one caller fills.
+import { hash } from 'node:crypto';
+import { errorMessage } from '../lib/errors.ts';
 import { parseEvent } from '../../schemas/codec.ts';
-import type { SignalKind, TrustfoldEvent } from '../../schemas/events.ts';
-import type { FieldError } from '../../schemas/result.ts';
+import { eventSchema, type SignalKind, type TrustfoldEvent } from '../../schemas/events.ts';
+import { ok, type FieldError, type Result } from '../../schemas/result.ts';
 import { canAccessTenant, EVENT_KIND_SCOPES, type Caller } from '../lib/auth.ts';
 import { eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
+import { compileFastParse, DECLINE } from './fast-parse.ts';
 import { tenantIdKey, type RecentIds } from './recent-ids.ts';
 
 export type Rejection = { index: number; event_id?: string; errors: FieldError[] };
-export type RejectReason = 'invalid' | 'tenant_mismatch' | 'missing_scope' | 'actor_mismatch' | 'occurred_at_out_of_bounds' | 'id_conflict';
+export type RejectReason = 'invalid' | 'tenant_mismatch' | 'missing_scope' | 'actor_mismatch' | 'occurred_at_out_of_bounds' | 'id_conflict' | 'encode';
 
 /**
  * The fields that name who did something. Each is the token's `sub`: a body
@@ -26,7 +40,14 @@ export const ACTOR_FIELDS: Readonly<Partial<Record<SignalKind, 'set_by' | 'raise
   change_freeze_lifted: 'lifted_by',
 };
 
-export type AdmitContext = { caller: Caller; recent: RecentIds; nowMs: number; bounds: EventTimeBounds };
+export type AdmitContext = {
+  caller: Caller;
+  recent: RecentIds;
+  nowMs: number;
+  bounds: EventTimeBounds;
+  /** The event's bytes for Kafka; given, admitted events come with them (`encoded`) and are digested from them. */
+  encode?: (e: TrustfoldEvent) => Buffer;
+};
 
 export type Admission = {
   events: TrustfoldEvent[];
@@ -34,6 +55,8 @@ export type Admission = {
   indices: number[];
   /** Content digest of each entry of `events`, for `recent` once Kafka acknowledged them. */
   digests: string[];
+  /** With `encode`: the bytes of each entry of `events`. */
+  encoded: Buffer[];
   rejected: Rejection[];
   reasons: RejectReason[];
   duplicatesInRequest: number;
@@ -67,11 +90,18 @@ const actorErrors = (e: TrustfoldEvent, sub: string): FieldError[] => {
 };
 
 /** Zod's output lists keys in schema order, so equal events stringify equally. */
-const digestOf = (e: TrustfoldEvent): string => createHash('sha256').update(JSON.stringify(e)).digest('base64url');
+const digestOf = (e: TrustfoldEvent): string => hash('sha256', JSON.stringify(e), 'base64url');
+
+const fast = compileFastParse(eventSchema);
+/** zod's verdict, through the fast path when it can vouch for the event. */
+const parse = (input: unknown): Result<TrustfoldEvent, FieldError[]> => {
+  const r = fast?.(input) ?? DECLINE;
+  return r === DECLINE ? parseEvent(input) : ok(r);
+};
 
 export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admission => {
   const { caller, recent } = ctx;
-  const out: Admission = { events: [], indices: [], digests: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
+  const out: Admission = { events: [], indices: [], digests: [], encoded: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
   const reject = (index: number, reason: RejectReason, errors: FieldError[], event_id: string | undefined): void => {
     out.rejected.push(event_id === undefined ? { index, errors } : { index, event_id, errors });
     out.reasons.push(reason);
@@ -79,7 +109,7 @@ export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admissi
   const inRequest = new Map<string, string>();
   for (let index = 0; index < raw.length; index++) {
     const item = raw[index];
-    const parsed = parseEvent(withActors(item, caller.sub));
+    const parsed = parse(withActors(item, caller.sub));
     if (!parsed.ok) {
       reject(index, 'invalid', parsed.error, eventIdOf(item));
       continue;
@@ -105,7 +135,17 @@ export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admissi
       reject(index, 'occurred_at_out_of_bounds', [late], e.event_id);
       continue;
     }
-    const digest = digestOf(e);
+    let bytes: Buffer | undefined;
+    if (ctx.encode !== undefined) {
+      try {
+        bytes = ctx.encode(e);
+      } catch (x) {
+        // zod passed but Avro refused: the two schemas drifted. Say so per event.
+        reject(index, 'encode', [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }], e.event_id);
+        continue;
+      }
+    }
+    const digest = bytes === undefined ? digestOf(e) : hash('sha256', bytes, 'base64url');
     const key = tenantIdKey(e.tenant_id, e.event_id);
     const seen = inRequest.get(key) ?? recent.digestOf(e.tenant_id, e.event_id);
     if (seen !== undefined) {
@@ -120,6 +160,7 @@ export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admissi
     out.events.push(e);
     out.indices.push(index);
     out.digests.push(digest);
+    if (bytes !== undefined) out.encoded.push(bytes);
   }
   return out;
 };

@@ -191,23 +191,19 @@ export const ingestRoutes =
     const prepareEvents = (text: string, format: BodyFormat, caller: Caller): Result<{ out: Outbound; duplicates: number; rejected: Rejection[] }, BodyError> => {
       const parsed = parseBody(text, format, deps.limits.maxEventsPerRequest);
       if (!parsed.ok) return parsed;
-      const admission = admitEvents(parsed.value, { caller, recent, nowMs: clock().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS });
+      // Admission encodes each admitted event (its digest is of those bytes): one encode per event.
+      const admission = admitEvents(parsed.value, { caller, recent, nowMs: clock().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS, encode: (e) => codec.encodeEvent(e) });
       for (const r of admission.reasons) metrics.rejected.inc({ reason: r });
       const duplicates = admission.duplicatesInRequest + admission.duplicatesRecent;
       if (admission.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, admission.duplicatesInRequest);
       if (admission.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, admission.duplicatesRecent);
       const out: Outbound = { records: [], recent: [], kinds: new Map() };
-      for (const [k, e] of admission.events.entries()) {
-        let record: OutboundRecord;
-        try {
-          record = toRecord(e);
-        } catch (x) {
-          // zod passed but Avro refused: the two schemas drifted. Say so per event.
-          admission.rejected.push({ index: admission.indices[k] ?? -1, event_id: e.event_id, errors: [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }] });
-          metrics.rejected.inc({ reason: 'encode' });
-          continue;
-        }
-        add(out, e, record, admission.digests[k]);
+      const { events, encoded, digests } = admission;
+      for (let k = 0; k < events.length; k++) {
+        const e = events[k];
+        const value = encoded[k];
+        if (e === undefined || value === undefined) continue;
+        add(out, e, { topic: topicOf(deps.topics, e), key: partitionKeyOf(e), value }, digests[k]);
       }
       admission.rejected.sort((a, b) => a.index - b.index);
       return ok({ out, duplicates, rejected: admission.rejected });
