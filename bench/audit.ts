@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { migrate } from '../services/lib/clickhouse-migrate.ts';
-import { compact, decisionRow, type CellValue } from '../schemas/clickhouse/rows.ts';
+import { compact, decisionRow, type CellValue } from '../schemas/clickhouse/rows-write.ts';
 import { DECISIONS, insertColumns } from '../schemas/clickhouse/tables.ts';
 import { createCodec } from '../schemas/codec.ts';
 import type { DecisionEvent } from '../schemas/events.ts';

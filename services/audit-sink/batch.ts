@@ -2,18 +2,8 @@
 // dead letters out. No Kafka client, no ClickHouse, no clock.
 import type { Codec } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
-import {
-  compact,
-  decisionRow,
-  eventIdentity,
-  signalRow,
-  trustIdentity,
-  trustRow,
-  type CellValue,
-  type KafkaCoordinates,
-  type RecordIdentity,
-  type StoredCopy,
-} from '../../schemas/clickhouse/rows.ts';
+import { eventIdentity, trustIdentity, type RecordIdentity, type StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
+import { compact, decisionRow, signalRow, trustRow, type CellValue, type KafkaCoordinates } from '../../schemas/clickhouse/rows-write.ts';
 import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
 import type { Topics } from '../lib/config.ts';
 

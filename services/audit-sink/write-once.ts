@@ -3,7 +3,7 @@
 // is pure (judgeWriteOnce in ./batch.ts).
 import type { ClickHouseClient } from '@clickhouse/client';
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
-import type { RecordIdentity, StoredCopy } from '../../schemas/clickhouse/rows.ts';
+import type { RecordIdentity, StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
 import { RECORD_IDS, type RecordNamespace } from '../../schemas/clickhouse/tables.ts';
 import { identityKey } from './batch.ts';
 
