@@ -14,6 +14,8 @@
 // step provokes on purpose, each named by status and path. Neither a token
 // nor a sign-in code reaches the server's log. Screenshots go to the folder
 // the test prints. Skipped, saying why, when there is no Chromium.
+// One file over 400 lines on purpose: the steps share one browser, one
+// system and the incident they build up, in order.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';

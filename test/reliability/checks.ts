@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import { createClickHouse } from '../../services/lib/clickhouse.ts';
-import { freshFold, latestTrust, readEvents, trustDifferences, waitUntil } from './harness.ts';
+import { waitUntil } from './harness.ts';
+import { freshFold, latestTrust, readEvents, trustDifferences } from './topics.ts';
 
 export type StoredDecisions = { stored: number; duplicatedRows: number; waitedMs: number };
 
