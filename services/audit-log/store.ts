@@ -124,11 +124,12 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
           SELECT log, 'leaf', 0, idx, 0, tenant, kind, if(${UUID_SQL('ref')}, toUUID(ref), toUUID('${NIL_UUID}')), if(${UUID_SQL('ref')}, '', ref), kafka_offset
           FROM ${tree} WHERE level = 0 ORDER BY log, idx LIMIT 1 BY log, idx`,
       });
-      // Tile (L, N): the stored hashes of level 8L, indices 256N…, in order (a copy not merged yet counted once).
+      // Tile (L, N): the stored hashes of level 8L, indices 256N…, in order (a copy not merged yet counted
+      // once), each as its 32 big-endian bytes (through hex: a string of bytes would drop a hash's trailing zeros).
       await client.command({
         query: `INSERT INTO ${next} (log, row, level, idx, width, hashes)
           SELECT log, 'tile', intDiv(level, ${TILE_HEIGHT}), intDiv(idx, ${TILE_WIDTH}), count(),
-                 arrayStringConcat(arrayMap(x -> reverse(reinterpretAsFixedString(x.2)), arraySort(x -> x.1, groupArray((idx, hash)))))
+                 unhex(arrayStringConcat(arrayMap(x -> hex(reverse(reinterpretAsFixedString(x.2))), arraySort(x -> x.1, groupArray((idx, hash))))))
           FROM (SELECT log, level, idx, any(hash) AS hash FROM ${tree} WHERE level % ${TILE_HEIGHT} = 0 GROUP BY log, level, idx)
           GROUP BY log, level, intDiv(idx, ${TILE_WIDTH})`,
       });
