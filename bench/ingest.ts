@@ -60,7 +60,12 @@ const codec = createCodec();
 // does), the same producer settings and partitioner, the same concurrency.
 // With several producers each record goes to producer murmur2(key) mod n, as
 // in the sink, so each producer owns a fixed set of partitions.
-type Phase = { events: number; elapsed: number };
+// cpu: the main thread's CPU seconds over the phase (process.threadCpuUsage):
+// the producing side in raw, the server in HTTP (the load generator runs in a
+// worker thread and is counted apart as clientCpu). Per event it is a figure
+// the other tenants of a shared machine disturb much less than a rate.
+type Phase = { events: number; elapsed: number; cpu: number; clientCpu?: number };
+const cpuSeconds = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1e6;
 const raw = async (n: number, seconds: number): Promise<Phase> => {
   const ps: Producer[] = Array.from({ length: n }, () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: keyPartitioner }));
   await Promise.all(ps.map((p) => p.connect()));
@@ -69,6 +74,7 @@ const raw = async (n: number, seconds: number): Promise<Phase> => {
   let seq = 0;
   const deadline = Date.now() + seconds * 1000;
   const started = Date.now();
+  const cpu0 = process.threadCpuUsage();
   const lane = async () => {
     while (Date.now() < deadline) {
       const perProducer: Message[][] = ps.map(() => []);
@@ -88,8 +94,9 @@ const raw = async (n: number, seconds: number): Promise<Phase> => {
   };
   await Promise.all(Array.from({ length: connections }, lane));
   const elapsed = (Date.now() - started) / 1000;
+  const cpu = cpuSeconds(process.threadCpuUsage(cpu0));
   await Promise.all(ps.map((p) => p.disconnect()));
-  return { events: sent, elapsed };
+  return { events: sent, elapsed, cpu };
 };
 
 // --- through HTTP: auth, body parse, zod per event, Avro, group-committed produce.
@@ -105,7 +112,8 @@ const http = async (seconds: number): Promise<Phase & { statuses: Record<string,
   });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   const token = await mintToken({ sub: 'bench', tenant: 'acme', scopes: ['events:write'], ttlSeconds: 3600 }, SECRET);
-  const result = await new Promise<{ accepted: number; elapsed: number; statuses: Record<string, number> }>((resolve, reject) => {
+  const cpu0 = process.threadCpuUsage();
+  const result = await new Promise<{ accepted: number; elapsed: number; cpu: number; statuses: Record<string, number> }>((resolve, reject) => {
     // Node 20 workers do not inherit tsx's loader for their entry file: register it first.
     const entry = new URL('./ingest-load.ts', import.meta.url).href;
     const w = new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, {
@@ -115,9 +123,10 @@ const http = async (seconds: number): Promise<Phase & { statuses: Record<string,
     w.once('message', resolve);
     w.once('error', reject);
   });
+  const cpu = cpuSeconds(process.threadCpuUsage(cpu0));
   await app.close();
   await sink.close();
-  return { events: result.accepted, elapsed: result.elapsed, statuses: result.statuses };
+  return { events: result.accepted, elapsed: result.elapsed, cpu, clientCpu: result.cpu, statuses: result.statuses };
 };
 
 // Optional: a CPU profile per timed phase, so raw and HTTP can be compared.
@@ -142,7 +151,9 @@ const profiled = async <T>(name: string, phase: () => Promise<T>): Promise<T> =>
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const load = () => `load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`;
 const rate = (p: Phase) => p.events / p.elapsed;
-const total = (ps: Phase[]): Phase => ({ events: ps.reduce((n, p) => n + p.events, 0), elapsed: ps.reduce((n, p) => n + p.elapsed, 0) });
+const sum = (ps: Phase[], f: (p: Phase) => number): number => ps.reduce((n, p) => n + f(p), 0);
+const total = (ps: Phase[]): Phase => ({ events: sum(ps, (p) => p.events), elapsed: sum(ps, (p) => p.elapsed), cpu: sum(ps, (p) => p.cpu), clientCpu: sum(ps, (p) => p.clientCpu ?? 0) });
+const perEvent = (p: Phase): string => `${((1e6 * p.cpu) / p.events).toFixed(1)} µs main-thread CPU/event${p.clientCpu ? `, client ${((1e6 * p.clientCpu) / p.events).toFixed(1)}` : ''}`;
 try {
   const slice = seconds / rounds;
   console.log(`ingest bench: ${cpus().length} cores, batches of ${batch} decisions over ${sessions} sessions, ${connections} connections/lanes, ${producers} producer(s), ${rounds} alternating rounds of ${slice.toFixed(1)}s, Kafka ${brokers.join(',')}${broker ? ' (local, started for this run)' : ''}`);
@@ -155,22 +166,23 @@ try {
     if (producers !== 1) {
       const one = await profiled(`raw-1p-r${r}`, () => raw(1, slice));
       raws1.push(one);
-      console.log(`  round ${r}: raw kafkajs, 1 producer:    ${fmt(rate(one))} events/s   (${load()})`);
+      console.log(`  round ${r}: raw kafkajs, 1 producer:    ${fmt(rate(one))} events/s, ${perEvent(one)}   (${load()})`);
     }
     const rr = await profiled(`raw-${producers}p-r${r}`, () => raw(producers, slice));
     raws.push(rr);
-    console.log(`  round ${r}: raw kafkajs, ${producers} producer(s): ${fmt(rate(rr))} events/s   (${load()})`);
+    console.log(`  round ${r}: raw kafkajs, ${producers} producer(s): ${fmt(rate(rr))} events/s, ${perEvent(rr)}   (${load()})`);
     const h = await profiled(`http-r${r}`, () => http(slice));
     https.push(h);
     for (const [k, v] of Object.entries(h.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
-    console.log(`  round ${r}: POST /v1/events:           ${fmt(rate(h))} events/s   (${load()})`);
+    console.log(`  round ${r}: POST /v1/events:           ${fmt(rate(h))} events/s, ${perEvent(h)}   (${load()})`);
   }
   if (producers !== 1) console.log(`raw kafkajs, 1 producer  (Avro, acks=all, idempotent): ${fmt(rate(total(raws1)))} events/s`);
   const rawRate = rate(total(raws));
   const httpRate = rate(total(https));
-  console.log(`raw kafkajs, ${producers} producer(s) (Avro, acks=all, idempotent): ${fmt(rawRate)} events/s`);
-  console.log(`POST /v1/events → acked, ${producers} producer(s):              ${fmt(httpRate)} events/s   (statuses ${JSON.stringify(statuses)})`);
-  console.log(`ratio http/raw (same producer count): ${(httpRate / rawRate).toFixed(2)}   (${load()} at end)`);
+  console.log(`raw kafkajs, ${producers} producer(s) (Avro, acks=all, idempotent): ${fmt(rawRate)} events/s, ${perEvent(total(raws))}`);
+  console.log(`POST /v1/events → acked, ${producers} producer(s):              ${fmt(httpRate)} events/s, ${perEvent(total(https))}   (statuses ${JSON.stringify(statuses)})`);
+  const cpuRatio = total(raws).cpu / total(raws).events / (total(https).cpu / total(https).events);
+  console.log(`ratio http/raw (same producer count): ${(httpRate / rawRate).toFixed(2)}; main-thread CPU per event raw/http: ${cpuRatio.toFixed(2)}   (${load()} at end)`);
   printTargets([
     { what: `POST /v1/events → acked, ${producers} producer(s)`, value: httpRate, unit: 'events/s', bound: 'min', goal: 50_000 },
     { what: 'POST /v1/events ÷ raw kafkajs, same run', value: httpRate / rawRate, unit: '×', bound: 'min', goal: 0.7 },

@@ -71,13 +71,18 @@ const eventIdOf = (raw: unknown): string | undefined => {
 
 const kindOf = (e: TrustfoldEvent): 'decision' | SignalKind => (e.type === 'decision' ? 'decision' : e.kind);
 
-/** The raw item with absent actor fields filled from `sub`; present ones are left to be compared after parsing. */
+/** The raw item with absent actor fields filled from `sub` (a shallow copy; the input is not changed); present ones are left to be compared after parsing. */
 const withActors = (raw: unknown, sub: string): unknown => {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
   const o = raw as Record<string, unknown>;
   const field = typeof o['kind'] === 'string' && o['type'] === 'signal' ? ACTOR_FIELDS[o['kind'] as SignalKind] : undefined;
-  const missing = [...(field !== undefined && o[field] === undefined ? [field] : []), ...(o['emitted_by'] === undefined ? ['emitted_by'] : [])];
-  return missing.length === 0 ? raw : { ...o, ...Object.fromEntries(missing.map((f) => [f, sub])) };
+  const stampField = field !== undefined && o[field] === undefined;
+  const stampEmitter = o['emitted_by'] === undefined;
+  if (!stampField && !stampEmitter) return raw;
+  const copy: Record<string, unknown> = { ...o };
+  if (stampField) copy[field] = sub;
+  if (stampEmitter) copy['emitted_by'] = sub;
+  return copy;
 };
 
 const actorErrors = (e: TrustfoldEvent, sub: string): FieldError[] => {

@@ -142,40 +142,45 @@ const compileObject = (def: Def): Node => {
   });
   const known = new Set(fields.map((f) => f.key));
   if (known.has('__proto__')) unsupported('__proto__ key');
-  return (v) => {
-    if (!isObject(v)) return DECLINE;
-    const out: Record<string, unknown> = {};
-    for (const f of fields) {
-      const has = f.key in v;
-      const x = v[f.key];
-      if (f.kind === 'required') {
-        if (!has) return DECLINE;
-        const r = f.node(x);
-        if (r === DECLINE) return DECLINE;
-        out[f.key] = r;
-      } else if (f.kind === 'optional') {
-        if (!has) continue;
-        if (x === undefined) {
-          out[f.key] = undefined;
-          continue;
-        }
-        const r = f.node(x);
-        if (r === DECLINE) return DECLINE;
-        out[f.key] = r;
-      } else {
-        if (x === undefined) {
-          out[f.key] = f.defaultOf?.();
-          continue;
-        }
-        const r = f.node(x);
-        if (r === DECLINE) return DECLINE;
-        out[f.key] = r;
-      }
-    }
-    // Strict: every enumerable key, own or inherited (zod walks for…in too), is a known one.
-    for (const k in v) if (!known.has(k)) return DECLINE;
-    return out;
-  };
+  return objectChecker(fields, known);
+};
+
+/**
+ * The object checker is generated code, as zod's own object parser is: one
+ * named property load and one named store per field, so each site stays
+ * monomorphic, where a loop over the field list goes through generic keyed
+ * access. The source holds only the schema's keys (as JSON string literals)
+ * and indexes into the closures compiled above; nothing from a request.
+ *
+ * Per field: a required one declines on undefined (every checker here does,
+ * so absence needs no separate test); an optional one is skipped when
+ * absent, kept as undefined when present with that value, as zod does; a
+ * defaulted one takes a fresh default when undefined. Then every enumerable
+ * key (own or inherited: zod walks for…in too) must be a known one.
+ */
+const objectChecker = (fields: readonly Field[], known: ReadonlySet<string>): Node => {
+  const lines: string[] = ['if (typeof v !== "object" || v === null || Array.isArray(v)) return D;', 'const o = {};', 'let x, r;'];
+  fields.forEach((f, i) => {
+    const k = JSON.stringify(f.key);
+    lines.push(`x = v[${k}];`);
+    const check = `r = n[${i}](x); if (r === D) return D; o[${k}] = r;`;
+    if (f.kind === 'required') lines.push(check);
+    else if (f.kind === 'optional') lines.push(`if (x !== undefined) { ${check} } else if (${k} in v) o[${k}] = undefined;`);
+    else lines.push(`if (x !== undefined) { ${check} } else o[${k}] = d[${i}]();`);
+  });
+  lines.push('for (const k in v) if (!known.has(k)) return D;', 'return o;');
+  const factory = new Function('n', 'd', 'D', 'known', `"use strict"; return function check(v) {\n${lines.join('\n')}\n};`) as (
+    n: readonly Node[],
+    d: readonly ((() => unknown) | undefined)[],
+    D: typeof DECLINE,
+    known: ReadonlySet<string>,
+  ) => Node;
+  return factory(
+    fields.map((f) => f.node),
+    fields.map((f) => f.defaultOf),
+    DECLINE,
+    known,
+  );
 };
 
 const compileArray = (def: Def): Node => {
@@ -249,6 +254,8 @@ const compile = (schema: Internal | undefined): Node => {
       if (def.coerce === true || (def.checks ?? []).length > 0) unsupported('boolean');
       return (v) => (typeof v === 'boolean' ? v : DECLINE);
     case 'literal': {
+      // Every checker declines undefined (the object checker relies on it).
+      if ((def.values ?? []).includes(undefined)) unsupported('undefined literal');
       const values = new Set(def.values ?? []);
       return (v) => (values.has(v) ? v : DECLINE);
     }
