@@ -30,6 +30,13 @@ import { builtinPolicy, type PolicyEngine } from './policy.ts';
 import { isDestructive, type Verdict } from './rules.ts';
 import { GATE_INFO, type CallResult, type Upstream } from './upstream.ts';
 
+/**
+ * The reason a decision carries when it is the session's first on a tool whose description or schema change
+ * this gateway already reported to that session (then the signal id). The detector's tool-description-changed
+ * rule (services/detect/rules.ts, same string) does not fire on such a decision.
+ */
+export const TOOL_CHANGE_REPORTED = 'tool-schema-change-reported: ';
+
 /** JSON-RPC error codes the gateway answers with itself (the server-defined range). */
 export const GATE_ERRORS = {
   unauthorized: -32010,
@@ -124,8 +131,12 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
   type InFlight = { send: (n: ServerNotification) => Promise<void>; level: () => LoggingLevel | undefined };
   const inFlight = new Map<string, Set<InFlight>>();
   const LEVELS = LoggingLevelSchema.options;
-  /** exposed tool name → the sessions (tenant, session) that called it, for the tool-change signal. */
-  const usedBy = new Map<string, Map<string, { tenant: string; session: string }>>();
+  /**
+   * exposed tool name → the sessions that called it (allowed), for the tool-change signal: the digest the
+   * session last called it under, and the change this gateway reported to it (stored signal), if any.
+   */
+  type Usage = { tenant: string; session: string; digest: string; reported?: { digest: string; signalId: string } };
+  const usedBy = new Map<string, Map<string, Usage>>();
 
   const list = async (): Promise<Catalog> =>
     buildCatalog(await Promise.all(deps.upstreams.map(async (u) => ({ upstream: u.name, tools: await u.listTools() }))), config.tools, config);
@@ -136,18 +147,22 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
   const signalChange = async (c: ToolChange): Promise<void> => {
     const sessions = [...(usedBy.get(c.name)?.values() ?? [])];
     deps.logger?.warn({ tool: c.name, before: c.before, after: c.after, sessions: sessions.length }, 'upstream changed a tool description or schema');
+    const signalId = `tool-changed:${c.name}:${c.after.slice('sha256:'.length, 'sha256:'.length + 16)}`;
     await Promise.all(
-      sessions.map(async ({ tenant, session }) => {
+      sessions.map(async (usage) => {
+        const { tenant, session } = usage;
         const r = await audit.signal({
           kind: 'injection_detected',
           tenant_id: tenant,
           session_id: session,
-          signal_id: `tool-changed:${c.name}:${c.after.slice('sha256:'.length, 'sha256:'.length + 16)}`,
+          signal_id: signalId,
           severity: config.toolChangeSeverity,
           detector: 'trustfold-gate/tool-schema-changed',
           detail: `upstream ${c.upstream} changed tool ${c.tool} (description or input schema) after this session used it: ${c.before} → ${c.after}`,
         });
         if (!r.ok) deps.logger?.error({ tool: c.name, session, err: r.message }, 'tool-change signal not stored');
+        // Only a stored signal counts as reported: otherwise the detector's rule is left to raise it.
+        else usage.reported = { digest: c.after, signalId };
       }),
     );
   };
@@ -178,7 +193,8 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     return typeof s === 'string' && s !== '' && s.length <= 256 ? s : undefined;
   };
 
-  type Judged = { entry: CatalogEntry; session: string; verdict: Verdict; started: bigint; args: Record<string, unknown>; meta: Meta; action: string; resource: string };
+  /** `notes`: reasons the audit gets beside the verdict's (the tool-change marker). */
+  type Judged = { entry: CatalogEntry; session: string; verdict: Verdict; started: bigint; args: Record<string, unknown>; meta: Meta; action: string; resource: string; notes?: string[] };
 
   const decisionOf = (id: CallerIdentity, j: Judged, eventId: string, outcome?: { status: 'executed' | 'blocked' | 'failed' | 'pending_approval'; detail?: string }): DecisionToEmit & { event_id: string } => {
     const intent = intentOf(j.meta['trustfold/intent']) ?? id.intent;
@@ -196,7 +212,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
         policy_id: j.verdict.policy_id ?? config.audit.policy_id,
         policy_version: j.verdict.policy_version ?? config.audit.policy_version,
         rule_id: j.verdict.rule_id,
-        reasons: j.verdict.reasons,
+        reasons: j.notes !== undefined ? [...j.verdict.reasons, ...j.notes] : j.verdict.reasons,
         ...(j.verdict.trust_version !== undefined && { trust_version: j.verdict.trust_version }),
         pdp_id: config.audit.pdp_id,
         latency_us: Number((process.hrtime.bigint() - j.started) / 1000n),
@@ -260,20 +276,27 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     const resource = resourceOf(entry, args);
     const facts = { action, resource, destructive: entry.policy.destructive, requiresRoles: entry.policy.requiresRoles };
     const eventId = newId();
+    // The session's first decision on this tool under a digest whose change this gateway already reported to it
+    // says so, and the detector's tool-description-changed rule leaves it alone: one rug pull, one signal.
+    const usageKey = `${id.tenant}\u0000${session}`;
+    const usage = usedBy.get(entry.name)?.get(usageKey);
+    const notes = usage !== undefined && usage.digest !== entry.digest && usage.reported?.digest === entry.digest ? [`${TOOL_CHANGE_REPORTED}${usage.reported.signalId}`] : undefined;
+    if (usage !== undefined && notes !== undefined) usage.digest = entry.digest;
     if (!id.scopes.has(GATE_SCOPES.write)) {
       const verdict: Verdict = { effect: 'deny', rule_id: 'deny-missing-scope', reasons: [`token lacks scope ${GATE_SCOPES.write}`] };
-      emitLater(decisionOf(id, { entry, session, verdict, started, args, meta, action, resource }, eventId, { status: 'blocked' }));
+      emitLater(decisionOf(id, { entry, session, verdict, started, args, meta, action, resource, ...(notes !== undefined && { notes }) }, eventId, { status: 'blocked' }));
       throw gateError('forbidden', `tools/call needs scope ${GATE_SCOPES.write}`);
     }
     const decided = policy.decide({ lookup: deps.view.get(session, id.tenant), call: { ...facts, tool: entry.name, upstream: entry.upstream }, caller: id, session, requestId: eventId });
     // The built-in rules answer synchronously: no await (no extra turn of the event loop) on the hot path.
     const verdict = decided instanceof Promise ? await decided : decided;
-    const j: Judged = { entry, session, verdict, started, args, meta, action, resource };
+    const j: Judged = { entry, session, verdict, started, args, meta, action, resource, ...(notes !== undefined && { notes }) };
     if (verdict.effect === 'step_up') return stepUp(id, j, eventId);
     if (verdict.effect !== 'allow') return refuse(id, j, eventId);
 
-    const sessions = usedBy.get(entry.name) ?? new Map<string, { tenant: string; session: string }>();
-    usedBy.set(entry.name, sessions.set(`${id.tenant}\u0000${session}`, { tenant: id.tenant, session }));
+    const sessions = usedBy.get(entry.name) ?? new Map<string, Usage>();
+    if (usage !== undefined) usage.digest = entry.digest;
+    else usedBy.set(entry.name, sessions.set(usageKey, { tenant: id.tenant, session, digest: entry.digest }));
 
     const durable = config.audit.durable === 'all' || (config.audit.durable === 'destructive' && isDestructive(facts, config.rules));
     if (durable) {
