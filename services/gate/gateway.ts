@@ -28,6 +28,7 @@ import { GATE_SCOPES, intentOf, type CallerIdentity } from './claims.ts';
 import type { GateConfig } from './config.ts';
 import { builtinPolicy, type PolicyEngine } from './policy.ts';
 import { isDestructive, type Verdict } from './rules.ts';
+import type { StepUps, Unredeemable } from './step-up.ts';
 import { GATE_INFO, type CallResult, type Upstream } from './upstream.ts';
 
 /**
@@ -36,6 +37,17 @@ import { GATE_INFO, type CallResult, type Upstream } from './upstream.ts';
  * rule (services/detect/rules.ts, same string) does not fire on such a decision.
  */
 export const TOOL_CHANGE_REPORTED = 'tool-schema-change-reported: ';
+
+/** Where a retry names the approval request it was granted: `_meta["trustfold/step_up"]`. */
+export const STEP_UP_META = 'trustfold/step_up';
+
+const UNREDEEMABLE: Record<Exclude<Unredeemable, 'pending'>, string> = {
+  unknown: 'names no approval request this gateway issued',
+  refused: 'was refused',
+  expired: 'has expired',
+  used: 'was already used',
+  other_call: 'was issued for another call (session, tool or arguments differ)',
+};
 
 /** JSON-RPC error codes the gateway answers with itself (the server-defined range). */
 export const GATE_ERRORS = {
@@ -79,6 +91,8 @@ export type Audit = {
 
 export type GatewayDeps = {
   config: Pick<GateConfig, 'separator' | 'namespaced' | 'sessionMetaKey' | 'rules' | 'tools' | 'audit' | 'toolChangeSeverity'>;
+  /** Approval requests this gateway issued and their resolutions; without it a retry naming one is judged afresh. */
+  stepUps?: StepUps;
   upstreams: readonly Upstream[];
   view: { get(sessionId: string, tenantId: string): TrustLookup };
   audit: Audit;
@@ -243,15 +257,20 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
    * are stored before the agent hears back, so the request id it gets names an
    * approval request that exists; then a JSON-RPC error the client can act on.
    */
-  const stepUp = async (id: CallerIdentity, j: Judged, eventId: string): Promise<never> => {
-    const requestId = `SU-${eventId}`;
+  const stepUp = async (id: CallerIdentity, j: Judged, eventId: string, pending?: string): Promise<never> => {
+    // A retry naming a request still waiting for its answer gets the same request back, not a new one.
+    const requestId = pending ?? `SU-${eventId}`;
     const scope = `${j.action} ${j.resource}`;
+    const issuedAt = now();
     const [decided, signalled] = await Promise.all([
       audit.decision(decisionOf(id, j, eventId, { status: 'pending_approval', detail: `approval request ${requestId}` })),
-      audit.signal({ kind: 'step_up_requested', tenant_id: id.tenant, session_id: j.session, request_id: requestId, scope: scope.slice(0, 4096), occurred_at: now().toISOString() }),
+      pending !== undefined
+        ? Promise.resolve<AuditOutcome>({ ok: true })
+        : audit.signal({ kind: 'step_up_requested', tenant_id: id.tenant, session_id: j.session, request_id: requestId, scope: scope.slice(0, 4096), occurred_at: issuedAt.toISOString() }),
     ]);
     const failed = [decided, signalled].find((r) => !r.ok);
     if (failed !== undefined && !failed.ok) throw gateError('audit_unavailable', `the approval request could not be stored: ${failed.message}`, true);
+    if (pending === undefined) deps.stepUps?.requested({ requestId, scope, tenant: id.tenant, session: j.session, tool: j.entry.name, argsDigest: argsDigest(j.args), issuedAt: issuedAt.getTime() });
     throw gateError('step_up_required', `step-up approval required for ${j.entry.name} on ${j.resource} (approval request ${requestId}): ${j.verdict.reasons.join('; ') || j.verdict.rule_id}`, true, {
       request_id: requestId,
       decision_event_id: eventId,
@@ -289,9 +308,19 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     }
     const decided = policy.decide({ lookup: deps.view.get(session, id.tenant), call: { ...facts, tool: entry.name, upstream: entry.upstream }, caller: id, session, requestId: eventId });
     // The built-in rules answer synchronously: no await (no extra turn of the event loop) on the hot path.
-    const verdict = decided instanceof Promise ? await decided : decided;
+    let verdict = decided instanceof Promise ? await decided : decided;
+    // A retry naming a granted approval request for exactly this call turns the policy's step_up into an allow,
+    // once. It never lifts a deny: trust that got worse since the approval still decides.
+    const presented = meta[STEP_UP_META];
+    let pendingRequest: string | undefined;
+    if (verdict.effect === 'step_up' && typeof presented === 'string' && deps.stepUps !== undefined) {
+      const r = deps.stepUps.redeem(presented, { tenant: id.tenant, session, tool: entry.name, argsDigest: argsDigest(args) }, now().getTime());
+      if (r.ok) verdict = { ...verdict, effect: 'allow', rule_id: 'allow-step-up-granted', reasons: [`step-up ${presented} granted${r.approver !== undefined ? ` by ${r.approver}` : ''}`, ...verdict.reasons] };
+      else if (r.reason === 'pending') pendingRequest = presented;
+      else verdict = { ...verdict, effect: 'deny', rule_id: `deny-step-up-${r.reason.replace('_', '-')}`, reasons: [`step-up ${presented.slice(0, 128)} ${UNREDEEMABLE[r.reason]}`, ...verdict.reasons] };
+    }
     const j: Judged = { entry, session, verdict, started, args, meta, action, resource, ...(notes !== undefined && { notes }) };
-    if (verdict.effect === 'step_up') return stepUp(id, j, eventId);
+    if (verdict.effect === 'step_up') return stepUp(id, j, eventId, pendingRequest);
     if (verdict.effect !== 'allow') return refuse(id, j, eventId);
 
     const sessions = usedBy.get(entry.name) ?? new Map<string, Usage>();
@@ -305,7 +334,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     }
     const upstream = upstreams.get(entry.upstream);
     if (upstream === undefined) throw new RpcError(ErrorCode.InternalError, `upstream ${entry.upstream} is gone`);
-    const { [config.sessionMetaKey ?? '']: _session, ...forwardMeta } = meta;
+    const { [config.sessionMetaKey ?? '']: _session, [STEP_UP_META]: _stepUp, ...forwardMeta } = meta;
     const progressToken = meta['progressToken'];
     let result: CallResult;
     const flight: InFlight = { send: extra.sendNotification, level: extra.level };

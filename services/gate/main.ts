@@ -17,6 +17,8 @@ import { loadGateConfig, type GateConfig } from './config.ts';
 import { createGateway, type Audit, type AuditOutcome, type Gateway } from './gateway.ts';
 import { createGateHttp, type GateHttp } from './http.ts';
 import { builtinPolicy, cerbosPolicy, type PolicyEngine } from './policy.ts';
+import { createStepUpReader } from './step-up-reader.ts';
+import { createStepUps, type StepUps } from './step-up.ts';
 import { openUpstream, type Upstream } from './upstream.ts';
 
 export const GATE_USAGE = `usage:
@@ -108,7 +110,14 @@ export const startGate = async (o: StartGateOptions): Promise<RunningGate> => {
       closers.push(() => up.close());
     }
     await view.ready();
-    const g = await createGateway({ config: gate, upstreams, view, audit: o.audit ?? emitterAudit(emitter), policy, logger });
+    // Step-up grants come from the signals topic: without Kafka (a pushed view, no brokers) a retry is judged afresh.
+    let stepUps: StepUps | undefined;
+    if (config.kafka.brokers !== undefined) {
+      stepUps = createStepUps({ ttlMs: gate.stepUpTtlMs });
+      const reader = await createStepUpReader({ kafka: createKafka(config.kafka.brokers, `${config.kafka.clientId}-gate-step-up`), topic: config.topics.signals, stepUps, logger });
+      closers.push(() => reader.close());
+    }
+    const g = await createGateway({ config: gate, upstreams, view, audit: o.audit ?? emitterAudit(emitter), policy, logger, ...(stepUps !== undefined && { stepUps }) });
     late.gateway = g;
     closers.push(() => g.close());
     const unknownPolicies = Object.keys(gate.tools).filter((t) => !g.catalog().entries.has(t));
