@@ -10,7 +10,7 @@ import { createKafka } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseAuditLogConfig } from './config.ts';
 import { loadSigner } from './keys.ts';
-import { createAuditLogStore } from './store.ts';
+import { createAuditLogStore, WRITER_TILE_CACHE_BYTES } from './store.ts';
 import { createAuditLogWriter, ensureCheckpointTopic } from './writer.ts';
 
 const argValue = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -26,7 +26,7 @@ const main = async (): Promise<void> => {
   let appends = 0;
 
   const clickhouse = createClickHouse(clickhouseTarget(config.clickhouse));
-  const store = createAuditLogStore(clickhouse, config.clickhouse.database);
+  const store = createAuditLogStore(clickhouse, config.clickhouse.database, { tileCacheBytes: WRITER_TILE_CACHE_BYTES });
   await store.ensureTables();
   const kafka = createKafka(config.kafka.brokers, `${config.kafka.clientId}-audit-log`);
   const admin = kafka.admin();

@@ -28,8 +28,10 @@ export const TILE_WIDTH = 2 ** TILE_HEIGHT;
 export const TREE_TABLE = 'audit_log_tree';
 export const CHECKPOINT_TABLE = 'audit_log_checkpoints';
 const HASH_BYTES = 32;
-/** Default bound of the in-process tile cache (a full tile is 8 KiB: 8,192 tiles). */
+/** Default bound of the in-process tile cache (a full tile counts 16 KiB with its inner levels: 4,096 tiles). */
 export const DEFAULT_TILE_CACHE_BYTES = 64 * 1024 * 1024;
+/** A writer reads back only the right edge of each log it appends to (a few tiles a log). */
+export const WRITER_TILE_CACHE_BYTES = 8 * 1024 * 1024;
 
 export const toHex = (h: Uint8Array): string => Buffer.from(h).toString('hex');
 export const fromHex = (s: string): Hash => new Uint8Array(Buffer.from(s, 'hex'));
