@@ -9,6 +9,8 @@
 //   BENCH_SECONDS (15)  BENCH_CONNECTIONS (4)  BENCH_BATCH (500)
 //   BENCH_PRODUCERS (3, as TRUSTFOLD_INGEST_PRODUCERS: idempotent producers in the sink and the raw baseline; a divisor of the 6 partitions)
 //   BENCH_SESSIONS (64: distinct session ids, so records spread over partitions)
+//   BENCH_PREPARE_THREADS (1: worker threads that parse, check and encode bodies
+//   for the HTTP side, as `prepareThreads` of the ingest routes; 0 = on the event loop)
 //   BENCH_ROUNDS (3: raw and HTTP alternate in this many rounds of
 //   BENCH_SECONDS/rounds each, so a load swing on the shared machine hits both)
 //   BENCH_CPU_PROF (a directory: writes a V8 CPU profile of the main thread
@@ -37,6 +39,7 @@ const connections = Number(process.env['BENCH_CONNECTIONS'] ?? 4);
 const batch = Number(process.env['BENCH_BATCH'] ?? 500);
 const producers = Number(process.env['BENCH_PRODUCERS'] ?? 3);
 const sessions = Number(process.env['BENCH_SESSIONS'] ?? 64);
+const prepareThreads = Number(process.env['BENCH_PREPARE_THREADS'] ?? 1);
 const SECRET = 'bench-secret-of-at-least-32-characters!!';
 
 const external = process.env['KAFKA_BROKERS']?.split(',').filter((b) => b !== '');
@@ -109,6 +112,7 @@ const http = async (seconds: number): Promise<Phase & { statuses: Record<string,
     topics,
     activeFreezes: async () => [],
     limits: { maxBodyBytes: 64 * 1024 * 1024, maxEventsPerRequest: 10_000, produceTimeoutMs: 10_000 },
+    prepareThreads,
   });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   const token = await mintToken({ sub: 'bench', tenant: 'acme', scopes: ['events:write'], ttlSeconds: 3600 }, SECRET);
@@ -156,7 +160,7 @@ const total = (ps: Phase[]): Phase => ({ events: sum(ps, (p) => p.events), elaps
 const perEvent = (p: Phase): string => `${((1e6 * p.cpu) / p.events).toFixed(1)} µs main-thread CPU/event${p.clientCpu ? `, client ${((1e6 * p.clientCpu) / p.events).toFixed(1)}` : ''}`;
 try {
   const slice = seconds / rounds;
-  console.log(`ingest bench: ${cpus().length} cores, batches of ${batch} decisions over ${sessions} sessions, ${connections} connections/lanes, ${producers} producer(s), ${rounds} alternating rounds of ${slice.toFixed(1)}s, Kafka ${brokers.join(',')}${broker ? ' (local, started for this run)' : ''}`);
+  console.log(`ingest bench: ${cpus().length} cores, batches of ${batch} decisions over ${sessions} sessions, ${connections} connections/lanes, ${producers} producer(s), ${prepareThreads} preparing thread(s), ${rounds} alternating rounds of ${slice.toFixed(1)}s, Kafka ${brokers.join(',')}${broker ? ' (local, started for this run)' : ''}`);
   console.log(`(${load()} at start)`);
   const raws1: Phase[] = [];
   const raws: Phase[] = [];

@@ -104,14 +104,22 @@ const parse = (input: unknown): Result<TrustfoldEvent, FieldError[]> => {
   return r === DECLINE ? parseEvent(input) : ok(r);
 };
 
-export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admission => {
-  const { caller, recent } = ctx;
-  const out: Admission = { events: [], indices: [], digests: [], encoded: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
+/** An event past every check but the duplicate one. */
+export type CheckedEvent = { index: number; event: TrustfoldEvent; digest: string; bytes?: Buffer };
+export type Checked = { events: CheckedEvent[]; rejected: Rejection[]; reasons: RejectReason[] };
+
+/**
+ * Every check but the duplicate one, each event on its own: pure, so it can
+ * run on another thread (prepare-thread.ts); `dedupeEvents` finishes the job
+ * where `recent` lives.
+ */
+export const checkEvents = (raw: readonly unknown[], ctx: Omit<AdmitContext, 'recent'>): Checked => {
+  const { caller } = ctx;
+  const out: Checked = { events: [], rejected: [], reasons: [] };
   const reject = (index: number, reason: RejectReason, errors: FieldError[], event_id: string | undefined): void => {
     out.rejected.push(event_id === undefined ? { index, errors } : { index, event_id, errors });
     out.reasons.push(reason);
   };
-  const inRequest = new Map<string, string>();
   for (let index = 0; index < raw.length; index++) {
     const item = raw[index];
     const parsed = parse(withActors(item, caller.sub));
@@ -140,32 +148,79 @@ export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admissi
       reject(index, 'occurred_at_out_of_bounds', [late], e.event_id);
       continue;
     }
-    let bytes: Buffer | undefined;
-    if (ctx.encode !== undefined) {
-      try {
-        bytes = ctx.encode(e);
-      } catch (x) {
-        // zod passed but Avro refused: the two schemas drifted. Say so per event.
-        reject(index, 'encode', [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }], e.event_id);
-        continue;
-      }
+    if (ctx.encode === undefined) {
+      out.events.push({ index, event: e, digest: digestOf(e) });
+      continue;
     }
-    const digest = bytes === undefined ? digestOf(e) : hash('sha256', bytes, 'base64url');
-    const key = tenantIdKey(e.tenant_id, e.event_id);
-    const seen = inRequest.get(key) ?? recent.digestOf(e.tenant_id, e.event_id);
+    let bytes: Buffer;
+    try {
+      bytes = ctx.encode(e);
+    } catch (x) {
+      // zod passed but Avro refused: the two schemas drifted. Say so per event.
+      reject(index, 'encode', [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }], e.event_id);
+      continue;
+    }
+    out.events.push({ index, event: e, digest: hash('sha256', bytes, 'base64url'), bytes });
+  }
+  return out;
+};
+
+/** What the duplicate check needs of an event. */
+export type Dedupable = { index: number; tenant: string; id: string; digest: string };
+export type Deduped<T> = { kept: T[]; rejected: Rejection[]; reasons: RejectReason[]; duplicatesInRequest: number; duplicatesRecent: number };
+
+/**
+ * The duplicate check by (tenant, event_id) with the content digest, in
+ * request order: within the request first, then against `recent`. A known id
+ * with another digest is a conflict (rejected), with the same one a duplicate
+ * (counted, skipped).
+ */
+export const dedupeEvents = <T extends Dedupable>(events: readonly T[], recent: RecentIds): Deduped<T> => {
+  const out: Deduped<T> = { kept: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
+  const inRequest = new Map<string, string>();
+  for (const c of events) {
+    const key = tenantIdKey(c.tenant, c.id);
+    const seen = inRequest.get(key) ?? recent.digestOf(c.tenant, c.id);
     if (seen !== undefined) {
-      if (seen !== digest) {
+      if (seen !== c.digest) {
         const message = 'this event_id was already sent with different content; a changed event needs a new event_id';
-        reject(index, 'id_conflict', [{ path: 'event_id', message }], e.event_id);
+        out.rejected.push({ index: c.index, event_id: c.id, errors: [{ path: 'event_id', message }] });
+        out.reasons.push('id_conflict');
       } else if (inRequest.has(key)) out.duplicatesInRequest++;
       else out.duplicatesRecent++;
       continue;
     }
-    inRequest.set(key, digest);
-    out.events.push(e);
-    out.indices.push(index);
-    out.digests.push(digest);
-    if (bytes !== undefined) out.encoded.push(bytes);
+    inRequest.set(key, c.digest);
+    out.kept.push(c);
+  }
+  return out;
+};
+
+export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admission => {
+  const checked = checkEvents(raw, ctx);
+  const d = dedupeEvents(
+    checked.events.map((c) => ({ ...c, tenant: c.event.tenant_id, id: c.event.event_id })),
+    ctx.recent,
+  );
+  // `rejected` in request order, `reasons` parallel to it (callers pair them up).
+  const refusals = [...checked.rejected.map((r, i) => ({ r, why: checked.reasons[i] })), ...d.rejected.map((r, i) => ({ r, why: d.reasons[i] }))].sort(
+    (a, b) => a.r.index - b.r.index,
+  );
+  const out: Admission = {
+    events: [],
+    indices: [],
+    digests: [],
+    encoded: [],
+    rejected: refusals.map((x) => x.r),
+    reasons: refusals.map((x) => x.why ?? 'invalid'),
+    duplicatesInRequest: d.duplicatesInRequest,
+    duplicatesRecent: d.duplicatesRecent,
+  };
+  for (const c of d.kept) {
+    out.events.push(c.event);
+    out.indices.push(c.index);
+    out.digests.push(c.digest);
+    if (c.bytes !== undefined) out.encoded.push(c.bytes);
   }
   return out;
 };
