@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
-import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, verifyInclusion, type Frontier, type NodeHash } from '../../services/audit-log/merkle.ts';
+import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, rootOfLeaves, verifyConsistency, verifyInclusion, type Frontier, type NodeHash } from '../../services/audit-log/merkle.ts';
 import { createProver } from '../../services/audit-log/proofs.ts';
 import { createAuditLogStore, toHex, TREE_TABLE, type StoredLeaf } from '../../services/audit-log/store.ts';
 import { closeTestClickHouse, newClient, uniqueDatabase } from '../helpers/clickhouse.ts';
@@ -74,6 +74,13 @@ test('an old tree table is migrated to leaf rows and tiles: same leaves, roots a
         const leaf = b.leaves[index];
         if (leaf === undefined) continue;
         assert.ok(verifyInclusion(index, size, leaf.hash, await prover.inclusion(log, index, size), root).ok, `${label}: proof of leaf ${index} of ${log}`);
+      }
+      // Consistency across tile boundaries, against roots computed from the leaf hashes themselves.
+      const sizes = [1, 2, 255, 256, 257, 511, 512, 600, size].filter((x) => x <= size);
+      for (let i = 0; i + 1 < sizes.length; i++) {
+        const [a, z] = [sizes[i] ?? 1, sizes[i + 1] ?? 1];
+        const rootAt = (n: number) => rootOfLeaves(b.leaves.slice(0, n).map((l) => l.hash));
+        assert.ok(verifyConsistency(a, z, await prover.consistency(log, a, z), rootAt(a), rootAt(z)).ok, `${label}: consistency ${a} → ${z} of ${log}`);
       }
       assert.deepEqual((await store.logHead(log)).size, size);
     }
