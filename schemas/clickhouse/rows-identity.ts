@@ -7,16 +7,40 @@ import type { DecisionEvent, SessionTrust, SignalEvent } from '../events.ts';
 import { compact, toClickHouseTime, type CellValue, type KafkaCoordinates } from './rows-write.ts';
 import { CONFLICTS, RECORD_IDS, type RecordNamespace } from './tables.ts';
 
-/** JSON with every object's keys sorted: one text per content, whatever order a decoder built it in. */
+/**
+ * JSON with every object's keys sorted: one text per content, whatever order
+ * a decoder built it in. Keys sort by UTF-16 code units (Array#sort's own
+ * order), keys whose value is undefined are left out, and every text is the
+ * one the first version of this function wrote (digests stored in the
+ * write-once index are compared with it forever; test/unit/rows-identity
+ * holds it against that reference). Written as loops: the sink computes it
+ * for every record.
+ */
 export const canonicalJson = (v: unknown): string => {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (typeof v === 'object' && v !== null) {
-    const entries = Object.entries(v)
-      .filter(([, x]) => x !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v !== 'object' || v === null) return JSON.stringify(v);
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) out += ',';
+      // Array#join writes an undefined or null element as nothing; canonicalJson(null) is 'null'.
+      const x: unknown = v[i];
+      out += x === undefined ? '' : (canonicalJson(x) ?? '');
+    }
+    return `${out}]`;
   }
-  return JSON.stringify(v);
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    if (!first) out += ',';
+    first = false;
+    out += `${JSON.stringify(k)}:${String(canonicalJson(x))}`;
+  }
+  return `${out}}`;
 };
 
 export const contentDigest = (canonical: string): string => createHash('sha256').update(canonical).digest('hex');
@@ -36,13 +60,12 @@ export type RecordIdentity = {
   canonical: string;
 };
 
-export const eventIdentity = (e: DecisionEvent | SignalEvent): RecordIdentity => {
-  const canonical = canonicalJson(e);
+/** `canonical`: canonicalJson(e), when the caller has a faster way to the same text. */
+export const eventIdentity = (e: DecisionEvent | SignalEvent, canonical: string = canonicalJson(e)): RecordIdentity => {
   return { tenant: e.tenant_id, namespace: 'event', key: e.event_id, digest: contentDigest(canonical), time: toClickHouseTime(e.occurred_at), canonical };
 };
 
-export const trustIdentity = (s: SessionTrust): RecordIdentity => {
-  const canonical = canonicalJson(s);
+export const trustIdentity = (s: SessionTrust, canonical: string = canonicalJson(s)): RecordIdentity => {
   return { tenant: s.tenant_id, namespace: 'trust', key: trustRecordKey(s), digest: contentDigest(canonical), time: toClickHouseTime(s.updated_at), canonical };
 };
 
