@@ -12,7 +12,10 @@ import { partitionKeyOf } from '../lib/kafka.ts';
 import { checkEvents, type Rejection, type RejectReason } from './admit.ts';
 import { parseBody, type BodyError, type BodyFormat } from './body.ts';
 
-export type PrepareInput = { text: string; format: BodyFormat; limit: number; caller: Caller; nowMs: number; bounds: EventTimeBounds };
+/** `body`: the request body as read (bytes, decoded here as UTF-8, as fastify's string parser would) or as text. */
+export type PrepareInput = { body: string | Uint8Array; format: BodyFormat; limit: number; caller: Caller; nowMs: number; bounds: EventTimeBounds };
+
+const textOf = (body: string | Uint8Array): string => (typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
 
 /** One event ready for Kafka: `stream` picks the topic, `kind` the metric label. */
 export type PreparedEvent = { index: number; tenant: string; id: string; digest: string; kind: string; stream: 'decisions' | 'signals'; key: string; value: Buffer };
@@ -20,7 +23,7 @@ export type PreparedEvent = { index: number; tenant: string; id: string; digest:
 export type Prepared = { events: PreparedEvent[]; rejected: Rejection[]; reasons: RejectReason[] };
 
 export const prepareBody = (input: PrepareInput, codec: Codec): Result<Prepared, BodyError> => {
-  const parsed = parseBody(input.text, input.format, input.limit);
+  const parsed = parseBody(textOf(input.body), input.format, input.limit);
   if (!parsed.ok) return parsed;
   const checked = checkEvents(parsed.value, { caller: input.caller, nowMs: input.nowMs, bounds: input.bounds, encode: (e) => codec.encodeEvent(e) });
   const events: PreparedEvent[] = [];

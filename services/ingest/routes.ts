@@ -200,8 +200,8 @@ export const ingestRoutes =
      * The parsed JSON and zod's output never reach this thread's heap when a
      * thread prepared them.
      */
-    const prepareEvents = async (text: string, format: BodyFormat, caller: Caller): Promise<Result<{ out: Outbound; duplicates: number; rejected: Rejection[] }, BodyError>> => {
-      const input = { text, format, limit: deps.limits.maxEventsPerRequest, caller, nowMs: clock().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS };
+    const prepareEvents = async (body: string | Buffer, format: BodyFormat, caller: Caller): Promise<Result<{ out: Outbound; duplicates: number; rejected: Rejection[] }, BodyError>> => {
+      const input = { body, format, limit: deps.limits.maxEventsPerRequest, caller, nowMs: clock().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS };
       const prepared = await preparer.prepare(input);
       if (!prepared.ok) return prepared;
       const p = prepared.value;
@@ -222,11 +222,12 @@ export const ingestRoutes =
     };
 
     await app.register(async (events) => {
-      // The raw text is kept so a malformed body can be answered with line/column.
+      // The raw body is kept so a malformed one can be answered with line/column; it is
+      // decoded (UTF-8) where it is parsed, on a preparing thread when there is one.
       events.removeAllContentTypeParsers();
       events.addContentTypeParser(
         ['application/json', ...NDJSON_CONTENT_TYPES],
-        { parseAs: 'string', bodyLimit: deps.limits.maxBodyBytes },
+        { parseAs: 'buffer', bodyLimit: deps.limits.maxBodyBytes },
         (_req, body, done) => done(null, body),
       );
 
@@ -266,8 +267,8 @@ export const ingestRoutes =
           const caller = callerOf(req);
           const badSub = subTooLong(caller);
           if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
-          const text = typeof req.body === 'string' ? req.body : '';
-          const prepared = await prepareEvents(text, formatOf(req.headers['content-type']), caller);
+          const body = Buffer.isBuffer(req.body) || typeof req.body === 'string' ? req.body : '';
+          const prepared = await prepareEvents(body, formatOf(req.headers['content-type']), caller);
           if (!prepared.ok) {
             const e = prepared.error;
             metrics.requestsRefused.inc({ reason: e.kind });

@@ -30,7 +30,8 @@ const mixed = [
   decision(1),
   'not an event',
 ];
-const bodies: [string, string, BodyFormat][] = [
+const bodies: [string, string | Buffer, BodyFormat][] = [
+  ['bytes, with multi-byte characters', Buffer.from(JSON.stringify([decision(60, { session_id: 'S-ü-€-𝄞' })])), 'json'],
   ['a valid batch', JSON.stringify(Array.from({ length: 50 }, (_, i) => decision(100 + i))), 'json'],
   ['a mixed batch', JSON.stringify(mixed), 'json'],
   ['NDJSON', mixed.map((e) => JSON.stringify(e)).join('\n'), 'ndjson'],
@@ -47,7 +48,7 @@ describe('threadPreparer', () => {
 
   for (const [name, text, format] of bodies) {
     test(`${name}: the same result as inline`, async () => {
-      const input = { text, format, limit: name === 'too many events' ? 10 : 100, caller, nowMs: NOW, bounds };
+      const input = { body: text, format, limit: name === 'too many events' ? 10 : 100, caller, nowMs: NOW, bounds };
       const [a, b] = await Promise.all([threads.prepare(input), inline.prepare(input)]);
       assert.deepStrictEqual(a, b);
     });
@@ -55,7 +56,7 @@ describe('threadPreparer', () => {
 
   test('many bodies at once each get their own answer', async () => {
     const inputs = Array.from({ length: 20 }, (_, k) => ({
-      text: JSON.stringify(Array.from({ length: 5 }, (_, i) => decision(1000 + 10 * k + i))),
+      body: JSON.stringify(Array.from({ length: 5 }, (_, i) => decision(1000 + 10 * k + i))),
       format: 'json' as const,
       limit: 100,
       caller,
@@ -72,7 +73,7 @@ describe('threadPreparer', () => {
   test('after close, bodies are prepared inline', async () => {
     const p = threadPreparer(1, { warn: () => undefined });
     await p.close();
-    const input = { text: JSON.stringify([decision(7)]), format: 'json' as const, limit: 10, caller, nowMs: NOW, bounds };
+    const input = { body: JSON.stringify([decision(7)]), format: 'json' as const, limit: 10, caller, nowMs: NOW, bounds };
     assert.deepStrictEqual(await p.prepare(input), await inline.prepare(input));
   });
 });
