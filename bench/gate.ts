@@ -366,7 +366,7 @@ const main = async (): Promise<number> => {
     for (const p of [viaBuiltin, viaDurable, viaCerbos]) {
       if (p === undefined) continue;
       const answered = p.sent - p.errors;
-      say(`  ${p.name.padEnd(34)} gateway CPU ${fmt((p.cpuUs - idleRate * p.wallS) / answered / 1000, 3)} ms per call (this process ${fmt(p.cpuUs / 1e6)} s CPU over ${fmt(p.wallS)} s, idle rate ${fmt(idleRate / 1e4, 1)} % of a core)`);
+      say(`  ${p.name.padEnd(34)} gateway CPU ${fmt((p.cpuUs - idleRate * p.wallS) / answered / 1000, 3)} ms per call (this process — gateways, trust view, pusher and the ingest the decisions go to — ${fmt(p.cpuUs / 1e6)} s CPU over ${fmt(p.wallS)} s; idle rate ${fmt(idleRate / 1e4, 1)} % of a core)`);
     }
     say(`  trust pushes during the run: ${pushed} sent, ${received} taken in by the gateways' view`);
     const errors = phases.reduce((a, p) => a + p.errors, 0);
