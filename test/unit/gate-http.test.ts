@@ -270,7 +270,7 @@ describe('the gateway → an upstream over HTTP (SDK server, SSE answers)', () =
     await assert.rejects(r.upstream.callTool({ name: 'touch', arguments: {}, _meta: 'not an object' }, { signal: new AbortController().signal }), /Streamable HTTP error: Error POSTing to endpoint: .*-32700/);
 
     // The upstream's standalone GET stream opens after initialization; give it a moment to be there.
-    for (let i = 0; i < 50 && r.changes() === 0; i++) {
+    for (let i = 0; i < 250 && r.changes() === 0; i++) {
       await changed.sendToolListChanged();
       await new Promise((res) => setTimeout(res, 20));
     }
