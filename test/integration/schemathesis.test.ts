@@ -13,6 +13,7 @@
 // switched off.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { mintToken, SCOPES } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import { ALL_ROLES, startSystem, type System } from '../helpers/system.ts';
-import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
+import { getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 
 const SCHEMATHESIS = join(process.cwd(), '.cache', 'schemathesis', 'bin', 'schemathesis');
 const SETTINGS = join(process.cwd(), 'test', 'schemathesis');
@@ -47,6 +48,8 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
   let operator = '';
   let workDir = '';
   let logId = '';
+  /** Records that exist (given to the hooks as TRUSTFOLD_ST_DATA), so the routes that read one answer 200 too, not only 404. */
+  let known: Record<string, string | number> = {};
   const dirs: string[] = [];
 
   before(async () => {
@@ -79,6 +82,40 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     // express as a schema, so Schemathesis would call every request without it valid.
     // The operator-only route (verify) answers this token 403, which it documents.
     operator = await mintToken({ sub: 'schemathesis', tenant: 'acme', scopes: SCOPES.filter((s) => s !== 'tenants:all') }, SECRET);
+
+    // One session with a signal and a decision, stored, proven and folded before the run.
+    const session = 'st-session';
+    const chain = [{ kind: 'human', id: 'st-user' }, { kind: 'agent', id: 'st-agent' }];
+    const at = new Date().toISOString();
+    const signalId = randomUUID();
+    const decisionId = randomUUID();
+    const events = [
+      { type: 'signal', kind: 'session_started', event_id: randomUUID(), tenant_id: 'acme', occurred_at: at, session_id: session, chain },
+      { type: 'signal', kind: 'injection_detected', event_id: signalId, tenant_id: 'acme', occurred_at: at, session_id: session, signal_id: 'sig-1', severity: 'high', detector: 'schemathesis' },
+      {
+        type: 'decision', event_id: decisionId, tenant_id: 'acme', occurred_at: at, session_id: session, chain,
+        request: { tool: 'git', action: 'push', resource: 'repo:R' },
+        decision: { effect: 'deny', policy_id: 'P-1', rule_id: 'R-1', trust_version: 1, pdp_id: 'pdp-1' },
+      },
+    ];
+    const auth = { authorization: `Bearer ${operator}` };
+    const posted = await fetch(`${base}/v1/events`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(events) });
+    const answer = (await posted.json()) as { accepted?: number };
+    assert.equal(answer.accepted, events.length, `seed events not all accepted: ${JSON.stringify(answer)}`);
+    const status = async (path: string): Promise<number> => (await fetch(`${base}${path}`, { headers: auth })).status;
+    const trust = await waitForValue(
+      'the seeded session folded',
+      async () => {
+        const r = await fetch(`${base}/v1/sessions/${session}/trust`, { headers: auth });
+        return r.status === 200 ? ((await r.json()) as { version: number }) : undefined;
+      },
+      (v) => v !== undefined,
+    );
+    const version = trust?.version ?? 0;
+    for (const path of [`/v1/audit/decisions/${decisionId}`, `/v1/audit/decisions/${decisionId}/proof`, `/v1/audit/signals/${signalId}/proof`, `/v1/audit/sessions/${session}/transitions/${version}/proof`]) {
+      await waitForValue(`200 from ${path}`, () => status(path), (s) => s === 200);
+    }
+    known = { session, user_id: 'st-user', decision_id: decisionId, signal_id: signalId, version };
   });
 
   after(async () => {
@@ -91,7 +128,7 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     const { code, out } = await run(
       ['--config-file', join(SETTINGS, 'schemathesis.toml'), 'run', `${base}/docs/json`, '-H', `Authorization: Bearer ${operator}`, '--exclude-path', '/v1/trust/stream'],
       workDir,
-      { SCHEMATHESIS_HOOKS: join(SETTINGS, 'hooks.py'), TRUSTFOLD_ST_LOG: logId },
+      { SCHEMATHESIS_HOOKS: join(SETTINGS, 'hooks.py'), TRUSTFOLD_ST_LOG: logId, TRUSTFOLD_ST_DATA: JSON.stringify(known) },
     );
     mkdirSync(REPORT_DIR, { recursive: true });
     const report = join(REPORT_DIR, 'output.txt');
