@@ -115,7 +115,21 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     for (const path of [`/v1/audit/decisions/${decisionId}`, `/v1/audit/decisions/${decisionId}/proof`, `/v1/audit/signals/${signalId}/proof`, `/v1/audit/sessions/${session}/transitions/${version}/proof`]) {
       await waitForValue(`200 from ${path}`, () => status(path), (s) => s === 200);
     }
-    known = { session, user_id: 'st-user', decision_id: decisionId, signal_id: signalId, version };
+    // A log with a signed checkpoint (for the checkpoint and consistency routes) and a freeze to lift.
+    const checkpoints = await waitForValue(
+      'a signed checkpoint',
+      async () => ((await (await fetch(`${base}/v1/audit/checkpoints`, { headers: auth })).json()) as { checkpoints?: { log_id: string; size: number }[] }).checkpoints ?? [],
+      (c) => c.some((x) => x.size > 0),
+    );
+    const log = checkpoints.find((x) => x.size > 0);
+    if (log !== undefined) logId = log.log_id;
+    const freeze = await fetch(`${base}/v1/freezes`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ freeze_id: 'st-freeze', scope: { agent_id: 'st-agent' }, reason: 'schemathesis' }),
+    });
+    assert.equal(freeze.status, 201, `seed freeze: ${await freeze.text()}`);
+    known = { session, user_id: 'st-user', decision_id: decisionId, signal_id: signalId, version, log_size: log?.size ?? 0, freeze_id: 'st-freeze' };
   });
 
   after(async () => {

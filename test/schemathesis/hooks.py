@@ -23,7 +23,7 @@ set by the test, so that a generated `size` is asked of a log that exists.
 
 Test data, not a rule: `TRUSTFOLD_ST_DATA` (JSON, set by the test) names records
 the test stored before the run (a session, its delegator, a decision, a signal, a
-trust version). Every other positive case of a route that reads one record asks
+trust version, a freeze, the size of a signed log). Every other positive case of a route that reads one record asks
 for one of those, so the route's 200 answer is checked against the document too,
 not only its 404; the cases between keep their generated ids (the 404 path).
 """
@@ -100,8 +100,18 @@ def _checkpoints(case: Any) -> None:
 
 
 def _consistency(case: Any) -> None:
-    if case.query:
-        _ordered(case.query, _int, strict=False)
+    q = case.query
+    if not q:
+        return
+    _ordered(q, _int, strict=False)
+    # Test data: every other case asks the stored log for sizes it has signed, so a 200 is checked too.
+    size = KNOWN.get("log_size")
+    n = _seen.get("consistency", 0)
+    _seen["consistency"] = n + 1
+    if isinstance(size, int) and size > 0 and n % 2 == 0:
+        q["log"] = LOG_ID
+        q["to"] = size
+        q["from"] = min(_int(q.get("from")) or 1, size)
 
 
 def _window(case: Any) -> None:
@@ -146,6 +156,7 @@ RECORDS: dict[str, dict[str, str]] = {
     "GET /v1/audit/sessions/{id}/timeline": {"id": "session"},
     "GET /v1/audit/delegators/{user_id}/sessions": {"user_id": "user_id"},
     "GET /v1/sessions/{id}/trust": {"id": "session"},
+    "DELETE /v1/freezes/{id}": {"id": "freeze_id"},
 }
 _seen: dict[str, int] = {}
 
