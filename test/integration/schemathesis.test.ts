@@ -147,8 +147,8 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     mkdirSync(REPORT_DIR, { recursive: true });
     const report = join(REPORT_DIR, 'output.txt');
     writeFileSync(report, out);
-    // The operations tested, the counts by check (`❌ ST103 Undocumented status code: 11`), the cases and the last line.
-    const summary = out.split('\n').filter((l) => /^\s*(Selected|Tested):|❌ ST\d+|generated,|^=+ .* in [\d.]+s =+$/.test(l)).map((l) => l.trim()).join('\n');
+    // The operations tested, the counts by check (`❌ ST103 Undocumented status code: 11`), the warnings, the cases and the last line.
+    const summary = out.split('\n').filter((l) => /^\s*(Selected|Tested):|❌ ST\d+|⚠️|generated,|^=+ .* in [\d.]+s =+$/.test(l)).map((l) => l.trim()).join('\n');
     console.log(`FIGURE schemathesis: exit ${code}\n${summary}\n(full output: ${report})`);
     assert.equal(code, 0, `Schemathesis found failures:\n${summary}\nfull output: ${report}`);
     // A run that passed by testing nothing is not a pass: every selected operation was tested, with cases.
