@@ -11,10 +11,36 @@ const [before, rest] = template.split('"__ID__"') as [string, string];
 const [middle, after] = rest.split('"__SESSION__"') as [string, string];
 let seq = 0;
 
-const body = (): string => {
-  const parts: string[] = new Array<string>(batch);
-  for (let i = 0; i < batch; i++) parts[i] = `${before}"${uuidv7()}"${middle}"S-${seq++ % sessions}"${after}`;
-  return `[${parts.join(',')}]`;
+// Bodies are assembled as bytes: per session one encoded copy of the event
+// with a 36-byte slot for its id, copied and stamped per event. Building the
+// same JSON text with string concatenation and encoding it on send cost the
+// shared machine more CPU per event than the raw producer's whole loop.
+const events = Array.from({ length: sessions }, (_, n) => {
+  const bytes = Buffer.from(`${before}"${'0'.repeat(36)}"${middle}"S-${n}"${after}`);
+  return { bytes, idAt: Buffer.byteLength(before) + 1 };
+});
+const body = (): Buffer => {
+  let size = 2 + (batch - 1);
+  const chosen = new Array<(typeof events)[number]>(batch);
+  for (let i = 0; i < batch; i++) {
+    const e = events[seq++ % sessions];
+    if (e === undefined) throw new Error('no event template');
+    chosen[i] = e;
+    size += e.bytes.length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  out[at++] = 0x5b; // [
+  for (let i = 0; i < batch; i++) {
+    const e = chosen[i];
+    if (e === undefined) continue;
+    if (i > 0) out[at++] = 0x2c; // ,
+    e.bytes.copy(out, at);
+    out.write(uuidv7(), at + e.idAt, 'latin1');
+    at += e.bytes.length;
+  }
+  out[at] = 0x5d; // ]
+  return out;
 };
 
 const pool = new Pool(url, { connections, pipelining: 1 });
