@@ -21,7 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { mintToken, SCOPES } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { ALL_ROLES, startSystem, type System } from '../helpers/system.ts';
+import { ALL_ROLES, startSystem, systemEnv, type System } from '../helpers/system.ts';
 import { getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 
 const SCHEMATHESIS = join(process.cwd(), '.cache', 'schemathesis', 'bin', 'schemathesis');
@@ -58,22 +58,17 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-schemathesis-'));
     dirs.push(dataDir);
     workDir = dataDir;
-    const env: Record<string, string> = {
-      TRUSTFOLD_TOPIC_DECISIONS: `${id}.decisions`,
-      TRUSTFOLD_TOPIC_SIGNALS: `${id}.signals`,
-      TRUSTFOLD_TOPIC_SESSION_TRUST: `${id}.session-trust`,
-      TRUSTFOLD_TOPIC_DEAD_LETTER: `${id}.dead-letter`,
-      KAFKA_CLIENT_ID: id,
-      CLICKHOUSE_DATABASE: id.replace(/[^A-Za-z0-9_]/g, '_'),
-      TRUSTFOLD_PARTITIONS: '3',
-      TRUSTFOLD_JWT_SECRET: SECRET,
-      TRUSTFOLD_DATA_DIR: dataDir,
-      PORT: '0',
-      // The document states this bound (maxItems of the OPA upload); Schemathesis then sends
-      // uploads at and one over it, so a small bound keeps those requests small.
-      TRUSTFOLD_OPA_MAX_EVENTS: '20',
-    };
-    logId = `${env.TRUSTFOLD_TOPIC_DECISIONS}/0`;
+    const env = systemEnv(id, {
+      secret: SECRET,
+      dataDir,
+      extra: {
+        PORT: '0',
+        // The document states this bound (maxItems of the OPA upload); Schemathesis then sends
+        // uploads at and one over it, so a small bound keeps those requests small.
+        TRUSTFOLD_OPA_MAX_EVENTS: '20',
+      },
+    });
+    logId = `${id}.decisions/0`;
     system = await startSystem({ config: configFrom(env), roles: new Set(ALL_ROLES), brokers: kafka.brokers, logger: createLogger('schemathesis-test', 'silent', false), env });
     base = system.url ?? '';
     // A tenant's token with every scope. Not the operator token npm start prints: an
