@@ -52,7 +52,7 @@ const main = async (): Promise<void> => {
   if (process.argv.includes('--audit-log')) {
     const lc = parseAuditLogConfig(process.env);
     if (!lc.ok) throw new Error(`invalid audit log configuration: ${formatFieldErrors(lc.error)}`);
-    await ensureCheckpointTopic(admin, lc.value.checkpointTopic, config.kafka.replication);
+    await ensureCheckpointTopic(admin, lc.value.checkpointTopic, config.kafka);
     const store = createAuditLogStore(createClickHouse(clickhouseTarget(config.clickhouse)), config.clickhouse.database, { tileCacheBytes: WRITER_TILE_CACHE_BYTES });
     await store.ensureTables();
     writer = createHookedAuditLogWriter({
