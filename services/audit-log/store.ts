@@ -1,4 +1,6 @@
-// The audit log's ClickHouse tables and every read and write on them.
+// The audit log's ClickHouse tables and every read and write on them (one
+// file over 400 lines on purpose: the layout, its migrations and every
+// statement on it change together).
 //
 // `audit_log_tree` holds two kinds of rows per log (docs/audit-log.md, "Storage"):
 //   - a leaf row per leaf (`row = 'leaf'`): its index, tenant, kind, record
