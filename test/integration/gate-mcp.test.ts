@@ -30,6 +30,7 @@ import { startSystem, type System } from '../helpers/system.ts';
 import { cerbosBinary, startGateCerbos, type GateCerbos } from '../fixtures/gate-cerbos.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { createEventProducer, event, sessionStarted, testEnv } from '../helpers/projector.ts';
+import { exitIfStuck } from '../helpers/exit.ts';
 
 const SECRET = 'gate-integration-secret-of-at-least-32-chars';
 const server = fileURLToPath(new URL('../../services/demo/ledger-server.ts', import.meta.url));
@@ -51,10 +52,13 @@ const clients: Client[] = [];
 
 /** Where set-up got to, for the message when a hook times out (GATE_IT_TRACE=1 prints each step). */
 let phase = 'start';
+// Each set-up and tear-down step with its time on stderr (a dozen lines): a slow or stuck start names its step in the CI log.
 const step = (p: string): void => {
   phase = p;
-  if (process.env['GATE_IT_TRACE'] !== undefined) process.stderr.write(`gate-it ${new Date().toISOString()}: ${p}\n`);
+  process.stderr.write(`gate-it ${new Date().toISOString()}: ${p}\n`);
 };
+// A set-up that timed out may still finish later and leave a running system behind: the file must end anyway.
+exitIfStuck();
 
 /** The ledger server over Streamable HTTP, as its own process; resolves with the URL it prints. */
 const startHttpLedger = (root: string): Promise<{ child: ChildProcess; url: string }> =>
