@@ -44,6 +44,8 @@ export type ProjectorDeps = {
    * waited longer than this to reach the session-trust topic (default 30 s).
    */
   maxPublishLagMs?: number;
+  /** Scale-out: called with this member's partitions after every join of the group. */
+  onAssignment?: (partitions: number[]) => void;
 };
 
 export type ProjectorStats = {
