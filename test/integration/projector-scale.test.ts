@@ -10,6 +10,8 @@
 // printed as a diagnostic.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { after, before, test } from 'node:test';
 import type { Kafka } from 'kafkajs';
@@ -33,8 +35,17 @@ after(async () => {
 
 type Child = { child: ChildProcess; ready: Promise<void>; partitions: () => number[] };
 
+/** PROJECTOR_SCALE_LOG_DIR: keep each child's output (LOG_LEVEL info) there, for diagnosis. */
+const logDir = process.env['PROJECTOR_SCALE_LOG_DIR'];
+let children = 0;
+
 const startChild = (env: Record<string, string>): Child => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/projector/main.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'services/projector/main.ts'], { env: { ...process.env, ...env, ...(logDir !== undefined && { LOG_LEVEL: 'info' }) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logFile = logDir === undefined ? undefined : join(logDir, `projector-${++children}.log`);
+  if (logFile !== undefined) {
+    child.stdout?.on('data', (d: Buffer) => appendFileSync(logFile, d));
+    child.stderr?.on('data', (d: Buffer) => appendFileSync(logFile, d));
+  }
   let err = '';
   let partitions: number[] = [];
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
@@ -88,6 +99,7 @@ test('three scaled-out projectors, one SIGKILLed: every session equals a fresh f
     sent.push(e);
   };
   const children = [startChild(env), startChild(env), startChild(env)];
+  if (logDir !== undefined) t.diagnostic(`kill at ${new Date().toISOString()} + see below; logs in ${logDir}`);
   let late: Child | undefined;
   try {
     await Promise.all(children.map((c) => c.ready));
@@ -125,6 +137,7 @@ test('three scaled-out projectors, one SIGKILLed: every session equals a fresh f
     assert.ok(victim !== undefined);
     const moved = victim.partitions();
     const tKill = Date.now();
+    t.diagnostic(`SIGKILL at ${new Date(tKill).toISOString()}`);
     victim.child.kill('SIGKILL');
     await new Promise((r) => victim.child.once('exit', r));
     // Per moved partition: the first state committed after the kill (by the new owner: the victim is dead).
