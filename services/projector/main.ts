@@ -28,6 +28,7 @@ const projectorDeps = {
   fold: pc.value.fold,
   delivery: pc.value.delivery,
   sessionTimeoutMs: pc.value.sessionTimeoutMs,
+  standby: pc.value.standby,
   // Scale-out: this member's partitions after every rebalance, on stdout beside "projector ready" (the failover tests read it).
   onAssignment: (partitions: number[]) => process.stdout.write(`${JSON.stringify({ msg: 'projector assignment', pid: process.pid, partitions })}\n`),
 };

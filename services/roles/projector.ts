@@ -18,6 +18,7 @@ export const projectorRole = (ctx: RoleContext, pc: ProjectorConfig): ProjectorR
     fold: pc.fold,
     delivery: pc.delivery,
     sessionTimeoutMs: pc.sessionTimeoutMs,
+    standby: pc.standby,
   };
   // TRUSTFOLD_PROJECTOR_SCALE_OUT: several instances in one group (services/projector/README.md, "Scaling out").
   const projector = pc.scaleOut ? createScaledProjector(deps) : createProjector(deps);

@@ -9,6 +9,7 @@
 // owner, restores only its changelog partition and starts where that
 // changelog says the previous owner's committed world ends.
 import type { Consumer, EachBatchPayload, IMemberAssignment, Producer } from 'kafkajs';
+import { statesProducer } from '../clients.ts';
 import { createCodec } from '../../../schemas/codec.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Projector, ProjectorDeps, ProjectorStats } from '../api.ts';
@@ -20,6 +21,7 @@ import { emptyTiming } from '../timing.ts';
 import { coPartitionedAssigner } from './assigner.ts';
 import { createGlobalReader } from './global.ts';
 import { readChangelogPartitions } from './restore.ts';
+import { createStandby } from './standby.ts';
 import { createTask, type Task } from './task.ts';
 
 export const changelogTopicFor = (sessionTrustTopic: string, groupId: string): string => `${sessionTrustTopic}.changelog.${groupId}`;
@@ -60,6 +62,32 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
   let assigned = new Set<number>();
   let joined = false;
   const opening = new Set<Promise<void>>();
+  /**
+   * Producers of the partitions this instance does not own, connected but not
+   * initialised (initialising is the fence): a takeover skips the connection
+   * set-up. Refilled after each assignment; part of the warm standby.
+   */
+  const spares = new Map<number, Promise<Producer | undefined>>();
+  const partitionCount = config.kafka.partitions;
+  const refillSpares = (): void => {
+    if (!running || standby === undefined) return;
+    for (let p = 0; p < partitionCount; p++) {
+      if (tasks.has(p) || spares.has(p)) continue;
+      const prod = statesProducer(kafka, 'transactional', `${groupId}-${p}`);
+      spares.set(
+        p,
+        prod.connect().then(
+          () => prod,
+          () => undefined,
+        ),
+      );
+    }
+  };
+  const takeSpare = async (p: number): Promise<Producer | undefined> => {
+    const s = spares.get(p);
+    spares.delete(p);
+    return s === undefined ? undefined : await s;
+  };
   let stopRequested!: () => void;
   const stopped = new Promise<never>((_, reject) => {
     stopRequested = () => reject(new Error('projector stopping'));
@@ -80,6 +108,8 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
       for (const t of tasks.values()) t.onGlobal(e);
     },
   });
+  /** Warm standby of every changelog partition (default on): a task opens from memory instead of a restore read. */
+  const standby = deps.standby === false ? undefined : createStandby({ kafka, topic: changelogTopic, groupId, logger, untilStopped });
   const admitDeps: AdmitDeps = { codec, logger, dlq: () => dlq, deadLetterTopic: config.topics.deadLetter, groupId, now, stats };
 
   const pausePartition = (c: Consumer | undefined, p: number): void => {
@@ -98,8 +128,8 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     c.resume(inputTopics.map((topic) => ({ topic, partitions: [p] })));
   };
 
-  const openTasks = (ps: number[], attempt = 0): void => {
-    const fresh = ps.map((p) => {
+  const openTasks = (partitions: number[], attempt = 0): void => {
+    const fresh = partitions.map((p) => {
       const t: Task = createTask({
         kafka,
         partition: p,
@@ -124,15 +154,21 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
       const t0 = Date.now();
       try {
         // Fence first: the old owner's open transaction is aborted, so the read_committed restore is not held back by it.
-        await untilStopped(Promise.all(fresh.map((t) => t.init())));
-        const records = await readChangelogPartitions({ kafka, groupId, logger, untilStopped }, changelogTopic, fresh.filter(current).map((t) => t.partition));
+        await untilStopped(Promise.all(fresh.map(async (t) => t.init(await takeSpare(t.partition)))));
+        const initMs = Date.now() - t0;
+        const ps = fresh.filter(current).map((t) => t.partition);
+        const records =
+          standby === undefined
+            ? await readChangelogPartitions({ kafka, groupId, logger, untilStopped }, changelogTopic, ps)
+            : new Map(await Promise.all(ps.map(async (p) => [p, await standby.records(p)] as const)));
         for (const t of fresh) {
           if (!current(t)) continue;
           const r = records.get(t.partition) ?? [];
           stats.restoredRecords += r.length;
           resumeAt(t.partition, t.open(r));
         }
-        logger.info({ partitions: fresh.filter(current).map((t) => t.partition), ms: Date.now() - t0 }, 'projector partitions opened');
+        logger.info({ partitions: fresh.filter(current).map((t) => t.partition), ms: Date.now() - t0, initMs }, 'projector partitions opened');
+        refillSpares();
       } catch (e) {
         for (const t of fresh) {
           if (!current(t)) {
@@ -143,8 +179,8 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
           void t.close();
         }
         if (!running) return;
-        logger.error({ err: errorMessage(e), partitions: ps, attempt }, 'opening projector partitions failed; retrying');
-        setTimeout(() => reopen(ps, attempt + 1), Math.min(5_000, 200 * 2 ** attempt)).unref();
+        logger.error({ err: errorMessage(e), partitions, attempt }, 'opening projector partitions failed; retrying');
+        setTimeout(() => reopen(partitions, attempt + 1), Math.min(5_000, 200 * 2 ** attempt)).unref();
       }
     })();
     opening.add(run);
@@ -183,6 +219,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     logger.info({ partitions: [...mine].sort((a, b) => a - b), opening: news }, 'projector assignment');
     deps.onAssignment?.([...mine].sort((a, b) => a - b));
     if (news.length > 0) openTasks(news);
+    else refillSpares();
   };
 
   const onBatch = async ({ batch, isStale }: EachBatchPayload): Promise<void> => {
@@ -213,7 +250,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         dlq = kafka.producer({ idempotent: true });
         await dlq.connect();
         // The global table first: a session whose partition opens inherits the revocations and freezes already raised.
-        await untilStopped(global.start());
+        await untilStopped(Promise.all([global.start(), standby?.start()]));
         const c = kafka.consumer({
           groupId,
           partitionAssigners: [coPartitionedAssigner(() => [...tasks.keys()])],
@@ -261,6 +298,10 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
       await Promise.all([...tasks.values()].map((t) => t.close()));
       tasks.clear();
       await global.stop();
+      await standby?.stop();
+      const idle = [...spares.values()];
+      spares.clear();
+      await Promise.all(idle.map(async (sp) => (await sp)?.disconnect().catch(() => undefined)));
       const d = dlq;
       dlq = undefined;
       await d?.disconnect().catch(() => undefined);

@@ -44,8 +44,8 @@ export type TaskDeps = {
 export type Task = {
   readonly partition: number;
   readonly transactionalId: string;
-  /** Fences the previous owner: its open transaction is aborted, its next one fails. */
-  init(): Promise<void>;
+  /** Fences the previous owner: its open transaction is aborted, its next one fails. `connected`: a producer of this transactional id already connected (not initialised). */
+  init(connected?: Producer): Promise<void>;
   /** Rebuilds the world from this partition's changelog records and replays the global kinds past them; returns where to seek the input. */
   open(records: readonly ChangelogRecord[]): InputOffset[];
   isReady(): boolean;
@@ -159,9 +159,9 @@ export const createTask = (deps: TaskDeps): Task => {
   return {
     partition: p,
     transactionalId,
-    async init() {
-      producer = statesProducer(deps.kafka, 'transactional', transactionalId);
-      await producer.connect();
+    async init(connected) {
+      producer = connected ?? statesProducer(deps.kafka, 'transactional', transactionalId);
+      if (connected === undefined) await producer.connect();
       // initTransactions (kafkajs does it at the first transaction): bumps the epoch, aborts the old owner's open transaction.
       await (await producer.transaction()).abort();
     },
