@@ -234,11 +234,26 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     for (const t of tasks.values()) t.onTick();
   };
 
+  /** Published means published (README, "The runtime"): states folded and not committed yet, over the tasks, and the age of the oldest. */
+  const unpublished = (): { count: number; lagMs: number } => {
+    let count = 0;
+    let oldest: number | undefined;
+    for (const t of tasks.values()) {
+      const u = t.unpublished();
+      count += u.count;
+      if (u.since !== undefined && (oldest === undefined || u.since < oldest)) oldest = u.since;
+    }
+    return { count, lagMs: count === 0 || oldest === undefined ? 0 : Math.max(0, now() - oldest) };
+  };
+  const maxPublishLagMs = deps.maxPublishLagMs ?? 30_000;
+
   const readiness = (): true | string => {
     if (!running || !joined) return 'joining the projector group';
     if (consumerFailure !== undefined) return `consumer failed: ${consumerFailure}`;
     const waiting = [...assigned].filter((p) => tasks.get(p)?.isReady() !== true);
-    return waiting.length === 0 ? true : `restoring partitions ${waiting.join(',')}`;
+    if (waiting.length > 0) return `restoring partitions ${waiting.join(',')}`;
+    const u = unpublished();
+    return u.lagMs > maxPublishLagMs ? `${u.count} trust states folded but not published for ${u.lagMs} ms` : true;
   };
 
   return {
@@ -308,7 +323,10 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     },
     isReady: () => readiness() === true,
     readiness,
-    stats: () => ({ ...stats, sessions: [...tasks.values()].reduce((n, t) => n + t.sessions(), 0) }),
+    stats: () => {
+      const u = unpublished();
+      return { ...stats, sessions: [...tasks.values()].reduce((n, t) => n + t.sessions(), 0), unpublished: u.count, publishLagMs: u.lagMs };
+    },
     timing: () => emptyTiming(),
     activeFreezes: (tenantId) =>
       [...globalWorld.freezes.values()].filter((f) => f.tenant_id === tenantId && f.status === 'active').map((f) => ({ ...f.freeze, scope: { ...f.freeze.scope } })),

@@ -54,6 +54,8 @@ export type Task = {
   onGlobal(e: GlobalEntry): void;
   onTick(): void;
   sessions(): number;
+  /** States folded but not committed yet, and since when the oldest of them waits (wall ms). */
+  unpublished(): { count: number; since: number | undefined };
   /** Resolves once everything folded so far committed (or the task failed). */
   flush(): Promise<void>;
   /** Stops folding, lets a running transaction settle, drops what is pending, disconnects. */
@@ -81,11 +83,16 @@ export const createTask = (deps: TaskDeps): Task => {
   let pending: Group = emptyGroup();
   let pendingGlobal = new Map<number, string>();
   let inFlight: Promise<void> | undefined;
+  /** The running transaction's states and when its oldest was folded. */
+  let inFlightStates = 0;
+  let inFlightSince: number | undefined;
+  let pendingSince: number | undefined;
   let pumpScheduled = false;
   let drained: (() => void)[] = [];
 
   const collect = (t: Transition): void => {
     world = t.world;
+    if (t.changed.length > 0 && pendingSince === undefined) pendingSince = now();
     for (const s of t.changed) pending.changed.push(s);
     for (const k of t.touched) pending.touched.add(k);
   };
@@ -113,6 +120,9 @@ export const createTask = (deps: TaskDeps): Task => {
     const gGlobal = pendingGlobal;
     pending = emptyGroup();
     pendingGlobal = new Map();
+    inFlightStates = g.changed.length;
+    inFlightSince = pendingSince;
+    pendingSince = undefined;
     // Sealed now, synchronously: the states, the changelog records of the world at this instant, the marker, the offsets.
     const sealed = seal(world, g, codec.encodeTrust);
     const consumed = new Map(recorded.consumed);
@@ -133,6 +143,8 @@ export const createTask = (deps: TaskDeps): Task => {
         recorded = { consumed, global };
         stats.published += g.changed.length;
         inFlight = undefined;
+        inFlightStates = 0;
+        inFlightSince = undefined;
         pump();
       },
       (e: unknown) => {
@@ -221,6 +233,7 @@ export const createTask = (deps: TaskDeps): Task => {
       if (!isEmptyGroup(pending)) schedulePump();
     },
     sessions: () => world?.sessions.size ?? 0,
+    unpublished: () => ({ count: inFlightStates + pending.changed.length, since: inFlightSince ?? pendingSince }),
     flush: () =>
       new Promise<void>((resolve) => {
         if (failed || closed || (inFlight === undefined && isEmptyGroup(pending) && pendingGlobal.size === 0)) return resolve();
