@@ -33,7 +33,7 @@ after(async () => {
   await broker.stop();
 });
 
-type Child = { child: ChildProcess; ready: Promise<void>; partitions: () => number[] };
+type Child = { child: ChildProcess; ready: Promise<void>; partitions: () => number[]; assignedAt: Map<number, number> };
 
 /** PROJECTOR_SCALE_LOG_DIR: keep each child's output (LOG_LEVEL info) there, for diagnosis. */
 const logDir = process.env['PROJECTOR_SCALE_LOG_DIR'];
@@ -48,6 +48,8 @@ const startChild = (env: Record<string, string>): Child => {
   }
   let err = '';
   let partitions: number[] = [];
+  /** When this child last reported each partition as newly its own. */
+  const assignedAt = new Map<number, number>();
   child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   const ready = new Promise<void>((resolve, reject) => {
     let out = '';
@@ -56,14 +58,18 @@ const startChild = (env: Record<string, string>): Child => {
       const lines = out.split('\n');
       out = lines.pop() ?? '';
       for (const l of lines) {
-        if (l.includes('"projector assignment"')) partitions = (JSON.parse(l) as { partitions: number[] }).partitions;
+        if (l.includes('"projector assignment"')) {
+          const now = (JSON.parse(l) as { partitions: number[] }).partitions;
+          for (const p of now) if (!partitions.includes(p)) assignedAt.set(p, Date.now());
+          partitions = now;
+        }
         if (l.includes('"projector ready"')) resolve();
       }
     });
     child.once('exit', (code) => reject(new Error(`projector exited (${code}) before ready: ${err}`)));
   });
   ready.catch(() => undefined);
-  return { child, ready, partitions: () => partitions };
+  return { child, ready, partitions: () => partitions, assignedAt };
 };
 
 /** Every committed record of the session-trust topic with its partition and when this reader got it. */
@@ -140,9 +146,15 @@ test('three scaled-out projectors, one SIGKILLed: every session equals a fresh f
     t.diagnostic(`SIGKILL at ${new Date(tKill).toISOString()}`);
     victim.child.kill('SIGKILL');
     await new Promise((r) => victim.child.once('exit', r));
-    // Per moved partition: the first state committed after the kill (by the new owner: the victim is dead).
-    await waitFor('a state on every moved partition', () => moved.every((p) => trust.records.some((r) => r.partition === p && r.at > tKill)), 60_000);
-    const failover = moved.map((p) => Math.min(...trust.records.filter((r) => r.partition === p && r.at > tKill).map((r) => r.at)) - tKill);
+    // Per moved partition: the first state committed by its new owner, i.e. after a survivor reported it
+    // as its own (the killed process's last commit may still become visible right after the kill).
+    const takenAt = (p: number): number | undefined => children.slice(1).map((c) => c.assignedAt.get(p) ?? 0).find((at) => at > tKill);
+    const firstAfter = (p: number): number | undefined => {
+      const from = takenAt(p);
+      return from === undefined ? undefined : trust.records.find((r) => r.partition === p && r.at > from)?.at;
+    };
+    await waitFor('a state on every moved partition from its new owner', () => moved.every((p) => firstAfter(p) !== undefined), 60_000);
+    const failover = moved.map((p) => (firstAfter(p) ?? Number.NaN) - tKill);
     t.diagnostic(`killed the owner of [${moved.join(',')}]; first committed state per moved partition after ${failover.join(', ')} ms (max ${Math.max(...failover)} ms, load ${loadavg()[0]?.toFixed(1)})`);
     // A fourth process joins: partitions move again, this time from live owners.
     late = startChild(env);

@@ -222,11 +222,11 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     else refillSpares();
   };
 
-  const onBatch = async ({ batch, isStale }: EachBatchPayload): Promise<void> => {
+  const onBatch = async ({ batch, isStale, heartbeat }: EachBatchPayload): Promise<void> => {
     // A batch fetched before a seek (a task opened at another offset) is not the input that follows.
     if (isStale()) return;
     const t = tasks.get(batch.partition);
-    if (t === undefined || !t.isReady() || !(await t.onBatch(batch))) pausePartition(consumer, batch.partition);
+    if (t === undefined || !t.isReady() || !(await t.onBatch(batch, heartbeat))) pausePartition(consumer, batch.partition);
   };
 
   const onTick = (): void => {

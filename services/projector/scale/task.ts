@@ -50,7 +50,7 @@ export type Task = {
   open(records: readonly ChangelogRecord[]): InputOffset[];
   isReady(): boolean;
   /** Folds a batch of partition p; false when the task is not (or no longer) folding — the caller pauses the partition. */
-  onBatch(batch: Batch): Promise<boolean>;
+  onBatch(batch: Batch, heartbeat?: () => Promise<void>): Promise<boolean>;
   onGlobal(e: GlobalEntry): void;
   onTick(): void;
   sessions(): number;
@@ -198,9 +198,11 @@ export const createTask = (deps: TaskDeps): Task => {
       return [...recorded.consumed.values()];
     },
     isReady: () => ready && !failed && !closed,
-    async onBatch(batch) {
+    async onBatch(batch, heartbeat) {
       if (!ready || failed || closed || world === undefined) return false;
       while (inFlight !== undefined && pending.changed.length + pending.touched.size >= deps.maxPendingRecords) {
+        // Backpressure holds kafkajs's loop, which is where it heartbeats: a slow transaction must not cost the membership.
+        await heartbeat?.().catch(() => undefined);
         await inFlight;
         if (!ready || failed || closed) return false;
       }
