@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { migrate } from '../services/lib/clickhouse-migrate.ts';
-import { compact, decisionRow, type CellValue } from '../schemas/clickhouse/rows.ts';
+import { compact, decisionRow, type CellValue } from '../schemas/clickhouse/rows-write.ts';
 import { DECISIONS, insertColumns } from '../schemas/clickhouse/tables.ts';
 import { createCodec } from '../schemas/codec.ts';
 import type { DecisionEvent } from '../schemas/events.ts';
@@ -124,13 +124,14 @@ const main = async (): Promise<void> => {
     const blocks: number[] = [];
     let firstInsertAt = 0;
     let lastInsertAt = 0;
+    const sinkRegistry = new Registry();
     const sink = createAuditSink({
       kafka,
       clickhouse: writer,
       database: 'sink',
       topics,
       groupId: `bench-sink-${stamp}`,
-      registry: new Registry(),
+      registry: sinkRegistry,
       log,
       subscribe: [topics.decisions],
       afterInsert: (b) => {
@@ -154,6 +155,16 @@ const main = async (): Promise<void> => {
     const sinkSteady = blocks.length > 1 ? (N_SINK - (blocks[0] ?? 0)) / ((lastInsertAt - firstInsertAt) / 1000) : sinkRate;
     say(`[sink] ${fmt(stored, 0)} rows stored in ${blocks.length} blocks (avg ${fmt(N_SINK / blocks.length, 0)} rows/block)`);
     const sinkJoined = N_SINK / ((tEnd - tJoined) / 1000);
+    // Where the sink's wall time went, from its own histograms (seconds summed over all chunks).
+    const sums = new Map<string, number>();
+    for (const m of await sinkRegistry.getMetricsAsJSON()) {
+      for (const v of m.values as { metricName?: string; value: number; labels: Record<string, string | number> }[]) {
+        if (v.metricName?.endsWith('_sum') !== true) continue;
+        const table = v.labels['table'];
+        sums.set(`${m.name.replace('trustfold_audit_sink_', '')}${table !== undefined ? `{${String(table)}}` : ''}`, v.value);
+      }
+    }
+    say(`[sink] time in: ${[...sums].map(([k, v]) => `${k} ${fmt(v, 2)} s`).join(', ')}`);
     say(`[sink] throughput incl. consumer start/join: ${fmt(sinkRate, 0)} decisions/s (join took ${fmt((tJoined - tStart) / 1000, 2)} s); joined→all stored: ${fmt(sinkJoined, 0)} decisions/s; first→last insert: ${fmt(sinkSteady, 0)} decisions/s`);
 
     // Raw: the same rows, already mapped, the same block sizes, same client and format.

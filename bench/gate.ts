@@ -12,7 +12,17 @@
 //
 // Latency is request → response at the client. "Added" is the phase's p50/p99
 // minus the direct phase's. Target: ≤ 1 ms p50 added, built-in rules.
+//
+// The open-loop load comes from a process of its own (this file run with
+// --load): a minimal Streamable HTTP client on node:http with pooled
+// keep-alive connections (initialize, then tools/call POSTs, answers read as
+// JSON or SSE). The SDK's client costs about a millisecond of CPU per call
+// here (fetch, WHATWG streams), which on two cores kept the generator from
+// reaching 500 calls/s; both the direct and the gateway phases use the same
+// generator. The closed-loop phase at the end uses the SDK's client, as an
+// agent would.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -85,22 +95,76 @@ const trustState = (session: string, version: number): SessionTrust => ({
 });
 
 type Phase = { name: string; latencies: number[]; errors: number; firstError?: string; sent: number; seconds: number };
+/** A phase with this process's CPU (µs) over its wall time (s). */
+type Measured = Phase & { cpuUs: number; wallS: number };
 
-/** An open loop: one call every 1/RATE s whatever the answers, for SECONDS (+ warm-up, not counted). */
-const runPhase = async (name: string, client: Client): Promise<Phase> => {
+type Reply = { status: number; headers: IncomingHttpHeaders; text: string };
+
+/** The load generator's one client: a minimal Streamable HTTP MCP client over pooled keep-alive sockets. */
+const leanClient = async (url: string, token: string | undefined): Promise<{ call(): Promise<{ ok: boolean; error?: string }> }> => {
+  const u = new URL(url);
+  const agent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...(token !== undefined && { authorization: `Bearer ${token}` }) };
+  const post = (body: string): Promise<Reply> =>
+    new Promise((resolve, reject) => {
+      const req = httpRequest({ hostname: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+        res.once('error', reject);
+      });
+      req.setNoDelay(true);
+      req.once('error', reject);
+      req.end(body);
+    });
+  /** The JSON-RPC answer to request `id` in a JSON or SSE body. */
+  const answerOf = (r: Reply, id: number): { result?: { isError?: boolean; protocolVersion?: string }; error?: { message: string } } | undefined => {
+    const bodies = (r.headers['content-type'] ?? '').startsWith('text/event-stream')
+      ? r.text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim())
+      : [r.text];
+    for (const b of bodies) {
+      const m = JSON.parse(b) as { id?: number; result?: { isError?: boolean; protocolVersion?: string }; error?: { message: string } };
+      if (m.id === id) return m;
+    }
+    return undefined;
+  };
+  const init = await post(JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'gate-bench-load', version: '1' } } }));
+  const session = init.headers['mcp-session-id'];
+  const version = answerOf(init, 0)?.result?.protocolVersion;
+  if (init.status !== 200 || typeof session !== 'string' || version === undefined) throw new Error(`initialize → ${init.status}: ${init.text.slice(0, 300)}`);
+  headers['mcp-session-id'] = session;
+  headers['mcp-protocol-version'] = version;
+  await post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  let next = 1;
+  return {
+    async call() {
+      const id = next++;
+      const r = await post(JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'test_simple_text', arguments: {} } }));
+      const a = r.status === 200 ? answerOf(r, id) : undefined;
+      if (a?.result !== undefined && a.result.isError !== true) return { ok: true };
+      return { ok: false, error: `${r.status}: ${r.text.slice(0, 300)}` };
+    },
+  };
+};
+
+/** --load: an open loop, one call every 1/rate s whatever the answers, for `seconds` (+ warm-up, not counted); prints the phase as JSON. */
+const loadMain = async (url: string, token: string | undefined, rate: number, seconds: number, warmup: number): Promise<void> => {
+  const client = await leanClient(url, token);
+  for (let i = 0; i < 20; i++) await client.call();
   const latencies: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
   let sent = 0;
-  const interval = 1000 / RATE;
-  const total = (SECONDS + WARMUP_S) * RATE;
-  const t0 = performance.now();
-  // Calls in flight are capped: past the cap the loop waits (and falls behind RATE, which the sent/s figure shows).
+  const interval = 1000 / rate;
+  const total = (seconds + warmup) * rate;
+  // Calls in flight are capped: past the cap the loop waits (and falls behind the rate, which the sent/s figure shows).
   const MAX_IN_FLIGHT = 256;
   let inFlight = 0;
   let freed: (() => void) | undefined;
   const pending: Promise<void>[] = [];
-  const stopAt = t0 + (SECONDS + WARMUP_S) * 1000;
+  const t0 = performance.now();
+  const stopAt = t0 + (seconds + warmup) * 1000;
   for (let i = 0; i < total && performance.now() < stopAt; i++) {
     while (inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => (freed = r));
     const due = t0 + i * interval;
@@ -108,17 +172,17 @@ const runPhase = async (name: string, client: Client): Promise<Phase> => {
     if (wait > 1) await new Promise((r) => setTimeout(r, wait - 0.5));
     while (performance.now() < due) await new Promise((r) => setImmediate(r));
     const start = performance.now();
-    const counted = start - t0 >= WARMUP_S * 1000;
+    const counted = start - t0 >= warmup * 1000;
     sent++;
     inFlight++;
     pending.push(
       client
-        .callTool({ name: 'test_simple_text', arguments: {} })
+        .call()
         .then(
           (r) => {
-            if (r.isError === true) {
+            if (!r.ok) {
               errors++;
-              firstError ??= JSON.stringify(r.content).slice(0, 300);
+              firstError ??= r.error;
             } else if (counted) latencies.push(performance.now() - start);
           },
           (e: unknown) => {
@@ -134,8 +198,26 @@ const runPhase = async (name: string, client: Client): Promise<Phase> => {
     );
   }
   await Promise.all(pending);
-  return { name, latencies, errors, ...(firstError !== undefined && { firstError }), sent, seconds: (performance.now() - t0) / 1000 };
+  process.stdout.write(`${JSON.stringify({ latencies, errors, ...(firstError !== undefined && { firstError }), sent, seconds: (performance.now() - t0) / 1000 })}\n`);
 };
+
+/** One open-loop phase, generated by a child process (this file with --load). */
+const runPhase = (name: string, url: string, token: string | undefined): Promise<Phase> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--load', url, token ?? '-', String(RATE), String(SECONDS), String(WARMUP_S)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (c: string) => (out += c));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      try {
+        const p = JSON.parse(out.trim().split('\n').pop() ?? '') as Omit<Phase, 'name'>;
+        resolve({ name, ...p });
+      } catch {
+        reject(new Error(`load generator for ${name} exited ${code}: ${out.slice(0, 300)}`));
+      }
+    });
+  });
 
 const connect = async (url: string, token?: string): Promise<Client> => {
   const client = new Client({ name: 'gate-bench', version: '1' });
@@ -232,13 +314,16 @@ const main = async (): Promise<number> => {
       cerbosGate = await gateAt('cerbos', { policy: { engine: 'cerbos', url: cerbos.url, timeout_ms: 2_000 } });
     }
 
-    say(`gate bench: ${RATE} calls/s open loop per phase, ${SECONDS} s measured (+${WARMUP_S} s warm-up); trust pushes ${PUSH_RATE}/s over ${SESSIONS + 1} sessions; SDK client over Streamable HTTP; upstream its own process`);
-    const phases: Phase[] = [];
-    const run = async (name: string, url: string, tok?: string): Promise<Phase> => {
-      const client = await connect(url, tok);
-      await client.callTool({ name: 'test_simple_text', arguments: {} });
-      const p = await runPhase(name, client);
-      await client.close();
+    say(`gate bench: ${RATE} calls/s open loop per phase, ${SECONDS} s measured (+${WARMUP_S} s warm-up), from a load generator in its own process (pooled keep-alive HTTP); trust pushes ${PUSH_RATE}/s over ${SESSIONS + 1} sessions; upstream its own process (the SDK's Streamable HTTP server, as a user runs it); the machine is shared (load average beside each phase)`);
+    const phases: Measured[] = [];
+    const run = async (name: string, url: string, tok?: string): Promise<Measured> => {
+      // This process's CPU over the phase: the gateways, the trust view and the pusher (the generator and the upstream are other processes).
+      const cpu0 = process.cpuUsage();
+      const wall0 = performance.now();
+      const p: Measured = { ...(await runPhase(name, url, tok)), cpuUs: 0, wallS: 0 };
+      const cpu = process.cpuUsage(cpu0);
+      p.cpuUs = cpu.user + cpu.system;
+      p.wallS = (performance.now() - wall0) / 1000;
       phases.push(p);
       say(`  ${name.padEnd(34)} p50 ${fmt(pct(p.latencies, 50)).padStart(6)} ms  p99 ${fmt(pct(p.latencies, 99)).padStart(6)} ms  (${p.latencies.length} calls, ${(p.sent / p.seconds).toFixed(0)} sent/s, ${p.errors} errors${p.firstError !== undefined ? `, first: ${p.firstError}` : ''}; load average ${loadavg()[0]?.toFixed(1) ?? '?'} on ${cpus().length} cores)`);
       return p;
@@ -275,12 +360,25 @@ const main = async (): Promise<number> => {
       say(`  ${p.name.padEnd(34)} +${fmt(pct(p.latencies, 50) - base50)} ms p50   +${fmt(pct(p.latencies, 99) - base99)} ms p99`);
     }
     if (viaCerbos === undefined) say('  (no Cerbos binary: @cerbos/cerbos-linux-x64 not installed; Cerbos phase skipped)');
+    // CPU the gateway spent per call: this process's CPU in the phase minus what it spends idle (the direct phases' rate:
+    // trust view, pusher, ingest), per call answered. Less sensitive to a loaded host than latency.
+    const idleRate = (direct.cpuUs + direct2.cpuUs) / (direct.wallS + direct2.wallS);
+    for (const p of [viaBuiltin, viaDurable, viaCerbos]) {
+      if (p === undefined) continue;
+      const answered = p.sent - p.errors;
+      say(`  ${p.name.padEnd(34)} gateway CPU ${fmt((p.cpuUs - idleRate * p.wallS) / answered / 1000, 3)} ms per call (this process — gateways, trust view, pusher and the ingest the decisions go to — ${fmt(p.cpuUs / 1e6)} s CPU over ${fmt(p.wallS)} s; idle rate ${fmt(idleRate / 1e4, 1)} % of a core)`);
+    }
     say(`  trust pushes during the run: ${pushed} sent, ${received} taken in by the gateways' view`);
     const errors = phases.reduce((a, p) => a + p.errors, 0);
     if (errors > 0) say(`  ${errors} calls failed`);
-    const reached = viaBuiltin.sent / viaBuiltin.seconds;
-    if (reached < RATE * 0.9) say(`  the load generator reached ${reached.toFixed(0)} of ${RATE} calls/s: the open-loop figures are queueing on this machine, not the gateway's cost alone`);
-    goals.push({ what: 'gate: p50 added to a non-destructive tools/call (built-in rules, HTTP, 500 calls/s, trust pushes)', value: pct(viaBuiltin.latencies, 50) - base50, unit: 'ms', bound: 'max', goal: 1 });
+    for (const p of phases) {
+      const reached = p.sent / p.seconds;
+      if (reached < RATE * 0.9) say(`  ${p.name}: the load generator reached ${reached.toFixed(0)} of ${RATE} calls/s (the figures are queueing on this machine)`);
+    }
+    // The target is at 500 calls/s: a phase (or its baseline) that did not reach the rate measured queueing, not that, and counts as not measured.
+    const atRate = [direct, viaBuiltin, direct2].every((p) => p.sent / p.seconds >= RATE * 0.9);
+    if (!atRate) say(`  not measured at ${RATE} calls/s (a direct or built-in phase fell short): the TARGET figure is NaN`);
+    goals.push({ what: 'gate: p50 added to a non-destructive tools/call (built-in rules, HTTP, 500 calls/s, trust pushes)', value: atRate ? pct(viaBuiltin.latencies, 50) - base50 : NaN, unit: 'ms', bound: 'max', goal: 1 });
     printTargets(goals, say);
     return errors > 0 ? 1 : 0;
   } finally {
@@ -289,4 +387,8 @@ const main = async (): Promise<number> => {
   }
 };
 
-process.exitCode = await main();
+const args = process.argv.slice(2);
+if (args[0] === '--load') {
+  const [, url = '', token = '-', rate = '500', seconds = '10', warmup = '1'] = args;
+  await loadMain(url, token === '-' ? undefined : token, Number(rate), Number(seconds), Number(warmup));
+} else process.exitCode = await main();

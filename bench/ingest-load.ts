@@ -23,6 +23,7 @@ let failures = 0;
 const statuses: Record<string, number> = {};
 const deadline = Date.now() + seconds * 1000;
 const started = Date.now();
+const cpu0 = process.threadCpuUsage();
 const lane = async () => {
   while (Date.now() < deadline) {
     const res = await pool.request({ path: '/v1/events', method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body() });
@@ -35,5 +36,7 @@ const lane = async () => {
 };
 await Promise.all(Array.from({ length: connections }, lane));
 const elapsed = (Date.now() - started) / 1000;
+const used = process.threadCpuUsage(cpu0);
 await pool.close();
-parentPort?.postMessage({ accepted, requests, failures, elapsed, statuses });
+// cpu: this worker's own CPU seconds (building bodies, the HTTP client).
+parentPort?.postMessage({ accepted, requests, failures, elapsed, cpu: (used.user + used.system) / 1e6, statuses });

@@ -12,3 +12,7 @@ if (argv[0] === 'gate' || (argv[0] === 'audit' && (argv[1] === 'verify' || argv[
   const { main } = await import('../services/main.ts');
   process.exitCode = await main(argv);
 }
+// Every role has been stopped when main returns. A library that leaves a
+// handle open (a client's idle timer, a socket in TIME_WAIT) must not keep the
+// process alive after that: give stdout a moment to drain, then exit.
+setTimeout(() => process.exit(), 2000).unref();

@@ -16,11 +16,12 @@ import { promisify } from 'node:util';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import { Counter } from 'prom-client';
+import { z } from 'zod';
 import { isOperator } from '../lib/auth.ts';
 import type { FieldError } from '../../schemas/result.ts';
 import { errorMessage, TrustfoldError, type ErrorCode } from '../lib/errors.ts';
 import { DEFAULT_EVENT_TIME_BOUNDS, eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
-import { callerOf, requireScope, sendError } from '../lib/http.ts';
+import { callerOf, errorBodySchema, requireScope, sendError } from '../lib/http.ts';
 import type { OpaAdapterConfig } from './config.ts';
 import { mapOpaEvent, type Mapped } from './mapping.ts';
 import { adapterMetrics } from './metrics.ts';
@@ -42,7 +43,30 @@ export type OpaRoutesDeps = {
   eventTime?: EventTimeBounds;
 };
 
+const fieldErrorSchema = z.object({ path: z.string(), message: z.string() });
+export const opaUploadResponseSchema = z.object({
+  accepted: z.number().int().min(0).describe('decisions acknowledged by Kafka (acks=all)'),
+  partial: z.number().int().min(0).describe('of those, decisions some of whose fields the mapping could not find (written with what was there)'),
+  rejected: z
+    .array(z.object({ index: z.number().int().min(0), event_id: z.string(), errors: z.array(fieldErrorSchema) }))
+    .describe('decisions not written, with why: a time outside the event-time bounds (TRUSTFOLD_MAX_*); the rest of the upload is still answered 200, or OPA would re-send it forever'),
+});
 export type OpaUploadResponse = { accepted: number; partial: number; rejected: { index: number; event_id: string; errors: FieldError[] }[] };
+
+/** What the document says of the upload: the JSON before Content-Encoding, and the header naming that encoding. */
+const uploadDoc = (maxEvents: number) => ({
+  body: z
+    .array(z.looseObject({}).describe('an OPA decision-log event (decision_id, path, input, result, timestamp, labels, …); fields the mapping does not find make the decision partial'))
+    .max(maxEvents)
+    .describe(`an array of at most ${maxEvents} OPA decision-log events (TRUSTFOLD_OPA_MAX_EVENTS), JSON, compressed as Content-Encoding says`),
+  headers: z.object({
+    'content-encoding': z
+      .enum(['gzip', 'x-gzip', 'deflate', 'identity'])
+      .optional()
+      .describe('how the body bytes are encoded: OPA sends gzip; absent means identity (plain JSON). The body must be in this encoding (a gzip header over plain JSON is a 400)'),
+  }),
+});
+
 
 type Decoded = { ok: true; events: unknown[] } | { ok: false; status: 400 | 413 | 415; code: ErrorCode; message: string; path: string };
 
@@ -101,9 +125,29 @@ export const opaRoutes = (deps: OpaRoutesDeps): FastifyPluginAsync => async (app
       // Before the body is read: an unauthenticated upload costs no gunzip.
       onRequest: requireScope('events:write'),
       bodyLimit: deps.opa.maxUploadBytes,
+      // The body is raw bytes (gzip on the wire), decoded and checked in the handler with
+      // the statuses the document lists (an unknown Content-Encoding is a 415 there, not a
+      // schema 400): the body and header schemas document, they do not validate.
+      validatorCompiler: () => (data: unknown) => ({ value: data }),
       schema: {
         summary: 'OPA decision-log upload (gzip JSON array); 200 only once durable in Kafka',
+        description:
+          'What OPA\'s decision-log plugin sends to `<service>/logs`: a JSON array of decision events, gzip-compressed ' +
+          '(`Content-Encoding: gzip`; `deflate` and plain JSON are read too). The body must be encoded as Content-Encoding ' +
+          'says, which OpenAPI cannot state for a JSON body: a header saying gzip over bytes that are not gzip is a 400. ' +
+          `At most TRUSTFOLD_OPA_MAX_UPLOAD_BYTES (${deps.opa.maxUploadBytes}) on the wire and TRUSTFOLD_OPA_MAX_DECOMPRESSED_BYTES ` +
+          `(${deps.opa.maxDecompressedBytes}) decompressed (413). Answers 200 once every written decision is acknowledged by Kafka; ` +
+          'decisions outside the event-time bounds are listed in `rejected` and the rest still written. 503 + Retry-After: Kafka unavailable (OPA keeps the chunk and retries).',
         tags: ['adapters'],
+        ...uploadDoc(deps.opa.maxEvents),
+        consumes: ['application/json'],
+        response: {
+          200: opaUploadResponseSchema,
+          400: errorBodySchema.describe('bad_request: an empty body, bytes that are not in the Content-Encoding named, not JSON, not an array, or an element that is not an object'),
+          413: errorBodySchema.describe('payload_too_large: over the upload or decompressed byte limit, or more than TRUSTFOLD_OPA_MAX_EVENTS events'),
+          415: errorBodySchema.describe('unsupported_media_type: a Content-Encoding other than gzip, x-gzip, deflate or identity'),
+          503: errorBodySchema.describe('kafka_unavailable: not durable, retry (Retry-After)'),
+        },
       },
     },
     async (req, reply) => {

@@ -5,12 +5,12 @@
 // of leaves is durable (no cleanup, no offset commit, no checkpoint). It
 // exists for the crash test and does nothing unless given.
 import { clickhouseTarget, createClickHouse } from '../lib/clickhouse.ts';
-import { loadConfig } from '../lib/config.ts';
+import { formatFieldErrors, loadConfig } from '../lib/config.ts';
 import { createKafka } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseAuditLogConfig } from './config.ts';
 import { loadSigner } from './keys.ts';
-import { createAuditLogStore } from './store.ts';
+import { createAuditLogStore, WRITER_TILE_CACHE_BYTES } from './store.ts';
 import { createAuditLogWriter, ensureCheckpointTopic } from './writer.ts';
 
 const argValue = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -18,7 +18,7 @@ const argValue = (name: string): string | undefined => process.argv.find((a) => 
 const main = async (): Promise<void> => {
   const config = loadConfig();
   const r = parseAuditLogConfig(process.env);
-  if (!r.ok) throw new Error(`invalid audit log configuration: ${r.error.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
+  if (!r.ok) throw new Error(`invalid audit log configuration: ${formatFieldErrors(r.error)}`);
   const lc = r.value;
   const log = createLogger('audit-log', config.logLevel);
   if (config.kafka.brokers === undefined) throw new Error('KAFKA_BROKERS is required for the audit log writer');
@@ -26,7 +26,7 @@ const main = async (): Promise<void> => {
   let appends = 0;
 
   const clickhouse = createClickHouse(clickhouseTarget(config.clickhouse));
-  const store = createAuditLogStore(clickhouse, config.clickhouse.database);
+  const store = createAuditLogStore(clickhouse, config.clickhouse.database, { tileCacheBytes: WRITER_TILE_CACHE_BYTES });
   await store.ensureTables();
   const kafka = createKafka(config.kafka.brokers, `${config.kafka.clientId}-audit-log`);
   const admin = kafka.admin();

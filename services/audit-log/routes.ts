@@ -25,7 +25,8 @@ import type { AuditLogStore } from './store.ts';
 export const AUDIT_KEY_PATH = '/.well-known/trustfold-audit-key';
 
 export type AuditLogRoutesDeps = {
-  store: Pick<AuditLogStore, 'findLeaves' | 'latestCheckpoints' | 'checkpointAt' | 'nodes' | 'nodeFrom'>;
+  /** With `warm` (the ClickHouse store), the tiles every proof reads are loaded when the server is ready, not on a first request. */
+  store: Pick<AuditLogStore, 'findLeaves' | 'latestCheckpoints' | 'checkpointAt' | 'nodes' | 'nodeFrom'> & Partial<Pick<AuditLogStore, 'warm'>>;
   reader: Pick<RecordReader, 'recordAt'>;
   verify: (o: { log?: string | undefined; tenant?: string | undefined }) => Promise<VerifyReport>;
   /** Verifier keys of the checkpoint signer(s), `<name>+<id>+<key>`. */
@@ -62,6 +63,17 @@ export const auditLogRoutes =
   (deps: AuditLogRoutesDeps): FastifyPluginAsync =>
   async (fastify) => {
     const app = fastify.withTypeProvider<ZodTypeProvider>();
+    const warm = deps.store.warm;
+    if (warm !== undefined) {
+      fastify.addHook('onReady', async () => {
+        // A store that cannot be read yet is warmed by its first requests instead; the server still starts.
+        const t0 = performance.now();
+        await warm().then(
+          (w) => fastify.log.info({ logs: w.logs, tiles: w.tiles, ms: Math.round(performance.now() - t0) }, 'audit log: proof tiles loaded'),
+          (e: unknown) => fastify.log.warn({ err: e }, 'audit log: loading proof tiles failed'),
+        );
+      });
+    }
     const prover = createProver(deps.store);
     const evidence = createEvidence({ store: deps.store, prover, reader: deps.reader });
     const guard = { onRequest: requireScope('audit:read') };

@@ -1,80 +1,147 @@
 // The audit log's ClickHouse tables and every read and write on them.
 //
-// `audit_log_tree` holds, per log, every leaf (level 0, with the tenant,
-// kind, record reference and Kafka offset it came from) and the hashes of the
-// complete subtrees at every TILE_HEIGHT-th level — the content of C2SP
-// tlog-tiles of height 4, one row per hash, sorted so a tile is one
-// contiguous range. A node at any other level is hashed from at most
-// 2^(TILE_HEIGHT-1) stored hashes, so a proof or a root needs O(log n) rows,
-// fetched in one query. One insert per batch holds a batch's leaves and nodes,
-// so a crash leaves either all of them or none.
+// `audit_log_tree` holds two kinds of rows per log (docs/audit-log.md, "Storage"):
+//   - a leaf row per leaf (`row = 'leaf'`): its index, tenant, kind, record
+//     reference (a UUID as 16 bytes, any other reference as text) and Kafka
+//     offset — where to look for the record, no hash;
+//   - hash tiles as C2SP tlog-tiles defines them (`row = 'tile'`, height 8):
+//     tile (L, N) holds the hashes of the nodes at level 8·L, indices
+//     256·N … 256·N + width − 1, as one row of width × 32 bytes. A full tile
+//     has width 256; the right edge is a partial tile, rewritten wider by every
+//     batch that grows it (ReplacingMergeTree on `width`: merges keep the
+//     widest, readers take the widest they see). A tile's first w hashes never
+//     change, so any copy at least as wide as a reader needs is right.
+// Any node is hashed from at most 128 hashes of one tile, so a proof or a root
+// needs O(log n) tiles — at 10M leaves one level-0 tile, the right edge and
+// two small upper levels — fetched in one point read, and recently used tiles
+// are kept in a bounded in-process LRU. One insert per batch holds a batch's
+// leaf rows and every tile it grew, so a crash leaves either all of them or none.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ident, qualified } from '../../schemas/clickhouse/ddl.ts';
 import type { LeafKind } from './leaf.ts';
-import { perfectNodes, rootOfLeaves, type Frontier, type Hash, type NodeHash, type NodeId } from './merkle.ts';
+import { perfectNodes, type Frontier, type Hash, type NodeHash, type NodeId } from './merkle.ts';
+import { hash as oneShot } from 'node:crypto';
 
-export const TILE_HEIGHT = 4;
+/** Levels per tile (C2SP tlog-tiles: 8, i.e. 256 hashes a full tile). */
+export const TILE_HEIGHT = 8;
+export const TILE_WIDTH = 2 ** TILE_HEIGHT;
 export const TREE_TABLE = 'audit_log_tree';
 export const CHECKPOINT_TABLE = 'audit_log_checkpoints';
-/** Rows per granule of the tree table: a proof reads a few short ranges, each costs at least one granule. */
-const TREE_GRANULARITY = 256;
 const HASH_BYTES = 32;
-/** Entries of the bounded cache of leaf hashes (~130 B each). */
-const HOT_CACHE_ENTRIES = 65_536;
-
-/** A node is stored when it is a leaf or sits on a tile boundary. */
-export const isStoredLevel = (level: number): boolean => level % TILE_HEIGHT === 0;
+/** Default bound of the in-process tile cache (a full tile counts 16 KiB with its inner levels: 4,096 tiles). */
+export const DEFAULT_TILE_CACHE_BYTES = 64 * 1024 * 1024;
+/** A writer reads back only the right edge of each log it appends to (a few tiles a log). */
+export const WRITER_TILE_CACHE_BYTES = 8 * 1024 * 1024;
 
 export const toHex = (h: Uint8Array): string => Buffer.from(h).toString('hex');
 export const fromHex = (s: string): Hash => new Uint8Array(Buffer.from(s, 'hex'));
-// A hash is stored as a UInt256 (32 bytes; JSON carries it as a decimal string) and read with toString().
-const toCell = (h: Uint8Array): string => BigInt(`0x${toHex(h)}`).toString();
-const fromCell = (s: string): Hash => fromHex(BigInt(s).toString(16).padStart(64, '0'));
+
+// A record reference that is a canonical (lower-case) UUID is stored as 16 bytes; anything else as text.
+const UUID_REF = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+export const isUuidRef = (ref: string): boolean => UUID_REF.test(ref) && ref !== NIL_UUID;
+const refCells = (ref: string): { ref_uuid: string; ref_text: string } => (isUuidRef(ref) ? { ref_uuid: ref, ref_text: '' } : { ref_uuid: NIL_UUID, ref_text: ref });
+/** The SQL that reads a reference back (the migration writes the same split). */
+const REF_SQL = `if(ref_text != '' OR ref_uuid = toUUID('${NIL_UUID}'), ref_text, toString(ref_uuid))`;
+const UUID_SQL = (col: string) => `match(${col}, '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$') AND ${col} != '${NIL_UUID}'`;
 
 export type StoredLeaf = { index: number; hash: Hash; tenant: string; kind: LeafKind; ref: string; offset: string };
 export type StoredCheckpoint = { log: string; origin: string; size: number; root: Hash; note: string; signedAt: string };
 
 const SETTINGS = { output_format_json_quote_64bit_integers: 0, date_time_output_format: 'iso' } as const;
 
-export const createAuditLogStore = (client: ClickHouseClient, database: string) => {
+/**
+ * A tile in the cache: its hashes (level 0 of the tile) and, computed on first
+ * use, the complete nodes of each level above inside it (level k: one per 2^k
+ * hashes), so a proof hashes nothing twice.
+ */
+type Tile = { levels: Uint8Array[] };
+const tileWidth = (t: Tile): number => (t.levels[0]?.length ?? 0) / HASH_BYTES;
+/** Tile-relative level k of a tile (computing the levels up to it once). */
+const tileLevel = (t: Tile, k: number): Uint8Array => {
+  for (let j = t.levels.length; j <= k; j++) {
+    const below = t.levels[j - 1] as Uint8Array;
+    const n = Math.floor(below.length / (2 * HASH_BYTES));
+    const out = new Uint8Array(n * HASH_BYTES);
+    const pair = new Uint8Array(1 + 2 * HASH_BYTES);
+    pair[0] = 1;
+    for (let i = 0; i < n; i++) {
+      pair.set(below.subarray(2 * i * HASH_BYTES, (2 * i + 2) * HASH_BYTES), 1);
+      out.set(sha256(pair), i * HASH_BYTES);
+    }
+    t.levels.push(out);
+  }
+  return t.levels[k] as Uint8Array;
+};
+const sha256 = (b: Uint8Array): Uint8Array => oneShot('sha256', b, 'buffer');
+
+const INSERT_COLUMNS = ['log', 'row', 'level', 'idx', 'width', 'tenant', 'kind', 'ref_uuid', 'ref_text', 'kafka_offset', 'hashes_hex'] as const;
+type InsertRow = { log: string; row: 'leaf' | 'tile'; level: number; idx: number; width: number; tenant: string; kind: string; ref_uuid: string; ref_text: string; kafka_offset: string; hashes_hex: string };
+
+export const createAuditLogStore = (client: ClickHouseClient, database: string, o: { tileCacheBytes?: number } = {}) => {
   const tree = qualified(database, TREE_TABLE);
   const checkpoints = qualified(database, CHECKPOINT_TABLE);
+  const cacheLimit = o.tileCacheBytes ?? DEFAULT_TILE_CACHE_BYTES;
 
   const rows = async <T>(query: string, params: Record<string, unknown> = {}): Promise<T[]> => {
     const rs = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: SETTINGS });
     return rs.json<T>();
   };
 
-  const ensureTables = async (): Promise<void> => {
-    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ident(database)}` });
-    const treeDdl = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
+  const treeDdl = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
         log LowCardinality(String),
+        row Enum8('leaf' = 1, 'tile' = 2),
         level UInt8,
-        idx UInt64,
-        hash UInt256,
+        idx UInt64 CODEC(Delta, ZSTD(1)),
+        width UInt16,
         tenant LowCardinality(String),
         kind LowCardinality(String),
-        ref String,
-        kafka_offset UInt64
-      ) ENGINE = ReplacingMergeTree ORDER BY (log, level, idx) SETTINGS index_granularity = ${TREE_GRANULARITY}`;
-    const engineOf = async (name: string): Promise<string | undefined> =>
-      (await rows<{ e: string }>('SELECT engine_full AS e FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db: database, name }))[0]?.e;
-    // Migration 2: the tree table of a first version used the default granule (8192 rows); a proof's
-    // point reads then decompress whole granules. It is copied into a table of TREE_GRANULARITY-row
-    // granules and swapped in. A crash before the swap leaves the old table in place (the copy is redone);
-    // one between the two renames is finished here.
+        ref_uuid UUID CODEC(NONE),
+        ref_text String CODEC(ZSTD(1)),
+        kafka_offset UInt64 CODEC(Delta, ZSTD(1)),
+        hashes_hex String EPHEMERAL,
+        hashes String DEFAULT unhex(hashes_hex) CODEC(NONE),
+        INDEX ref_uuid_bloom ref_uuid TYPE bloom_filter(0.01) GRANULARITY 1,
+        INDEX ref_text_bloom ref_text TYPE bloom_filter(0.01) GRANULARITY 1
+      ) ENGINE = ReplacingMergeTree(width) ORDER BY (log, row, level, idx)
+      SETTINGS index_granularity = 1024, index_granularity_bytes = 16384`;
+
+  const ensureTables = async (): Promise<void> => {
+    await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ident(database)}` });
+    const exists = async (name: string): Promise<boolean> =>
+      (await rows<{ n: number }>('SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db: database, name }))[0]?.n !== 0;
+    const hasHashColumn = async (name: string): Promise<boolean> =>
+      (await rows<{ n: number }>("SELECT count() AS n FROM system.columns WHERE database = {db:String} AND table = {name:String} AND name = 'hash'", { db: database, name }))[0]?.n !== 0;
+    // Migration 3: a tree table of an earlier version (one row per stored hash, `hash UInt256`, nodes at
+    // every 4th level) is rebuilt into leaf rows and tiles in a new table, which is then swapped in. A
+    // crash before the swap leaves the old table in place (the copy is redone); one between the two
+    // renames is finished here.
     const next = qualified(database, `${TREE_TABLE}_next`);
-    const old = qualified(database, `${TREE_TABLE}_v1`);
-    const current = await engineOf(TREE_TABLE);
-    if (current === undefined && (await engineOf(`${TREE_TABLE}_next`)) !== undefined) await client.command({ query: `RENAME TABLE ${next} TO ${tree}` });
-    else if (current !== undefined && !current.includes(`index_granularity = ${TREE_GRANULARITY}`)) {
+    const old = qualified(database, `${TREE_TABLE}_old`);
+    const current = await exists(TREE_TABLE);
+    if (!current && (await exists(`${TREE_TABLE}_next`))) await client.command({ query: `RENAME TABLE ${next} TO ${tree}` });
+    else if (current && (await hasHashColumn(TREE_TABLE))) {
       await client.command({ query: `DROP TABLE IF EXISTS ${next}` });
       await client.command({ query: treeDdl(next) });
-      await client.command({ query: `INSERT INTO ${next} SELECT * FROM ${tree}` });
+      await client.command({
+        query: `INSERT INTO ${next} (log, row, level, idx, width, tenant, kind, ref_uuid, ref_text, kafka_offset)
+          SELECT log, 'leaf', 0, idx, 0, tenant, kind, if(${UUID_SQL('ref')}, toUUID(ref), toUUID('${NIL_UUID}')), if(${UUID_SQL('ref')}, '', ref), kafka_offset
+          FROM ${tree} WHERE level = 0 ORDER BY log, idx LIMIT 1 BY log, idx`,
+      });
+      // Tile (L, N): the stored hashes of level 8L, indices 256N…, in order (a copy not merged yet counted
+      // once), each as its 32 big-endian bytes (through hex: a string of bytes would drop a hash's trailing zeros).
+      await client.command({
+        query: `INSERT INTO ${next} (log, row, level, idx, width, hashes)
+          SELECT log, 'tile', intDiv(level, ${TILE_HEIGHT}), intDiv(idx, ${TILE_WIDTH}), count(),
+                 unhex(arrayStringConcat(arrayMap(x -> hex(reverse(reinterpretAsFixedString(x.2))), arraySort(x -> x.1, groupArray((idx, hash))))))
+          FROM (SELECT log, level, idx, any(hash) AS hash FROM ${tree} WHERE level % ${TILE_HEIGHT} = 0 GROUP BY log, level, idx)
+          GROUP BY log, level, intDiv(idx, ${TILE_WIDTH})`,
+      });
       await client.command({ query: `RENAME TABLE ${tree} TO ${old}` });
       await client.command({ query: `RENAME TABLE ${next} TO ${tree}` });
     }
     await client.command({ query: `DROP TABLE IF EXISTS ${old}` });
+    await client.command({ query: `DROP TABLE IF EXISTS ${qualified(database, `${TREE_TABLE}_v1`)}` });
     await client.command({ query: treeDdl(tree) });
     await client.command({
       query: `CREATE TABLE IF NOT EXISTS ${checkpoints} (
@@ -88,160 +155,184 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
     });
   };
 
-  type TreeRow = { log: string; level: number; idx: number; hash: string; tenant: string; kind: string; ref: string; kafka_offset: string };
+  // ---- tiles: a bounded LRU in process, one point read for what it misses ----
+  /** Tiles by `log \0 level/idx`, each the widest copy seen; oldest use evicted first. A tile counts twice its hashes (its inner levels). */
+  const cache = new Map<string, Tile>();
+  let cacheBytes = 0;
+  /** Tiles wanted, served from the cache, and read from ClickHouse (queries, rows, ms in those queries), since the store was made. */
+  const reads = { wanted: 0, cached: 0, queries: 0, rows: 0, queryMs: 0 };
+  const tileKey = (log: string, level: number, idx: number): string => `${log}\u0000${level}/${idx}`;
+  const cost = (t: Tile): number => 2 * tileWidth(t) * HASH_BYTES;
+  const cacheGet = (key: string, width: number): Tile | undefined => {
+    const t = cache.get(key);
+    if (t === undefined || tileWidth(t) < width) return undefined;
+    cache.delete(key);
+    cache.set(key, t);
+    return t;
+  };
+  const cachePut = (key: string, t: Tile): void => {
+    const had = cache.get(key);
+    if (had !== undefined) {
+      if (tileWidth(had) >= tileWidth(t)) return;
+      cache.delete(key);
+      cacheBytes -= cost(had);
+    }
+    if (cost(t) > cacheLimit) return;
+    cache.set(key, t);
+    cacheBytes += cost(t);
+    for (const [k, v] of cache) {
+      if (cacheBytes <= cacheLimit) break;
+      cache.delete(k);
+      cacheBytes -= cost(v);
+    }
+  };
+  const tileOf = (bytes: Uint8Array): Tile => ({ levels: [bytes] });
 
-  /** One atomic insert: a batch's leaves and the stored nodes they completed. */
-  const append = async (log: string, leaves: readonly StoredLeaf[], nodes: readonly NodeHash[]): Promise<void> => {
-    const values: TreeRow[] = [
-      ...leaves.map((l) => ({ log, level: 0, idx: l.index, hash: toCell(l.hash), tenant: l.tenant, kind: l.kind, ref: l.ref, kafka_offset: l.offset })),
-      ...nodes.filter((n) => n.level > 0 && isStoredLevel(n.level)).map((n) => ({ log, level: n.level, idx: n.index, hash: toCell(n.hash), tenant: '', kind: '', ref: '', kafka_offset: '0' })),
-    ];
+  type TileWant = { level: number; idx: number; width: number };
+  /** The tiles wanted, each at least `width` hashes wide: from the cache, every missing one in one point read. */
+  const tiles = async (log: string, want: readonly TileWant[]): Promise<Map<string, Tile>> => {
+    const out = new Map<string, Tile>();
+    const missing = new Map<string, TileWant>();
+    for (const w of want) {
+      const key = tileKey(log, w.level, w.idx);
+      const had = out.get(key);
+      const need = Math.max(w.width, missing.get(key)?.width ?? 0);
+      if (had !== undefined && tileWidth(had) >= need) continue;
+      reads.wanted++;
+      const t = cacheGet(key, need);
+      if (t !== undefined) {
+        reads.cached++;
+        out.set(key, t);
+        missing.delete(key);
+      } else missing.set(key, { ...w, width: need });
+    }
+    if (missing.size === 0) return out;
+    const params: Record<string, unknown> = { log };
+    const where = [...missing.values()].map((w, n) => {
+      params[`l${n}`] = w.level;
+      params[`i${n}`] = w.idx;
+      return `(level = {l${n}:UInt8} AND idx = {i${n}:UInt64})`;
+    });
+    const t0 = performance.now();
+    const rs = await client.query({
+      query: `SELECT level, idx, hex(hashes) AS h FROM ${tree} WHERE log = {log:String} AND row = 'tile' AND (${where.join(' OR ')})`,
+      query_params: params,
+      format: 'JSONCompactEachRow',
+      clickhouse_settings: SETTINGS,
+    });
+    const found = await rs.json<[number, number, string]>();
+    reads.queryMs += performance.now() - t0;
+    reads.queries++;
+    reads.rows += found.length;
+    for (const [level, idx, hex] of found) {
+      const key = tileKey(log, Number(level), Number(idx));
+      const t = tileOf(new Uint8Array(Buffer.from(hex, 'hex')));
+      cachePut(key, t);
+      const had = out.get(key);
+      if (had === undefined || tileWidth(t) > tileWidth(had)) out.set(key, t);
+    }
+    for (const [key, w] of missing) {
+      const t = out.get(key);
+      if (t === undefined || tileWidth(t) < w.width) {
+        throw new Error(`audit log ${log}: tile ${w.level}/${w.idx} holds ${t === undefined ? 0 : tileWidth(t)} of the ${w.width} hashes needed`);
+      }
+    }
+    return out;
+  };
+
+  /** Where a perfect subtree's hashes lie: tile (L, N), positions [pos, pos + span) of it. */
+  const placeOf = (id: NodeId) => {
+    const level = Math.floor(id.level / TILE_HEIGHT);
+    const span = 2 ** (id.level - level * TILE_HEIGHT);
+    const first = id.index * span;
+    const idx = Math.floor(first / TILE_WIDTH);
+    return { level, idx, pos: first - idx * TILE_WIDTH, span, inner: id.level - level * TILE_HEIGHT };
+  };
+
+  /** Each node hashed from the tile that holds it (the tiles from the cache, else one point read). */
+  const nodes = async (log: string, ids: readonly NodeId[]): Promise<Map<string, Hash>> => {
+    const out = new Map<string, Hash>();
+    if (ids.length === 0) return out;
+    const places = ids.map((id) => ({ id, ...placeOf(id) }));
+    const got = await tiles(log, places.map((p) => ({ level: p.level, idx: p.idx, width: p.pos + p.span })));
+    for (const p of places) {
+      const t = got.get(tileKey(log, p.level, p.idx));
+      if (t === undefined) throw new Error(`audit log ${log}: tile ${p.level}/${p.idx} was not read`);
+      const at = p.pos / p.span;
+      out.set(`${p.id.level}/${p.id.index}`, tileLevel(t, p.inner).slice(at * HASH_BYTES, (at + 1) * HASH_BYTES));
+    }
+    return out;
+  };
+
+  /**
+   * One atomic insert: a batch's leaf rows and every tile its new nodes grew
+   * (`nodes` as `appendLeaf` reports them, leaves included; those at a tile
+   * level are stored). A tile already partly stored is rewritten wider, its
+   * stored prefix read through the cache.
+   */
+  const append = async (log: string, leaves: readonly StoredLeaf[], created: readonly NodeHash[]): Promise<void> => {
+    const grown = new Map<string, { level: number; idx: number; first: number; hashes: NodeHash[] }>();
+    for (const n of created) {
+      if (n.level % TILE_HEIGHT !== 0) continue;
+      const level = n.level / TILE_HEIGHT;
+      const idx = Math.floor(n.index / TILE_WIDTH);
+      const key = tileKey(log, level, idx);
+      let g = grown.get(key);
+      if (g === undefined) grown.set(key, (g = { level, idx, first: n.index - idx * TILE_WIDTH, hashes: [] }));
+      g.hashes.push(n);
+    }
+    const prefixes = await tiles(log, [...grown.values()].filter((g) => g.first > 0).map((g) => ({ level: g.level, idx: g.idx, width: g.first })));
+    const written: [string, Tile][] = [];
+    const values: InsertRow[] = leaves.map((l) => ({ log, row: 'leaf', level: 0, idx: l.index, width: 0, tenant: l.tenant, kind: l.kind, ...refCells(l.ref), kafka_offset: l.offset, hashes_hex: '' }));
+    for (const [key, g] of grown) {
+      const width = g.first + g.hashes.length;
+      const t = new Uint8Array(width * HASH_BYTES);
+      const prefix = prefixes.get(key)?.levels[0];
+      if (g.first > 0) t.set((prefix ?? new Uint8Array()).subarray(0, g.first * HASH_BYTES));
+      g.hashes.forEach((n, i) => {
+        if (n.index !== g.idx * TILE_WIDTH + g.first + i) throw new Error(`audit log ${log}: nodes of tile ${g.level}/${g.idx} are not contiguous`);
+        t.set(n.hash, (g.first + i) * HASH_BYTES);
+      });
+      values.push({ log, row: 'tile', level: g.level, idx: g.idx, width, tenant: '', kind: '', ref_uuid: NIL_UUID, ref_text: '', kafka_offset: '0', hashes_hex: toHex(t) });
+      written.push([key, tileOf(t)]);
+    }
     if (values.length === 0) return;
-    await client.insert({ table: tree, values, format: 'JSONEachRow' });
+    await client.insert({ table: tree, columns: [...INSERT_COLUMNS], values, format: 'JSONEachRow' });
+    for (const [key, t] of written) cachePut(key, t);
   };
 
   /** Size of a log and the Kafka offset of its last leaf (none when empty). */
   const logHead = async (log: string): Promise<{ size: number; lastOffset: string | undefined }> => {
     const [r] = await rows<{ n: number; size: number; last: string | number }>(
-      `SELECT count() AS n, max(idx) + 1 AS size, argMax(kafka_offset, idx) AS last FROM ${tree} WHERE log = {log:String} AND level = 0`,
+      `SELECT count() AS n, max(idx) + 1 AS size, argMax(kafka_offset, idx) AS last FROM ${tree} WHERE log = {log:String} AND row = 'leaf'`,
       { log },
     );
     if (r === undefined || Number(r.n) === 0) return { size: 0, lastOffset: undefined };
     return { size: Number(r.size), lastOffset: String(r.last) };
   };
 
-  // A stored hash never changes (a complete subtree's hash is fixed once written), so the stored hashes
-  // read are kept in process. Every stored level from TILE_HEIGHT up — one hash per 16 leaves, 32 bytes
-  // each in one growing byte array per level: ~21 MB at 10M leaves — is loaded whole on a log's first
-  // miss and topped up past the leaves it covers on a later miss. A proof then reads from ClickHouse only
-  // the level-0 hashes it needs (the leaf's 16-leaf tile, the right edge's partial tile), through a
-  // bounded map of leaf hashes, oldest evicted first.
-  type Level = { bytes: Uint8Array; have: Uint8Array; count: number };
-  type Upper = { levels: Map<number, Level>; covered: number };
-  const upper = new Map<string, Upper>();
-  /** Stored hashes wanted, served from the caches, and read from ClickHouse (queries, rows), since the store was made. */
-  const reads = { wanted: 0, cached: 0, queries: 0, rows: 0 };
-  const hot = new Map<string, Hash>();
-  const remember = (key: string, h: Hash): void => {
-    if (hot.size >= HOT_CACHE_ENTRIES) {
-      let drop = HOT_CACHE_ENTRIES / 4;
-      for (const k of hot.keys()) {
-        hot.delete(k);
-        if (--drop <= 0) break;
-      }
+  /**
+   * Loads into the cache the tiles every proof against a log's latest
+   * checkpoint reads whatever the leaf: the upper levels (highest first, up to
+   * half the cache) and the level-0 tiles from that checkpoint's right edge on.
+   * The API calls it when it starts, so no request pays for it.
+   */
+  const warm = async (only?: string): Promise<{ logs: number; tiles: number }> => {
+    const latest = new Map((await latestCheckpoints(only)).map((c) => [c.log, c.size]));
+    // A log not signed yet: from its head.
+    for (const log of only !== undefined ? [only] : await logs()) if (!latest.has(log)) latest.set(log, (await logHead(log)).size);
+    const cap = Math.max(1, Math.floor(cacheLimit / 2 / (TILE_WIDTH * HASH_BYTES)));
+    let loaded = 0;
+    for (const [log, size] of latest) {
+      const found = await rows<{ level: number; idx: number; h: string }>(
+        `SELECT level, idx, hex(hashes) AS h FROM ${tree} WHERE log = {log:String} AND row = 'tile' AND (level >= 1 OR idx >= {edge:UInt64})
+         ORDER BY level DESC, idx DESC, width DESC LIMIT 1 BY level, idx LIMIT {cap:UInt64}`,
+        { log, edge: Math.floor(size / TILE_WIDTH), cap },
+      );
+      for (const r of found) cachePut(tileKey(log, Number(r.level), Number(r.idx)), tileOf(new Uint8Array(Buffer.from(r.h, 'hex'))));
+      loaded += found.length;
     }
-    hot.set(key, h);
-  };
-  const upperGet = (u: Upper | undefined, level: number, idx: number): Hash | undefined => {
-    const l = u?.levels.get(level);
-    if (l === undefined || idx >= l.count || l.have[idx] !== 1) return undefined;
-    return l.bytes.subarray(idx * HASH_BYTES, (idx + 1) * HASH_BYTES);
-  };
-  const upperSet = (u: Upper, level: number, idx: number, h: Hash): void => {
-    let l = u.levels.get(level);
-    if (l === undefined) u.levels.set(level, (l = { bytes: new Uint8Array(1024 * HASH_BYTES), have: new Uint8Array(1024), count: 0 }));
-    if (idx >= l.have.length) {
-      const n = Math.max(idx + 1, l.have.length * 2);
-      const bytes = new Uint8Array(n * HASH_BYTES);
-      bytes.set(l.bytes);
-      const have = new Uint8Array(n);
-      have.set(l.have);
-      l.bytes = bytes;
-      l.have = have;
-    }
-    l.bytes.set(h, idx * HASH_BYTES);
-    l.have[idx] = 1;
-    l.count = Math.max(l.count, idx + 1);
-    u.covered = Math.max(u.covered, (idx + 1) * 2 ** level);
-  };
-
-  type Want = { level: number; idx: number };
-  /** Stored hashes by `level/idx`: from the caches, then every missing one in one query (contiguous runs as ranges). */
-  const stored = async (log: string, want: readonly Want[]): Promise<Map<string, Hash>> => {
-    const out = new Map<string, Hash>();
-    let u = upper.get(log);
-    const missing: Want[] = [];
-    let upperMiss = false;
-    reads.wanted += want.length;
-    for (const w of want) {
-      const key = `${w.level}/${w.idx}`;
-      const h = w.level >= TILE_HEIGHT ? upperGet(u, w.level, w.idx) : hot.get(`${log}/${key}`);
-      if (h !== undefined) {
-        out.set(key, h);
-        reads.cached++;
-      } else if (w.level >= TILE_HEIGHT) upperMiss = true;
-      else missing.push(w);
-    }
-    if (missing.length === 0 && !upperMiss) return out;
-    const params: Record<string, unknown> = { log };
-    const where: string[] = [];
-    missing.sort((a, b) => a.level - b.level || a.idx - b.idx);
-    for (let i = 0; i < missing.length; ) {
-      const first = missing[i] as Want;
-      let j = i + 1;
-      while (j < missing.length && (missing[j] as Want).level === first.level && (missing[j] as Want).idx <= (missing[j - 1] as Want).idx + 1) j++;
-      const n = where.length;
-      params[`l${n}`] = first.level;
-      params[`b${n}`] = first.idx;
-      params[`e${n}`] = (missing[j - 1] as Want).idx + 1;
-      where.push(`(level = {l${n}:UInt8} AND idx >= {b${n}:UInt64} AND idx < {e${n}:UInt64})`);
-      i = j;
-    }
-    if (upperMiss) {
-      // Everything at the upper levels past what the cache covers: the whole of them on a log's first miss.
-      params['covered'] = u?.covered ?? 0;
-      params['tile'] = TILE_HEIGHT;
-      where.push('(level >= {tile:UInt8} AND bitShiftLeft(toUInt64(idx + 1), level) > {covered:UInt64})');
-    }
-    // Hashes as hex of their 32 big-endian bytes (a UInt256 is stored little-endian); a copy a merge has
-    // not collapsed yet is the same hash again.
-    const rs = await client.query({
-      query: `SELECT level, idx, hex(reverse(reinterpretAsFixedString(hash))) AS h FROM ${tree} WHERE log = {log:String} AND (${where.join(' OR ')})`,
-      query_params: params,
-      format: 'JSONCompactEachRow',
-      clickhouse_settings: SETTINGS,
-    });
-    const found = await rs.json<[number, number, string]>();
-    reads.queries++;
-    reads.rows += found.length;
-    if (upperMiss && u === undefined) {
-      u = { levels: new Map(), covered: 0 };
-      upper.set(log, u);
-    }
-    for (const [levelCell, idxCell, hex] of found) {
-      const level = Number(levelCell);
-      const idx = Number(idxCell);
-      const key = `${level}/${idx}`;
-      const h = fromHex(hex);
-      out.set(key, h);
-      if (level >= TILE_HEIGHT && u !== undefined) upperSet(u, level, idx, h);
-      else remember(`${log}/${key}`, h);
-    }
-    return out;
-  };
-
-  /** The stored hashes a list of nodes needs (cached, else fetched in one query), then each node hashed from them. */
-  const nodes = async (log: string, ids: readonly NodeId[]): Promise<Map<string, Hash>> => {
-    const out = new Map<string, Hash>();
-    if (ids.length === 0) return out;
-    const ranges = ids.map((id) => {
-      const base = id.level - (id.level % TILE_HEIGHT);
-      const span = 2 ** (id.level - base);
-      return { id, base, begin: id.index * span, end: (id.index + 1) * span };
-    });
-    const want: Want[] = [];
-    for (const r of ranges) for (let i = r.begin; i < r.end; i++) want.push({ level: r.base, idx: i });
-    const got = await stored(log, want);
-    for (const r of ranges) {
-      const parts: Hash[] = [];
-      for (let i = r.begin; i < r.end; i++) {
-        const h = got.get(`${r.base}/${i}`);
-        if (h === undefined) throw new Error(`audit log ${log}: node ${r.base}/${i} is not stored`);
-        parts.push(h);
-      }
-      out.set(`${r.id.level}/${r.id.index}`, r.id.level === r.base ? (parts[0] as Hash) : rootOfLeaves(parts).slice());
-    }
-    return out;
+    return { logs: latest.size, tiles: loaded };
   };
 
   /** A node reader for merkle.hashRange over a prefetched map. */
@@ -258,25 +349,53 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
     return { size, nodes: ids.map((id) => ({ ...id, hash: nodeFrom(m)(id) })) };
   };
 
+  /** The level-0 hashes of [from, to) read from the store itself (never the cache): verify's view. */
+  const storedLeafHashes = async (log: string, from: number, to: number | undefined): Promise<Map<number, Uint8Array>> => {
+    const found = await rows<{ idx: number; h: string }>(
+      `SELECT idx, hex(hashes) AS h FROM ${tree} WHERE log = {log:String} AND row = 'tile' AND level = 0 AND idx >= {a:UInt64}${to !== undefined ? ' AND idx < {b:UInt64}' : ''}
+       ORDER BY idx, width DESC LIMIT 1 BY idx`,
+      { log, a: Math.floor(from / TILE_WIDTH), b: to !== undefined ? Math.ceil(to / TILE_WIDTH) : undefined },
+    );
+    return new Map(found.map((r) => [Number(r.idx), new Uint8Array(Buffer.from(r.h, 'hex'))]));
+  };
+  const NO_HASH = new Uint8Array(HASH_BYTES);
+  /** A leaf's hash out of its tile; a leaf row no stored tile covers gets 32 zero bytes (no root can match it). */
+  const hashIn = (t: Map<number, Uint8Array>, index: number): Hash => {
+    const tile = t.get(Math.floor(index / TILE_WIDTH));
+    const pos = (index % TILE_WIDTH) * HASH_BYTES;
+    return tile !== undefined && tile.length >= pos + HASH_BYTES ? tile.slice(pos, pos + HASH_BYTES) : NO_HASH.slice();
+  };
+
+  type LeafRow = { log: string; idx: number; tenant: string; kind: LeafKind; ref: string; kafka_offset: string | number };
+  const LEAF_COLUMNS = `log, idx, tenant, kind, ${REF_SQL} AS ref, kafka_offset`;
+  const leafOf = (r: LeafRow, hash: Hash): StoredLeaf => ({ index: Number(r.idx), hash, tenant: r.tenant, kind: r.kind, ref: r.ref, offset: String(r.kafka_offset) });
+
+  /** Every leaf row of [from, to) with its hash from the stored level-0 tiles. */
   const leaves = async (log: string, from = 0, to?: number): Promise<StoredLeaf[]> => {
-    const found = await rows<{ idx: number; h: string; tenant: string; kind: LeafKind; ref: string; kafka_offset: string | number }>(
-      `SELECT idx, toString(hash) AS h, tenant, kind, ref, kafka_offset FROM ${tree}
-       WHERE log = {log:String} AND level = 0 AND idx >= {from:UInt64}${to !== undefined ? ' AND idx < {to:UInt64}' : ''}
+    const found = await rows<LeafRow>(
+      `SELECT ${LEAF_COLUMNS} FROM ${tree}
+       WHERE log = {log:String} AND row = 'leaf' AND idx >= {from:UInt64}${to !== undefined ? ' AND idx < {to:UInt64}' : ''}
        ORDER BY idx LIMIT 1 BY idx`,
       { log, from, to },
     );
-    return found.map((r) => ({ index: Number(r.idx), hash: fromCell(r.h), tenant: r.tenant, kind: r.kind, ref: r.ref, offset: String(r.kafka_offset) }));
+    const t = await storedLeafHashes(log, from, to);
+    return found.map((r) => leafOf(r, hashIn(t, Number(r.idx))));
   };
 
   /** The leaves of one record (first copy first): a decision or signal by event id, a transition by session#version. */
   const findLeaves = async (tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string })[]> => {
-    const found = await rows<{ log: string; idx: number; h: string; tenant: string; kind: LeafKind; ref: string; kafka_offset: string | number }>(
-      `SELECT log, idx, toString(hash) AS h, tenant, kind, ref, kafka_offset FROM ${tree}
-       WHERE level = 0 AND kind = {kind:String} AND ref = {ref:String}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}
+    const found = await rows<LeafRow>(
+      `SELECT ${LEAF_COLUMNS} FROM ${tree}
+       WHERE row = 'leaf' AND kind = {kind:String} AND ${isUuidRef(ref) ? 'ref_uuid = {ref:UUID}' : 'ref_text = {ref:String}'}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}
        ORDER BY log, idx LIMIT 1 BY log, idx`,
       { kind, ref, tenant },
     );
-    return found.map((r) => ({ log: r.log, index: Number(r.idx), hash: fromCell(r.h), tenant: r.tenant, kind: r.kind, ref: r.ref, offset: String(r.kafka_offset) }));
+    const out: (StoredLeaf & { log: string })[] = [];
+    for (const r of found) {
+      const [h] = (await nodes(r.log, [{ level: 0, index: Number(r.idx) }])).values();
+      out.push({ ...leafOf(r, h ?? NO_HASH.slice()), log: r.log });
+    }
+    return out;
   };
 
   const saveCheckpoint = async (c: StoredCheckpoint): Promise<void> => {
@@ -308,9 +427,9 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string) 
     (await rows<CheckpointRow>(`SELECT log, origin, size, root_hex, note, signed_at FROM ${checkpoints} WHERE log = {log:String} AND size = {size:UInt64} LIMIT 1`, { log, size })).map(toCheckpoint)[0];
 
   const logs = async (): Promise<string[]> =>
-    (await rows<{ log: string }>(`SELECT DISTINCT log FROM ${tree} WHERE level = 0 ORDER BY log`)).map((r) => r.log);
+    (await rows<{ log: string }>(`SELECT DISTINCT log FROM ${tree} WHERE row = 'leaf' ORDER BY log`)).map((r) => r.log);
 
-  return { readStats: () => ({ ...reads }), ensureTables, append, logHead, nodes, nodeFrom, frontierAt, leaves, findLeaves, saveCheckpoint, latestCheckpoints, checkpointsOf, checkpointAt, logs };
+  return { readStats: () => ({ ...reads, cachedBytes: cacheBytes }), ensureTables, append, logHead, warm, nodes, nodeFrom, frontierAt, leaves, findLeaves, saveCheckpoint, latestCheckpoints, checkpointsOf, checkpointAt, logs };
 };
 
 export type AuditLogStore = ReturnType<typeof createAuditLogStore>;

@@ -1,21 +1,12 @@
 // The pure half of the audit sink: one Kafka batch in, rows per table and
 // dead letters out. No Kafka client, no ClickHouse, no clock.
-import type { Codec } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
-import {
-  compact,
-  decisionRow,
-  eventIdentity,
-  signalRow,
-  trustIdentity,
-  trustRow,
-  type CellValue,
-  type KafkaCoordinates,
-  type RecordIdentity,
-  type StoredCopy,
-} from '../../schemas/clickhouse/rows.ts';
+import { eventIdentity, trustIdentity, type RecordIdentity, type StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
+import { compact, decisionRow, signalRow, trustRow, type CellValue, type KafkaCoordinates } from '../../schemas/clickhouse/rows-write.ts';
 import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
 import type { Topics } from '../lib/config.ts';
+import { decodedCanonicalJson } from './canonical.ts';
+import type { SinkDecoder } from './decode.ts';
 
 export type SinkMessage = { offset: string; key: Buffer | null; value: Buffer | null };
 
@@ -48,7 +39,7 @@ export const topicRole = (topics: Topics, topic: string): TopicRole | undefined 
  * cannot be decoded or violates the contract becomes a `Rejected` value; the
  * good messages around it are mapped as usual.
  */
-export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[]): MappedBatch => {
+export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[]): MappedBatch => {
   const decisions: TableRows = { table: DECISIONS, rows: [], offsets: [], ids: [] };
   const signals: TableRows = { table: SIGNALS, rows: [], offsets: [], ids: [] };
   const trust: TableRows = { table: TRUST_TRANSITIONS, rows: [], offsets: [], ids: [] };
@@ -71,7 +62,7 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
       }
       trust.rows.push(compact(TRUST_TRANSITIONS, trustRow(r.value, at)));
       trust.offsets.push(m.offset);
-      trust.ids.push(trustIdentity(r.value));
+      trust.ids.push(trustIdentity(r.value, decodedCanonicalJson('session_trust', r.value)));
       decoded.push({ offset: m.offset, trust: true, state: r.value });
       continue;
     }
@@ -85,11 +76,11 @@ export const mapBatch = (codec: Codec, role: TopicRole, topic: string, partition
     if (e.type === 'decision') {
       decisions.rows.push(compact(DECISIONS, decisionRow(e, at)));
       decisions.offsets.push(m.offset);
-      decisions.ids.push(eventIdentity(e));
+      decisions.ids.push(eventIdentity(e, decodedCanonicalJson('decision', e)));
     } else {
       signals.rows.push(compact(SIGNALS, signalRow(e, at)));
       signals.offsets.push(m.offset);
-      signals.ids.push(eventIdentity(e));
+      signals.ids.push(eventIdentity(e, decodedCanonicalJson(e.kind, e)));
     }
   }
   return { tables: [decisions, signals, trust].filter((t) => t.rows.length > 0), rejected, tombstones, decoded };

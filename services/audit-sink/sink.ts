@@ -9,15 +9,17 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { createCodec, type Codec } from '../../schemas/codec.ts';
+import type { Codec } from '../../schemas/codec.ts';
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
-import { conflictRow, recordIdRow, type CellValue } from '../../schemas/clickhouse/rows.ts';
+import { conflictRow, recordIdRow } from '../../schemas/clickhouse/rows-identity.ts';
+import type { CellValue } from '../../schemas/clickhouse/rows-write.ts';
 import { CONFLICTS, insertColumns, RECORD_IDS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
 import type { Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
-import { blockToken, byMonths, dedupToken, judgeWriteOnce, mapBatch, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type DecodedRecord, type Rejected, type TableRows } from './batch.ts';
+import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type DecodedRecord, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
+import { inlineDecoder, threadDecoder, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';
 import { createBlockWriter } from './write.ts';
 
@@ -50,7 +52,16 @@ export type AuditSinkDeps = {
   groupId: string;
   registry: Registry;
   log: Logger;
+  /**
+   * Decode with this codec on the main thread (its own zod validation on
+   * every record). Default: ./decode.ts's decoder (Avro, then only the checks
+   * Avro cannot make) in a thread of its own (`decodeThread`).
+   */
   codec?: Codec;
+  /** Decode in a worker thread (default true); false: the same decoder on the main thread. */
+  decodeThread?: boolean;
+  /** Messages per decode request: a partition batch is decoded in chunks, each stored while the next one decodes. */
+  decodeChunk?: number;
   /** Which topics to read; default decisions, signals and session trust. */
   subscribe?: readonly string[];
   now?: () => Date;
@@ -71,13 +82,31 @@ export type AuditSinkDeps = {
 };
 
 /**
- * Partition batches handled at once. Decoding is JavaScript on the main
- * thread and the insert runs on the engine's own threads, so while one
- * partition's block is being written the next one is decoded; inserts still
- * queue on the one writer connection, each with its own partition's token and
- * commit, so exactly-once is unchanged.
+ * Partition batches handled at once. Decoding runs in the decoding thread and
+ * the insert on the engine's own threads, so while one partition's block is
+ * being written the next one is decoded; inserts still queue on the one
+ * writer connection, each with its own partition's token and commit, so
+ * exactly-once is unchanged.
  */
 export const DEFAULT_PARTITIONS_CONCURRENTLY = 4;
+
+/** Default messages per decode request (`decodeChunk`). */
+export const DEFAULT_DECODE_CHUNK = 8192;
+
+/**
+ * Runs `work` while heartbeating the group every `everyMs`: a long insert or
+ * decode must not let the session expire (kafkajs heartbeats only when asked).
+ * A failed heartbeat here is left to the next explicit one, which throws it
+ * into the batch (a rebalance then stops the batch before its commit).
+ */
+const keepAlive = async <T>(heartbeat: () => Promise<void>, everyMs: number, work: Promise<T>): Promise<T> => {
+  const timer = setInterval(() => void heartbeat().catch(() => undefined), everyMs);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+};
 
 export type AuditSink = {
   start(): Promise<void>;
@@ -92,6 +121,8 @@ type Metrics = {
   deadLetters: Counter<'topic' | 'reason'>;
   lag: Gauge<'topic' | 'partition'>;
   insertSeconds: Histogram<'table'>;
+  lookupSeconds: Histogram;
+  decodeWaitSeconds: Histogram;
   batches: Counter<'topic'>;
   duplicates: Counter<'table'>;
   conflicts: Counter<'table'>;
@@ -112,6 +143,10 @@ const createMetrics = (registry: Registry): Metrics => ({
     new Gauge({ name: 'trustfold_audit_sink_consumer_lag', help: 'Messages behind the high watermark after the last batch', labelNames: ['topic', 'partition'], registers: [registry] })),
   insertSeconds: metric(registry, 'trustfold_audit_sink_insert_seconds', () =>
     new Histogram({ name: 'trustfold_audit_sink_insert_seconds', help: 'ClickHouse insert duration', labelNames: ['table'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] })),
+  lookupSeconds: metric(registry, 'trustfold_audit_sink_lookup_seconds', () =>
+    new Histogram({ name: 'trustfold_audit_sink_lookup_seconds', help: 'Write-once index lookup duration, per table of a chunk', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] })),
+  decodeWaitSeconds: metric(registry, 'trustfold_audit_sink_decode_wait_seconds', () =>
+    new Histogram({ name: 'trustfold_audit_sink_decode_wait_seconds', help: 'Time the sink waited for a decoded chunk (decoding not hidden behind inserts)', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] })),
   batches: metric(registry, 'trustfold_audit_sink_batches_total', () =>
     new Counter({ name: 'trustfold_audit_sink_batches_total', help: 'Kafka batches handled', labelNames: ['topic'], registers: [registry] })),
   duplicates: metric(registry, 'trustfold_audit_sink_duplicates_total', () =>
@@ -144,7 +179,10 @@ const createRateWindow = (windowMs: number) => {
 };
 
 export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
-  const codec = deps.codec ?? createCodec();
+  const decodeChunk = Math.max(1, deps.decodeChunk ?? DEFAULT_DECODE_CHUNK);
+  const sessionTimeout = deps.consumer?.sessionTimeoutMs ?? 10_000;
+  const heartbeatInterval = Math.max(100, Math.floor(sessionTimeout / 5));
+  let decoder: BatchDecoder | undefined;
   const now = deps.now ?? (() => new Date());
   const metrics = createMetrics(deps.registry);
   const rate = createRateWindow(10_000);
@@ -200,7 +238,9 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
    * evidence table. Returns the rows inserted.
    */
   const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[], heartbeat: () => Promise<void>, outcomes: Map<string, StoredOutcome>): Promise<number> => {
+    const endLookup = metrics.lookupSeconds.startTimer();
     const stored = await lookupStoredCopies(deps.clickhouse, deps.database, rows.ids);
+    endLookup();
     const verdict = judgeWriteOnce(rows, { topic, partition }, stored);
     const mark = (indexes: readonly number[], outcome: StoredOutcome): void => {
       for (const i of indexes) outcomes.set(rows.offsets[i] ?? '', outcome);
@@ -255,28 +295,44 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     if (lastMessage === undefined) return;
     const role = topicRole(deps.topics, topic);
     const originals = new Map(messages.map((m) => [m.offset, m]));
-    const mapped =
-      role === undefined
-        ? { tables: [], tombstones: 0, decoded: [], rejected: messages.map((m): Rejected => ({ offset: m.offset, key: m.key, value: m.value, reason: 'wrong_topic', message: `no audit role for topic ${topic}` })) }
-        : mapBatch(codec, role, topic, partition, messages.map((m) => ({ offset: m.offset, key: m.key, value: m.value })));
-
-    const rejected = [...mapped.rejected];
+    const rejected: Rejected[] = [];
+    const decoded: DecodedRecord[] = [];
     const outcomes = new Map<string, StoredOutcome>();
-    for (const rows of mapped.tables) {
-      const inserted = await serial(() => storeWriteOnce(rows, topic, partition, rejected, heartbeat, outcomes));
-      metrics.rows.inc({ table: rows.table.name }, inserted);
-      metrics.rowsPerSecond.set(rate(Date.now(), inserted));
-      const token = dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '');
-      await deps.afterInsert?.({ table: rows.table.name, topic, partition, rows: inserted, token });
-      await heartbeat();
+    // Every chunk is asked for at once: the decoding thread answers in order, so chunk k+1 decodes while chunk k is stored.
+    const chunks: Promise<MappedBatch>[] = [];
+    if (role === undefined) {
+      chunks.push(Promise.resolve({ tables: [], tombstones: 0, decoded: [], rejected: messages.map((m): Rejected => ({ offset: m.offset, key: m.key, value: m.value, reason: 'wrong_topic', message: `no audit role for topic ${topic}` })) }));
+    } else {
+      const d = decoder ?? (decoder = inlineDecoder(deps.codec));
+      for (let i = 0; i < messages.length; i += decodeChunk) {
+        const part = messages.slice(i, i + decodeChunk).map((m) => ({ offset: m.offset, key: m.key, value: m.value }));
+        chunks.push(d.decode(role, topic, partition, part, deps.onStored !== undefined));
+      }
+    }
+    // A failed chunk fails the batch (read again); the chunks after it must not be left as unhandled rejections.
+    for (const c of chunks) c.catch(() => undefined);
+    for (const chunk of chunks) {
+      const endWait = metrics.decodeWaitSeconds.startTimer();
+      const mapped = await keepAlive(heartbeat, heartbeatInterval, chunk);
+      endWait();
+      rejected.push(...mapped.rejected);
+      decoded.push(...mapped.decoded);
+      for (const rows of mapped.tables) {
+        const inserted = await keepAlive(heartbeat, heartbeatInterval, serial(() => storeWriteOnce(rows, topic, partition, rejected, heartbeat, outcomes)));
+        metrics.rows.inc({ table: rows.table.name }, inserted);
+        metrics.rowsPerSecond.set(rate(Date.now(), inserted));
+        const token = dedupToken(rows.table.name, topic, partition, rows.offsets[0] ?? '', rows.offsets[rows.offsets.length - 1] ?? '');
+        await deps.afterInsert?.({ table: rows.table.name, topic, partition, rows: inserted, token });
+        await heartbeat();
+      }
     }
     if (deps.onStored !== undefined) {
       // A record ClickHouse refused has no outcome: it is a dead letter, not a stored record.
-      const records = mapped.decoded.flatMap((d): StoredRecord[] => {
+      const records = decoded.flatMap((d): StoredRecord[] => {
         const outcome = outcomes.get(d.offset);
         return outcome === undefined ? [] : [{ ...d, outcome }];
       });
-      await deps.onStored({ topic, partition, records });
+      await keepAlive(heartbeat, heartbeatInterval, deps.onStored({ topic, partition, records }));
       await heartbeat();
     }
     if (rejected.length > 0) {
@@ -310,7 +366,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       if (running) return;
       producer = deps.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
-      const sessionTimeout = deps.consumer?.sessionTimeoutMs ?? 10_000;
+      decoder ??= deps.codec !== undefined || deps.decodeThread === false ? inlineDecoder(deps.codec) : threadDecoder(deps.log);
       const c = deps.kafka.consumer({
         groupId: deps.groupId,
         maxBytesPerPartition: deps.consumer?.maxBytesPerPartition ?? 8 * 1024 * 1024,
@@ -321,7 +377,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
         // heartbeats when it completes, well inside that.
         sessionTimeout,
         rebalanceTimeout: Math.max(sessionTimeout, 10_000),
-        heartbeatInterval: Math.max(100, Math.floor(sessionTimeout / 5)),
+        heartbeatInterval,
         allowAutoTopicCreation: false,
       });
       consumer = c;
@@ -348,8 +404,10 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       stopping = true;
       await consumer?.disconnect();
       await producer?.disconnect();
+      await decoder?.close();
       consumer = undefined;
       producer = undefined;
+      decoder = undefined;
     },
     isRunning: () => running,
   };

@@ -3,7 +3,7 @@
 // is pure (judgeWriteOnce in ./batch.ts).
 import type { ClickHouseClient } from '@clickhouse/client';
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
-import type { RecordIdentity, StoredCopy } from '../../schemas/clickhouse/rows.ts';
+import type { RecordIdentity, StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
 import { RECORD_IDS, type RecordNamespace } from '../../schemas/clickhouse/tables.ts';
 import { identityKey } from './batch.ts';
 
@@ -23,8 +23,32 @@ export const storedCopiesSql = (database: string, namespace: RecordNamespace, id
   query_params: { namespace, tenants: [...new Set(ids.map((i) => i.tenant))], keys: [...new Set(ids.map((i) => i.key))] },
 });
 
-/** Ids per lookup: query parameters travel in the URL of an HTTP server (1 MiB by default). */
-const LOOKUP_CHUNK = 1000;
+/**
+ * Characters of keys per lookup: query parameters travel in the URL of an
+ * HTTP server (1 MiB by default), URL-encoded (a quote is three characters).
+ * Each lookup costs a round trip and a pass over the index's key ranges, so
+ * a chunk holds as many keys as that budget allows (about 5,000 UUIDs).
+ */
+const LOOKUP_CHARS = 192 * 1024;
+
+/** Consecutive runs of ids whose keys fit LOOKUP_CHARS together (a lone longer key still gets its own run). */
+const chunksOf = (ids: readonly RecordIdentity[]): RecordIdentity[][] => {
+  const out: RecordIdentity[][] = [];
+  let run: RecordIdentity[] = [];
+  let chars = 0;
+  for (const id of ids) {
+    const n = id.key.length + 4;
+    if (run.length > 0 && chars + n > LOOKUP_CHARS) {
+      out.push(run);
+      run = [];
+      chars = 0;
+    }
+    run.push(id);
+    chars += n;
+  }
+  if (run.length > 0) out.push(run);
+  return out;
+};
 
 type StoredRow = { tenant: string; record_key: string; digest: string; kafka_topic: string; kafka_partition: number; kafka_offset: string | number };
 
@@ -38,8 +62,8 @@ export const lookupStoredCopies = async (client: ClickHouseClient, database: str
     list.push(id);
   }
   for (const [namespace, list] of byNamespace) {
-    for (let i = 0; i < list.length; i += LOOKUP_CHUNK) {
-      const rs = await client.query({ ...storedCopiesSql(database, namespace, list.slice(i, i + LOOKUP_CHUNK)), format: 'JSONEachRow' });
+    for (const chunk of chunksOf(list)) {
+      const rs = await client.query({ ...storedCopiesSql(database, namespace, chunk), format: 'JSONEachRow' });
       for (const r of await rs.json<StoredRow>()) {
         const k = identityKey({ tenant: r.tenant, key: r.record_key });
         if (!wanted.has(k)) continue;

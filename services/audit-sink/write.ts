@@ -1,19 +1,24 @@
 // Writes one table's rows so that no single record can stop a partition.
 //
-// Which ClickHouse errors are whose fault:
+// Whether to try again is decided by the one rule of services/lib/errors.ts,
+// `isRetriable`, as everywhere else: a failed insert is first said in that
+// vocabulary (`insertFailure`):
+//   - DATA_CODES (cannot parse, type mismatch, …): the data's, not retriable.
+//     Never tried again: the block is halved until the bad rows stand alone;
+//     each becomes a dead letter.
 //   - no error code (connection refused, timeout, socket) or a code from
-//     SERVER_CODES (read-only table, too many queries, Keeper, …): the server's.
-//     Thrown as retriable; the batch is read again. A record cannot cause these.
-//   - DATA_CODES (cannot parse, type mismatch, …): the data's. The block is
-//     halved until the bad rows stand alone; each becomes a dead letter.
-//   - any other code (e.g. 252 TOO_MANY_PARTS): retried a few times first — a
-//     merge backlog clears — and if it persists, isolated like a data error.
-//     A lone row is blamed only while ClickHouse answers a plain query, and
-//     never when every row of a multi-row block fails that way (then the cause
-//     is the server, and the batch is retried instead).
+//     SERVER_CODES (read-only table, too many queries, Keeper, …): the
+//     server's ('clickhouse_unavailable'), retriable. Tried again a few times,
+//     then thrown; the batch is read again. A record cannot cause these.
+//   - any other code (e.g. 252 TOO_MANY_PARTS): retriable too — a merge
+//     backlog clears — but a record might cause it ('clickhouse_query_failed'):
+//     if it persists, isolated like a data error. A lone row is blamed only
+//     while ClickHouse answers a plain query, and never when every row of a
+//     multi-row block fails that way (then the cause is the server, and the
+//     batch is retried instead).
 // Sub-blocks get tokens of their own offset ranges, so a replay splits and
 // deduplicates the same way.
-import { errorMessage, TrustfoldError } from '../lib/errors.ts';
+import { errorMessage, isRetriable, TrustfoldError } from '../lib/errors.ts';
 import type { TableRows } from './batch.ts';
 
 // ClickHouse error codes that mean "this data is bad", not "try again later".
@@ -31,13 +36,21 @@ export const clickhouseCode = (e: unknown): number | undefined => {
   return m?.[1] !== undefined ? Number(m[1]) : undefined;
 };
 
-export type ErrorBlame = 'server' | 'data' | 'unknown';
-
-export const blameOf = (e: unknown): ErrorBlame => {
+/**
+ * A failed insert as a TrustfoldError: `clickhouse_unavailable` (retriable,
+ * the server's), or `clickhouse_query_failed`, retriable when a retry may
+ * clear it and not retriable when the data is at fault.
+ */
+export const insertFailure = (table: string, e: unknown): TrustfoldError => {
+  if (e instanceof TrustfoldError) return e;
   const code = clickhouseCode(e);
-  if (code === undefined || SERVER_CODES.has(code)) return 'server';
-  return DATA_CODES.has(code) ? 'data' : 'unknown';
+  const message = `insert into ${table} failed: ${errorMessage(e)}`;
+  if (code === undefined || SERVER_CODES.has(code)) return new TrustfoldError('clickhouse_unavailable', message, true, { cause: e });
+  return new TrustfoldError('clickhouse_query_failed', message, !DATA_CODES.has(code), { cause: e });
 };
+
+/** Whether a record could have caused the failure (else only the server did, and the batch is read again). */
+const recordMayCause = (f: TrustfoldError): boolean => f.code !== 'clickhouse_unavailable';
 
 export type BlockWriterDeps = {
   /** One insert of one block with its deduplication token. */
@@ -45,7 +58,7 @@ export type BlockWriterDeps = {
   /** Whether ClickHouse answers at all (a plain query), before a lone row is blamed. */
   healthy: () => Promise<boolean>;
   token: (rows: TableRows) => string;
-  /** Extra attempts of a block failing with an unknown code before it is split. Default 2. */
+  /** Extra attempts of a block failing with a retriable error before it is split or thrown. Default 2. */
   retries?: number;
   backoffMs?: number;
   sleep?: (ms: number) => Promise<void>;
@@ -57,24 +70,32 @@ export type WriteResult = {
   rejected: { offset: string; message: string }[];
 };
 
-const serverError = (table: string, e: unknown): TrustfoldError =>
-  new TrustfoldError('clickhouse_unavailable', `insert into ${table} failed: ${errorMessage(e)}`, true, { cause: e });
+/** Thrown so that the batch is read again: retriable, whatever the failure was. */
+const serverError = (f: TrustfoldError): TrustfoldError =>
+  f.retriable && !recordMayCause(f) ? f : new TrustfoldError('clickhouse_unavailable', f.message, true, { cause: f.cause ?? f });
 
 export const createBlockWriter = (deps: BlockWriterDeps) => {
   const retries = deps.retries ?? 2;
   const backoff = deps.backoffMs ?? 100;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
 
-  /** Inserts, retrying an unknown-code failure `attempts` more times; returns the last error, or undefined on success. */
-  const attempt = async (rows: TableRows, attempts: number): Promise<unknown> => {
+  /**
+   * Inserts, trying a retriable failure `attempts` more times (as
+   * retryTransient does); returns the last failure, or undefined on success.
+   * The server's failures are thrown once the attempts are spent.
+   */
+  const attempt = async (rows: TableRows, attempts: number): Promise<TrustfoldError | undefined> => {
     for (let i = 0; ; i++) {
       try {
         await deps.insert(rows, deps.token(rows));
         return undefined;
       } catch (e) {
-        const blame = blameOf(e);
-        if (blame === 'server') throw serverError(rows.table.name, e);
-        if (blame === 'data' || i >= attempts) return e;
+        const f = insertFailure(rows.table.name, e);
+        if (!isRetriable(f)) return f;
+        if (i >= attempts) {
+          if (!recordMayCause(f)) throw f;
+          return f;
+        }
         await sleep(backoff * 2 ** i);
       }
     }
@@ -82,7 +103,7 @@ export const createBlockWriter = (deps: BlockWriterDeps) => {
 
   const write = async (rows: TableRows): Promise<WriteResult> => {
     const result: WriteResult = { inserted: new Set(), rejected: [] };
-    const suspects: { offset: string; message: string; error: unknown }[] = [];
+    const suspects: { offset: string; message: string; error: TrustfoldError }[] = [];
     const go = async (block: TableRows, attempts: number): Promise<void> => {
       if (block.rows.length === 0) return;
       const e = await attempt(block, block.rows.length === 1 ? retries : attempts);
@@ -92,8 +113,10 @@ export const createBlockWriter = (deps: BlockWriterDeps) => {
       }
       if (block.rows.length === 1) {
         const offset = block.offsets[0] ?? '';
-        if (blameOf(e) === 'data') result.rejected.push({ offset, message: errorMessage(e) });
-        else suspects.push({ offset, message: errorMessage(e), error: e });
+        // Not retriable: the data's. Retriable and still failing: a suspect, blamed only below.
+        const message = errorMessage(e.cause ?? e);
+        if (!isRetriable(e)) result.rejected.push({ offset, message });
+        else suspects.push({ offset, message, error: e });
         return;
       }
       const mid = Math.ceil(block.rows.length / 2);
@@ -110,7 +133,8 @@ export const createBlockWriter = (deps: BlockWriterDeps) => {
     if (suspects.length > 0) {
       // Every row failing the same unexplained way points at the server, not at the records.
       const allFailed = result.inserted.size === 0 && result.rejected.length === 0 && rows.rows.length > 1;
-      if (allFailed || !(await deps.healthy())) throw serverError(rows.table.name, suspects[0]?.error);
+      const first = suspects[0]?.error;
+      if (first !== undefined && (allFailed || !(await deps.healthy()))) throw serverError(first);
       result.rejected.push(...suspects.map(({ offset, message }) => ({ offset, message })));
     }
     return result;

@@ -232,6 +232,16 @@ export const stalePdp = (cfg: StalePdpConfig, s: StalePdpState, d: DecisionEvent
 
 export type ToolChangedConfig = { maxSessions: number; maxToolsPerSession: number };
 
+/**
+ * A PDP that watches its upstreams' listings and raised its own signal for a
+ * change (the MCP gateway, services/gate: `injection_detected` from
+ * `trustfold-gate/tool-schema-changed`) puts this reason, then the signal id,
+ * on the session's first decision under the new digest. The rule then records
+ * the new digest without firing: one rug pull, one signal. A PDP whose signal
+ * could not be stored does not mark the decision, and the rule fires.
+ */
+export const TOOL_CHANGE_REPORTED = 'tool-schema-change-reported: ';
+
 /** Per session: each tool's last digest and the decision that first showed it; the (tool, digest) pairs already reported. */
 export type ToolChangedState = { sessions: Record<string, { tools: Record<string, { digest: string; event_id: string }>; fired: string[] }>; order: string[] };
 
@@ -257,7 +267,9 @@ export const toolChanged = (cfg: ToolChangedConfig, s: ToolChangedState, d: Deci
   let tools = prev.tools;
   if (known === undefined || known.digest !== digest) {
     const pair = `${tool}\u0000${digest}`;
-    if (known !== undefined && !fired.includes(pair)) {
+    const reported = d.decision.reasons.some((r) => r.startsWith(TOOL_CHANGE_REPORTED));
+    if (known !== undefined && reported && !fired.includes(pair)) fired = [...fired, pair].slice(-cfg.maxToolsPerSession);
+    else if (known !== undefined && !fired.includes(pair)) {
       out.push({
         detector: 'trustfold/tool-description-changed',
         tenant_id: d.tenant_id,

@@ -94,6 +94,8 @@ export const gateFileSchema = z.strictObject({
     .prefault({}),
   /** The signal raised against the sessions that used a tool whose description or schema changed. */
   tool_change: z.strictObject({ severity: z.enum(SEVERITIES).default('low') }).prefault({}),
+  /** How long an approval request can be redeemed by a retry after it was issued (a grant is used once). */
+  step_up: z.strictObject({ ttl_seconds: z.number().int().min(1).max(86_400).default(600) }).prefault({}),
 });
 export type GateFile = z.infer<typeof gateFileSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
@@ -110,6 +112,7 @@ export type GateConfig = {
   tools: Record<string, ToolPolicy>;
   audit: GateFile['audit'];
   toolChangeSeverity: GateFile['tool_change']['severity'];
+  stepUpTtlMs: number;
 };
 
 export const isStdio = (u: UpstreamConfig): u is z.infer<typeof stdioUpstream> => 'command' in u;
@@ -136,6 +139,7 @@ export const gateConfigFrom = (f: GateFile): GateConfig => ({
   ),
   audit: f.audit,
   toolChangeSeverity: f.tool_change.severity,
+  stepUpTtlMs: f.step_up.ttl_seconds * 1000,
 });
 
 /** The config as a value; JSON syntax errors and every schema problem come back as field errors. */

@@ -28,7 +28,26 @@ import { GATE_SCOPES, intentOf, type CallerIdentity } from './claims.ts';
 import type { GateConfig } from './config.ts';
 import { builtinPolicy, type PolicyEngine } from './policy.ts';
 import { isDestructive, type Verdict } from './rules.ts';
+import type { StepUps, Unredeemable } from './step-up.ts';
 import { GATE_INFO, type CallResult, type Upstream } from './upstream.ts';
+
+/**
+ * The reason a decision carries when it is the session's first on a tool whose description or schema change
+ * this gateway already reported to that session (then the signal id). The detector's tool-description-changed
+ * rule (services/detect/rules.ts, same string) does not fire on such a decision.
+ */
+export const TOOL_CHANGE_REPORTED = 'tool-schema-change-reported: ';
+
+/** Where a retry names the approval request it was granted: `_meta["trustfold/step_up"]`. */
+export const STEP_UP_META = 'trustfold/step_up';
+
+const UNREDEEMABLE: Record<Exclude<Unredeemable, 'pending'>, string> = {
+  unknown: 'names no approval request this gateway issued',
+  refused: 'was refused',
+  expired: 'has expired',
+  used: 'was already used',
+  other_call: 'was issued for another call (session, tool or arguments differ)',
+};
 
 /** JSON-RPC error codes the gateway answers with itself (the server-defined range). */
 export const GATE_ERRORS = {
@@ -72,6 +91,8 @@ export type Audit = {
 
 export type GatewayDeps = {
   config: Pick<GateConfig, 'separator' | 'namespaced' | 'sessionMetaKey' | 'rules' | 'tools' | 'audit' | 'toolChangeSeverity'>;
+  /** Approval requests this gateway issued and their resolutions; without it a retry naming one is judged afresh. */
+  stepUps?: StepUps;
   upstreams: readonly Upstream[];
   view: { get(sessionId: string, tenantId: string): TrustLookup };
   audit: Audit;
@@ -124,8 +145,12 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
   type InFlight = { send: (n: ServerNotification) => Promise<void>; level: () => LoggingLevel | undefined };
   const inFlight = new Map<string, Set<InFlight>>();
   const LEVELS = LoggingLevelSchema.options;
-  /** exposed tool name → the sessions (tenant, session) that called it, for the tool-change signal. */
-  const usedBy = new Map<string, Map<string, { tenant: string; session: string }>>();
+  /**
+   * exposed tool name → the sessions that called it (allowed), for the tool-change signal: the digest the
+   * session last called it under, and the change this gateway reported to it (stored signal), if any.
+   */
+  type Usage = { tenant: string; session: string; digest: string; reported?: { digest: string; signalId: string } };
+  const usedBy = new Map<string, Map<string, Usage>>();
 
   const list = async (): Promise<Catalog> =>
     buildCatalog(await Promise.all(deps.upstreams.map(async (u) => ({ upstream: u.name, tools: await u.listTools() }))), config.tools, config);
@@ -136,18 +161,22 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
   const signalChange = async (c: ToolChange): Promise<void> => {
     const sessions = [...(usedBy.get(c.name)?.values() ?? [])];
     deps.logger?.warn({ tool: c.name, before: c.before, after: c.after, sessions: sessions.length }, 'upstream changed a tool description or schema');
+    const signalId = `tool-changed:${c.name}:${c.after.slice('sha256:'.length, 'sha256:'.length + 16)}`;
     await Promise.all(
-      sessions.map(async ({ tenant, session }) => {
+      sessions.map(async (usage) => {
+        const { tenant, session } = usage;
         const r = await audit.signal({
           kind: 'injection_detected',
           tenant_id: tenant,
           session_id: session,
-          signal_id: `tool-changed:${c.name}:${c.after.slice('sha256:'.length, 'sha256:'.length + 16)}`,
+          signal_id: signalId,
           severity: config.toolChangeSeverity,
           detector: 'trustfold-gate/tool-schema-changed',
           detail: `upstream ${c.upstream} changed tool ${c.tool} (description or input schema) after this session used it: ${c.before} → ${c.after}`,
         });
         if (!r.ok) deps.logger?.error({ tool: c.name, session, err: r.message }, 'tool-change signal not stored');
+        // Only a stored signal counts as reported: otherwise the detector's rule is left to raise it.
+        else usage.reported = { digest: c.after, signalId };
       }),
     );
   };
@@ -178,7 +207,8 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     return typeof s === 'string' && s !== '' && s.length <= 256 ? s : undefined;
   };
 
-  type Judged = { entry: CatalogEntry; session: string; verdict: Verdict; started: bigint; args: Record<string, unknown>; meta: Meta; action: string; resource: string };
+  /** `notes`: reasons the audit gets beside the verdict's (the tool-change marker). */
+  type Judged = { entry: CatalogEntry; session: string; verdict: Verdict; started: bigint; args: Record<string, unknown>; meta: Meta; action: string; resource: string; notes?: string[] };
 
   const decisionOf = (id: CallerIdentity, j: Judged, eventId: string, outcome?: { status: 'executed' | 'blocked' | 'failed' | 'pending_approval'; detail?: string }): DecisionToEmit & { event_id: string } => {
     const intent = intentOf(j.meta['trustfold/intent']) ?? id.intent;
@@ -196,7 +226,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
         policy_id: j.verdict.policy_id ?? config.audit.policy_id,
         policy_version: j.verdict.policy_version ?? config.audit.policy_version,
         rule_id: j.verdict.rule_id,
-        reasons: j.verdict.reasons,
+        reasons: j.notes !== undefined ? [...j.verdict.reasons, ...j.notes] : j.verdict.reasons,
         ...(j.verdict.trust_version !== undefined && { trust_version: j.verdict.trust_version }),
         pdp_id: config.audit.pdp_id,
         latency_us: Number((process.hrtime.bigint() - j.started) / 1000n),
@@ -227,15 +257,20 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
    * are stored before the agent hears back, so the request id it gets names an
    * approval request that exists; then a JSON-RPC error the client can act on.
    */
-  const stepUp = async (id: CallerIdentity, j: Judged, eventId: string): Promise<never> => {
-    const requestId = `SU-${eventId}`;
+  const stepUp = async (id: CallerIdentity, j: Judged, eventId: string, pending?: string): Promise<never> => {
+    // A retry naming a request still waiting for its answer gets the same request back, not a new one.
+    const requestId = pending ?? `SU-${eventId}`;
     const scope = `${j.action} ${j.resource}`;
+    const issuedAt = now();
     const [decided, signalled] = await Promise.all([
       audit.decision(decisionOf(id, j, eventId, { status: 'pending_approval', detail: `approval request ${requestId}` })),
-      audit.signal({ kind: 'step_up_requested', tenant_id: id.tenant, session_id: j.session, request_id: requestId, scope: scope.slice(0, 4096), occurred_at: now().toISOString() }),
+      pending !== undefined
+        ? Promise.resolve<AuditOutcome>({ ok: true })
+        : audit.signal({ kind: 'step_up_requested', tenant_id: id.tenant, session_id: j.session, request_id: requestId, scope: scope.slice(0, 4096), occurred_at: issuedAt.toISOString() }),
     ]);
     const failed = [decided, signalled].find((r) => !r.ok);
     if (failed !== undefined && !failed.ok) throw gateError('audit_unavailable', `the approval request could not be stored: ${failed.message}`, true);
+    if (pending === undefined) deps.stepUps?.requested({ requestId, scope, tenant: id.tenant, session: j.session, tool: j.entry.name, argsDigest: argsDigest(j.args), issuedAt: issuedAt.getTime() });
     throw gateError('step_up_required', `step-up approval required for ${j.entry.name} on ${j.resource} (approval request ${requestId}): ${j.verdict.reasons.join('; ') || j.verdict.rule_id}`, true, {
       request_id: requestId,
       decision_event_id: eventId,
@@ -260,20 +295,37 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     const resource = resourceOf(entry, args);
     const facts = { action, resource, destructive: entry.policy.destructive, requiresRoles: entry.policy.requiresRoles };
     const eventId = newId();
+    // The session's first decision on this tool under a digest whose change this gateway already reported to it
+    // says so, and the detector's tool-description-changed rule leaves it alone: one rug pull, one signal.
+    const usageKey = `${id.tenant}\u0000${session}`;
+    const usage = usedBy.get(entry.name)?.get(usageKey);
+    const notes = usage !== undefined && usage.digest !== entry.digest && usage.reported?.digest === entry.digest ? [`${TOOL_CHANGE_REPORTED}${usage.reported.signalId}`] : undefined;
+    if (usage !== undefined && notes !== undefined) usage.digest = entry.digest;
     if (!id.scopes.has(GATE_SCOPES.write)) {
       const verdict: Verdict = { effect: 'deny', rule_id: 'deny-missing-scope', reasons: [`token lacks scope ${GATE_SCOPES.write}`] };
-      emitLater(decisionOf(id, { entry, session, verdict, started, args, meta, action, resource }, eventId, { status: 'blocked' }));
+      emitLater(decisionOf(id, { entry, session, verdict, started, args, meta, action, resource, ...(notes !== undefined && { notes }) }, eventId, { status: 'blocked' }));
       throw gateError('forbidden', `tools/call needs scope ${GATE_SCOPES.write}`);
     }
     const decided = policy.decide({ lookup: deps.view.get(session, id.tenant), call: { ...facts, tool: entry.name, upstream: entry.upstream }, caller: id, session, requestId: eventId });
     // The built-in rules answer synchronously: no await (no extra turn of the event loop) on the hot path.
-    const verdict = decided instanceof Promise ? await decided : decided;
-    const j: Judged = { entry, session, verdict, started, args, meta, action, resource };
-    if (verdict.effect === 'step_up') return stepUp(id, j, eventId);
+    let verdict = decided instanceof Promise ? await decided : decided;
+    // A retry naming a granted approval request for exactly this call turns the policy's step_up into an allow,
+    // once. It never lifts a deny: trust that got worse since the approval still decides.
+    const presented = meta[STEP_UP_META];
+    let pendingRequest: string | undefined;
+    if (verdict.effect === 'step_up' && typeof presented === 'string' && deps.stepUps !== undefined) {
+      const r = deps.stepUps.redeem(presented, { tenant: id.tenant, session, tool: entry.name, argsDigest: argsDigest(args) }, now().getTime());
+      if (r.ok) verdict = { ...verdict, effect: 'allow', rule_id: 'allow-step-up-granted', reasons: [`step-up ${presented} granted${r.approver !== undefined ? ` by ${r.approver}` : ''}`, ...verdict.reasons] };
+      else if (r.reason === 'pending') pendingRequest = presented;
+      else verdict = { ...verdict, effect: 'deny', rule_id: `deny-step-up-${r.reason.replace('_', '-')}`, reasons: [`step-up ${presented.slice(0, 128)} ${UNREDEEMABLE[r.reason]}`, ...verdict.reasons] };
+    }
+    const j: Judged = { entry, session, verdict, started, args, meta, action, resource, ...(notes !== undefined && { notes }) };
+    if (verdict.effect === 'step_up') return stepUp(id, j, eventId, pendingRequest);
     if (verdict.effect !== 'allow') return refuse(id, j, eventId);
 
-    const sessions = usedBy.get(entry.name) ?? new Map<string, { tenant: string; session: string }>();
-    usedBy.set(entry.name, sessions.set(`${id.tenant}\u0000${session}`, { tenant: id.tenant, session }));
+    const sessions = usedBy.get(entry.name) ?? new Map<string, Usage>();
+    if (usage !== undefined) usage.digest = entry.digest;
+    else usedBy.set(entry.name, sessions.set(usageKey, { tenant: id.tenant, session, digest: entry.digest }));
 
     const durable = config.audit.durable === 'all' || (config.audit.durable === 'destructive' && isDestructive(facts, config.rules));
     if (durable) {
@@ -282,7 +334,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     }
     const upstream = upstreams.get(entry.upstream);
     if (upstream === undefined) throw new RpcError(ErrorCode.InternalError, `upstream ${entry.upstream} is gone`);
-    const { [config.sessionMetaKey ?? '']: _session, ...forwardMeta } = meta;
+    const { [config.sessionMetaKey ?? '']: _session, [STEP_UP_META]: _stepUp, ...forwardMeta } = meta;
     const progressToken = meta['progressToken'];
     let result: CallResult;
     const flight: InFlight = { send: extra.sendNotification, level: extra.level };

@@ -1,17 +1,19 @@
 // Agents reach the gateway over Streamable HTTP. Every request carries its
 // bearer token and is verified on its own (a transport session is not an
-// identity); an MCP session stays bound to the tenant and subject that opened
-// it. The SDK transport does the protocol; this file does auth and routing.
+// identity; a token verified before is taken from a bounded cache, never past
+// its exp); an MCP session stays bound to the tenant and subject that opened
+// it. agent-http.ts does the protocol; this file does auth and routing.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { decodeJwt } from 'jose';
-import type { Authenticator } from '../lib/auth.ts';
+import type { Authenticator, Caller } from '../lib/auth.ts';
 import type { Logger } from '../lib/log.ts';
-import { identityFromClaims, type ClaimNames } from './claims.ts';
+import { AgentHttpTransport } from './agent-http.ts';
+import { identityFromClaims, type CallerIdentity, type ClaimNames } from './claims.ts';
 import { authInfoFor, GATE_ERRORS, type Gateway } from './gateway.ts';
+import { createTokenCache } from './token-cache.ts';
 
 export type GateHttpOptions = {
   gateway: Gateway;
@@ -21,6 +23,9 @@ export type GateHttpOptions = {
   logger?: Logger;
   /** Request bodies beyond this are refused with 413. Default 4 MiB. */
   maxBodyBytes?: number;
+  /** Verified tokens remembered (LRU); 0 verifies every request. Default 10,000. */
+  tokenCacheSize?: number;
+  now?: () => number;
 };
 
 export type GateHttp = { server: HttpServer; listen(port: number, host: string): Promise<string>; close(): Promise<void> };
@@ -40,25 +45,38 @@ const readBody = async (req: IncomingMessage, limit: number): Promise<string | u
   return Buffer.concat(chunks).toString('utf8');
 };
 
-type Session = { transport: StreamableHTTPServerTransport; owner: string };
+type Session = { transport: AgentHttpTransport; owner: string };
 
 export const createGateHttp = (o: GateHttpOptions): GateHttp => {
   const sessions = new Map<string, Session>();
   const limit = o.maxBodyBytes ?? 4 * 1024 * 1024;
+  const now = o.now ?? Date.now;
+  const cacheSize = o.tokenCacheSize ?? 10_000;
+  const verifiedTokens = createTokenCache<{ caller: Caller; identity: CallerIdentity }>(Math.max(1, cacheSize));
+
+  /** The verified caller of a request's Authorization header, or why not. */
+  const authenticate = async (authorization: string | undefined): Promise<{ ok: true; token: string; caller: Caller; identity: CallerIdentity } | { ok: false; message: string }> => {
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+    const cached = cacheSize > 0 && token !== undefined ? verifiedTokens.get(token, now()) : undefined;
+    if (token !== undefined && cached !== undefined) return { ok: true, token, ...cached };
+    const verified = await o.authenticator.verify(authorization);
+    if (!verified.ok) return { ok: false, message: verified.error.message };
+    if (token === undefined) return { ok: false, message: 'Authorization must be "Bearer <token>"' };
+    const identity = identityFromClaims(decodeJwt(token), o.claims);
+    if (!identity.ok) return { ok: false, message: identity.error };
+    if (cacheSize > 0) verifiedTokens.set(token, { caller: verified.value, identity: identity.value }, verified.value.expiresAt);
+    return { ok: true, token, caller: verified.value, identity: identity.value };
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://gate');
     if (url.pathname === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     if (url.pathname !== o.path) return rpcError(res, 404, -32601, `no MCP endpoint at ${url.pathname}; it is ${o.path}`);
 
-    const authorization = req.headers.authorization;
-    const verified = await o.authenticator.verify(authorization);
-    if (!verified.ok) return rpcError(res, 401, GATE_ERRORS.unauthorized, verified.error.message, { 'www-authenticate': 'Bearer' });
-    const token = (authorization ?? '').replace(/^Bearer\s+/i, '').trim();
-    const identity = identityFromClaims(decodeJwt(token), o.claims);
-    if (!identity.ok) return rpcError(res, 401, GATE_ERRORS.unauthorized, identity.error, { 'www-authenticate': 'Bearer' });
-    const owner = `${verified.value.tenant}\u0000${verified.value.sub}`;
-    (req as IncomingMessage & { auth?: unknown }).auth = authInfoFor(token, identity.value, verified.value.sub);
+    const auth = await authenticate(req.headers.authorization);
+    if (!auth.ok) return rpcError(res, 401, GATE_ERRORS.unauthorized, auth.message, { 'www-authenticate': 'Bearer' });
+    const owner = `${auth.caller.tenant}\u0000${auth.caller.sub}`;
+    const authInfo = authInfoFor(auth.token, auth.identity, auth.caller.sub);
 
     let body: unknown;
     if (req.method === 'POST') {
@@ -76,12 +94,12 @@ export const createGateHttp = (o: GateHttpOptions): GateHttp => {
       const s = sessions.get(sessionId);
       if (s === undefined) return rpcError(res, 404, -32001, 'Session not found');
       if (s.owner !== owner) return rpcError(res, 403, GATE_ERRORS.forbidden, 'this MCP session belongs to another caller');
-      return s.transport.handleRequest(req, res, body);
+      return s.transport.handleRequest(req, res, body, authInfo);
     }
     if (req.method !== 'POST' || !isInitializeRequest(body)) {
       return rpcError(res, 400, -32000, 'Bad Request: no Mcp-Session-Id; the first request must be initialize');
     }
-    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+    const transport: AgentHttpTransport = new AgentHttpTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => void sessions.set(id, { transport, owner }),
     });
@@ -89,7 +107,7 @@ export const createGateHttp = (o: GateHttpOptions): GateHttp => {
       if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
     };
     await o.gateway.connect(transport);
-    await transport.handleRequest(req, res, body);
+    transport.handleRequest(req, res, body, authInfo);
   };
 
   const server = createServer((req, res) => {

@@ -8,7 +8,7 @@ import { decodeJwt } from 'jose';
 import { pino } from 'pino';
 import { createEmitter, type EmitOutcome, type Emitter } from '../emitter/emitter.ts';
 import { createAuthenticator, loadOrCreateLocalSecret, mintToken, OPERATOR_TENANT } from '../lib/auth.ts';
-import { parseConfig, type Config } from '../lib/config.ts';
+import { formatFieldErrors, parseConfig, type Config } from '../lib/config.ts';
 import { createKafka } from '../lib/kafka.ts';
 import { createLogger, type Logger } from '../lib/log.ts';
 import { createTrustView, type TrustLookup } from '../pdp-client/trust-view.ts';
@@ -17,6 +17,8 @@ import { loadGateConfig, type GateConfig } from './config.ts';
 import { createGateway, type Audit, type AuditOutcome, type Gateway } from './gateway.ts';
 import { createGateHttp, type GateHttp } from './http.ts';
 import { builtinPolicy, cerbosPolicy, type PolicyEngine } from './policy.ts';
+import { createStepUpReader } from './step-up-reader.ts';
+import { createStepUps, type StepUps } from './step-up.ts';
 import { openUpstream, type Upstream } from './upstream.ts';
 
 export const GATE_USAGE = `usage:
@@ -108,7 +110,14 @@ export const startGate = async (o: StartGateOptions): Promise<RunningGate> => {
       closers.push(() => up.close());
     }
     await view.ready();
-    const g = await createGateway({ config: gate, upstreams, view, audit: o.audit ?? emitterAudit(emitter), policy, logger });
+    // Step-up grants come from the signals topic: without Kafka (a pushed view, no brokers) a retry is judged afresh.
+    let stepUps: StepUps | undefined;
+    if (config.kafka.brokers !== undefined) {
+      stepUps = createStepUps({ ttlMs: gate.stepUpTtlMs });
+      const reader = await createStepUpReader({ kafka: createKafka(config.kafka.brokers, `${config.kafka.clientId}-gate-step-up`), topic: config.topics.signals, stepUps, logger });
+      closers.push(() => reader.close());
+    }
+    const g = await createGateway({ config: gate, upstreams, view, audit: o.audit ?? emitterAudit(emitter), policy, logger, ...(stepUps !== undefined && { stepUps }) });
     late.gateway = g;
     closers.push(() => g.close());
     const unknownPolicies = Object.keys(gate.tools).filter((t) => !g.catalog().entries.has(t));
@@ -147,9 +156,9 @@ export const runGate = async (args: string[], env: Record<string, string | undef
   const file = values.config ?? env['TRUSTFOLD_GATE_CONFIG'];
   if (file === undefined) return say(`trustfold gate: --config FILE is required\n\n${GATE_USAGE}`), 2;
   const gate = loadGateConfig(file);
-  if (!gate.ok) return say(`trustfold gate: invalid config ${file}\n${gate.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`), 2;
+  if (!gate.ok) return say(`trustfold gate: invalid config ${file}\n  ${formatFieldErrors(gate.error, '\n  ')}`), 2;
   const config = parseConfig(env);
-  if (!config.ok) return say(`trustfold gate: invalid configuration\n${config.error.map((e) => `  ${e.path}: ${e.message}`).join('\n')}`), 2;
+  if (!config.ok) return say(`trustfold gate: invalid configuration\n  ${formatFieldErrors(config.error, '\n  ')}`), 2;
   const port = values.port !== undefined ? Number(values.port) : undefined;
   if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) return say(`trustfold gate: --port ${values.port ?? ''} is not a port`), 2;
   // Under --stdio, stdout is the protocol: logs go to stderr.

@@ -4,12 +4,12 @@
 // not know are passed on, not stripped.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { LoggingMessageNotificationSchema, ToolListChangedNotificationSchema, type LoggingMessageNotification, type Progress } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { UpstreamTool } from './catalog.ts';
 import { isStdio, type UpstreamConfig } from './config.ts';
+import { UpstreamHttpTransport } from './upstream-http.ts';
 
 export const GATE_INFO = { name: 'trustfold-gate', version: '0.1.0' } as const;
 
@@ -47,7 +47,7 @@ const transportFor = (cfg: UpstreamConfig): Transport =>
         ...(cfg.cwd !== undefined && { cwd: cfg.cwd }),
         stderr: 'inherit',
       })
-    : new StreamableHTTPClientTransport(new URL(cfg.url), cfg.headers !== undefined ? { requestInit: { headers: cfg.headers } } : {});
+    : new UpstreamHttpTransport(new URL(cfg.url), { headers: cfg.headers });
 
 /** Wraps a connected transport (tests pass an in-memory one). */
 export const connectUpstream = async (name: string, cfg: Pick<UpstreamConfig, 'timeout_ms'>, transport: Transport, events: UpstreamEvents): Promise<Upstream> => {

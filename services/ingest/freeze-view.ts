@@ -10,13 +10,11 @@
 // of each freeze with the sessions naming it: not the trust states themselves.
 // Same answer as the TrustView fallback it replaces: a freeze shows once it
 // matches a session, and stays while some session's latest state names it.
-import { randomUUID } from 'node:crypto';
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { ActiveFreeze, SessionTrust } from '../../schemas/events.ts';
 import { tupleKey } from '../../schemas/keys.ts';
-import { retryTransient } from '../lib/kafka.ts';
-import { endOffsets, trackCatchUp } from '../projector/catch-up.ts';
+import { readFromStart } from '../lib/catch-up.ts';
 import type { Logger } from '../lib/log.ts';
 import { admitTrust } from '../pdp-client/trust-view.ts';
 
@@ -73,19 +71,12 @@ export const createFreezeIndex = () => {
 export const createFreezeView = async (opts: FreezeViewOptions): Promise<FreezeView> => {
   const codec = opts.codec ?? createCodec();
   const index = createFreezeIndex();
-  const admin = opts.kafka.admin();
-  await retryTransient(() => admin.connect());
-  let targets: Map<number, bigint>;
-  try {
-    targets = await endOffsets(admin, opts.topic);
-  } finally {
-    await admin.disconnect();
-  }
   // A group of its own, never committing: it is assigned every partition (see trust-view.ts).
-  const consumer: Consumer = opts.kafka.consumer({ groupId: `trustfold-freeze-view-${randomUUID()}`, maxWaitTimeInMs: 250, readUncommitted: opts.readUncommitted ?? false });
-  const catchUp = trackCatchUp(consumer, opts.topic, targets);
-  await retryTransient(() => consumer.connect());
-  await retryTransient(() => consumer.subscribe({ topic: opts.topic, fromBeginning: true }));
+  const { consumer, catchUp } = await readFromStart(opts.kafka, {
+    topic: opts.topic,
+    groupPrefix: 'trustfold-freeze-view',
+    config: { readUncommitted: opts.readUncommitted ?? false },
+  });
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch }) => {

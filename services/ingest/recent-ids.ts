@@ -17,8 +17,8 @@ export type RecentIds = {
   readonly size: number;
 };
 
-/** Collision-free: no pair of strings shares a JSON tuple with another pair. */
-export const tenantIdKey = (tenant: string, id: string): string => JSON.stringify([tenant, id]);
+/** Collision-free: the length prefix says where the tenant ends, so no two pairs share a key. */
+export const tenantIdKey = (tenant: string, id: string): string => `${tenant.length}:${tenant}:${id}`;
 
 /** Insertion-ordered Map as an LRU. */
 export const createRecentIds = (capacity: number): RecentIds => {

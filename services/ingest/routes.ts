@@ -23,8 +23,9 @@ import { DEFAULT_EVENT_TIME_BOUNDS, type EventTimeBounds } from '../lib/event-ti
 import { callerOf, requireAnyScope, requireScope, sendError, type ReadinessCheck } from '../lib/http.ts';
 import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
 import type { Registry } from 'prom-client';
-import { admitEvents, type Rejection } from './admit.ts';
-import { formatOf, NDJSON_CONTENT_TYPES, parseBody, type BodyError, type BodyFormat } from './body.ts';
+import { dedupeEvents, type Rejection } from './admit.ts';
+import { formatOf, NDJSON_CONTENT_TYPES, type BodyError, type BodyFormat } from './body.ts';
+import { inlinePreparer, threadPreparer, type Preparer } from './prepare-thread.ts';
 import { uuidv7 } from '../../schemas/ids.ts';
 import { createIngestMetrics } from './metrics.ts';
 import { createRecentIds, type RecentEntry } from './recent-ids.ts';
@@ -40,6 +41,12 @@ export type IngestDeps = {
   /** occurred_at bounds (config.eventTime). Default 60 s ahead, 30 days old. */
   eventTime?: EventTimeBounds;
   codec?: Codec;
+  /**
+   * Worker threads that prepare request bodies (parse, check, encode) off the
+   * event loop (prepare-thread.ts). Default 0: on the request's thread. With a
+   * custom `codec` bodies are always prepared inline (a codec cannot cross threads).
+   */
+  prepareThreads?: number;
   /** How many acknowledged event ids this instance remembers for duplicate detection. Default 100 000. */
   recentIdCapacity?: number;
   /** Retry-After seconds on 503. Default 2. */
@@ -130,6 +137,9 @@ export const ingestRoutes =
     const codec = deps.codec ?? createCodec();
     const metrics = createIngestMetrics(deps.registry);
     const recent = createRecentIds(deps.recentIdCapacity ?? 100_000);
+    const threads = deps.codec === undefined ? Math.max(0, Math.floor(deps.prepareThreads ?? 0)) : 0;
+    const preparer: Preparer = threads > 0 ? threadPreparer(threads, app.log) : inlinePreparer(codec);
+    app.addHook('onClose', async () => preparer.close());
     const clock = deps.clock ?? (() => new Date());
     const newId = deps.newId ?? (() => uuidv7(clock().getTime()));
     const retryAfter = String(deps.retryAfterSeconds ?? 2);
@@ -185,40 +195,39 @@ export const ingestRoutes =
     };
 
     /**
-     * Body → validated, stamped, encoded records, synchronously: the parsed
-     * JSON and zod's output are garbage as soon as this returns.
+     * Body → validated, stamped, encoded records (on a preparing thread when
+     * there are any), then the duplicate check here, where `recent` lives.
+     * The parsed JSON and zod's output never reach this thread's heap when a
+     * thread prepared them.
      */
-    const prepareEvents = (text: string, format: BodyFormat, caller: Caller): Result<{ out: Outbound; duplicates: number; rejected: Rejection[] }, BodyError> => {
-      const parsed = parseBody(text, format, deps.limits.maxEventsPerRequest);
-      if (!parsed.ok) return parsed;
-      const admission = admitEvents(parsed.value, { caller, recent, nowMs: clock().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS });
-      for (const r of admission.reasons) metrics.rejected.inc({ reason: r });
-      const duplicates = admission.duplicatesInRequest + admission.duplicatesRecent;
-      if (admission.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, admission.duplicatesInRequest);
-      if (admission.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, admission.duplicatesRecent);
+    const prepareEvents = async (body: string | Buffer, format: BodyFormat, caller: Caller): Promise<Result<{ out: Outbound; duplicates: number; rejected: Rejection[] }, BodyError>> => {
+      const input = { body, format, limit: deps.limits.maxEventsPerRequest, caller, nowMs: clock().getTime(), bounds: deps.eventTime ?? DEFAULT_EVENT_TIME_BOUNDS };
+      const prepared = await preparer.prepare(input);
+      if (!prepared.ok) return prepared;
+      const p = prepared.value;
+      const d = dedupeEvents(p.events, recent);
+      for (const r of p.reasons) metrics.rejected.inc({ reason: r });
+      for (const r of d.reasons) metrics.rejected.inc({ reason: r });
+      const duplicates = d.duplicatesInRequest + d.duplicatesRecent;
+      if (d.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, d.duplicatesInRequest);
+      if (d.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, d.duplicatesRecent);
       const out: Outbound = { records: [], recent: [], kinds: new Map() };
-      for (const [k, e] of admission.events.entries()) {
-        let record: OutboundRecord;
-        try {
-          record = toRecord(e);
-        } catch (x) {
-          // zod passed but Avro refused: the two schemas drifted. Say so per event.
-          admission.rejected.push({ index: admission.indices[k] ?? -1, event_id: e.event_id, errors: [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }] });
-          metrics.rejected.inc({ reason: 'encode' });
-          continue;
-        }
-        add(out, e, record, admission.digests[k]);
+      for (const e of d.kept) {
+        out.records.push({ topic: e.stream === 'decisions' ? deps.topics.decisions : deps.topics.signals, key: e.key, value: e.value });
+        out.recent.push({ tenant: e.tenant, id: e.id, digest: e.digest });
+        out.kinds.set(e.kind, (out.kinds.get(e.kind) ?? 0) + 1);
       }
-      admission.rejected.sort((a, b) => a.index - b.index);
-      return ok({ out, duplicates, rejected: admission.rejected });
+      const rejected = d.rejected.length === 0 ? p.rejected : [...p.rejected, ...d.rejected].sort((a, b) => a.index - b.index);
+      return ok({ out, duplicates, rejected });
     };
 
     await app.register(async (events) => {
-      // The raw text is kept so a malformed body can be answered with line/column.
+      // The raw body is kept so a malformed one can be answered with line/column; it is
+      // decoded (UTF-8) where it is parsed, on a preparing thread when there is one.
       events.removeAllContentTypeParsers();
       events.addContentTypeParser(
         ['application/json', ...NDJSON_CONTENT_TYPES],
-        { parseAs: 'string', bodyLimit: deps.limits.maxBodyBytes },
+        { parseAs: 'buffer', bodyLimit: deps.limits.maxBodyBytes },
         (_req, body, done) => done(null, body),
       );
 
@@ -258,8 +267,8 @@ export const ingestRoutes =
           const caller = callerOf(req);
           const badSub = subTooLong(caller);
           if (badSub) return sendError(reply, 400, 'bad_request', badSub[0]?.message ?? 'bad sub', badSub);
-          const text = typeof req.body === 'string' ? req.body : '';
-          const prepared = prepareEvents(text, formatOf(req.headers['content-type']), caller);
+          const body = Buffer.isBuffer(req.body) || typeof req.body === 'string' ? req.body : '';
+          const prepared = await prepareEvents(body, formatOf(req.headers['content-type']), caller);
           if (!prepared.ok) {
             const e = prepared.error;
             metrics.requestsRefused.inc({ reason: e.kind });

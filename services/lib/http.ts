@@ -18,6 +18,7 @@ import Fastify, {
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
+  jsonSchemaTransformObject,
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
@@ -294,6 +295,9 @@ export const buildBaseApp = async (deps: BaseAppDeps): Promise<App> => {
       security: [{ bearer: [] }],
     },
     transform: jsonSchemaTransform,
+    // Named zod schemas (`.meta({ id })`, needed for a recursive one such as a JSON value)
+    // are listed under components.schemas, where the routes' `$ref`s to them point.
+    transformObject: jsonSchemaTransformObject,
   });
   // swagger-ui's own CSP (hashes of its inline script and style), minus
   // upgrade-insecure-requests, which would break /docs on a plain-HTTP localhost.

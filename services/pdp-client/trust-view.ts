@@ -17,11 +17,11 @@
 // for a session not held yet, beyond the record's own offset + 1 (every
 // version of a session is a record before it on the same partition, and
 // compaction keeps offsets). One forged record can then never pin a session.
-import { randomUUID } from 'node:crypto';
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { SessionTrust } from '../../schemas/events.ts';
-import { retryTransient, sessionKey, tupleKey } from '../lib/kafka.ts';
+import { readFromStart } from '../lib/catch-up.ts';
+import { sessionKey, tupleKey } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 
 export type TrustLookup =
@@ -141,43 +141,18 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
   const sessionsByTenant = new Map<string, Set<string>>();
   const listeners = new Set<TrustChangeListener>();
   let lastHeard = now();
-  let caughtUp = false;
 
-  const admin = opts.kafka.admin();
-  await retryTransient(() => admin.connect());
-  const targets = new Map<number, bigint>();
-  try {
-    for (const p of await retryTransient(() => admin.fetchTopicOffsets(opts.topic))) {
-      if (BigInt(p.high) > BigInt(p.low)) targets.set(p.partition, BigInt(p.high));
-    }
-  } finally {
-    await admin.disconnect();
-  }
-
-  let markReady!: () => void;
-  const readyPromise = new Promise<void>((r) => (markReady = r));
-  const checkReady = (): void => {
-    if (!caughtUp && targets.size === 0) {
-      caughtUp = true;
-      markReady();
-    }
-  };
-
-  const consumer: Consumer = opts.kafka.consumer({
-    groupId: `${opts.groupPrefix ?? 'trustfold-trust-view'}-${randomUUID()}`,
-    maxWaitTimeInMs: opts.maxWaitTimeInMs ?? 250,
-    readUncommitted: opts.readUncommitted ?? false,
+  // A group of its own, never committing: it is assigned every partition.
+  const { consumer, catchUp } = await readFromStart(opts.kafka, {
+    topic: opts.topic,
+    groupPrefix: opts.groupPrefix ?? 'trustfold-trust-view',
+    config: { maxWaitTimeInMs: opts.maxWaitTimeInMs ?? 250, readUncommitted: opts.readUncommitted ?? false },
   });
   consumer.on(consumer.events.FETCH, () => {
     lastHeard = now();
   });
-  consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+  consumer.on(consumer.events.END_BATCH_PROCESS, () => {
     lastHeard = now();
-    const target = targets.get(e.payload.partition);
-    if (target !== undefined && BigInt(e.payload.lastOffset) + 1n >= target) {
-      targets.delete(e.payload.partition);
-      checkReady();
-    }
   });
 
   const refusals: Record<RefusalReason, number> = { key_mismatch: 0, version_jump: 0, version_beyond_offset: 0 };
@@ -211,8 +186,6 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     }
   };
 
-  await retryTransient(() => consumer.connect());
-  await retryTransient(() => consumer.subscribe({ topic: opts.topic, fromBeginning: true }));
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch }) => {
@@ -227,14 +200,12 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
       }
     },
   });
-  checkReady();
-
   return {
-    ready: () => readyPromise,
-    isReady: () => caughtUp,
+    ready: () => catchUp.done,
+    isReady: catchUp.isDone,
     get(sessionId, tenantId) {
       const stalenessMs = Math.max(0, now() - lastHeard);
-      if (!caughtUp) return { known: false, reason: 'not_ready', stalenessMs };
+      if (!catchUp.isDone()) return { known: false, reason: 'not_ready', stalenessMs };
       const e = entries.get(keyOf(tenantId, sessionId));
       if (e === undefined) return { known: false, reason: 'unknown_session', stalenessMs };
       return { known: true, state: e.state, version: e.state.version, stalenessMs, receivedAt: e.receivedAt };
@@ -264,6 +235,7 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     refused: () => ({ ...refusals }),
     async close() {
       listeners.clear();
+      catchUp.dispose();
       await consumer.disconnect();
     },
   };

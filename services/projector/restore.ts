@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import type { Codec } from '../../schemas/codec.ts';
 import type { Logger } from '../lib/log.ts';
-import { endOffsets, trackCatchUp } from './catch-up.ts';
+import { endOffsets, trackCatchUp } from '../lib/catch-up.ts';
 import { decodeRecord, publishedMarkerOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
 import { restoreWorld, sessionKeyOf, type World } from './evolve.ts';
 import type { Ahead } from './reconcile.ts';

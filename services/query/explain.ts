@@ -1,7 +1,7 @@
 // One decision with the trust state it met, the state in force at its time,
 // the signals behind both and the story. The choices are pure (pickTrust,
 // trustLagOf in story.ts) and unit-tested; this module only looks things up.
-import type { AuditedDecision } from '../../schemas/clickhouse/rows.ts';
+import type { AuditedDecision } from '../../schemas/clickhouse/rows-read.ts';
 import type { ActiveFreeze, SessionTrust, SignalEvent, Tier, TrustCause } from '../../schemas/events.ts';
 import type { AuditRepository } from './repository.ts';
 import { staleTrustFinding, storyOf, trustLagOf, type TrustLag } from './story.ts';

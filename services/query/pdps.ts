@@ -14,7 +14,8 @@ import type { FastifyPluginAsync, FastifyReply, onRequestHookHandler } from 'fas
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
-import { fromClickHouseTime, toClickHouseTime } from '../../schemas/clickhouse/rows.ts';
+import { fromClickHouseTime } from '../../schemas/clickhouse/rows-read.ts';
+import { toClickHouseTime } from '../../schemas/clickhouse/rows-write.ts';
 import { LIMITS, timestamp } from '../../schemas/events.ts';
 import type { Result } from '../../schemas/result.ts';
 import type { Caller } from '../lib/auth.ts';

@@ -10,7 +10,7 @@ import {
   type ConflictEvidence,
   type DecisionRecord,
   type SignalRecord,
-} from '../../schemas/clickhouse/rows.ts';
+} from '../../schemas/clickhouse/rows-read.ts';
 import type { SessionTrust, SignalEvent, Tier } from '../../schemas/events.ts';
 import {
   conflictsSql,

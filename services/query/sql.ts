@@ -12,7 +12,7 @@
 // whose copies come out adjacent and are dropped by the repository (LIMIT BY
 // there would defeat the top-N read).
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
-import { toClickHouseTime } from '../../schemas/clickhouse/rows.ts';
+import { toClickHouseTime } from '../../schemas/clickhouse/rows-write.ts';
 
 export type Sql = { query: string; query_params: Record<string, unknown> };
 

@@ -7,7 +7,7 @@
 // its own. Its proofs are served by the query role.
 import type { AuditLogConfig } from '../audit-log/config.ts';
 import type { Signer } from '../audit-log/note.ts';
-import { createAuditLogStore } from '../audit-log/store.ts';
+import { createAuditLogStore, WRITER_TILE_CACHE_BYTES } from '../audit-log/store.ts';
 import { createAuditLogWriter, createHookedAuditLogWriter, ensureCheckpointTopic, type AuditLogWriter, type HookedAuditLogWriter } from '../audit-log/writer.ts';
 import type { AuditSinkHooks } from './audit-sink.ts';
 import type { RoleContext, RoleModule } from './role.ts';
@@ -21,7 +21,7 @@ export const auditLogRole = (ctx: RoleContext, alc: AuditLogConfig, signer: Sign
   const { config } = ctx;
   const deps = {
     kafka: ctx.kafka,
-    store: createAuditLogStore(ctx.openClickHouse(), config.clickhouse.database),
+    store: createAuditLogStore(ctx.openClickHouse(), config.clickhouse.database, { tileCacheBytes: WRITER_TILE_CACHE_BYTES }),
     signer,
     originPrefix: alc.originPrefix,
     checkpointTopic: alc.checkpointTopic,

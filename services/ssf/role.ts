@@ -8,7 +8,7 @@ import type { Registry } from 'prom-client';
 import { createCodec } from '../../schemas/codec.ts';
 import type { Config } from '../lib/config.ts';
 import type { App } from '../lib/http.ts';
-import { ensureTopics } from '../lib/kafka.ts';
+import { ensureTopics, retryTransient } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import type { EventSink } from '../ingest/sink.ts';
 import { DEFAULT_TRANSMIT_MAPPING, type TransmitMapping } from './caep.ts';
@@ -46,10 +46,18 @@ export const startSsfRole = async (d: SsfRoleDeps): Promise<SsfRole> => {
   if (key.created) d.logger.info({ kid: key.signing.kid }, 'generated the SSF signing key');
   if (key.tightened) d.logger.warn('the SSF signing key file was readable by others; its mode is now 0600');
   const admin = d.kafka.admin();
-  await admin.connect();
+  await retryTransient(() => admin.connect());
   try {
     await ensureTopics(admin, [
-      { topic: d.ssf.streamsTopic, numPartitions: 1, replicationFactor: d.config.kafka.replication, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
+      {
+        topic: d.ssf.streamsTopic,
+        numPartitions: 1,
+        replicationFactor: d.config.kafka.replication,
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'min.insync.replicas', value: String(d.config.kafka.minInsyncReplicas) },
+        ],
+      },
     ]);
   } finally {
     await admin.disconnect();

@@ -6,12 +6,12 @@
 // ReplacingMergeTree answers stale rows until it merges), every role already
 // depends on Kafka while ClickHouse runs only with the audit roles, and each
 // stream's delivery position is a Kafka consumer-group offset anyway.
-import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
-import { endOffsets, trackCatchUp } from '../projector/catch-up.ts';
+import { zodIssues } from '../../schemas/codec.ts';
+import { readFromStart } from '../lib/catch-up.ts';
+import { formatFieldErrors } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
-import { retryTransient } from '../lib/kafka.ts';
-import type { StreamRecord } from './streams.ts';
+import { storedStreamSchema, type StreamRecord } from './streams.ts';
 
 export type StreamListener = (streamId: string, stream: StreamRecord | undefined) => void;
 
@@ -75,30 +75,27 @@ export const createKafkaStreamStore = async (o: { kafka: Kafka; topic: string; l
     listeners.emit(id, s, o.logger);
   };
 
-  const admin = o.kafka.admin();
-  await retryTransient(() => admin.connect());
-  let targets: Map<number, bigint>;
-  try {
-    targets = await endOffsets(admin, o.topic);
-  } finally {
-    await admin.disconnect();
-  }
-
-  const consumer = o.kafka.consumer({ groupId: `trustfold-ssf-streams-${randomUUID()}`, maxWaitTimeInMs: 250 });
   // The same "read everything that was there at start" test as the TrustView's.
-  const caught = trackCatchUp(consumer, o.topic, targets);
-  await retryTransient(() => consumer.connect());
-  await retryTransient(() => consumer.subscribe({ topic: o.topic, fromBeginning: true }));
+  const { consumer, catchUp: caught } = await readFromStart(o.kafka, { topic: o.topic, groupPrefix: 'trustfold-ssf-streams' });
   await consumer.run({
     autoCommit: false,
     eachMessage: async ({ message }) => {
       const id = message.key?.toString('utf8');
       if (id === undefined) return;
+      if (message.value === null) return apply(id, undefined);
+      let parsed: ReturnType<typeof storedStreamSchema.safeParse>;
       try {
-        apply(id, message.value === null ? undefined : (JSON.parse(message.value.toString('utf8')) as StreamRecord));
+        parsed = storedStreamSchema.safeParse(JSON.parse(message.value.toString('utf8')));
       } catch (e) {
         o.logger?.warn({ err: (e as Error).message, offset: message.offset }, 'skipping unreadable ssf stream record');
+        return;
       }
+      if (!parsed.success || parsed.data.stream_id !== id) {
+        const reason = parsed.success ? 'stream_id differs from the record key' : formatFieldErrors(zodIssues(parsed.error));
+        o.logger?.warn({ reason, offset: message.offset }, 'skipping invalid ssf stream record');
+        return;
+      }
+      apply(id, parsed.data);
     },
   });
   await caught.done;

@@ -14,6 +14,8 @@ const text = z.string().max(4096);
 export const subjectSchema = z.looseObject({ format: z.string().min(1).max(64) });
 export type Subject = z.infer<typeof subjectSchema>;
 
+const audSchema = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(16)]);
+
 export const deliverySchema = z.discriminatedUnion('method', [
   z.strictObject({ method: z.literal(PUSH), endpoint_url: z.url({ protocol: /^https?$/ }).max(2048), authorization_header: z.string().max(8192).optional() }),
   z.strictObject({ method: z.literal(POLL), endpoint_url: z.string().max(2048).optional() }),
@@ -24,7 +26,7 @@ export const receiverFieldsSchema = z.object({
   events_requested: z.array(z.string().min(1).max(512)).max(64).optional(),
   delivery: deliverySchema.optional(),
   description: text.optional(),
-  aud: z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(16)]).optional(),
+  aud: audSchema.optional(),
 });
 export type ReceiverFields = z.infer<typeof receiverFieldsSchema>;
 
@@ -48,6 +50,27 @@ export type StreamRecord = {
   created_at: string;
   updated_at: string;
 };
+
+/** A stream configuration as read back from the streams topic: parsed, not trusted (anyone able to write the topic could put anything there). */
+export const storedStreamSchema: z.ZodType<StreamRecord> = z.object({
+  stream_id: z.string().min(1).max(512),
+  tenant_id: z.string().min(1).max(512),
+  aud: audSchema,
+  events_requested: z.array(z.string().min(1).max(512)).max(64),
+  events_delivered: z.array(z.string().min(1).max(512)).max(64),
+  delivery: z.discriminatedUnion('method', [
+    z.object({ method: z.literal(PUSH), endpoint_url: z.string().max(2048), authorization_header: z.string().max(8192).exactOptional() }),
+    z.object({ method: z.literal(POLL), endpoint_url: z.string().max(2048) }),
+  ]),
+  description: text.exactOptional(),
+  inactivity_timeout: z.number().int().nonnegative(),
+  min_verification_interval: z.number().int().nonnegative(),
+  status: z.enum(STATUSES),
+  reason: text.exactOptional(),
+  subjects: z.object({ added: z.array(subjectSchema), removed: z.array(subjectSchema) }),
+  created_at: z.string().max(64),
+  updated_at: z.string().max(64),
+});
 
 export type StreamDefaults = { issuer: string; pollUrl: (streamId: string) => string; minVerificationIntervalS: number; inactivityTimeoutS: number };
 

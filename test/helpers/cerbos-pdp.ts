@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './net.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -88,17 +88,6 @@ audit:
     produceSync: true
     compression: ["gzip"]
 `;
-
-const freePort = (): Promise<number> =>
-  new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      s.close(() => resolvePort(port));
-    });
-  });
 
 export type CerbosPdp = { url: string; pid: number; dir: string; logFile: string; stop(): Promise<void> };
 

@@ -11,11 +11,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { mintToken, OPERATOR_TENANT, SCOPES } from '../../services/lib/auth.ts';
+import { mintToken } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
 import type { PdpSummary } from '../../services/query/pdps.ts';
-import { startSystem, type System } from '../helpers/system.ts';
+import { operatorToken, startSystem, systemEnv, type System } from '../helpers/system.ts';
 import { getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 import { newEventId } from '../helpers/projector.ts';
 
@@ -36,21 +36,7 @@ after(async () => {
 
 test('a PDP deciding on trust v1 while v2 was in force: story, /v1/audit/pdps, detector signal naming the decision, /metrics', { timeout: 120_000 }, async () => {
   const id = uniqueName('stale-pdp');
-  const env: Record<string, string> = {
-    TRUSTFOLD_TOPIC_DECISIONS: `${id}.decisions`,
-    TRUSTFOLD_TOPIC_SIGNALS: `${id}.signals`,
-    TRUSTFOLD_TOPIC_SESSION_TRUST: `${id}.session-trust`,
-    TRUSTFOLD_TOPIC_DEAD_LETTER: `${id}.dead-letter`,
-    KAFKA_CLIENT_ID: id,
-    CLICKHOUSE_DATABASE: id.replace(/[^A-Za-z0-9_]/g, '_'),
-    TRUSTFOLD_PARTITIONS: '3',
-    TRUSTFOLD_JWT_SECRET: SECRET,
-    TRUSTFOLD_DATA_DIR: dataDir,
-    TRUSTFOLD_PROJECTOR_GROUP: `${id}-projector`,
-    TRUSTFOLD_PROJECTOR_TICK_MS: '200',
-    TRUSTFOLD_DETECT_GROUP: `${id}-detect`,
-    TRUSTFOLD_DETECT_SETTLE_MS: '500',
-  };
+  const env = systemEnv(id, { secret: SECRET, dataDir, extra: { TRUSTFOLD_PROJECTOR_TICK_MS: '200', TRUSTFOLD_DETECT_SETTLE_MS: '500' } });
   system = await startSystem({
     config: configFrom(env),
     roles: new Set(['ingest', 'projector', 'audit-sink', 'query', 'detect'] as const),
@@ -62,7 +48,7 @@ test('a PDP deciding on trust v1 while v2 was in force: story, /v1/audit/pdps, d
   const app = system.app;
   const gw = await mintToken({ sub: 'gw-1', tenant: 'acme', scopes: ['events:write', 'trust:read', 'audit:read'] }, SECRET);
   const other = await mintToken({ sub: 'gw-2', tenant: 'globex', scopes: ['audit:read'] }, SECRET);
-  const operator = await mintToken({ sub: 'op', tenant: OPERATOR_TENANT, scopes: SCOPES }, SECRET);
+  const operator = await operatorToken(SECRET);
   const get = async <T>(url: string, token = gw): Promise<{ status: number; body: T }> => {
     const r = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
     return { status: r.statusCode, body: JSON.parse(r.body) as T };

@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { SCOPES, mintToken, OPERATOR_TENANT } from '../../services/lib/auth.ts';
+import { mintToken } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { startSystem, type System } from '../helpers/system.ts';
+import { operatorToken, startSystem, systemEnv, type System } from '../helpers/system.ts';
 import { getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 import { newEventId } from '../helpers/projector.ts';
 
@@ -30,23 +30,11 @@ after(async () => {
 
 test('ingest → detect → projector in one process: four denies degrade the session', { timeout: 120_000 }, async () => {
   const id = uniqueName('detect-sys');
-  const env: Record<string, string> = {
-    TRUSTFOLD_TOPIC_DECISIONS: `${id}.decisions`,
-    TRUSTFOLD_TOPIC_SIGNALS: `${id}.signals`,
-    TRUSTFOLD_TOPIC_SESSION_TRUST: `${id}.session-trust`,
-    TRUSTFOLD_TOPIC_DEAD_LETTER: `${id}.dead-letter`,
-    KAFKA_CLIENT_ID: id,
-    TRUSTFOLD_PARTITIONS: '3',
-    TRUSTFOLD_JWT_SECRET: SECRET,
-    TRUSTFOLD_DATA_DIR: dataDir,
-    TRUSTFOLD_PROJECTOR_GROUP: `${id}-projector`,
-    TRUSTFOLD_DETECT_GROUP: `${id}-detect`,
-    TRUSTFOLD_DETECT_DENY_STORM_THRESHOLD: '3',
-  };
+  const env = systemEnv(id, { secret: SECRET, dataDir, extra: { TRUSTFOLD_DETECT_DENY_STORM_THRESHOLD: '3' } });
   system = await startSystem({ config: configFrom(env), roles: new Set(['ingest', 'projector', 'detect'] as const), brokers: kafka.brokers, logger: createLogger('detect-test', 'silent', false), env, listen: false });
   const app = system.app;
   const token = await mintToken({ sub: 'gw-1', tenant: 'acme', scopes: ['events:write', 'trust:read'] }, SECRET);
-  const operator = await mintToken({ sub: 'op', tenant: OPERATOR_TENANT, scopes: SCOPES }, SECRET);
+  const operator = await operatorToken(SECRET);
   const now = new Date().toISOString();
   const chain = [{ kind: 'human', id: 'U-442' }, { kind: 'agent', id: 'A-17' }];
   const deny = () => ({ type: 'decision', event_id: newEventId(), tenant_id: 'acme', occurred_at: now, session_id: 'S-9', chain, request: { tool: 'git', action: 'delete_file', resource: 'repo:R' }, decision: { effect: 'deny', policy_id: 'P-1' } });

@@ -355,6 +355,32 @@ test('step-up: an MCP error with code -32014 and the approval request id; step_u
   assert.equal(d?.event_id, data.decision_event_id);
   assert.equal(d?.decision.effect, 'step_up');
   assert.equal(d?.outcome?.status, 'pending_approval');
+
+  // An approver grants it (step_up_resolved through Kafka); the retry naming the request runs, once.
+  await producer.send(event({ type: 'signal', kind: 'step_up_resolved', session_id: 'S-step', request_id: data.request_id, granted: true, approver: 'U-sec-1' }));
+  const retry = (): Promise<unknown> => agent.callTool({ name: 'ledger__delete_file', arguments: { path: 'step.csv' }, _meta: { 'trustfold/step_up': data.request_id } });
+  let allowed: unknown;
+  for (const deadline = Date.now() + 20_000; allowed === undefined; ) {
+    const r = await retry().catch((x: unknown) => x);
+    if (!(r instanceof McpError)) allowed = r;
+    else {
+      // Until the gateway has read the resolution the same request comes back.
+      assert.equal(r.code, GATE_ERRORS.step_up_required);
+      assert.equal((r.data as { trustfold: { request_id: string } }).trustfold.request_id, data.request_id);
+      if (Date.now() > deadline) throw new Error('the grant never reached the gateway');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+  assert.equal(decisionOf(allowed).rule_id, 'allow-step-up-granted');
+  assert.equal(existsSync(join(ledgerDir, 'step.csv')), false, 'the approved delete really ran');
+  writeFileSync(join(ledgerDir, 'step.csv'), 's\n');
+  const replay = await retry();
+  assert.equal(decisionOf(replay).rule_id, 'deny-step-up-used', 'single use');
+  assert.equal(existsSync(join(ledgerDir, 'step.csv')), true);
+  const audited = await stored(decisionOf(allowed).event_id);
+  assert.equal(audited.decision.effect, 'allow');
+  assert.equal(audited.decision.rule_id, 'allow-step-up-granted');
+  assert.match(audited.decision.reasons.join(' '), /granted by U-sec-1/);
 });
 
 test('a tool description change mid-session raises a signal for the sessions that used the tool; the timeline shows it', { timeout: 60_000 }, async () => {

@@ -16,7 +16,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -31,6 +30,7 @@ import { EVENT_TYPES } from '../../services/ssf/caep.ts';
 import { startSystem, type System } from '../helpers/system.ts';
 import { getTestKafka, topicEnv, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { waitFor } from '../helpers/projector.ts';
+import { freePort } from '../helpers/net.ts';
 import { goVerify, SSF_VERIFIER_SKIP } from '../ssf-verifier/run.ts';
 
 let broker: TestKafka;
@@ -40,14 +40,6 @@ before(async () => {
 after(async () => {
   await broker.stop();
 });
-
-const freePort = async (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
 
 type Received = { at: number; token: string; claims: Record<string, unknown>; eventType: string; session: string | undefined };
 const parse = (token: string): Received => {

@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -24,6 +23,7 @@ import { EVENT_TYPES } from '../../services/ssf/caep.ts';
 import { startSystem, type System } from '../helpers/system.ts';
 import { getTestKafka, topicEnv, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { waitFor } from '../helpers/projector.ts';
+import { freePort } from '../helpers/net.ts';
 
 let broker: TestKafka;
 before(async () => {
@@ -32,14 +32,6 @@ before(async () => {
 after(async () => {
   await broker.stop();
 });
-
-const freePort = async (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createNetServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
 
 const readBody = async (req: IncomingMessage): Promise<string> => {
   let body = '';

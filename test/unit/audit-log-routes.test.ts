@@ -210,3 +210,36 @@ describe('checkRecordProof', () => {
     assert.equal((checkRecordProof(p, [stranger]) as { problem: string }).problem, 'bad_checkpoint');
   });
 });
+
+describe('warm-up', () => {
+  const appWith = async (warm: () => Promise<{ logs: number; tiles: number }>) => {
+    const a = await buildBaseApp({ auth: createAuthenticator({ secret }), registry: new Registry() });
+    await a.register(auditLogRoutes({ store: { ...mem.store, warm }, reader: mem.reader, verify: async () => ({ ok: true, logs: [], findings: [], notes: [] }), verifierKeys: [key] }));
+    return a;
+  };
+
+  test("a store's tiles are loaded once when the server is ready, before any request", async () => {
+    let calls = 0;
+    const a = await appWith(async () => {
+      calls++;
+      return { logs: 1, tiles: 3 };
+    });
+    assert.equal(calls, 0, 'not while the routes are registered');
+    await a.ready();
+    assert.equal(calls, 1);
+    const r = await a.inject({ method: 'GET', url: `/v1/audit/decisions/${id(4)}/proof`, headers: { authorization: `Bearer ${await token('acme')}` } });
+    assert.equal(r.statusCode, 200);
+    assert.equal(calls, 1, 'a request does not warm again');
+    await a.close();
+  });
+
+  test('a warm-up that fails does not stop the server: proofs are still served', async () => {
+    const a = await appWith(async () => {
+      throw new Error('ClickHouse is not reachable yet');
+    });
+    await a.ready();
+    const r = await a.inject({ method: 'GET', url: `/v1/audit/decisions/${id(4)}/proof`, headers: { authorization: `Bearer ${await token('acme')}` } });
+    assert.equal(r.statusCode, 200, r.body);
+    await a.close();
+  });
+});

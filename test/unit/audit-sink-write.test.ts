@@ -6,8 +6,8 @@ import { createCodec } from '../../schemas/codec.ts';
 import { canonicalJson, contentDigest, eventIdentity, type StoredCopy } from '../../schemas/clickhouse/rows.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { blockToken, byMonths, identityKey, judgeWriteOnce, mapBatch, type TableRows } from '../../services/audit-sink/batch.ts';
-import { blameOf, createBlockWriter } from '../../services/audit-sink/write.ts';
-import { TrustfoldError } from '../../services/lib/errors.ts';
+import { createBlockWriter, insertFailure } from '../../services/audit-sink/write.ts';
+import { isRetriable, TrustfoldError } from '../../services/lib/errors.ts';
 import { incident } from '../helpers/audit-incident.ts';
 
 const codec = createCodec();
@@ -99,11 +99,16 @@ describe('block writer', () => {
     return { writer, calls };
   };
 
-  test('errors are blamed on the server (no code, or a code no record can cause), the data, or unknown', () => {
-    assert.equal(blameOf(new Error('ECONNREFUSED')), 'server');
-    assert.equal(blameOf(codeError(242)), 'server');
-    assert.equal(blameOf(codeError(27)), 'data');
-    assert.equal(blameOf(codeError(252)), 'unknown');
+  test('a failed insert is said in the one error vocabulary: the server\'s (no code, or a code no record can cause) and unknown codes retriable, the data\'s not', () => {
+    const said = (e: unknown) => {
+      const f = insertFailure('decisions', e);
+      return [f.code, isRetriable(f)];
+    };
+    assert.deepEqual(said(new Error('ECONNREFUSED')), ['clickhouse_unavailable', true]);
+    assert.deepEqual(said(codeError(242)), ['clickhouse_unavailable', true]);
+    assert.deepEqual(said(codeError(27)), ['clickhouse_query_failed', false]);
+    assert.deepEqual(said(codeError(252)), ['clickhouse_query_failed', true]);
+    assert.match(insertFailure('decisions', codeError(27)).message, /^insert into decisions failed: Code: 27/);
   });
 
   test('a data error is isolated at once: the bad row is rejected, every other row written', async () => {
@@ -111,6 +116,17 @@ describe('block writer', () => {
     const r = await writer.write(rows);
     assert.deepEqual([...r.inserted].sort(), ['0', '1', '2', '3', '4', '6', '7']);
     assert.deepEqual(r.rejected.map((x) => x.offset), ['5']);
+    assert.match(r.rejected[0]?.message ?? '', /^Code: 27\./, 'the dead letter carries ClickHouse\'s own message');
+  });
+
+  test('a data error is never tried again: each block is inserted once on the way down to the bad row', async () => {
+    const { calls } = await (async () => {
+      const f = fake((o) => (o.includes('5') ? codeError(27) : undefined));
+      await f.writer.write(rows);
+      return f;
+    })();
+    assert.equal(calls.filter((c) => c.length === 8).length, 1);
+    assert.equal(calls.filter((c) => c.length === 1 && c[0] === '5').length, 1);
   });
 
   test('an unknown error that persists (e.g. 252) is retried, then isolated: one record cannot stop the partition', async () => {

@@ -155,6 +155,7 @@ describe('config file', () => {
     assert.ok(r.ok, JSON.stringify(!r.ok && r.error));
     assert.equal(r.value.tools['ledger__write_file']?.destructive, true);
     assert.equal(r.value.rules.stepUpDestructiveAt, 'degraded');
+    assert.equal(r.value.stepUpTtlMs, 600_000);
     const c = loadGateConfig(new URL('../../examples/mcp/gate-cerbos.json', import.meta.url).pathname);
     assert.ok(c.ok, JSON.stringify(!c.ok && c.error));
     assert.equal(c.value.policy.engine, 'cerbos');

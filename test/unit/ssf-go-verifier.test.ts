@@ -9,7 +9,6 @@
 // verifier that accepted anything would fail here.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -27,14 +26,7 @@ import { createMemoryStreamStore } from '../../services/ssf/store.ts';
 import { createStream } from '../../services/ssf/streams.ts';
 import type { Transmitter } from '../../services/ssf/transmitter.ts';
 import { goVerify, SSF_VERIFIER_SKIP, type GoCase } from '../ssf-verifier/run.ts';
-
-const freePort = async (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0));
-    });
-  });
+import { freePort } from '../helpers/net.ts';
 
 const trust = (o: Partial<SessionTrust>): SessionTrust => ({
   session_id: 'S-9',

@@ -9,16 +9,15 @@
 // from the restart to every ISR full again.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Admin } from 'kafkajs';
-import type { SessionTrust, TrustfoldEvent } from '../../../schemas/events.ts';
+import type { TrustfoldEvent } from '../../../schemas/events.ts';
 import { mintToken } from '../../../services/lib/auth.ts';
-import { createClickHouse } from '../../../services/lib/clickhouse.ts';
 import { configFrom } from '../../../services/lib/config.ts';
 import { createKafka } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
 import { startSystem } from '../../helpers/system.ts';
-import { createWorkload, freshFold, latestTrust, printFigure, readEvents, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, trustDifferences, uniqueEnv, waitUntil, type Figure, type TestBroker } from '../harness.ts';
+import { createWorkload, printFigure, readEvents, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, uniqueEnv, waitUntil, type Figure, type TestBroker } from '../harness.ts';
+import { checkStoredDecisions, checkTrustEqualsFold } from '../checks.ts';
 
 export type BrokerLossOptions = {
   broker: TestBroker;
@@ -162,35 +161,9 @@ export const runBrokerLossScenario = async (o: BrokerLossOptions): Promise<Figur
     const onTopic = new Set(topicEvents.map((e) => e.event_id));
     const missingInKafka = accepted.filter((e) => !onTopic.has(e.event_id)).length;
     const decisions = accepted.filter((e) => e.type === 'decision').map((e) => e.event_id);
-    const ch = createClickHouse({ kind: 'embedded', path: join(dataDir, 'clickhouse'), database: config.clickhouse.database });
-    let stored = 0;
-    let duplicatedRows = 0;
-    const caughtUpMs = await waitUntil('the sink stored every acknowledged decision', async () => {
-      const rs = await ch.query({ query: `SELECT toString(event_id) AS id FROM ${config.clickhouse.database}.decisions FINAL`, format: 'TabSeparated' });
-      const rows = (await rs.text()).split('\n').filter((x) => x !== '');
-      const ids = new Set(rows);
-      duplicatedRows = rows.length - ids.size;
-      stored = decisions.filter((id) => ids.has(id)).length;
-      return stored === decisions.length;
-    }, 300_000, 1_000).catch((e: unknown) => assert.fail(`${stored} of ${decisions.length} acknowledged decisions in ClickHouse: ${(e as Error).message}`));
-    await ch.close();
-    let finalEvents = topicEvents;
-    let expected = new Map<string, SessionTrust>();
-    let published = new Map<string, SessionTrust>();
-    let diff: string[] = [];
-    await waitUntil('trust = fresh fold', async () => {
-      finalEvents = await readEvents(kafka, eventTopics);
-      expected = freshFold(finalEvents);
-      published = (await latestTrust(kafka, config.topics.sessionTrust)).latest;
-      diff = trustDifferences(published, expected);
-      return diff.length === 0;
-    }, 120_000, 1_000).catch(() => {
-      const show = (k: string) => { const p = published.get(k); const e = expected.get(k); return `${k}: published v${p?.version} ${p?.tier}, fold v${e?.version} ${e?.tier}`; };
-      assert.fail(`${diff.length} sessions differ from the fresh fold: ${diff.slice(0, 4).map(show).join(' | ')}`);
-    });
+    const { stored, duplicatedRows, waitedMs: caughtUpMs } = await checkStoredDecisions({ dataDir, database: config.clickhouse.database, decisions, timeoutMs: 300_000 });
+    const { expected, equalToFold } = await checkTrustEqualsFold(kafka, { eventTopics, trustTopic: config.topics.sessionTrust, timeoutMs: 120_000 });
     const ready = await system.app.inject({ method: 'GET', url: '/readyz' });
-    const differing = new Set(diff);
-    const equalToFold = [...expected.keys()].filter((k) => published.has(k) && !differing.has(k)).length;
     const figure = printFigure('broker-loss', {
       events: accepted.length,
       'killed node': `${victim.nodeId} (led ${led.length} partitions)`,

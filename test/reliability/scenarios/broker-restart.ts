@@ -5,15 +5,14 @@
 // and the published trust equals a fresh fold of the topics.
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import type { SessionTrust, TrustfoldEvent } from '../../../schemas/events.ts';
+import type { TrustfoldEvent } from '../../../schemas/events.ts';
 import { mintToken } from '../../../services/lib/auth.ts';
-import { createClickHouse } from '../../../services/lib/clickhouse.ts';
 import { configFrom } from '../../../services/lib/config.ts';
 import { createKafka } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
 import { startSystem } from '../../helpers/system.ts';
-import { createWorkload, freshFold, latestTrust, printFigure, readEvents, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, trustDifferences, uniqueEnv, waitUntil, type Figure, type TestBroker } from '../harness.ts';
+import { createWorkload, printFigure, readEvents, SECRET, REL_ACTOR, REL_SCOPES, sleep, tempDir, uniqueEnv, type Figure, type TestBroker } from '../harness.ts';
+import { checkStoredDecisions, checkTrustEqualsFold } from '../checks.ts';
 
 export type BrokerRestartOptions = { broker: TestBroker; eventsBefore: number; downMs: number; eventsAfter: number; log?: (s: string) => void };
 
@@ -79,40 +78,11 @@ export const runBrokerRestartScenario = async (o: BrokerRestartOptions): Promise
     const missingInKafka = accepted.filter((e) => !onTopic.has(e.event_id)).length;
     assert.equal(missingInKafka, 0, 'every accepted event is on its topic');
     const decisions = accepted.filter((e) => e.type === 'decision').map((e) => e.event_id);
-    const ch = createClickHouse({ kind: 'embedded', path: join(dataDir, 'clickhouse'), database: config.clickhouse.database });
-    let stored = 0;
-    let duplicatedRows = 0;
-    const caughtUpMs = await waitUntil('the sink stored every accepted decision', async () => {
-      const rs = await ch.query({ query: `SELECT toString(event_id) AS id FROM ${config.clickhouse.database}.decisions FINAL`, format: 'TabSeparated' });
-      const rows = (await rs.text()).split('\n').filter((x) => x !== '');
-      const ids = new Set(rows);
-      duplicatedRows = rows.length - ids.size;
-      stored = decisions.filter((id) => ids.has(id)).length;
-      return stored === decisions.length;
-    }, 180_000, 1_000).catch((e: unknown) => assert.fail(`${stored} of ${decisions.length} accepted decisions in ClickHouse: ${(e as Error).message}`));
-    await ch.close();
-    // Sends refused while the broker was down may have landed since: fold what the topics hold now.
-    // (waitUntil checks at once, so both are set before anything reads them)
-    let finalEvents = topicEvents;
-    let expected = new Map<string, SessionTrust>();
-    let diff: string[] = [];
-    let published = new Map<string, SessionTrust>();
-    await waitUntil('trust = fresh fold', async () => {
-      finalEvents = await readEvents(kafka, [config.topics.decisions, config.topics.signals]);
-      expected = freshFold(finalEvents);
-      published = (await latestTrust(kafka, config.topics.sessionTrust)).latest;
-      diff = trustDifferences(published, expected);
-      return diff.length === 0;
-    }, 60_000, 1_000).catch(() => {
-      const show = (k: string) => { const p = published.get(k); const e = expected.get(k); return `${k}: published v${p?.version} ${p?.tier} ${p?.caused_by}, fold v${e?.version} ${e?.tier} ${e?.caused_by}`; };
-      assert.fail(`${diff.length} sessions differ from the fresh fold after recovery: ${diff.slice(0, 4).map(show).join(' | ')}`);
-    });
+    const { stored, duplicatedRows, waitedMs: caughtUpMs } = await checkStoredDecisions({ dataDir, database: config.clickhouse.database, decisions, timeoutMs: 180_000 });
+    const { finalEvents, expected, published, equalToFold } = await checkTrustEqualsFold(kafka, { eventTopics: [config.topics.decisions, config.topics.signals], trustTopic: config.topics.sessionTrust, timeoutMs: 60_000 });
     const ready = await system.app.inject({ method: 'GET', url: '/readyz' });
     assert.equal(ready.statusCode, 200, `every role ready again: ${ready.body}`);
     assert.equal(duplicatedRows, 0, 'no decision stored twice');
-    // Counted, not assumed: the sessions whose published state equals the fold.
-    const differing = new Set(diff);
-    const equalToFold = [...expected.keys()].filter((k) => published.has(k) && !differing.has(k)).length;
     return printFigure('broker-restart', {
       events: accepted.length,
       'down ms': o.downMs,

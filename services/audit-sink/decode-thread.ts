@@ -1,0 +1,180 @@
+// Decoding off the sink's main thread. A partition batch's values travel to a
+// worker thread in one transferred buffer; the worker decodes, checks the
+// contract, maps rows and computes write-once identities (./batch.ts
+// mapBatch, the same function the inline path runs) and sends the rows back.
+// The main thread is left the ClickHouse round trips, the write-once
+// judgement and the Kafka commits, so the decode of one chunk overlaps the
+// insert of the one before it.
+//
+// The worker is pure computation and holds no state a batch depends on: if it
+// cannot start or dies, the request in flight and every later one are decoded
+// inline by the same function (a warning says so), and nothing is lost either
+// way — offsets are committed by the main thread only after the rows are
+// durable.
+import { Worker } from 'node:worker_threads';
+import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
+import { errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/log.ts';
+import { mapBatch, type DecodedRecord, type MappedBatch, type Rejected, type SinkMessage, type TableRows, type TopicRole } from './batch.ts';
+import { createSinkDecoder, type SinkDecoder } from './decode.ts';
+
+/** One chunk of a partition batch: the values packed end to end, `lengths[i]` -1 for a null value. */
+export type DecodeRequest = {
+  id: number;
+  role: TopicRole;
+  topic: string;
+  partition: number;
+  offsets: string[];
+  lengths: Int32Array;
+  values: ArrayBuffer;
+  /** Send the decoded records back too (only the sink's onStored hook needs them). */
+  withRecords: boolean;
+};
+
+/** A MappedBatch as it crosses threads: tables by name; rejected records without their bytes (the caller has them). */
+type WireTable = Omit<TableRows, 'table'> & { table: string };
+export type DecodeAnswer =
+  | { id: number; tables: WireTable[]; rejected: Rejected[]; tombstones: number; decoded: DecodedRecord[] }
+  | { id: number; error: string };
+
+const TABLES: Record<string, TableSpec> = { [DECISIONS.name]: DECISIONS, [SIGNALS.name]: SIGNALS, [TRUST_TRANSITIONS.name]: TRUST_TRANSITIONS };
+
+export const pack = (messages: readonly SinkMessage[]): { offsets: string[]; lengths: Int32Array; values: ArrayBuffer } => {
+  const lengths = new Int32Array(messages.length);
+  let total = 0;
+  messages.forEach((m, i) => {
+    lengths[i] = m.value === null ? -1 : m.value.length;
+    total += m.value?.length ?? 0;
+  });
+  const values = new ArrayBuffer(total);
+  const into = new Uint8Array(values);
+  let at = 0;
+  for (const m of messages) {
+    if (m.value === null) continue;
+    into.set(m.value, at);
+    at += m.value.length;
+  }
+  return { offsets: messages.map((m) => m.offset), lengths, values };
+};
+
+export const unpack = (r: Pick<DecodeRequest, 'offsets' | 'lengths' | 'values'>): SinkMessage[] => {
+  let at = 0;
+  return r.offsets.map((offset, i) => {
+    const n = r.lengths[i] ?? -1;
+    if (n < 0) return { offset, key: null, value: null };
+    const value = Buffer.from(r.values, at, n);
+    at += n;
+    return { offset, key: null, value };
+  });
+};
+
+/** The worker's whole job: decode one request. Keys and values of rejected records stay behind. */
+export const answer = (decoder: SinkDecoder, r: DecodeRequest): DecodeAnswer => {
+  const m = mapBatch(decoder, r.role, r.topic, r.partition, unpack(r));
+  return {
+    id: r.id,
+    tables: m.tables.map((t) => ({ ...t, table: t.table.name })),
+    rejected: m.rejected.map((x) => ({ ...x, key: null, value: null })),
+    tombstones: m.tombstones,
+    decoded: r.withRecords ? m.decoded : [],
+  };
+};
+
+const fromWire = (a: Extract<DecodeAnswer, { tables: WireTable[] }>): MappedBatch => ({
+  tables: a.tables.map((t) => {
+    const table = TABLES[t.table];
+    if (table === undefined) throw new Error(`decode thread answered rows of an unknown table ${t.table}`);
+    return { ...t, table };
+  }),
+  rejected: a.rejected,
+  tombstones: a.tombstones,
+  decoded: a.decoded,
+});
+
+export type BatchDecoder = {
+  decode(role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[], withRecords: boolean): Promise<MappedBatch>;
+  close(): Promise<void>;
+};
+
+/** On the calling thread (tests, or a fallback): the same mapBatch, one batch at a time. */
+export const inlineDecoder = (decoder: SinkDecoder = createSinkDecoder()): BatchDecoder => ({
+  decode: (role, topic, partition, messages) => Promise.resolve(mapBatch(decoder, role, topic, partition, messages)),
+  close: () => Promise.resolve(),
+});
+
+/** The decoding thread. Run from TypeScript sources (tsx), the thread registers tsx before it loads its module. */
+const startDecodeWorker = (): Worker => {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const url = new URL(fromSource ? './decode-worker.ts' : './decode-worker.js', import.meta.url).href;
+  if (!fromSource) return new Worker(new URL(url));
+  const api = import.meta.resolve('tsx/esm/api');
+  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
+};
+
+/** One worker thread, requests answered in order; if it cannot start or dies, decoding goes inline. */
+export const threadDecoder = (log: Pick<Logger, 'warn'>): BatchDecoder => {
+  const inline = inlineDecoder();
+  let worker: Worker | undefined;
+  try {
+    worker = startDecodeWorker();
+    worker.unref();
+  } catch (e) {
+    log.warn({ err: e }, 'audit sink: decoding thread did not start, decoding inline');
+    return inline;
+  }
+  let next = 0;
+  const waiting = new Map<number, { resolve: (m: MappedBatch) => void; reject: (e: unknown) => void; fallback: () => void }>();
+  const fail = (e: unknown): void => {
+    if (worker === undefined) return;
+    log.warn({ err: e }, 'audit sink: decoding thread failed, decoding inline');
+    const w = worker;
+    worker = undefined;
+    void w.terminate();
+    for (const x of waiting.values()) x.fallback();
+    waiting.clear();
+  };
+  worker.on('message', (a: DecodeAnswer) => {
+    const x = waiting.get(a.id);
+    if (x === undefined) return;
+    waiting.delete(a.id);
+    if ('error' in a) {
+      // A throw inside mapBatch is a bug, not a record's fault: the same input inline says it on this thread.
+      x.fallback();
+      return;
+    }
+    try {
+      x.resolve(fromWire(a));
+    } catch (e) {
+      x.reject(e);
+    }
+  });
+  worker.on('error', fail);
+  worker.on('exit', (code) => fail(new Error(`decoding thread exited with ${code}`)));
+  return {
+    decode: (role, topic, partition, messages, withRecords) => {
+      const w = worker;
+      const inlined = () => inline.decode(role, topic, partition, messages, withRecords);
+      if (w === undefined) return inlined();
+      const id = next++;
+      return new Promise<MappedBatch>((resolve, reject) => {
+        waiting.set(id, { resolve, reject, fallback: () => void inlined().then(resolve, reject) });
+        const packed = pack(messages);
+        const request: DecodeRequest = { id, role, topic, partition, withRecords, ...packed };
+        try {
+          w.postMessage(request, [packed.values, packed.lengths.buffer as ArrayBuffer]);
+        } catch (e) {
+          waiting.delete(id);
+          fail(new Error(`decoding thread refused a request: ${errorMessage(e)}`));
+          void inlined().then(resolve, reject);
+        }
+      });
+    },
+    close: async () => {
+      const w = worker;
+      worker = undefined;
+      for (const x of waiting.values()) x.fallback();
+      waiting.clear();
+      await w?.terminate();
+    },
+  };
+};

@@ -1,0 +1,18 @@
+// A preparing thread of ingest (./prepare-thread.ts): answers each body with
+// its records, in the order they came.
+import { parentPort } from 'node:worker_threads';
+import { createCodec } from '../../schemas/codec.ts';
+import { errorMessage } from '../lib/errors.ts';
+import { answer, type PrepareRequest } from './prepare-thread.ts';
+
+const port = parentPort;
+if (port === null) throw new Error('prepare-worker.ts runs as a worker thread only');
+const codec = createCodec();
+port.on('message', (r: PrepareRequest) => {
+  try {
+    const a = answer(codec, r);
+    port.postMessage(a.message, a.transfer);
+  } catch (e) {
+    port.postMessage({ id: r.id, crash: errorMessage(e) });
+  }
+});
