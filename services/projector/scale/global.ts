@@ -12,7 +12,7 @@ import type { Consumer, Kafka } from 'kafkajs';
 import type { Codec } from '../../../schemas/codec.ts';
 import type { TrustfoldEvent } from '../../../schemas/events.ts';
 import type { Logger } from '../../lib/log.ts';
-import { endOffsets, trackCatchUp } from '../catch-up.ts';
+import { endOffsets, trackCatchUp } from '../../lib/catch-up.ts';
 import { isoOfRecordTime } from '../input.ts';
 
 const GLOBAL_KINDS: ReadonlySet<string> = new Set(['role_revoked', 'role_granted', 'consent_revoked', 'consent_granted', 'change_freeze_raised', 'change_freeze_lifted']);

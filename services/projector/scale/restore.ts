@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import type { Logger } from '../../lib/log.ts';
-import { endOffsets, trackCatchUp } from '../catch-up.ts';
+import { endOffsets, trackCatchUp } from '../../lib/catch-up.ts';
 import { decodeRecord, type ChangelogRecord } from '../changelog.ts';
 
 export const readChangelogPartitions = async (
