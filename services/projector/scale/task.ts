@@ -173,9 +173,15 @@ export const createTask = (deps: TaskDeps): Task => {
     transactionalId,
     async init(connected) {
       producer = connected ?? statesProducer(deps.kafka, 'transactional', transactionalId);
-      if (connected === undefined) await producer.connect();
+      const prod = producer;
+      if (connected === undefined) await prod.connect();
+      // Revoked while connecting: do not fence the partition's new owner.
+      if (closed) {
+        await prod.disconnect().catch(() => undefined);
+        throw new Error(`partition ${p} revoked while opening`);
+      }
       // initTransactions (kafkajs does it at the first transaction): bumps the epoch, aborts the old owner's open transaction.
-      await (await producer.transaction()).abort();
+      await (await prod.transaction()).abort();
     },
     open(records) {
       const w = restoreWorld(snapshotFromRecords(records));
