@@ -93,7 +93,7 @@ const readTrust = async (topic: string): Promise<{ records: { s: SessionTrust; p
 };
 
 test('three scaled-out projectors, one SIGKILLed: every session equals a fresh fold, each version once', { timeout: 120_000 }, async (t) => {
-  const env = { ...testEnv(broker.brokers, 6), TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS: '1500' };
+  const env = { ...testEnv(broker.brokers, 6), TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS: process.env['TEST_PROJECTOR_SESSION_TIMEOUT_MS'] ?? '1500' };
   const config = testConfig(env);
   const groupId = env.TRUSTFOLD_PROJECTOR_GROUP;
   await ensureProjectorTopics(kafka, config, changelogTopicFor(config.topics.sessionTrust, groupId));
