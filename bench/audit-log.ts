@@ -267,7 +267,7 @@ const main = async (): Promise<void> => {
     say(`  stored hashes a proof uses: median ${fmt(pct(reads, 50), 0)}, max ${fmt(Math.max(...reads), 0)} (O(log n): ≤ ${2 ** (TILE_HEIGHT - 1)} per tile level of the path); ${fmt(Math.ceil(Math.log2(N_LEAVES)), 0)} hashes in the proof`);
     say(`  read from ClickHouse per proof (the rest from the tile cache): median ${fmt(pct(fetched, 50), 0)} tile rows, max ${fmt(Math.max(...fetched), 0)}, in ${fmt(queries.reduce((a, b) => a + b, 0) / Math.max(1, queries.length), 2)} queries on average; ${queries.filter((q) => q === 0).length} of ${N_PROOFS} proofs read nothing`);
     say(`  tile cache: ${fmt(stats.cachedBytes / 1e6, 1)} MB held (bound ${fmt(DEFAULT_TILE_CACHE_BYTES / 1e6, 1)} MB); all level-0 tiles at ${label} leaves would be ${fmt((N_LEAVES * 32) / 1e6, 0)} MB`);
-    // The API's step before the proof: the leaf of a record id (bloom-filter skip index on the reference).
+    // The API's step before the proof: the leaf of a record id (a scan of the reference column; docs/audit-log.md).
     const lookups: number[] = [];
     for (const index of sample.slice(20, 120)) {
       const t = performance.now();

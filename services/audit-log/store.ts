@@ -100,9 +100,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
         ref_text String CODEC(ZSTD(1)),
         kafka_offset UInt64 CODEC(Delta, ZSTD(1)),
         hashes_hex String EPHEMERAL,
-        hashes String DEFAULT unhex(hashes_hex) CODEC(NONE),
-        INDEX ref_uuid_bloom ref_uuid TYPE bloom_filter(0.01) GRANULARITY 1,
-        INDEX ref_text_bloom ref_text TYPE bloom_filter(0.01) GRANULARITY 1
+        hashes String DEFAULT unhex(hashes_hex) CODEC(NONE)
       ) ENGINE = ReplacingMergeTree(width) ORDER BY (log, row, level, idx)
       SETTINGS index_granularity = 1024, index_granularity_bytes = 16384`;
 

@@ -178,3 +178,24 @@ export const threadDecoder = (log: Pick<Logger, 'warn'>): BatchDecoder => {
     },
   };
 };
+
+/**
+ * `threads` decoding threads, requests dealt round-robin: on a loaded host one
+ * thread can fall behind the inserts it is meant to hide behind. Each answers
+ * its own requests in order, and the sink awaits chunks in offset order, so
+ * the order of records is the same as with one.
+ */
+export const threadDecoderPool = (log: Pick<Logger, 'warn'>, threads: number): BatchDecoder => {
+  const pool = Array.from({ length: Math.max(1, threads) }, () => threadDecoder(log));
+  let next = 0;
+  return {
+    decode: (role, topic, partition, messages, withRecords) => {
+      const d = pool[next++ % pool.length] ?? pool[0];
+      if (d === undefined) throw new Error('decoder pool is empty');
+      return d.decode(role, topic, partition, messages, withRecords);
+    },
+    close: async () => {
+      await Promise.all(pool.map((d) => d.close()));
+    },
+  };
+};

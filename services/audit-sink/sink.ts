@@ -19,7 +19,7 @@ import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type DecodedRecord, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
-import { inlineDecoder, threadDecoder, type BatchDecoder } from './decode-thread.ts';
+import { inlineDecoder, threadDecoderPool, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';
 import { createBlockWriter } from './write.ts';
 
@@ -58,8 +58,10 @@ export type AuditSinkDeps = {
    * Avro cannot make) in a thread of its own (`decodeThread`).
    */
   codec?: Codec;
-  /** Decode in a worker thread (default true); false: the same decoder on the main thread. */
+  /** Decode in worker threads (default true); false: the same decoder on the main thread. */
   decodeThread?: boolean;
+  /** How many decoding threads (default DEFAULT_DECODE_THREADS). */
+  decodeThreads?: number;
   /** Messages per decode request: a partition batch is decoded in chunks, each stored while the next one decodes. */
   decodeChunk?: number;
   /** Which topics to read; default decisions, signals and session trust. */
@@ -89,6 +91,9 @@ export type AuditSinkDeps = {
  * exactly-once is unchanged.
  */
 export const DEFAULT_PARTITIONS_CONCURRENTLY = 4;
+
+/** Default decoding threads: two, so that decoding keeps ahead of the engine's insert on a 2-core host. */
+export const DEFAULT_DECODE_THREADS = 2;
 
 /** Default messages per decode request (`decodeChunk`). */
 export const DEFAULT_DECODE_CHUNK = 8192;
@@ -366,7 +371,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       if (running) return;
       producer = deps.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
-      decoder ??= deps.codec !== undefined || deps.decodeThread === false ? inlineDecoder(deps.codec) : threadDecoder(deps.log);
+      decoder ??= deps.codec !== undefined || deps.decodeThread === false ? inlineDecoder(deps.codec) : threadDecoderPool(deps.log, deps.decodeThreads ?? DEFAULT_DECODE_THREADS);
       const c = deps.kafka.consumer({
         groupId: deps.groupId,
         maxBytesPerPartition: deps.consumer?.maxBytesPerPartition ?? 8 * 1024 * 1024,

@@ -109,15 +109,18 @@ export class UpstreamHttpTransport implements Transport {
     });
   }
 
-  #deliver(raw: string): void {
-    let parsed: unknown;
+  #parse(raw: string): unknown {
     try {
-      parsed = JSON.parse(raw);
+      return JSON.parse(raw) as unknown;
     } catch {
       this.onerror?.(new Error(`upstream sent a message that is not JSON: ${raw.slice(0, 200)}`));
-      return;
+      return undefined;
     }
-    for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
+  }
+
+  #deliver(parsed: unknown): void {
+    if (parsed === undefined) return;
+    for (const m of Array.isArray(parsed) ? (parsed as unknown[]) : [parsed]) {
       const message = JSONRPCMessageSchema.safeParse(m);
       if (message.success) this.onmessage?.(message.data);
       else this.onerror?.(new Error(`upstream sent an invalid JSON-RPC message: ${message.error.message}`));
@@ -149,15 +152,12 @@ export class UpstreamHttpTransport implements Transport {
   }
 
   #deliverEvent(data: string, seen?: (id: RequestId) => void): void {
-    if (seen !== undefined) {
-      try {
-        const m = JSON.parse(data) as { id?: RequestId; method?: unknown };
-        if (m.id !== undefined && m.method === undefined) seen(m.id);
-      } catch {
-        // #deliver reports it
-      }
+    const parsed = this.#parse(data);
+    if (seen !== undefined && typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      const m = parsed as { id?: RequestId; method?: unknown };
+      if (m.id !== undefined && m.method === undefined) seen(m.id);
     }
-    this.#deliver(data);
+    this.#deliver(parsed);
   }
 
   async send(message: JSONRPCMessage | JSONRPCMessage[]): Promise<void> {
@@ -179,7 +179,7 @@ export class UpstreamHttpTransport implements Transport {
     const requests = messages.filter(isRequest).map((m) => m.id);
     if (requests.length === 0) return void res.resume();
     const type = mediaType(res.headers['content-type']);
-    if (type === 'application/json') return this.#deliver(await readAll(res));
+    if (type === 'application/json') return this.#deliver(this.#parse(await readAll(res)));
     if (type !== 'text/event-stream') {
       res.resume();
       throw new UpstreamHttpError(-1, `Unexpected content type: ${res.headers['content-type'] ?? ''}`);

@@ -6,6 +6,7 @@
 // binds one data directory per process: every client in a process must use the
 // same path.
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type * as ChdbConnectionModule from 'chdb/connection';
 import type { Config } from './config.ts';
@@ -52,5 +53,67 @@ export const createClickHouse = (target: ClickHouseTarget): ClickHouseClient => 
   // leave the ~540 MB engine out.
   const { createChdbConnection } = requireCjs('chdb/connection') as ChdbModule;
   const connection = createChdbConnection({ path: target.path }) as unknown as ChdbAsConnection;
-  return createClient({ connection });
+  return createClient({ connection: settingsPerOperation(connection) });
+};
+
+// Settings the chdb connection does not SET (HTTP transport options, and the
+// format it passes as an option): nothing to put back.
+const NOT_SET_BY_CHDB = new Set([
+  'default_format',
+  'wait_end_of_query',
+  'send_progress_in_http_headers',
+  'http_response_buffer_size',
+  'http_headers_progress_interval_ms',
+  'http_send_progress_interval_ms',
+  'enable_http_compression',
+  'http_zlib_compression_level',
+  'http_response_compression_method',
+  'http_native_compression_disable_checksumming_on_decompress',
+]);
+
+/**
+ * Over HTTP, an operation's `clickhouse_settings` apply to that operation
+ * only. The chdb connection runs them as `SET …;` before the statement, on a
+ * session that outlives it, so a setting would stay for every later operation
+ * of the client (measured: `max_threads = 1` and an `insert_deduplication_token`
+ * were still in `system.settings` after the query that set them) — an insert
+ * without a token of its own would be deduplicated against the previous one's.
+ * This wrapper runs the connection's operations one at a time (the engine
+ * does anyway) and puts each given setting back to its default after the
+ * operation, so embedded and HTTP behave alike.
+ */
+export const settingsPerOperation = (c: ChdbAsConnection): ChdbAsConnection => {
+  let tail: Promise<unknown> = Promise.resolve();
+  const serially = <T>(op: () => Promise<T>): Promise<T> => {
+    const run = tail.then(op, op);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+  const reset = async (settings: Record<string, unknown> | undefined): Promise<void> => {
+    const keys = Object.entries(settings ?? {})
+      .filter(([k, v]) => v !== undefined && !NOT_SET_BY_CHDB.has(k))
+      .map(([k]) => k);
+    if (keys.length > 0) await c.command({ query: keys.map((k) => `SET ${k} = DEFAULT`).join('; '), query_id: randomUUID() });
+  };
+  const wrap = <P extends { clickhouse_settings?: Record<string, unknown> }, R>(op: (p: P) => Promise<R>) => (p: P): Promise<R> =>
+    serially(async () => {
+      let result: R;
+      try {
+        result = await op(p);
+      } catch (e) {
+        // The operation's own error is the one to report; a failed reset here would hide it.
+        await reset(p.clickhouse_settings).catch(() => undefined);
+        throw e;
+      }
+      await reset(p.clickhouse_settings);
+      return result;
+    });
+  return {
+    ping: (p) => c.ping(p),
+    query: wrap((p) => c.query(p)),
+    insert: wrap((p) => c.insert(p)),
+    command: wrap((p) => c.command(p)),
+    exec: wrap((p) => c.exec(p)),
+    close: () => c.close(),
+  };
 };

@@ -67,6 +67,7 @@ const envSchema = z.object({
   TRUSTFOLD_PRODUCE_TIMEOUT_MS: int(5_000, 100),
   TRUSTFOLD_INGEST_PRODUCERS: int(3, 1, 64),
   TRUSTFOLD_INGEST_RECENT_IDS: int(100_000, 0, 10_000_000),
+  TRUSTFOLD_INGEST_PREPARE_THREADS: int(0, 0, 16),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -102,6 +103,8 @@ export type Config = {
     maxEventsPerRequest: number;
     produceTimeoutMs: number;
     ingestProducers: number;
+    /** Worker threads that parse, check and encode POST /v1/events bodies off the event loop (0: on the event loop). */
+    prepareThreads: number;
     /** Ingest's per-instance cache of recently acknowledged (tenant, event_id) → content digest (0 turns it off). */
     recentIdCapacity: number;
     /** When set, /metrics answers only `Authorization: Bearer <this>`. */
@@ -196,6 +199,7 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       produceTimeoutMs: e.TRUSTFOLD_PRODUCE_TIMEOUT_MS,
       ingestProducers: e.TRUSTFOLD_INGEST_PRODUCERS,
       recentIdCapacity: e.TRUSTFOLD_INGEST_RECENT_IDS,
+      prepareThreads: e.TRUSTFOLD_INGEST_PREPARE_THREADS,
       metricsToken: e.TRUSTFOLD_METRICS_TOKEN,
       maxStreams: e.TRUSTFOLD_SSE_MAX_STREAMS,
       maxStreamsPerSubject: e.TRUSTFOLD_SSE_MAX_STREAMS_PER_SUBJECT,

@@ -45,7 +45,7 @@ export const ingestRole = (ctx: RoleContext, o: IngestRoleOptions): RoleModule =
       if (sink === undefined || writer === undefined) return;
       const fv = freezeView;
       const activeFreezes: FreezeSource = o.activeFreezes ?? (async (tenant) => fv?.activeFreezes(tenant) ?? []);
-      await app.register(ingestRoutes({ sink, topics: config.topics, registry: ctx.registry, activeFreezes, limits: config.http, eventTime: config.eventTime, recentIdCapacity: config.http.recentIdCapacity }));
+      await app.register(ingestRoutes({ sink, topics: config.topics, registry: ctx.registry, activeFreezes, limits: config.http, eventTime: config.eventTime, recentIdCapacity: config.http.recentIdCapacity, prepareThreads: config.http.prepareThreads }));
       await app.register(opaRoutes({ writer, opa: o.adapters.opa, registry: ctx.registry, eventTime: config.eventTime }));
     },
     close: async () => {

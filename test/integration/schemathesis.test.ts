@@ -13,6 +13,7 @@
 // switched off.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +21,8 @@ import { after, before, describe, test } from 'node:test';
 import { mintToken, SCOPES } from '../../services/lib/auth.ts';
 import { configFrom } from '../../services/lib/config.ts';
 import { createLogger } from '../../services/lib/log.ts';
-import { ALL_ROLES, startSystem, type System } from '../helpers/system.ts';
-import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
+import { ALL_ROLES, startSystem, systemEnv, type System } from '../helpers/system.ts';
+import { getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 
 const SCHEMATHESIS = join(process.cwd(), '.cache', 'schemathesis', 'bin', 'schemathesis');
 const SETTINGS = join(process.cwd(), 'test', 'schemathesis');
@@ -47,6 +48,8 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
   let operator = '';
   let workDir = '';
   let logId = '';
+  /** Records that exist (given to the hooks as TRUSTFOLD_ST_DATA), so the routes that read one answer 200 too, not only 404. */
+  let known: Record<string, string | number> = {};
   const dirs: string[] = [];
 
   before(async () => {
@@ -55,22 +58,17 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     const dataDir = mkdtempSync(join(tmpdir(), 'trustfold-schemathesis-'));
     dirs.push(dataDir);
     workDir = dataDir;
-    const env: Record<string, string> = {
-      TRUSTFOLD_TOPIC_DECISIONS: `${id}.decisions`,
-      TRUSTFOLD_TOPIC_SIGNALS: `${id}.signals`,
-      TRUSTFOLD_TOPIC_SESSION_TRUST: `${id}.session-trust`,
-      TRUSTFOLD_TOPIC_DEAD_LETTER: `${id}.dead-letter`,
-      KAFKA_CLIENT_ID: id,
-      CLICKHOUSE_DATABASE: id.replace(/[^A-Za-z0-9_]/g, '_'),
-      TRUSTFOLD_PARTITIONS: '3',
-      TRUSTFOLD_JWT_SECRET: SECRET,
-      TRUSTFOLD_DATA_DIR: dataDir,
-      PORT: '0',
-      // The document states this bound (maxItems of the OPA upload); Schemathesis then sends
-      // uploads at and one over it, so a small bound keeps those requests small.
-      TRUSTFOLD_OPA_MAX_EVENTS: '20',
-    };
-    logId = `${env.TRUSTFOLD_TOPIC_DECISIONS}/0`;
+    const env = systemEnv(id, {
+      secret: SECRET,
+      dataDir,
+      extra: {
+        PORT: '0',
+        // The document states this bound (maxItems of the OPA upload); Schemathesis then sends
+        // uploads at and one over it, so a small bound keeps those requests small.
+        TRUSTFOLD_OPA_MAX_EVENTS: '20',
+      },
+    });
+    logId = `${id}.decisions/0`;
     system = await startSystem({ config: configFrom(env), roles: new Set(ALL_ROLES), brokers: kafka.brokers, logger: createLogger('schemathesis-test', 'silent', false), env });
     base = system.url ?? '';
     // A tenant's token with every scope. Not the operator token npm start prints: an
@@ -79,6 +77,54 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     // express as a schema, so Schemathesis would call every request without it valid.
     // The operator-only route (verify) answers this token 403, which it documents.
     operator = await mintToken({ sub: 'schemathesis', tenant: 'acme', scopes: SCOPES.filter((s) => s !== 'tenants:all') }, SECRET);
+
+    // One session with a signal and a decision, stored, proven and folded before the run.
+    const session = 'st-session';
+    const chain = [{ kind: 'human', id: 'st-user' }, { kind: 'agent', id: 'st-agent' }];
+    const at = new Date().toISOString();
+    const signalId = randomUUID();
+    const decisionId = randomUUID();
+    const events = [
+      { type: 'signal', kind: 'session_started', event_id: randomUUID(), tenant_id: 'acme', occurred_at: at, session_id: session, chain },
+      { type: 'signal', kind: 'injection_detected', event_id: signalId, tenant_id: 'acme', occurred_at: at, session_id: session, signal_id: 'sig-1', severity: 'high', detector: 'schemathesis' },
+      {
+        type: 'decision', event_id: decisionId, tenant_id: 'acme', occurred_at: at, session_id: session, chain,
+        request: { tool: 'git', action: 'push', resource: 'repo:R' },
+        decision: { effect: 'deny', policy_id: 'P-1', rule_id: 'R-1', trust_version: 1, pdp_id: 'pdp-1' },
+      },
+    ];
+    const auth = { authorization: `Bearer ${operator}` };
+    const posted = await fetch(`${base}/v1/events`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(events) });
+    const answer = (await posted.json()) as { accepted?: number };
+    assert.equal(answer.accepted, events.length, `seed events not all accepted: ${JSON.stringify(answer)}`);
+    const status = async (path: string): Promise<number> => (await fetch(`${base}${path}`, { headers: auth })).status;
+    const trust = await waitForValue(
+      'the seeded session folded',
+      async () => {
+        const r = await fetch(`${base}/v1/sessions/${session}/trust`, { headers: auth });
+        return r.status === 200 ? ((await r.json()) as { version: number }) : undefined;
+      },
+      (v) => v !== undefined,
+    );
+    const version = trust?.version ?? 0;
+    for (const path of [`/v1/audit/decisions/${decisionId}`, `/v1/audit/decisions/${decisionId}/proof`, `/v1/audit/signals/${signalId}/proof`, `/v1/audit/sessions/${session}/transitions/${version}/proof`]) {
+      await waitForValue(`200 from ${path}`, () => status(path), (s) => s === 200);
+    }
+    // A log with a signed checkpoint (for the checkpoint and consistency routes) and a freeze to lift.
+    const checkpoints = await waitForValue(
+      'a signed checkpoint',
+      async () => ((await (await fetch(`${base}/v1/audit/checkpoints`, { headers: auth })).json()) as { checkpoints?: { log_id: string; size: number }[] }).checkpoints ?? [],
+      (c) => c.some((x) => x.size > 0),
+    );
+    const log = checkpoints.find((x) => x.size > 0);
+    if (log !== undefined) logId = log.log_id;
+    const freeze = await fetch(`${base}/v1/freezes`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ freeze_id: 'st-freeze', scope: { agent_id: 'st-agent' }, reason: 'schemathesis' }),
+    });
+    assert.equal(freeze.status, 201, `seed freeze: ${await freeze.text()}`);
+    known = { session, user_id: 'st-user', decision_id: decisionId, signal_id: signalId, version, log_size: log?.size ?? 0, freeze_id: 'st-freeze' };
   });
 
   after(async () => {
@@ -91,13 +137,13 @@ describe('OpenAPI document vs the API (Schemathesis)', { skip, timeout: 600_000 
     const { code, out } = await run(
       ['--config-file', join(SETTINGS, 'schemathesis.toml'), 'run', `${base}/docs/json`, '-H', `Authorization: Bearer ${operator}`, '--exclude-path', '/v1/trust/stream'],
       workDir,
-      { SCHEMATHESIS_HOOKS: join(SETTINGS, 'hooks.py'), TRUSTFOLD_ST_LOG: logId },
+      { SCHEMATHESIS_HOOKS: join(SETTINGS, 'hooks.py'), TRUSTFOLD_ST_LOG: logId, TRUSTFOLD_ST_DATA: JSON.stringify(known) },
     );
     mkdirSync(REPORT_DIR, { recursive: true });
     const report = join(REPORT_DIR, 'output.txt');
     writeFileSync(report, out);
-    // The operations tested, the counts by check (`❌ ST103 Undocumented status code: 11`), the cases and the last line.
-    const summary = out.split('\n').filter((l) => /^\s*(Selected|Tested):|❌ ST\d+|generated,|^=+ .* in [\d.]+s =+$/.test(l)).map((l) => l.trim()).join('\n');
+    // The operations tested, the counts by check (`❌ ST103 Undocumented status code: 11`), the warnings, the cases and the last line.
+    const summary = out.split('\n').filter((l) => /^\s*(Selected|Tested):|❌ ST\d+|⚠️|generated,|^=+ .* in [\d.]+s =+$/.test(l)).map((l) => l.trim()).join('\n');
     console.log(`FIGURE schemathesis: exit ${code}\n${summary}\n(full output: ${report})`);
     assert.equal(code, 0, `Schemathesis found failures:\n${summary}\nfull output: ${report}`);
     // A run that passed by testing nothing is not a pass: every selected operation was tested, with cases.

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createCodec } from '../../schemas/codec.ts';
-import { canonicalJson, contentDigest, eventIdentity, type StoredCopy } from '../../schemas/clickhouse/rows.ts';
+import { canonicalJson, contentDigest, eventIdentity, type StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { blockToken, byMonths, identityKey, judgeWriteOnce, mapBatch, type TableRows } from '../../services/audit-sink/batch.ts';
 import { createBlockWriter, insertFailure } from '../../services/audit-sink/write.ts';

@@ -281,3 +281,34 @@ describe('the gateway → an upstream over HTTP (SDK server, SSE answers)', () =
     assert.equal(r.served.deleted(), before + 1, 'the upstream session was ended with DELETE');
   });
 });
+
+describe('the gateway → an upstream that breaks off', () => {
+  test('an SSE answer that ends without the answer fails the call at once (not at its timeout); a 405 GET means no standalone stream', async () => {
+    let gets = 0;
+    const http = createServer((req, res) => {
+      void (async () => {
+        if (req.method === 'GET') return void (gets++, res.writeHead(405).end());
+        if (req.method === 'DELETE') return void res.writeHead(405).end();
+        const chunks: Buffer[] = [];
+        for await (const c of req) chunks.push(c as Buffer);
+        const m = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id?: number; method: string };
+        if (m.id === undefined) return void res.writeHead(202).end();
+        if (m.method === 'initialize') {
+          return void res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'up-1' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: { tools: {} }, serverInfo: { name: 'broken', version: '1' } } }));
+        }
+        if (m.method === 'tools/list') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result: { tools: [] } }));
+        res.writeHead(200, { 'content-type': 'text/event-stream' }).end(': nothing to say\n\n');
+      })();
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise<void>((r) => (http.closeAllConnections(), http.close(() => r()))));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+    const upstream = await openUpstream('broken', { url, timeout_ms: 60_000 }, { onToolsChanged: () => undefined });
+    closers.push(() => upstream.close());
+    const started = Date.now();
+    await assert.rejects(upstream.callTool({ name: 'x', arguments: {} }, { signal: new AbortController().signal }), /closed its SSE stream before answering/);
+    assert.ok(Date.now() - started < 30_000, 'failed at once, not at the 60 s timeout');
+    for (let i = 0; i < 250 && gets === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(gets, 1, 'asked once for the standalone stream; 405 is not retried');
+  });
+});
