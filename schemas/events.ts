@@ -30,6 +30,13 @@ const normaliseTimestamp = (s: string): string =>
  * equal instants compare equal and Avro's timestamp-millis round-trips exactly.
  */
 export const timestamp = z.iso.datetime({ offset: true }).transform(normaliseTimestamp);
+/**
+ * A time window's bounds in order: compared as instants, not as text — a
+ * normalised time past the year 9999 is written `+010000-…`, which sorts
+ * before `9999-…` as a string.
+ */
+export const windowInOrder = (q: { from?: string | undefined; to?: string | undefined }): boolean =>
+  q.from === undefined || q.to === undefined || Date.parse(q.from) < Date.parse(q.to);
 
 export const TIERS = ['trusted', 'degraded', 'restricted', 'revoked'] as const;
 export const tierSchema = z.enum(TIERS);

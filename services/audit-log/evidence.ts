@@ -19,6 +19,11 @@ const hash64 = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'a base64 SHA-256 hash')
 export const signedCheckpointSchema = z.object({ log_id: z.string(), origin: z.string(), size: z.number().int().min(0), root_hash: hash64, note: z.string(), signed_at: z.string() });
 export type SignedCheckpoint = z.infer<typeof signedCheckpointSchema>;
 
+/** Any JSON value, named: it is recursive, so the OpenAPI document lists it under components.schemas (services/lib/http.ts). */
+const jsonValue: z.ZodType<Json> = z
+  .lazy(() => z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(jsonValue), z.record(z.string(), jsonValue)]))
+  .meta({ id: 'JsonValue' });
+
 export const recordProofSchema = z.object({
   kind: z.enum(LEAF_KINDS),
   ref: z.string(),
@@ -26,7 +31,7 @@ export const recordProofSchema = z.object({
   log_id: z.string(),
   leaf_index: z.number().int().min(0),
   /** Leaf bytes = RFC 8785 JCS of this object; leaf hash = SHA-256(0x00 ‖ bytes). */
-  leaf: z.object({ v: z.literal(1), kind: z.enum(LEAF_KINDS), kafka: z.object({ topic: z.string(), partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) }), record: z.json() }),
+  leaf: z.object({ v: z.literal(1), kind: z.enum(LEAF_KINDS), kafka: z.object({ topic: z.string(), partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) }), record: jsonValue }),
   leaf_hash: hash64,
   tree_size: z.number().int().min(1),
   inclusion_proof: z.array(hash64),

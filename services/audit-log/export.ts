@@ -43,7 +43,7 @@ export type ExportSession = {
  * the start, so every line of the export is proven against the same
  * checkpoints (one per log), which close the export.
  */
-export const createExportProofs = (deps: { store: Pick<AuditLogStore, 'findLeaves' | 'latestCheckpoints'>; prover: Prover; verifierKeys: readonly string[] }) => ({
+export const createExportProofs = (deps: { store: Pick<AuditLogStore, 'leafAt' | 'latestCheckpoints'>; prover: Prover; verifierKeys: readonly string[] }) => ({
   begin: async (): Promise<ExportSession> => {
     const latest = new Map<string, StoredCheckpoint>((await deps.store.latestCheckpoints()).map((c) => [c.log, c]));
     const used = new Map<string, StoredCheckpoint>();
@@ -51,8 +51,8 @@ export const createExportProofs = (deps: { store: Pick<AuditLogStore, 'findLeave
       verifierKeys: deps.verifierKeys,
       proofOf: async (d) => {
         const log = logIdOf(d.audit.kafka.topic, d.audit.kafka.partition);
-        // The leaf of this very copy (a record sent twice has a leaf per copy).
-        const leaf = (await deps.store.findLeaves(d.tenant_id, 'decision', d.event_id.toLowerCase())).find((l) => l.log === log && l.offset === d.audit.kafka.offset);
+        // The leaf of this very copy (a record sent twice has a leaf per copy), by its Kafka offset.
+        const leaf = await deps.store.leafAt(log, d.audit.kafka.offset, d.tenant_id, 'decision', d.event_id.toLowerCase());
         if (leaf === undefined) return { not_logged: true };
         const c = latest.get(log);
         if (c === undefined || c.size <= leaf.index) return { log_id: log, leaf_index: leaf.index, not_checkpointed: true };

@@ -31,7 +31,7 @@ const main = async (): Promise<void> => {
   const kafka = createKafka(config.kafka.brokers, `${config.kafka.clientId}-audit-log`);
   const admin = kafka.admin();
   await admin.connect();
-  await ensureCheckpointTopic(admin, lc.checkpointTopic, config.kafka.replication);
+  await ensureCheckpointTopic(admin, lc.checkpointTopic, config.kafka);
   await admin.disconnect();
 
   const { signer } = loadSigner({ signingKey: lc.signingKey, keyName: lc.keyName, dataDir: config.dataDir });

@@ -121,6 +121,7 @@ export const auditLogRoutes =
           querystring: z.strictObject({ log: logId.optional(), size: size.optional() }).refine((q) => q.size === undefined || q.log !== undefined, { message: 'size needs log', path: ['size'] }),
           tags: ['audit-log'],
           summary: 'The latest signed checkpoint of every log (or of ?log=), or the one of ?log=&size=',
+          description: '`size` goes with `log`: `size` alone is a 400 naming size.',
           response: { 200: z.object({ checkpoints: z.array(signedCheckpointSchema) }), ...refusals, 404: errorBody.describe('no checkpoint of that log and size') },
         },
       },
@@ -143,6 +144,7 @@ export const auditLogRoutes =
           querystring: z.strictObject({ log: logId, from: size, to: size }).refine((q) => q.from <= q.to, { message: 'from must not exceed to', path: ['from'] }),
           tags: ['audit-log'],
           summary: 'Consistency proof (RFC 9162) that the log of size from is a prefix of the log of size to',
+          description: '`from` must not exceed `to` (400 naming from); 404 when no signed checkpoint of the log reaches `to`.',
           response: {
             200: z.object({ log_id: z.string(), from: z.number(), to: z.number(), proof: z.array(z.string()), from_checkpoint: signedCheckpointSchema.nullable(), to_checkpoint: signedCheckpointSchema.nullable() }),
             ...refusals,

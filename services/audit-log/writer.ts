@@ -12,7 +12,7 @@
 //     appended before the sink commits their offsets;
 //   - stand-alone (`createAuditLogWriter`): a consumer group of its own that
 //     decodes the topics itself (a writer on other hosts than the sink).
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { Topics } from '../lib/config.ts';
@@ -22,6 +22,8 @@ import { appendLeaf, frontierRoot, type Frontier, type NodeHash } from './merkle
 import { formatCheckpoint, signNote, type Signer } from './note.ts';
 import type { AuditLogStore, StoredCheckpoint, StoredLeaf } from './store.ts';
 import type { LeafRequest } from './leaf-worker.ts';
+import { ensureTopics } from '../lib/kafka.ts';
+import { startModuleWorker } from '../lib/worker.ts';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -29,9 +31,10 @@ export const logIdOf = (topic: string, partition: number): string => `${topic}/$
 export const originOf = (prefix: string, log: string): string => `${prefix}/${log}`;
 
 /** The checkpoint topic, created when missing (one partition: a total order of every log's checkpoints). */
-export const ensureCheckpointTopic = async (admin: Admin, topic: string, replication: number): Promise<void> => {
-  const existing = await admin.listTopics();
-  if (!existing.includes(topic)) await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: replication }], waitForLeaders: true });
+export const ensureCheckpointTopic = async (admin: Admin, topic: string, kafka: { replication: number; minInsyncReplicas: number }): Promise<void> => {
+  await ensureTopics(admin, [
+    { topic, numPartitions: 1, replicationFactor: kafka.replication, configEntries: [{ name: 'min.insync.replicas', value: String(kafka.minInsyncReplicas) }] },
+  ]);
 };
 
 export type AuditLogWriterDeps = {
@@ -66,21 +69,12 @@ export const inlineHasher = (codec: Codec): Hasher => ({
   close: () => Promise.resolve(),
 });
 
-/** The hashing thread. Run from TypeScript sources (tsx), the thread registers tsx before it loads its module. */
-const startLeafWorker = (): Worker => {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const url = new URL(fromSource ? './leaf-worker.ts' : './leaf-worker.js', import.meta.url).href;
-  if (!fromSource) return new Worker(new URL(url));
-  const api = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
-};
-
 /** One worker thread; if it cannot start or dies, the batch in flight and every later one are hashed inline (same function). */
 export const threadHasher = (codec: Codec, log: Pick<Logger, 'warn'>): Hasher => {
   const inline = inlineHasher(codec);
   let worker: Worker | undefined;
   try {
-    worker = startLeafWorker();
+    worker = startModuleWorker(import.meta.url, 'leaf-worker');
     worker.unref();
   } catch (e) {
     log.warn({ err: e }, 'audit log: hashing thread did not start, hashing inline');

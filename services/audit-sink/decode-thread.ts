@@ -11,12 +11,13 @@
 // inline by the same function (a warning says so), and nothing is lost either
 // way — offsets are committed by the main thread only after the rows are
 // durable.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import { mapBatch, type DecodedRecord, type MappedBatch, type Rejected, type SinkMessage, type TableRows, type TopicRole } from './batch.ts';
 import { createSinkDecoder, type SinkDecoder } from './decode.ts';
+import { startModuleWorker } from '../lib/worker.ts';
 
 /** One chunk of a partition batch: the values packed end to end, `lengths[i]` -1 for a null value. */
 export type DecodeRequest = {
@@ -102,21 +103,12 @@ export const inlineDecoder = (decoder: SinkDecoder = createSinkDecoder()): Batch
   close: () => Promise.resolve(),
 });
 
-/** The decoding thread. Run from TypeScript sources (tsx), the thread registers tsx before it loads its module. */
-const startDecodeWorker = (): Worker => {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const url = new URL(fromSource ? './decode-worker.ts' : './decode-worker.js', import.meta.url).href;
-  if (!fromSource) return new Worker(new URL(url));
-  const api = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
-};
-
 /** One worker thread, requests answered in order; if it cannot start or dies, decoding goes inline. */
 export const threadDecoder = (log: Pick<Logger, 'warn'>): BatchDecoder => {
   const inline = inlineDecoder();
   let worker: Worker | undefined;
   try {
-    worker = startDecodeWorker();
+    worker = startModuleWorker(import.meta.url, 'decode-worker');
     worker.unref();
   } catch (e) {
     log.warn({ err: e }, 'audit sink: decoding thread did not start, decoding inline');

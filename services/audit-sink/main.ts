@@ -15,12 +15,12 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { migrate } from '../lib/clickhouse-migrate.ts';
 import { clickhouseTarget, createClickHouse } from '../lib/clickhouse.ts';
-import { loadConfig } from '../lib/config.ts';
-import { createKafkaFor, ensureTopics, topicLayout } from '../lib/kafka.ts';
+import { formatFieldErrors, loadConfig } from '../lib/config.ts';
+import { createKafkaFor, ensureTopics, retryTransient, topicLayout } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseAuditLogConfig } from '../audit-log/config.ts';
 import { loadSigner } from '../audit-log/keys.ts';
-import { createAuditLogStore } from '../audit-log/store.ts';
+import { createAuditLogStore, WRITER_TILE_CACHE_BYTES } from '../audit-log/store.ts';
 import { createHookedAuditLogWriter, ensureCheckpointTopic, type HookedAuditLogWriter } from '../audit-log/writer.ts';
 import { createAuditSink } from './sink.ts';
 import { auditSinkGroupOf } from './group.ts';
@@ -45,15 +45,15 @@ const main = async (): Promise<void> => {
   await migrate(clickhouse, { database: config.clickhouse.database, ttlDays: config.clickhouse.ttlDays, cluster: config.clickhouse.cluster });
   const kafka = createKafkaFor(config.kafka, config.kafka.brokers, `${config.kafka.clientId}-audit-sink`);
   const admin = kafka.admin();
-  await admin.connect();
+  await retryTransient(() => admin.connect());
   await ensureTopics(admin, topicLayout(config));
 
   let writer: HookedAuditLogWriter | undefined;
   if (process.argv.includes('--audit-log')) {
     const lc = parseAuditLogConfig(process.env);
-    if (!lc.ok) throw new Error(`invalid audit log configuration: ${lc.error.map((e) => `${e.path}: ${e.message}`).join('; ')}`);
-    await ensureCheckpointTopic(admin, lc.value.checkpointTopic, config.kafka.replication);
-    const store = createAuditLogStore(createClickHouse(clickhouseTarget(config.clickhouse)), config.clickhouse.database);
+    if (!lc.ok) throw new Error(`invalid audit log configuration: ${formatFieldErrors(lc.error)}`);
+    await ensureCheckpointTopic(admin, lc.value.checkpointTopic, config.kafka);
+    const store = createAuditLogStore(createClickHouse(clickhouseTarget(config.clickhouse)), config.clickhouse.database, { tileCacheBytes: WRITER_TILE_CACHE_BYTES });
     await store.ensureTables();
     writer = createHookedAuditLogWriter({
       kafka,

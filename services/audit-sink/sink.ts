@@ -1,4 +1,5 @@
-// Kafka → ClickHouse. Per partition batch: decode and map (./batch.ts), keep
+// Kafka → ClickHouse (the consumer loop; one file with its crash rules, a
+// little over 400 lines). Per partition batch: decode and map (./batch.ts), keep
 // only the first stored copy of every id (the write-once index, ./write-once.ts;
 // later copies are duplicates or conflicts), insert in blocks of at most 12 months with dedup
 // tokens made of offset ranges (./write.ts isolates any record ClickHouse

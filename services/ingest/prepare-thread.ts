@@ -12,12 +12,13 @@
 // prepared inline by the same function (a warning says so). A body is
 // prepared exactly once either way, and nothing is accepted before Kafka
 // acknowledged it, so the 202 means what it meant.
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import { ok, type Result } from '../../schemas/result.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { BodyError } from './body.ts';
 import { prepareBody, type PreparedEvent, type Prepared, type PrepareInput } from './prepare.ts';
+import { startModuleWorker } from '../lib/worker.ts';
 
 export type Preparer = {
   prepare(input: PrepareInput): Promise<Result<Prepared, BodyError>>;
@@ -72,15 +73,6 @@ export const inlinePreparer = (codec: Codec = createCodec()): Preparer => ({
   close: () => Promise.resolve(),
 });
 
-/** Run from TypeScript sources (tsx), the thread registers tsx before it loads its module. */
-const startWorker = (): Worker => {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const url = new URL(fromSource ? './prepare-worker.ts' : './prepare-worker.js', import.meta.url).href;
-  if (!fromSource) return new Worker(new URL(url));
-  const api = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url)}); })`, { eval: true });
-};
-
 type Waiting = { resolve: (r: Result<Prepared, BodyError>) => void; reject: (e: unknown) => void; fallback: () => void };
 type Thread = { worker: Worker; waiting: Map<number, Waiting> };
 
@@ -105,7 +97,7 @@ export const threadPreparer = (threads: number, log: { warn(obj: object, msg: st
   for (let i = 0; i < threads; i++) {
     let worker: Worker;
     try {
-      worker = startWorker();
+      worker = startModuleWorker(import.meta.url, 'prepare-worker');
     } catch (e) {
       log.warn({ err: errorMessage(e) }, 'ingest: a preparing thread did not start');
       continue;

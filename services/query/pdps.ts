@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
 import { fromClickHouseTime } from '../../schemas/clickhouse/rows-read.ts';
 import { toClickHouseTime } from '../../schemas/clickhouse/rows-write.ts';
-import { LIMITS, timestamp } from '../../schemas/events.ts';
+import { LIMITS, timestamp, windowInOrder } from '../../schemas/events.ts';
 import type { Result } from '../../schemas/result.ts';
 import type { Caller } from '../lib/auth.ts';
 import { callerOf } from '../lib/http.ts';
@@ -167,7 +167,7 @@ export const pdpsRoutes =
         grace_ms: z.coerce.number().int().min(0).max(86_400_000).default(0),
         limit: z.coerce.number().int().min(1).max(1000).default(100),
       })
-      .refine((q) => q.from === undefined || q.to === undefined || q.from < q.to, { message: 'from must be before to', path: ['from'] });
+      .refine(windowInOrder, { message: 'from must be before to', path: ['from'] });
     app.get(
       '/v1/audit/pdps',
       {
@@ -175,6 +175,7 @@ export const pdpsRoutes =
         schema: {
           querystring,
           tags: ['audit'],
+          description: '`from` must be before `to` when both are given (400 naming from).',
           summary: 'PDPs by the decisions they stamped: last seen, decisions, decisions on stale trust, worst lag (from the audit: decisions against stored trust transitions)',
           response: {
             200: z

@@ -6,7 +6,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { EFFECTS, LIMITS, timestamp } from '../../schemas/events.ts';
+import { EFFECTS, LIMITS, timestamp, windowInOrder } from '../../schemas/events.ts';
 import { err, ok, type Result } from '../../schemas/result.ts';
 import { isOperator, type Caller } from '../lib/auth.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
@@ -45,7 +45,7 @@ const filterValue = z.string().min(1).max(LIMITS.text);
 const tenantParam = { tenant: id.optional() };
 const pageParams = (maxLimit: number) => ({
   limit: z.coerce.number().int().min(1).max(maxLimit).default(100),
-  cursor: z.string().min(1).max(2048).optional(),
+  cursor: z.string().min(1).max(2048).optional().describe('the next_cursor of the previous page of this same query (same filters, tenant and order); any other value is a 400'),
 });
 
 /** The tenant a request may read: its own, or for an operator the one named (undefined = all). */
@@ -91,11 +91,20 @@ export const auditRoutes =
         ...tenantParam,
         ...pageParams(maxLimit),
       })
-      .refine((q) => q.from === undefined || q.to === undefined || q.from < q.to, { message: 'from must be before to', path: ['from'] });
+      .refine(windowInOrder, { message: 'from must be before to', path: ['from'] });
 
     app.get(
       '/v1/audit/decisions',
-      { ...guard, schema: { querystring: searchQuery, tags: ['audit'], summary: 'Search decisions (JSON page, or NDJSON stream with Accept: application/x-ndjson)' } },
+      {
+        ...guard,
+        schema: {
+          querystring: searchQuery,
+          tags: ['audit'],
+          summary: 'Search decisions (JSON page, or NDJSON stream with Accept: application/x-ndjson)',
+          description:
+            '`from` must be before `to` (400 naming from). `proofs=1` goes with `Accept: application/x-ndjson` (400 otherwise). `cursor` is the `next_cursor` of an earlier page of the same query (same filters, tenant and order); any other value is a 400 naming cursor.',
+        },
+      },
       async (req, reply) => {
         const q = req.query;
         const scope = tenantScope(callerOf(req), q.tenant);
@@ -252,9 +261,12 @@ export const auditRoutes =
         ...guard,
         schema: {
           params: z.strictObject({ user_id: id }),
-          querystring: z.strictObject({ from: timestamp.optional(), to: timestamp.optional(), ...tenantParam, ...pageParams(maxLimit) }),
+          querystring: z
+            .strictObject({ from: timestamp.optional(), to: timestamp.optional(), ...tenantParam, ...pageParams(maxLimit) })
+            .refine(windowInOrder, { message: 'from must be before to', path: ['from'] }),
           tags: ['audit'],
           summary: "A delegator's sessions with allow/deny counts and their last tier",
+          description: '`from` must be before `to` when both are given (400 naming from).',
         },
       },
       async (req, reply) => {

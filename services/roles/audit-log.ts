@@ -34,7 +34,7 @@ export const auditLogRole = (ctx: RoleContext, alc: AuditLogConfig, signer: Sign
   return {
     sinkHooks: hooked === undefined ? undefined : { onStored: hooked.onStored, onAssigned: hooked.onAssigned },
     async start() {
-      await ensureCheckpointTopic(ctx.admin, alc.checkpointTopic, config.kafka.replication);
+      await ensureCheckpointTopic(ctx.admin, alc.checkpointTopic, config.kafka);
       await writer.start();
       started = true;
     },

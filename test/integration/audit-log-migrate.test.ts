@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, rootOfLeaves, verifyConsistency, verifyInclusion, type Frontier, type NodeHash } from '../../services/audit-log/merkle.ts';
 import { createProver } from '../../services/audit-log/proofs.ts';
-import { createAuditLogStore, toHex, TREE_TABLE, type StoredLeaf } from '../../services/audit-log/store.ts';
+import { createAuditLogStore, OFFSET_INDEX, toHex, TREE_TABLE, type StoredLeaf } from '../../services/audit-log/store.ts';
 import { closeTestClickHouse, newClient, uniqueDatabase } from '../helpers/clickhouse.ts';
 
 after(closeTestClickHouse);
@@ -88,6 +88,18 @@ test('an old tree table is migrated to leaf rows and tiles: same leaves, roots a
     assert.deepEqual(found.map((l) => [l.log, l.index, toHex(l.hash)]), [['dec/0', 3, toHex(logs['dec/0'].leaves[3]?.hash ?? new Uint8Array())]]);
     assert.deepEqual((await store.findLeaves(undefined, 'decision', 'S-1#6')).map((l) => [l.log, l.index]), [['trust/1', 6]]);
     assert.deepEqual(await store.findLeaves('globex', 'decision', uuids[3] ?? ''), [], 'another tenant finds nothing');
+    // By Kafka offset (the offset index): the same leaf as the lookup by reference, for that log and offset.
+    for (const [log, b] of Object.entries(logs)) {
+      for (const l of [b.leaves[0], b.leaves[5], b.leaves[b.leaves.length - 1]]) {
+        if (l === undefined) continue;
+        const byRef = (await store.findLeaves(l.tenant, l.kind, l.ref)).find((x) => x.log === log && x.offset === l.offset);
+        const at = await store.leafAt(log, l.offset, l.tenant, l.kind, l.ref);
+        assert.ok(byRef !== undefined && at !== undefined, `${label}: leaf ${l.index} of ${log} found both ways`);
+        assert.deepEqual({ ...at, hash: toHex(at.hash) }, { ...byRef, hash: toHex(byRef.hash) }, `${label}: leaf ${l.index} of ${log} by offset`);
+        assert.equal(await store.leafAt(log, l.offset, l.tenant === 'acme' ? 'globex' : 'acme', l.kind, l.ref), undefined, `${label}: another tenant's offset finds nothing`);
+        assert.equal(await store.leafAt(log, String(Number(l.offset) + 1), l.tenant, l.kind, l.ref), undefined, `${label}: another offset finds nothing`);
+      }
+    }
     return store;
   };
 
@@ -110,4 +122,44 @@ test('an old tree table is migrated to leaf rows and tiles: same leaves, roots a
   logs['dec/0'] = { leaves: [...logs['dec/0'].leaves, ...more.leaves], frontier: more.frontier, created: [] };
   await check('appended');
   await check('appended, read by a fresh store');
+});
+
+// The tile layout as it was before the offset index (migration 4 adds it).
+const TILES_DDL = (table: string) => `CREATE TABLE ${table} (
+    log LowCardinality(String), row Enum8('leaf' = 1, 'tile' = 2), level UInt8, idx UInt64 CODEC(Delta, ZSTD(1)), width UInt16,
+    tenant LowCardinality(String), kind LowCardinality(String), ref_uuid UUID CODEC(NONE), ref_text String CODEC(ZSTD(1)),
+    kafka_offset UInt64 CODEC(Delta, ZSTD(1)), hashes_hex String EPHEMERAL, hashes String DEFAULT unhex(hashes_hex) CODEC(NONE)
+  ) ENGINE = ReplacingMergeTree(width) ORDER BY (log, row, level, idx) SETTINGS index_granularity = 1024, index_granularity_bytes = 16384`;
+
+test('a tile table without the offset index gets it at start, built for the parts written before: a leaf by offset reads one or two granules', async () => {
+  const database = uniqueDatabase('alog_offidx');
+  const client = newClient(database);
+  await client.command({ query: `CREATE DATABASE ${database}` });
+  await client.command({ query: TILES_DDL(`${database}.${TREE_TABLE}`) });
+  const b = build(5000, () => randomUUID());
+  await createAuditLogStore(client, database).append('dec/0', b.leaves, b.created);
+  const text = async (query: string) => (await (await client.query({ query, format: 'TabSeparatedRaw' })).text()).trim();
+  const indexes = () => text(`SELECT name FROM system.data_skipping_indices WHERE database = '${database}' AND table = '${TREE_TABLE}'`);
+  const unindexed = () => text(`SELECT count() FROM system.parts WHERE database = '${database}' AND table = '${TREE_TABLE}' AND active AND rows > 0 AND secondary_indices_compressed_bytes = 0`);
+  assert.equal(await indexes(), '');
+  assert.equal(await unindexed(), '1', 'the old part has no index data');
+
+  const store = createAuditLogStore(client, database);
+  await store.ensureTables();
+  assert.equal(await indexes(), OFFSET_INDEX);
+  assert.equal(await unindexed(), '0', 'the part written before is indexed');
+  await store.ensureTables();
+  assert.equal(await indexes(), OFFSET_INDEX, 'a second start changes nothing');
+
+  const l = b.leaves[3777];
+  assert.ok(l !== undefined);
+  const at = await store.leafAt('dec/0', l.offset, l.tenant, l.kind, l.ref);
+  assert.deepEqual(at === undefined ? undefined : { ...at, hash: toHex(at.hash) }, { ...l, hash: toHex(l.hash), log: 'dec/0' });
+  // What the offset index keeps for that read: the granule holding the offset (two when a mark range's bound
+  // touches the next granule) out of every granule of the table (granules ≤ 1,024 rows and ≤ 16 KiB).
+  const plan = await text(`EXPLAIN indexes = 1 SELECT idx FROM ${database}.${TREE_TABLE} WHERE log = 'dec/0' AND row = 'leaf' AND kafka_offset = ${l.offset}`);
+  const skip = plan.slice(plan.indexOf(`Name: ${OFFSET_INDEX}`));
+  const granules = /Granules: (\d+)\/(\d+)/.exec(skip);
+  assert.ok(plan.includes(`Name: ${OFFSET_INDEX}`) && granules !== null, `the offset index is used:\n${plan}`);
+  assert.ok(Number(granules[1]) >= 1 && Number(granules[1]) <= 2 && Number(granules[2]) >= 5, `granules kept by the offset index:\n${plan}`);
 });

@@ -3,7 +3,8 @@
 // demo ledger server over stdio, and over Streamable HTTP), with the real
 // broker, projector, ingest, audit sink into embedded ClickHouse and the
 // audit API, and the real Cerbos binary for the second gateway. Every case
-// has its own session; what the audit stored is read back from the API.
+// has its own session; what the audit stored is read back from the API. One
+// file over 400 lines: the cases share that one system (starting it is most of the time).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

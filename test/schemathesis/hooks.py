@@ -9,7 +9,7 @@ violation it was made for, and is still expected to be refused.
 
 - GET /v1/audit/checkpoints: `size` goes with `log` (a size of which log?).
 - GET /v1/audit/consistency: `from` ≤ `to`.
-- GET /v1/audit/decisions, GET /v1/audit/pdps: `from` < `to` (instants, ms).
+- GET /v1/audit/decisions, GET /v1/audit/pdps, GET /v1/audit/delegators/…/sessions: `from` < `to` (instants, ms).
 - GET /v1/audit/decisions: `proofs=1` goes with `Accept: application/x-ndjson`.
 - the paged audit routes: a `cursor` is a `next_cursor` the API issued for the
   same query; a generated string is not one, so a positive case goes without.
@@ -124,6 +124,11 @@ def _no_cursor(case: Any) -> None:
         case.query.pop("cursor", None)
 
 
+def _window_no_cursor(case: Any) -> None:
+    _window(case)
+    _no_cursor(case)
+
+
 def _decisions(case: Any) -> None:
     _window(case)
     _no_cursor(case)
@@ -179,7 +184,7 @@ RULES: dict[str, Callable[[Any], None]] = {
     "GET /v1/audit/decisions": _decisions,
     "GET /v1/audit/pdps": _window,
     "GET /v1/audit/sessions/{id}/timeline": _no_cursor,
-    "GET /v1/audit/delegators/{user_id}/sessions": _no_cursor,
+    "GET /v1/audit/delegators/{user_id}/sessions": _window_no_cursor,
     "POST /v1/freezes": _raise_freeze,
 }
 

@@ -1,6 +1,7 @@
 // The gateway as the protocol sees it, without a network: an SDK client ↔
 // the gateway ↔ real SDK servers, over InMemoryTransport pairs. Trust comes
-// from a map standing in for TrustView; decisions land in an array.
+// from a map standing in for TrustView; decisions land in an array. One file
+// over 400 lines: every case shares the same in-memory gateway fixture.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';

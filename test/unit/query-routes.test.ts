@@ -41,6 +41,8 @@ describe('forensics API: refusals', () => {
       ['/v1/audit/decisions?order=sideways', 'order'],
       ['/v1/audit/decisions/not-a-uuid', 'event_id'],
       ['/v1/audit/delegators/U-442/sessions?to=soon', 'to'],
+      ['/v1/audit/delegators/U-442/sessions?from=2026-06-10T00:00:00Z&to=2026-06-10T00:00:00Z', 'from'],
+      ['/v1/audit/pdps?from=2026-06-10T00:00:00Z&to=2026-06-09T00:00:00Z', 'from'],
       ['/v1/audit/sessions/S-9/timeline?limit=abc', 'limit'],
     ];
     for (const [url, param] of cases) {
@@ -92,5 +94,15 @@ describe('OpenAPI document', () => {
     // Its own refusals; the base app adds 401, 431 and 503 to every documented route.
     assert.deepEqual(Object.keys(responses).sort(), ['200', '400', '401', '403', '404', '409', '431', '503']);
     assert.match(responses['409']?.description ?? '', /ambiguous_tenant.*\?tenant=/);
+  });
+});
+
+describe('forensics API: accepted windows', () => {
+  test('a window is ordered by instants, not by text: one ending past the year 9999 (written +010000-…) is in order', async () => {
+    // The window passes validation, so the route goes on to ClickHouse (absent here: a 500, and one query attempted).
+    const before = queries;
+    const r = await get('/v1/audit/decisions?from=9999-12-31T23:00:00Z&to=9999-12-31T23:30:00-01:00');
+    assert.notEqual(r.statusCode, 400, r.body);
+    assert.equal(queries, before + 1);
   });
 });
