@@ -10,6 +10,11 @@
 //   2. Fold throughput: evolve() over generated signals, in process.
 //   3. Memory per live session at 100k and 1M sessions (child with --expose-gc).
 //
+//   4. `node --import tsx bench/projector.ts restore [100000,1000000]`: the scale-out
+//      takeover's in-memory restore (warm standby, services/projector/scale/): N
+//      session changelog records as bytes → decode (JSON + zod) → world, beside a
+//      bare JSON.parse of the same bytes. The Kafka read is not in it.
+//
 //   BENCH_SECONDS (15)  BENCH_RATE (2000)  BENCH_PROBE_MS (20)  BENCH_MEMORY ("100000,1000000")
 //   BENCH_TIMING_MS (0: off; else the projector prints its transaction step timings at that interval)
 //   BENCH_PROJECTOR_DELIVERY (the projector's TRUSTFOLD_PROJECTOR_DELIVERY: transactional | idempotent;
@@ -27,7 +32,8 @@ import { startKafkaBroker } from '../services/local-kafka/index.ts';
 import { createKafka, partitionKeyOf } from '../services/lib/kafka.ts';
 import { createTrustView } from '../services/pdp-client/trust-view.ts';
 import { DEFAULT_DELIVERY, type Delivery } from '../services/projector/config.ts';
-import { evolve, initialWorld } from '../services/projector/evolve.ts';
+import { decodeRecord, encodeRecord, recordOf, snapshotFromRecords, type ChangelogRecord } from '../services/projector/changelog.ts';
+import { evolve, initialWorld, restoreWorld } from '../services/projector/evolve.ts';
 import { printTargets } from './target.ts';
 
 const mode = process.argv[2] ?? 'main';
@@ -103,6 +109,43 @@ if (mode === 'view') {
   gc();
   const used = process.memoryUsage().heapUsed - base;
   send({ n, bytesPerSession: used / n, sessions: w.sessions.size });
+  process.exit(0);
+}
+
+if (mode === 'restore') {
+  for (const n of (process.argv[3] ?? '100000,1000000').split(',').map(Number)) {
+    const t0 = Date.parse('2026-06-09T14:00:00.000Z');
+    let w = initialWorld();
+    for (let i = 0; i < n; i++) {
+      const at = new Date(t0 + i).toISOString();
+      const session = `S-${i}`;
+      w = evolve(w, { ...mk({ type: 'signal', kind: 'session_started', session_id: session, chain: [{ kind: 'human', id: `U-${i % 50_000}` }, { kind: 'agent', id: 'A-17', version: '3.2' }] }), occurred_at: at } as TrustfoldEvent).world;
+      w = evolve(w, { ...mk({ type: 'signal', kind: 'injection_detected', session_id: session, signal_id: `SIG-${i}`, severity: 'high', detector: 'd' }), occurred_at: at } as TrustfoldEvent).world;
+    }
+    const bytes: Buffer[] = [];
+    for (const key of [...w.sessions.keys(), ...w.users.keys()]) {
+      const r = recordOf(w, key);
+      if (r !== undefined) bytes.push(encodeRecord(r));
+    }
+    const mb = bytes.reduce((a, b) => a + b.length, 0) / 1e6;
+    const b0 = performance.now();
+    let parsed = 0;
+    for (const b of bytes) if (JSON.parse(b.toString('utf8')) !== null) parsed++;
+    const baselineMs = performance.now() - b0;
+    const r0 = performance.now();
+    const records: ChangelogRecord[] = [];
+    for (const b of bytes) {
+      const d = decodeRecord(b);
+      if (d.ok) records.push(d.value);
+    }
+    const decodedMs = performance.now() - r0;
+    const restored = restoreWorld(snapshotFromRecords(records));
+    const restoreMs = performance.now() - r0;
+    if (restored.sessions.size !== n || parsed !== bytes.length) throw new Error(`restored ${restored.sessions.size} of ${n} sessions`);
+    console.log(
+      `restore ${n} sessions (${bytes.length} records, ${mb.toFixed(0)} MB): decode + world ${restoreMs.toFixed(0)} ms (decode ${decodedMs.toFixed(0)} ms), baseline JSON.parse of the same bytes ${baselineMs.toFixed(0)} ms (${(restoreMs / baselineMs).toFixed(1)}×)`,
+    );
+  }
   process.exit(0);
 }
 

@@ -4,6 +4,7 @@
 // corpus; every FIGURE line is collected into a summary table at the end.
 // Sizes: RELIABILITY_EVENTS, RELIABILITY_KILLS, RELIABILITY_RESTART_EVENTS,
 // RELIABILITY_DOWN_MS, RELIABILITY_LOSS_EVENTS, RELIABILITY_LOSS_DOWN_MS, RELIABILITY_LOSS_WHILE_DOWN, RELIABILITY_LOSS_AFTER, RELIABILITY_POISON_ROUNDS, RELIABILITY_LOAD_MS,
+// RELIABILITY_FAILOVER_EVENTS, RELIABILITY_FAILOVER_KILL_EVERY_MS, RELIABILITY_FAILOVER_MIN_PRODUCE_MS, RELIABILITY_FAILOVER_SESSION_TIMEOUT_MS,
 // RELIABILITY_HOSTILE_RUNS (see test/reliability/long/*.test.ts).
 // `npm run test:reliability -- crash load` runs a subset.
 import { spawn } from 'node:child_process';
@@ -17,6 +18,7 @@ const SCENARIOS = {
   hostile: 'test/unit/hostile-input.test.ts',
   authz: 'test/unit/hostile-authz.test.ts',
   load: 'test/reliability/long/load.test.ts',
+  'projector-failover': 'test/reliability/long/projector-failover.test.ts',
 };
 const wanted = process.argv.slice(2).filter((a) => a in SCENARIOS);
 const files = (wanted.length > 0 ? wanted : Object.keys(SCENARIOS)).map((k) => SCENARIOS[k]);

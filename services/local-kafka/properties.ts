@@ -77,6 +77,8 @@ export const serverProperties = (node: NodeProperties): string => {
     'transaction.state.log.min.isr': node.minInsyncReplicas,
     'transaction.state.log.num.partitions': 4,
     'group.initial.rebalance.delay.ms': 0,
+    // The projector's fast failover (TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS ~1.5 s) needs sessions below Kafka's 6 s floor.
+    'group.min.session.timeout.ms': 500,
     ...(node.brokerSessionTimeoutMs !== undefined && {
       'broker.session.timeout.ms': node.brokerSessionTimeoutMs,
       // Kafka's default ratio (2 s heartbeats to a 9 s session), kept below a third.

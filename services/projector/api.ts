@@ -44,6 +44,10 @@ export type ProjectorDeps = {
    * waited longer than this to reach the session-trust topic (default 30 s).
    */
   maxPublishLagMs?: number;
+  /** Scale-out: keep a warm standby of every changelog partition, so a task taken over opens from memory (default true). */
+  standby?: boolean;
+  /** Scale-out: called with this member's partitions after every join of the group. */
+  onAssignment?: (partitions: number[]) => void;
 };
 
 export type ProjectorStats = {

@@ -60,6 +60,8 @@ const publishedMarkerSchema = z.strictObject({
   partitions: z.array(z.strictObject({ partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) })),
   /** input topic-partition → the next offset to fold: everything below it is in the recorded world. */
   consumed: z.array(z.strictObject({ topic: z.string(), partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) })).optional(),
+  /** Scale-out: signals partition → the next offset of the global kinds this partition's task has folded (scale/task.ts). */
+  global: z.array(z.strictObject({ partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) })).optional(),
 });
 export type PublishedMarker = z.infer<typeof publishedMarkerSchema>;
 

@@ -38,17 +38,32 @@ const envSchema = z.object({
    * transaction per group) or `idempotent` (states, then changelog, then offsets;
    * a replay republishes identical states — README, "Delivery modes").
    */
-  TRUSTFOLD_PROJECTOR_DELIVERY: z.enum(['transactional', 'idempotent']).default(DEFAULT_DELIVERY),
+  TRUSTFOLD_PROJECTOR_DELIVERY: z.enum(['transactional', 'idempotent']).optional(),
+  /**
+   * Several instances in one group (README, "Scaling out"): partition tasks,
+   * the global table, per-partition transactional ids. Transactional delivery
+   * only (the default delivery then).
+   */
+  TRUSTFOLD_PROJECTOR_SCALE_OUT: z.enum(['true', 'false']).default('false'),
+  /** Scale-out: warm standby of every changelog partition on every instance (memory: all partitions' records), for a fast takeover. */
+  TRUSTFOLD_PROJECTOR_STANDBY: z.enum(['true', 'false']).default('true'),
+  /** Consumer session timeout: how long a killed instance holds its partitions (the broker's group.min.session.timeout.ms bounds it from below). */
+  TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
   /** Log the output transactions' step timings every this many ms (0: never). */
   TRUSTFOLD_PROJECTOR_TIMING_LOG_MS: z.coerce.number().int().min(0).default(0),
 });
 
-export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig; timingLogMs: number; delivery: Delivery };
+export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig; timingLogMs: number; delivery: Delivery; scaleOut: boolean; standby: boolean; sessionTimeoutMs: number };
 
 export const parseProjectorConfig = (env: Record<string, string | undefined>): Result<ProjectorConfig, FieldError[]> => {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
   const r = envSchema.safeParse(cleaned);
   if (!r.success) return err(zodIssues(r.error));
+  const scaleOut = r.data.TRUSTFOLD_PROJECTOR_SCALE_OUT === 'true';
+  if (scaleOut && r.data.TRUSTFOLD_PROJECTOR_DELIVERY === 'idempotent') {
+    return err([{ path: 'TRUSTFOLD_PROJECTOR_DELIVERY', message: 'TRUSTFOLD_PROJECTOR_SCALE_OUT=true runs the transactional delivery mode only: idempotent states are not fenced (README, "Scaling out")' }]);
+  }
+  const delivery: Delivery = r.data.TRUSTFOLD_PROJECTOR_DELIVERY ?? (scaleOut ? 'transactional' : DEFAULT_DELIVERY);
   const m = r.data.TRUSTFOLD_TIER_MAPPING ?? {};
   const fold: FoldConfig = {
     ...DEFAULT_FOLD_CONFIG,
@@ -60,5 +75,5 @@ export const parseProjectorConfig = (env: Record<string, string | undefined>): R
       sessionEnded: m.sessionEnded ?? DEFAULT_TIER_MAPPING.sessionEnded,
     },
   };
-  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold, timingLogMs: r.data.TRUSTFOLD_PROJECTOR_TIMING_LOG_MS, delivery: r.data.TRUSTFOLD_PROJECTOR_DELIVERY });
+  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold, timingLogMs: r.data.TRUSTFOLD_PROJECTOR_TIMING_LOG_MS, delivery, scaleOut, standby: r.data.TRUSTFOLD_PROJECTOR_STANDBY === 'true', sessionTimeoutMs: r.data.TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS });
 };

@@ -23,7 +23,7 @@ export const emptyGroup = (): Group => ({ changed: [], touched: new Set(), offse
 export const isEmptyGroup = (g: Group): boolean => g.touched.size === 0 && g.offsets.size === 0;
 
 /** A Kafka message as the producers take it (structurally kafkajs' `Message`). */
-export type OutMessage = { key: string; value: Buffer; headers?: Record<string, string> };
+export type OutMessage = { key: string; value: Buffer; headers?: Record<string, string>; partition?: number };
 
 export type Sealed = {
   states: OutMessage[];

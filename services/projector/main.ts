@@ -5,6 +5,7 @@ import { createKafkaFor } from '../lib/kafka.ts';
 import { createLogger } from '../lib/log.ts';
 import { parseProjectorConfig } from './config.ts';
 import { createProjector } from './runtime.ts';
+import { createScaledProjector } from './scale/instance.ts';
 
 const config = loadConfig();
 const logger = createLogger('projector', config.logLevel);
@@ -18,7 +19,20 @@ if (config.kafka.brokers === undefined) {
   process.exit(2);
 }
 const kafka = createKafkaFor(config.kafka, config.kafka.brokers, `${config.kafka.clientId}-projector`);
-const projector = createProjector({ kafka, config, logger, groupId: pc.value.groupId, tickIntervalMs: pc.value.tickIntervalMs, fold: pc.value.fold, delivery: pc.value.delivery });
+const projectorDeps = {
+  kafka,
+  config,
+  logger,
+  groupId: pc.value.groupId,
+  tickIntervalMs: pc.value.tickIntervalMs,
+  fold: pc.value.fold,
+  delivery: pc.value.delivery,
+  sessionTimeoutMs: pc.value.sessionTimeoutMs,
+  standby: pc.value.standby,
+  // Scale-out: this member's partitions after every rebalance, on stdout beside "projector ready" (the failover tests read it).
+  onAssignment: (partitions: number[]) => process.stdout.write(`${JSON.stringify({ msg: 'projector assignment', pid: process.pid, partitions })}\n`),
+};
+const projector = pc.value.scaleOut ? createScaledProjector(projectorDeps) : createProjector(projectorDeps);
 
 let stopping = false;
 const shutdown = (signal: string): void => {

@@ -14,7 +14,7 @@ export type TopicOffsets = { topic: string; partitions: { partition: number; off
 export type TransactionSteps = { beginMs: number; sendMs: number; offsetsMs: number; commitMs: number };
 
 /** kafkajs' protocol error type, on the error or any of its causes. */
-const hasErrorType = (e: unknown, type: string): boolean => {
+export const hasErrorType = (e: unknown, type: string): boolean => {
   for (let c: unknown = e; typeof c === 'object' && c !== null; c = (c as { cause?: unknown }).cause) {
     if ((c as { type?: unknown }).type === type) return true;
   }

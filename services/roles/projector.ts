@@ -3,12 +3,13 @@
 import { Gauge } from 'prom-client';
 import type { ProjectorConfig } from '../projector/config.ts';
 import { createProjector, type Projector, type ProjectorStats } from '../projector/runtime.ts';
+import { createScaledProjector } from '../projector/scale/instance.ts';
 import type { RoleContext, RoleModule } from './role.ts';
 
 export type ProjectorRole = RoleModule & { projector: Projector };
 
 export const projectorRole = (ctx: RoleContext, pc: ProjectorConfig): ProjectorRole => {
-  const projector = createProjector({
+  const deps = {
     kafka: ctx.kafka,
     config: ctx.config,
     logger: ctx.logger.child({ role: 'projector' }),
@@ -16,7 +17,11 @@ export const projectorRole = (ctx: RoleContext, pc: ProjectorConfig): ProjectorR
     tickIntervalMs: pc.tickIntervalMs,
     fold: pc.fold,
     delivery: pc.delivery,
-  });
+    sessionTimeoutMs: pc.sessionTimeoutMs,
+    standby: pc.standby,
+  };
+  // TRUSTFOLD_PROJECTOR_SCALE_OUT: several instances in one group (services/projector/README.md, "Scaling out").
+  const projector = pc.scaleOut ? createScaledProjector(deps) : createProjector(deps);
   let started = false;
   return {
     projector,
