@@ -50,7 +50,7 @@ let producer: Awaited<ReturnType<typeof createEventProducer>>;
 let auditToken: string;
 const clients: Client[] = [];
 
-/** Where set-up got to, for the message when a hook times out (GATE_IT_TRACE=1 prints each step). */
+/** Where set-up got to, for the message when a hook times out. */
 let phase = 'start';
 // Each set-up and tear-down step with its time on stderr (a dozen lines): a slow or stuck start names its step in the CI log.
 const step = (p: string): void => {
