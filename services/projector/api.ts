@@ -71,6 +71,22 @@ export type ProjectorStats = {
   publishLagMs: number;
 };
 
+/** Every counter at zero, for a new runtime or scale-out instance. */
+export const newProjectorStats = (): ProjectorStats => ({
+  sessions: 0,
+  published: 0,
+  batches: 0,
+  deadLettered: 0,
+  recoveries: 0,
+  restoredRecords: 0,
+  republishSkipped: 0,
+  rebased: 0,
+  replaySkipped: 0,
+  keyMismatches: 0,
+  unpublished: 0,
+  publishLagMs: 0,
+});
+
 export type Projector = {
   start(): Promise<void>;
   stop(): Promise<void>;

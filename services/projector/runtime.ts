@@ -32,7 +32,7 @@ import type { Consumer, EachBatchPayload, Producer } from 'kafkajs';
 import { createCodec } from '../../schemas/codec.ts';
 import type { SessionTrust } from '../../schemas/events.ts';
 import { errorMessage } from '../lib/errors.ts';
-import type { Projector, ProjectorDeps, ProjectorStats } from './api.ts';
+import { newProjectorStats, type Projector, type ProjectorDeps, type ProjectorStats } from './api.ts';
 import { changelogProducer, ensureProjectorTopics, inputConsumer, statesProducer } from './clients.ts';
 import { DEFAULT_DELIVERY } from './config.ts';
 import { createIdempotentDelivery, type Marks } from './delivery/idempotent.ts';
@@ -85,20 +85,7 @@ export const createProjector = (deps: ProjectorDeps): Projector => {
   stopped.catch(() => undefined);
   const untilStopped = <T>(p: Promise<T>): Promise<T> => Promise.race([p, stopped]);
   const maxPublishLagMs = deps.maxPublishLagMs ?? 30_000;
-  const stats: ProjectorStats = {
-    sessions: 0,
-    published: 0,
-    batches: 0,
-    deadLettered: 0,
-    recoveries: 0,
-    restoredRecords: 0,
-    republishSkipped: 0,
-    rebased: 0,
-    replaySkipped: 0,
-    keyMismatches: 0,
-    unpublished: 0,
-    publishLagMs: 0,
-  };
+  const stats: ProjectorStats = newProjectorStats();
   /**
    * "Caught up" must mean "published": states folded but not yet acknowledged
    * by the session-trust topic, and when the oldest of them was folded (the

@@ -12,7 +12,7 @@ import type { Consumer, EachBatchPayload, IMemberAssignment, Producer } from 'ka
 import { statesProducer } from '../clients.ts';
 import { createCodec } from '../../../schemas/codec.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import type { Projector, ProjectorDeps, ProjectorStats } from '../api.ts';
+import { newProjectorStats, type Projector, type ProjectorDeps, type ProjectorStats } from '../api.ts';
 import { ensureProjectorTopics } from '../clients.ts';
 import { DEFAULT_FOLD_CONFIG, evolve, initialWorld, tick } from '../evolve.ts';
 import type { AdmitDeps } from '../input.ts';
@@ -38,20 +38,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
   const signals = config.topics.signals;
   const inputTopics = [signals, ...(deps.consumeDecisions === false ? [] : [config.topics.decisions])];
   const sessionTimeout = deps.sessionTimeoutMs ?? 10_000;
-  const stats: ProjectorStats = {
-    sessions: 0,
-    published: 0,
-    batches: 0,
-    deadLettered: 0,
-    recoveries: 0,
-    restoredRecords: 0,
-    republishSkipped: 0,
-    rebased: 0,
-    replaySkipped: 0,
-    keyMismatches: 0,
-    unpublished: 0,
-    publishLagMs: 0,
-  };
+  const stats: ProjectorStats = newProjectorStats();
   let running = false;
   let consumer: Consumer | undefined;
   let dlq: Producer | undefined;
