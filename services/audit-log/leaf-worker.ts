@@ -1,19 +1,18 @@
-// The writer's hashing thread: decoding and canonicalising every record is
-// JavaScript, and on the main thread it would compete with the sink's own
-// decoding in the same process (`--role all`). Requests and answers carry an id.
+// The stand-alone writer's hashing thread: decoding and canonicalising every
+// record is JavaScript, kept off the thread that runs its consumer. (The
+// writer hooked into the audit sink gets its leaves hashed by the sink's
+// decoding threads.) Requests and answers carry an id.
 import { parentPort } from 'node:worker_threads';
 import { createCodec } from '../../schemas/codec.ts';
-import { hashBatch, hashDecoded, type DecodedRecord, type RawMessage } from './leaf-batch.ts';
+import { hashBatch, type RawMessage } from './leaf-batch.ts';
 
-/** Raw Kafka values (the stand-alone writer's own consumer), or records the sink decoded (its hook). */
-export type LeafRequest =
-  | { id: number; op: 'raw'; trust: boolean; topic: string; partition: number; messages: RawMessage[] }
-  | { id: number; op: 'decoded'; topic: string; partition: number; records: DecodedRecord[] };
+/** Raw Kafka values from the stand-alone writer's own consumer. */
+export type LeafRequest = { id: number; trust: boolean; topic: string; partition: number; messages: RawMessage[] };
 
 const codec = createCodec();
 parentPort?.on('message', (q: LeafRequest) => {
   try {
-    const leaves = q.op === 'raw' ? hashBatch(codec, q.trust, q.topic, q.partition, q.messages) : hashDecoded(q.topic, q.partition, q.records);
+    const leaves = hashBatch(codec, q.trust, q.topic, q.partition, q.messages);
     parentPort?.postMessage({ id: q.id, leaves });
   } catch (e) {
     parentPort?.postMessage({ id: q.id, error: e instanceof Error ? e.message : String(e) });

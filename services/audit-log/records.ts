@@ -8,7 +8,10 @@ import {
   signalRow,
   trustRow,
   type DecisionRecord,
+  type DecisionRow,
   type KafkaCoordinates,
+  type SignalRow,
+  type TrustRow,
 } from '../../schemas/clickhouse/rows.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import type { Json } from './jcs.ts';
@@ -33,23 +36,28 @@ export const signalLeafOfRecord = (r: StoredSignal): LeafInput => ({ kind: 'sign
 export type StoredTrust = Located & { state: string };
 export const trustLeafOfRecord = (r: StoredTrust): LeafInput => ({ kind: 'trust', kafka: coordinatesOf(r), record: JSON.parse(r.state) as Json });
 
-/** The leaf of an event read from Kafka: exactly what the verifier will rebuild from the row the sink stores. */
-export const leafOfEvent = (e: TrustfoldEvent, at: KafkaCoordinates): LeafInput => {
-  if (e.type === 'decision') {
-    // The row as the store holds it, read back as the API does.
-    const row = { ...decisionRow(e, at), ingested_at: NO_TIME } as unknown as DecisionRecord;
-    // decisionFromRecord builds plain JSON (no undefined members, no shared cycles): dropping `audit` needs no JSON round trip here.
-    const { audit: _audit, ...record } = decisionFromRecord(row);
-    return { kind: 'decision', kafka: { topic: at.topic, partition: at.partition, offset: at.offset }, record: record as unknown as Json };
-  }
-  const r = signalRow(e, at);
-  return signalLeafOfRecord({ kafka_topic: at.topic, kafka_partition: at.partition, kafka_offset: at.offset, payload: String(r.payload) });
+/** The leaf of a decision from its row as the sink stores it (`decisionRow(e, at)`): the sink's decoder builds that row anyway. */
+export const leafOfDecisionRow = (decision: DecisionRow, at: KafkaCoordinates): LeafInput => {
+  // The row as the store holds it, read back as the API does.
+  const row = { ...decision, ingested_at: NO_TIME } as unknown as DecisionRecord;
+  // decisionFromRecord builds plain JSON (no undefined members, no shared cycles): dropping `audit` needs no JSON round trip here.
+  const { audit: _audit, ...record } = decisionFromRecord(row);
+  return { kind: 'decision', kafka: { topic: at.topic, partition: at.partition, offset: at.offset }, record: record as unknown as Json };
 };
 
-export const leafOfTrust = (s: SessionTrust, at: KafkaCoordinates): LeafInput => {
-  const r = trustRow(s, at);
-  return trustLeafOfRecord({ kafka_topic: at.topic, kafka_partition: at.partition, kafka_offset: at.offset, state: String(r.state) });
-};
+/** The leaf of a signal from its row (`signalRow(e, at)`). */
+export const leafOfSignalRow = (signal: SignalRow, at: KafkaCoordinates): LeafInput =>
+  signalLeafOfRecord({ kafka_topic: at.topic, kafka_partition: at.partition, kafka_offset: at.offset, payload: String(signal.payload) });
+
+/** The leaf of a trust transition from its row (`trustRow(s, at)`). */
+export const leafOfTrustRow = (trust: TrustRow, at: KafkaCoordinates): LeafInput =>
+  trustLeafOfRecord({ kafka_topic: at.topic, kafka_partition: at.partition, kafka_offset: at.offset, state: String(trust.state) });
+
+/** The leaf of an event read from Kafka: exactly what the verifier will rebuild from the row the sink stores. */
+export const leafOfEvent = (e: TrustfoldEvent, at: KafkaCoordinates): LeafInput =>
+  e.type === 'decision' ? leafOfDecisionRow(decisionRow(e, at), at) : leafOfSignalRow(signalRow(e, at), at);
+
+export const leafOfTrust = (s: SessionTrust, at: KafkaCoordinates): LeafInput => leafOfTrustRow(trustRow(s, at), at);
 
 /** A trust transition's reference: its session and version. */
 export const trustRef = (sessionId: string, version: number | string): string => `${sessionId}#${String(version)}`;

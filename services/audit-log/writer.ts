@@ -8,8 +8,9 @@
 //
 // Two ways to be fed (docs/audit-log.md, "Where it runs"):
 //   - hooked (`createHookedAuditLogWriter`): in the audit sink's process, from
-//     the sink's `onStored` hook — the records the sink stored, decoded once,
-//     appended before the sink commits their offsets;
+//     the sink's `onStored` hook — the leaves of the records the sink stored,
+//     hashed by the sink's decoding threads from the rows it stored, appended
+//     before the sink commits their offsets;
 //   - stand-alone (`createAuditLogWriter`): a consumer group of its own that
 //     decodes the topics itself (a writer on other hosts than the sink).
 import type { Worker } from 'node:worker_threads';
@@ -17,15 +18,13 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { Topics } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
-import { hashBatch, hashDecoded, type DecodedRecord, type HashedLeaf, type RawMessage } from './leaf-batch.ts';
+import { hashBatch, type HashedLeaf, type RawMessage } from './leaf-batch.ts';
 import { appendLeaf, frontierRoot, type Frontier, type NodeHash } from './merkle.ts';
 import { formatCheckpoint, signNote, type Signer } from './note.ts';
 import type { AuditLogStore, StoredCheckpoint, StoredLeaf } from './store.ts';
 import type { LeafRequest } from './leaf-worker.ts';
 import { ensureTopics } from '../lib/kafka.ts';
 import { startModuleWorker } from '../lib/worker.ts';
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 export const logIdOf = (topic: string, partition: number): string => `${topic}/${partition}`;
 export const originOf = (prefix: string, log: string): string => `${prefix}/${log}`;
@@ -51,21 +50,18 @@ export type AuditLogWriterDeps = {
   now?: () => Date;
   /** Called after a batch's leaves are durable, before its offset is committed (tests crash here). */
   afterAppend?: (log: string, size: number) => void | Promise<void>;
-  /** Decode and hash in a thread of their own (default), not on the thread the sink may share in `--role all`. */
+  /** The stand-alone writer: decode and hash in a thread of its own (default), not on the thread of its consumer. */
   hashThread?: boolean;
 };
 
 export type Hasher = {
   /** Decodes raw Kafka values (the stand-alone writer) and hashes their leaves. */
   hash(trust: boolean, topic: string, partition: number, messages: RawMessage[]): Promise<HashedLeaf[]>;
-  /** Hashes the leaves of records the sink decoded (the hook). */
-  hashDecoded(topic: string, partition: number, records: DecodedRecord[]): Promise<HashedLeaf[]>;
   close(): Promise<void>;
 };
 
 export const inlineHasher = (codec: Codec): Hasher => ({
   hash: (trust, topic, partition, messages) => Promise.resolve(hashBatch(codec, trust, topic, partition, messages)),
-  hashDecoded: (topic, partition, records) => Promise.resolve(hashDecoded(topic, partition, records)),
   close: () => Promise.resolve(),
 });
 
@@ -99,7 +95,7 @@ export const threadHasher = (codec: Codec, log: Pick<Logger, 'warn'>): Hasher =>
   worker.on('exit', (code) => {
     if (worker !== undefined) fail(new Error(`hashing thread exited with ${code}`));
   });
-  const ask = (request: DistributiveOmit<LeafRequest, 'id'>, inlined: () => Promise<HashedLeaf[]>): Promise<HashedLeaf[]> => {
+  const ask = (request: Omit<LeafRequest, 'id'>, inlined: () => Promise<HashedLeaf[]>): Promise<HashedLeaf[]> => {
     const w = worker;
     if (w === undefined) return inlined();
     return new Promise<HashedLeaf[]>((resolve, reject) => {
@@ -109,8 +105,7 @@ export const threadHasher = (codec: Codec, log: Pick<Logger, 'warn'>): Hasher =>
     });
   };
   return {
-    hash: (trust, topic, partition, messages) => ask({ op: 'raw', trust, topic, partition, messages }, () => inline.hash(trust, topic, partition, messages)),
-    hashDecoded: (topic, partition, records) => ask({ op: 'decoded', topic, partition, records }, () => inline.hashDecoded(topic, partition, records)),
+    hash: (trust, topic, partition, messages) => ask({ trust, topic, partition, messages }, () => inline.hash(trust, topic, partition, messages)),
     close: async () => {
       const w = worker;
       worker = undefined;
@@ -308,8 +303,8 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
   };
 };
 
-/** One partition batch the audit sink stored (its `StoredBatch`: records in offset order, already decoded). */
-export type SinkStoredBatch = { topic: string; partition: number; records: readonly DecodedRecord[] };
+/** One partition batch the audit sink stored (its `StoredBatch`): the leaf of each accepted record, in offset order, hashed by the sink. */
+export type SinkStoredBatch = { topic: string; partition: number; records: readonly HashedLeaf[] };
 
 export type HookedAuditLogWriter = AuditLogWriter & {
   /** The sink's `onStored`: appends the batch's leaves; resolves once they are durable (the sink commits after). */
@@ -319,23 +314,20 @@ export type HookedAuditLogWriter = AuditLogWriter & {
 };
 
 /**
- * The writer fed by the audit sink's hook, in the sink's process: no consumer
- * and no decode of its own. The sink hands over every record it accepted
+ * The writer fed by the audit sink's hook, in the sink's process: no consumer,
+ * no decode and no hashing of its own. The sink hands over the leaf of every record it accepted
  * (first copies, duplicates, conflicts and replays alike) after the batch is
  * durable and before its offsets are committed, so a crash anywhere re-reads
  * the batch and hands it over again; offsets up to the log's last leaf are
  * skipped, the rest appended — the same leaves as an uninterrupted run.
  */
-export const createHookedAuditLogWriter = (deps: Omit<AuditLogWriterDeps, 'groupId' | 'topics'>): HookedAuditLogWriter => {
-  const codec = deps.codec ?? createCodec();
-  let hasher: Hasher = inlineHasher(codec);
+export const createHookedAuditLogWriter = (deps: Omit<AuditLogWriterDeps, 'groupId' | 'topics' | 'codec' | 'hashThread'>): HookedAuditLogWriter => {
   let signing: { producer: Producer; stop: () => void } | undefined;
   let running = false;
   const core = createLogCore({ ...deps, producer: () => signing?.producer });
   return {
     start: async () => {
       if (running) return;
-      if (deps.hashThread !== false) hasher = threadHasher(codec, deps.log);
       signing = await startSigning(deps.kafka, deps.checkpointIntervalMs, core.checkpoint, deps.log);
       running = true;
       deps.log.info('audit log: writing (from the audit sink)');
@@ -345,13 +337,12 @@ export const createHookedAuditLogWriter = (deps: Omit<AuditLogWriterDeps, 'group
       signing?.stop();
       await core.checkpoint();
       await signing?.producer.disconnect();
-      await hasher.close();
-      hasher = inlineHasher(codec);
       signing = undefined;
     },
     checkpoint: core.checkpoint,
     isRunning: () => running,
-    onStored: (b) => core.appendBatch(b.topic, b.partition, b.records, (fresh) => hasher.hashDecoded(b.topic, b.partition, fresh)),
+    // The sink hashed the leaves in its decoding threads; only those past the log's last leaf are appended.
+    onStored: (b) => core.appendBatch(b.topic, b.partition, b.records, (fresh) => Promise.resolve(fresh)),
     onAssigned: (assignment) => core.hold(assignment),
   };
 };

@@ -1,9 +1,10 @@
 // The pure half of the audit sink: one Kafka batch in, rows per table and
 // dead letters out. No Kafka client, no ClickHouse, no clock.
-import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import { eventIdentity, trustIdentity, type RecordIdentity, type StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
 import { compact, decisionRow, signalRow, trustRow, type CellValue, type KafkaCoordinates } from '../../schemas/clickhouse/rows-write.ts';
 import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
+import { hashedLeaf, type HashedLeaf } from '../audit-log/leaf-batch.ts';
+import { leafOfDecisionRow, leafOfSignalRow, leafOfTrustRow } from '../audit-log/records.ts';
 import type { Topics } from '../lib/config.ts';
 import { decodedCanonicalJson } from './canonical.ts';
 import type { SinkDecoder } from './decode.ts';
@@ -20,11 +21,12 @@ export type Rejected = { offset: string; key: Buffer | null; value: Buffer | nul
  */
 export type TableRows = { table: TableSpec; rows: CellValue[][]; offsets: string[]; ids: RecordIdentity[] };
 
-/** A message that decoded and satisfies the contract, in the form it was decoded. */
-export type DecodedRecord = { offset: string; trust: false; event: TrustfoldEvent } | { offset: string; trust: true; state: SessionTrust };
-
-/** `decoded`: every accepted message of the batch, in offset order (the tables split them by kind). */
-export type MappedBatch = { tables: TableRows[]; rejected: Rejected[]; tombstones: number; decoded: DecodedRecord[] };
+/**
+ * `leaves`: the tamper-evident log's leaf (docs/audit-log.md, "The leaf rule")
+ * of every accepted message of the batch, in offset order (the tables split
+ * them by kind) — when asked for, else empty.
+ */
+export type MappedBatch = { tables: TableRows[]; rejected: Rejected[]; tombstones: number; leaves: HashedLeaf[] };
 
 export type TopicRole = 'events' | 'session_trust';
 
@@ -37,14 +39,18 @@ export const topicRole = (topics: Topics, topic: string): TopicRole | undefined 
 /**
  * Decodes and maps every message of one partition batch. A message that
  * cannot be decoded or violates the contract becomes a `Rejected` value; the
- * good messages around it are mapped as usual.
+ * good messages around it are mapped as usual. With `leaves`, each accepted
+ * record's log leaf is hashed here, from the very row the sink stores (the
+ * same functions the log writer and the verifier use: services/audit-log/records.ts),
+ * so the decoding threads do the log's hashing in parallel and no decoded
+ * record has to be copied to another thread.
  */
-export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[]): MappedBatch => {
+export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[], leaves = false): MappedBatch => {
   const decisions: TableRows = { table: DECISIONS, rows: [], offsets: [], ids: [] };
   const signals: TableRows = { table: SIGNALS, rows: [], offsets: [], ids: [] };
   const trust: TableRows = { table: TRUST_TRANSITIONS, rows: [], offsets: [], ids: [] };
   const rejected: Rejected[] = [];
-  const decoded: DecodedRecord[] = [];
+  const hashed: HashedLeaf[] = [];
   let tombstones = 0;
   for (const m of messages) {
     const at = { topic, partition, offset: m.offset };
@@ -60,10 +66,11 @@ export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, par
         rejected.push({ ...m, reason: r.error.code === 'invalid_event' ? 'invalid_event' : 'decode_failed', message: r.error.message });
         continue;
       }
-      trust.rows.push(compact(TRUST_TRANSITIONS, trustRow(r.value, at)));
+      const row = trustRow(r.value, at);
+      trust.rows.push(compact(TRUST_TRANSITIONS, row));
       trust.offsets.push(m.offset);
       trust.ids.push(trustIdentity(r.value, decodedCanonicalJson('session_trust', r.value)));
-      decoded.push({ offset: m.offset, trust: true, state: r.value });
+      if (leaves) hashed.push(hashedLeaf(m.offset, leafOfTrustRow(row, at)));
       continue;
     }
     const r = codec.decodeEvent(m.value);
@@ -72,18 +79,21 @@ export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, par
       continue;
     }
     const e = r.value;
-    decoded.push({ offset: m.offset, trust: false, event: e });
     if (e.type === 'decision') {
-      decisions.rows.push(compact(DECISIONS, decisionRow(e, at)));
+      const row = decisionRow(e, at);
+      decisions.rows.push(compact(DECISIONS, row));
       decisions.offsets.push(m.offset);
       decisions.ids.push(eventIdentity(e, decodedCanonicalJson('decision', e)));
+      if (leaves) hashed.push(hashedLeaf(m.offset, leafOfDecisionRow(row, at)));
     } else {
-      signals.rows.push(compact(SIGNALS, signalRow(e, at)));
+      const row = signalRow(e, at);
+      signals.rows.push(compact(SIGNALS, row));
       signals.offsets.push(m.offset);
       signals.ids.push(eventIdentity(e, decodedCanonicalJson(e.kind, e)));
+      if (leaves) hashed.push(hashedLeaf(m.offset, leafOfSignalRow(row, at)));
     }
   }
-  return { tables: [decisions, signals, trust].filter((t) => t.rows.length > 0), rejected, tombstones, decoded };
+  return { tables: [decisions, signals, trust].filter((t) => t.rows.length > 0), rejected, tombstones, leaves: hashed };
 };
 
 /** The rows at the given indexes, arrays kept parallel. */

@@ -1,7 +1,9 @@
 // Decoding off the sink's main thread. A partition batch's values travel to a
 // worker thread in one transferred buffer; the worker decodes, checks the
-// contract, maps rows and computes write-once identities (./batch.ts
-// mapBatch, the same function the inline path runs) and sends the rows back.
+// contract, maps rows, computes write-once identities and, for the
+// tamper-evident log's hook, each record's leaf hash (./batch.ts mapBatch,
+// the same function the inline path runs) and sends them back: the log's
+// canonical JSON and SHA-256 run here, in parallel, beside the decoding.
 // The main thread is left the ClickHouse round trips, the write-once
 // judgement and the Kafka commits, so the decode of one chunk overlaps the
 // insert of the one before it.
@@ -15,7 +17,9 @@ import type { Worker } from 'node:worker_threads';
 import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
 import { errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
-import { mapBatch, type DecodedRecord, type MappedBatch, type Rejected, type SinkMessage, type TableRows, type TopicRole } from './batch.ts';
+import type { HashedLeaf } from '../audit-log/leaf-batch.ts';
+import { LEAF_KINDS, type LeafKind } from '../audit-log/leaf.ts';
+import { mapBatch, type MappedBatch, type Rejected, type SinkMessage, type TableRows, type TopicRole } from './batch.ts';
 import { createSinkDecoder, type SinkDecoder } from './decode.ts';
 import { startModuleWorker } from '../lib/worker.ts';
 
@@ -28,14 +32,17 @@ export type DecodeRequest = {
   offsets: string[];
   lengths: Int32Array;
   values: ArrayBuffer;
-  /** Send the decoded records back too (only the sink's onStored hook needs them). */
-  withRecords: boolean;
+  /** Hash each accepted record's log leaf too (only the sink's onStored hook needs them). */
+  withLeaves: boolean;
 };
+
+/** Leaves as they cross threads: the hashes end to end in one transferred buffer, the rest in parallel arrays. */
+export type WireLeaves = { offsets: string[]; hashes: ArrayBuffer; tenants: string[]; kinds: Uint8Array; refs: string[] };
 
 /** A MappedBatch as it crosses threads: tables by name; rejected records without their bytes (the caller has them). */
 type WireTable = Omit<TableRows, 'table'> & { table: string };
 export type DecodeAnswer =
-  | { id: number; tables: WireTable[]; rejected: Rejected[]; tombstones: number; decoded: DecodedRecord[] }
+  | { id: number; tables: WireTable[]; rejected: Rejected[]; tombstones: number; leaves: WireLeaves }
   | { id: number; error: string };
 
 const TABLES: Record<string, TableSpec> = { [DECISIONS.name]: DECISIONS, [SIGNALS.name]: SIGNALS, [TRUST_TRANSITIONS.name]: TRUST_TRANSITIONS };
@@ -69,17 +76,40 @@ export const unpack = (r: Pick<DecodeRequest, 'offsets' | 'lengths' | 'values'>)
   });
 };
 
+const HASH_BYTES = 32;
+
+export const packLeaves = (leaves: readonly HashedLeaf[]): WireLeaves => {
+  const hashes = new Uint8Array(leaves.length * HASH_BYTES);
+  const kinds = new Uint8Array(leaves.length);
+  leaves.forEach((l, i) => {
+    if (l.hash.length !== HASH_BYTES) throw new Error(`leaf hash of offset ${l.offset} has ${l.hash.length} bytes`);
+    hashes.set(l.hash, i * HASH_BYTES);
+    kinds[i] = LEAF_KINDS.indexOf(l.kind);
+  });
+  return { offsets: leaves.map((l) => l.offset), hashes: hashes.buffer, tenants: leaves.map((l) => l.tenant), kinds, refs: leaves.map((l) => l.ref) };
+};
+
+export const unpackLeaves = (w: WireLeaves): HashedLeaf[] =>
+  w.offsets.map((offset, i): HashedLeaf => {
+    const kind: LeafKind | undefined = LEAF_KINDS[w.kinds[i] ?? -1];
+    if (kind === undefined) throw new Error(`decode thread answered a leaf of no known kind at offset ${offset}`);
+    return { offset, hash: new Uint8Array(w.hashes, i * HASH_BYTES, HASH_BYTES), tenant: w.tenants[i] ?? '', kind, ref: w.refs[i] ?? '' };
+  });
+
 /** The worker's whole job: decode one request. Keys and values of rejected records stay behind. */
 export const answer = (decoder: SinkDecoder, r: DecodeRequest): DecodeAnswer => {
-  const m = mapBatch(decoder, r.role, r.topic, r.partition, unpack(r));
+  const m = mapBatch(decoder, r.role, r.topic, r.partition, unpack(r), r.withLeaves);
   return {
     id: r.id,
     tables: m.tables.map((t) => ({ ...t, table: t.table.name })),
     rejected: m.rejected.map((x) => ({ ...x, key: null, value: null })),
     tombstones: m.tombstones,
-    decoded: r.withRecords ? m.decoded : [],
+    leaves: packLeaves(m.leaves),
   };
 };
+
+/** What the worker transfers rather than copies with its answer. */
+export const transferables = (a: DecodeAnswer): ArrayBuffer[] => ('leaves' in a ? [a.leaves.hashes] : []);
 
 const fromWire = (a: Extract<DecodeAnswer, { tables: WireTable[] }>): MappedBatch => ({
   tables: a.tables.map((t) => {
@@ -89,17 +119,17 @@ const fromWire = (a: Extract<DecodeAnswer, { tables: WireTable[] }>): MappedBatc
   }),
   rejected: a.rejected,
   tombstones: a.tombstones,
-  decoded: a.decoded,
+  leaves: unpackLeaves(a.leaves),
 });
 
 export type BatchDecoder = {
-  decode(role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[], withRecords: boolean): Promise<MappedBatch>;
+  decode(role: TopicRole, topic: string, partition: number, messages: readonly SinkMessage[], withLeaves: boolean): Promise<MappedBatch>;
   close(): Promise<void>;
 };
 
 /** On the calling thread (tests, or a fallback): the same mapBatch, one batch at a time. */
 export const inlineDecoder = (decoder: SinkDecoder = createSinkDecoder()): BatchDecoder => ({
-  decode: (role, topic, partition, messages) => Promise.resolve(mapBatch(decoder, role, topic, partition, messages)),
+  decode: (role, topic, partition, messages, withLeaves) => Promise.resolve(mapBatch(decoder, role, topic, partition, messages, withLeaves)),
   close: () => Promise.resolve(),
 });
 
@@ -143,15 +173,15 @@ export const threadDecoder = (log: Pick<Logger, 'warn'>): BatchDecoder => {
   worker.on('error', fail);
   worker.on('exit', (code) => fail(new Error(`decoding thread exited with ${code}`)));
   return {
-    decode: (role, topic, partition, messages, withRecords) => {
+    decode: (role, topic, partition, messages, withLeaves) => {
       const w = worker;
-      const inlined = () => inline.decode(role, topic, partition, messages, withRecords);
+      const inlined = () => inline.decode(role, topic, partition, messages, withLeaves);
       if (w === undefined) return inlined();
       const id = next++;
       return new Promise<MappedBatch>((resolve, reject) => {
         waiting.set(id, { resolve, reject, fallback: () => void inlined().then(resolve, reject) });
         const packed = pack(messages);
-        const request: DecodeRequest = { id, role, topic, partition, withRecords, ...packed };
+        const request: DecodeRequest = { id, role, topic, partition, withLeaves, ...packed };
         try {
           w.postMessage(request, [packed.values, packed.lengths.buffer as ArrayBuffer]);
         } catch (e) {
@@ -181,10 +211,10 @@ export const threadDecoderPool = (log: Pick<Logger, 'warn'>, threads: number): B
   const pool = Array.from({ length: Math.max(1, threads) }, () => threadDecoder(log));
   let next = 0;
   return {
-    decode: (role, topic, partition, messages, withRecords) => {
+    decode: (role, topic, partition, messages, withLeaves) => {
       const d = pool[next++ % pool.length] ?? pool[0];
       if (d === undefined) throw new Error('decoder pool is empty');
-      return d.decode(role, topic, partition, messages, withRecords);
+      return d.decode(role, topic, partition, messages, withLeaves);
     },
     close: async () => {
       await Promise.all(pool.map((d) => d.close()));

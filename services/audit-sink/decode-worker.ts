@@ -3,7 +3,7 @@
 import { parentPort } from 'node:worker_threads';
 import { errorMessage } from '../lib/errors.ts';
 import { createSinkDecoder } from './decode.ts';
-import { answer, type DecodeAnswer, type DecodeRequest } from './decode-thread.ts';
+import { answer, transferables, type DecodeAnswer, type DecodeRequest } from './decode-thread.ts';
 
 const port = parentPort;
 if (port === null) throw new Error('decode-worker.ts runs as a worker thread only');
@@ -15,5 +15,5 @@ port.on('message', (r: DecodeRequest) => {
   } catch (e) {
     a = { id: r.id, error: errorMessage(e) };
   }
-  port.postMessage(a);
+  port.postMessage(a, transferables(a));
 });

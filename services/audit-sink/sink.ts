@@ -19,7 +19,8 @@ import type { Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
-import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type DecodedRecord, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
+import type { HashedLeaf } from '../audit-log/leaf-batch.ts';
+import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
 import { inlineDecoder, threadDecoderPool, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';
 import { createBlockWriter } from './write.ts';
@@ -33,12 +34,14 @@ export type InsertedBlock = { table: string; topic: string; partition: number; r
  * coordinates were stored before: a re-read after a crash or a rebalance).
  */
 export type StoredOutcome = 'stored' | 'duplicate' | 'conflict' | 'replay';
-export type StoredRecord = DecodedRecord & { outcome: StoredOutcome };
+/** An accepted record as the hook sees it: its log leaf (hashed by the decoding threads) and what write-once made of it. */
+export type StoredRecord = HashedLeaf & { outcome: StoredOutcome };
 /**
  * One partition batch as the sink accepted it: every record that decoded, met
- * the contract and was not refused by ClickHouse, in offset order, already
- * decoded — whatever its outcome, so a re-read after a crash hands over the
- * same records as the first read. Dead letters are not in it.
+ * the contract and was not refused by ClickHouse, in offset order, as its
+ * leaf of the tamper-evident log (docs/audit-log.md, "The leaf rule") —
+ * whatever its outcome, so a re-read after a crash hands over the same
+ * records as the first read. Dead letters are not in it.
  */
 export type StoredBatch = { topic: string; partition: number; records: StoredRecord[] };
 
@@ -302,12 +305,12 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     const role = topicRole(deps.topics, topic);
     const originals = new Map(messages.map((m) => [m.offset, m]));
     const rejected: Rejected[] = [];
-    const decoded: DecodedRecord[] = [];
+    const leaves: HashedLeaf[] = [];
     const outcomes = new Map<string, StoredOutcome>();
     // Every chunk is asked for at once: the decoding thread answers in order, so chunk k+1 decodes while chunk k is stored.
     const chunks: Promise<MappedBatch>[] = [];
     if (role === undefined) {
-      chunks.push(Promise.resolve({ tables: [], tombstones: 0, decoded: [], rejected: messages.map((m): Rejected => ({ offset: m.offset, key: m.key, value: m.value, reason: 'wrong_topic', message: `no audit role for topic ${topic}` })) }));
+      chunks.push(Promise.resolve({ tables: [], tombstones: 0, leaves: [], rejected: messages.map((m): Rejected => ({ offset: m.offset, key: m.key, value: m.value, reason: 'wrong_topic', message: `no audit role for topic ${topic}` })) }));
     } else {
       const d = decoder ?? (decoder = inlineDecoder(deps.codec));
       for (let i = 0; i < messages.length; i += decodeChunk) {
@@ -322,7 +325,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       const mapped = await keepAlive(heartbeat, heartbeatInterval, chunk);
       endWait();
       rejected.push(...mapped.rejected);
-      decoded.push(...mapped.decoded);
+      leaves.push(...mapped.leaves);
       for (const rows of mapped.tables) {
         const inserted = await keepAlive(heartbeat, heartbeatInterval, serial(() => storeWriteOnce(rows, topic, partition, rejected, heartbeat, outcomes)));
         metrics.rows.inc({ table: rows.table.name }, inserted);
@@ -334,9 +337,9 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     }
     if (deps.onStored !== undefined) {
       // A record ClickHouse refused has no outcome: it is a dead letter, not a stored record.
-      const records = decoded.flatMap((d): StoredRecord[] => {
-        const outcome = outcomes.get(d.offset);
-        return outcome === undefined ? [] : [{ ...d, outcome }];
+      const records = leaves.flatMap((l): StoredRecord[] => {
+        const outcome = outcomes.get(l.offset);
+        return outcome === undefined ? [] : [{ ...l, outcome }];
       });
       await keepAlive(heartbeat, heartbeatInterval, deps.onStored({ topic, partition, records }));
       await heartbeat();
