@@ -2,7 +2,8 @@
 // off in the same run, proof latency and rows read per proof at a large tree,
 // verify throughput, and the extra bytes per record. Embedded ClickHouse and a
 // local Kafka broker unless KAFKA_BROKERS is set.
-// Usage: npm run bench:audit-log [-- --sink=50000 --leaves=10000000 --proofs=300]
+// Usage: npm run bench:audit-log [-- --sink=50000 --rounds=2 --leaves=10000000 --proofs=300]
+// (a quick sink-only look: --leaves=10000 --proofs=20 keeps the 10M-leaf build out)
 //
 // The large tree for the proofs is built directly: its leaves and tile nodes
 // are computed here and bulk-inserted through the store's own write path
@@ -39,6 +40,8 @@ const arg = (name: string, def: number): number => {
 const N_SINK = arg('sink', 50_000);
 const N_LEAVES = arg('leaves', 10_000_000);
 const N_PROOFS = arg('proofs', 300);
+/** Sink runs of each kind, interleaved off, on, on, off, … so that a change of load during the run weighs on both alike. */
+const ROUNDS = Math.max(1, arg('rounds', 2));
 const PARTITIONS = 6;
 
 const codec = createCodec();
@@ -106,29 +109,29 @@ const main = async (): Promise<void> => {
   if (!v.ok) throw new Error(v.reason);
 
   try {
-    // ---- 1. sink with the log writer off, then on (same events, same run) ----
+    // ---- 1. sink with the log writer off and on, interleaved (same events, same run) ----
     const stamp = Date.now().toString(36);
     const admin = kafka.admin();
     await admin.connect();
     const runTopics = (name: string) => ({ decisions: `bench-${name}-dec-${stamp}`, signals: `bench-${name}-sig-${stamp}`, sessionTrust: `bench-${name}-trust-${stamp}`, deadLetter: `bench-${name}-dlq-${stamp}` });
-    const off = runTopics('off');
-    const on = runTopics('on');
-    await admin.createTopics({ waitForLeaders: true, topics: [...Object.values(off), ...Object.values(on), `bench-cp-${stamp}`].map((t) => ({ topic: t, numPartitions: t.includes('-dlq-') || t.includes('-cp-') ? 1 : PARTITIONS, replicationFactor: 1 })) });
+    const order = Array.from({ length: ROUNDS }, (_, r): ('off' | 'on')[] => (r % 2 === 0 ? ['off', 'on'] : ['on', 'off'])).flat();
+    const runs = order.map((name, i) => ({ name, i, topics: runTopics(`${name}${i}`) }));
+    await admin.createTopics({ waitForLeaders: true, topics: [...runs.flatMap((r) => Object.values(r.topics)), `bench-cp-${stamp}`].map((t) => ({ topic: t, numPartitions: t.includes('-dlq-') || t.includes('-cp-') ? 1 : PARTITIONS, replicationFactor: 1 })) });
     await admin.disconnect();
     const base = Date.now() - 3_600_000;
     const events = Array.from({ length: N_SINK }, (_, i) => decisionAt(i, new Date(base + i)));
     const producer = kafka.producer({ allowAutoTopicCreation: false });
     await producer.connect();
-    for (const t of [off, on]) {
+    for (const { topics: t } of runs) {
       for (let i = 0; i < events.length; i += 5000) {
         await producer.send({ topic: t.decisions, acks: -1, messages: events.slice(i, i + 5000).map((e) => ({ key: sessionKey(e.tenant_id, e.session_id), value: codec.encodeEvent(e) })) });
       }
     }
     await producer.disconnect();
-    say(`\n[sink] ${fmt(N_SINK, 0)} decisions on each of two topics (${PARTITIONS} partitions)`);
+    say(`\n[sink] ${fmt(N_SINK, 0)} decisions on each of ${runs.length} topics (${PARTITIONS} partitions); runs in the order ${order.join(', ')}`);
 
-    const sinkRun = async (name: 'off' | 'on', topics: typeof off): Promise<{ seconds: number; database: string }> => {
-      const database = `sink_${name}`;
+    const sinkRun = async (name: 'off' | 'on', i: number, topics: ReturnType<typeof runTopics>): Promise<{ seconds: number; cpuSeconds: number; database: string }> => {
+      const database = `sink_${name}${i}`;
       const sinkClient = client(database);
       await migrate(sinkClient, { database, ttlDays: 3650 });
       const store = createAuditLogStore(client(database), database);
@@ -142,13 +145,14 @@ const main = async (): Promise<void> => {
         clickhouse: sinkClient,
         database,
         topics,
-        groupId: `bench-sink-${name}-${stamp}`,
+        groupId: `bench-sink-${name}${i}-${stamp}`,
         registry: new Registry(),
         log,
         subscribe: [topics.decisions],
         ...(writer !== undefined ? { onStored: writer.onStored, onAssigned: writer.onAssigned } : {}),
       });
       await writer?.start();
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       await sink.start();
       let logged = 0;
@@ -159,17 +163,24 @@ const main = async (): Promise<void> => {
         return logged >= N_SINK;
       });
       const seconds = (performance.now() - t0) / 1000;
+      const c = process.cpuUsage(c0);
       await writer?.checkpoint();
       await sink.stop();
       await writer?.stop();
-      return { seconds, database };
+      return { seconds, cpuSeconds: (c.user + c.system) / 1e6, database };
     };
-    const r0 = await sinkRun('off', off);
-    const r1 = await sinkRun('on', on);
-    const offRate = N_SINK / r0.seconds;
-    const onRate = N_SINK / r1.seconds;
-    say(`  log off: sink stored all in ${fmt(r0.seconds, 2)} s = ${fmt(offRate, 0)} decisions/s   (baseline)`);
-    say(`  log on : sink stored all and the writer (fed by the sink's hook, same process) logged all in ${fmt(r1.seconds, 2)} s = ${fmt(onRate, 0)} decisions/s   = ${fmt(onRate / offRate, 2)}× off`);
+    const results: { name: 'off' | 'on'; seconds: number; cpuSeconds: number; database: string }[] = [];
+    for (const r of runs) {
+      const res = await sinkRun(r.name, r.i, r.topics);
+      results.push({ name: r.name, ...res });
+      say(`  run ${r.i + 1} log ${r.name.padEnd(3)}: ${fmt(res.seconds, 2)} s = ${fmt(N_SINK / res.seconds, 0)} decisions/s; this process's CPU ${fmt((res.cpuSeconds * 1e6) / N_SINK, 0)} µs per decision (load average ${(loadavg()[0] ?? NaN).toFixed(1)})`);
+    }
+    const total = (name: 'off' | 'on', k: 'seconds' | 'cpuSeconds') => results.filter((x) => x.name === name).reduce((n, x) => n + x[k], 0);
+    const r1 = results.filter((x) => x.name === 'on').pop() ?? { database: '' };
+    const offRate = (N_SINK * ROUNDS) / total('off', 'seconds');
+    const onRate = (N_SINK * ROUNDS) / total('on', 'seconds');
+    say(`  log off: sink stored all in ${fmt(total('off', 'seconds'), 2)} s over ${ROUNDS} run(s) = ${fmt(offRate, 0)} decisions/s, ${fmt((total('off', 'cpuSeconds') * 1e6) / (N_SINK * ROUNDS), 0)} µs CPU per decision   (baseline)`);
+    say(`  log on : sink stored all and the writer (fed by the sink's hook, same process) logged all in ${fmt(total('on', 'seconds'), 2)} s over ${ROUNDS} run(s) = ${fmt(onRate, 0)} decisions/s, ${fmt((total('on', 'cpuSeconds') * 1e6) / (N_SINK * ROUNDS), 0)} µs CPU per decision   = ${fmt(onRate / offRate, 2)}× off (CPU: ${fmt(total('off', 'cpuSeconds') / total('on', 'cpuSeconds'), 2)}× off)`);
     goals.push({ what: 'sink throughput, log on vs off', value: onRate / offRate, unit: '× off', bound: 'min', goal: 0.9 });
 
     // ---- 3. verify throughput on the logged run --------------------------------

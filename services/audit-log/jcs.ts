@@ -51,11 +51,20 @@ const hasIndexKey = (keys: readonly string[]): boolean => keys.some((k) => k.len
 
 const NOT_PLAIN = Symbol('not plain');
 
+/** A plain object or array: what JSON.stringify serialises by its own members alone (no prototype of another kind). */
+const isPlain = (o: object): boolean => {
+  const p: unknown = Object.getPrototypeOf(o);
+  return p === Object.prototype || p === null || (Array.isArray(o) && p === Array.prototype);
+};
+
 /**
- * A copy whose objects hold their members in JCS order, so the engine's own
+ * A value whose objects hold their members in JCS order, so the engine's own
  * JSON.stringify (which serialises strings and numbers exactly as JCS does)
- * writes the canonical form in one native pass. NOT_PLAIN when some object
- * has index-like keys (enumerated numerically whatever the insertion order).
+ * writes the canonical form in one native pass. A plain object or array that
+ * is already in that order (no member to sort or drop, its members alike) is
+ * returned itself, not copied: records built in order cost no allocation.
+ * NOT_PLAIN when some object has index-like keys (enumerated numerically
+ * whatever the insertion order).
  */
 const ordered = (v: Json): Json | typeof NOT_PLAIN => {
   if (v === null || typeof v !== 'object') {
@@ -64,26 +73,40 @@ const ordered = (v: Json): Json | typeof NOT_PLAIN => {
   }
   if (Array.isArray(v)) {
     const a = v as readonly Json[];
-    const out: Json[] = new Array<Json>(a.length);
+    let out: Json[] | undefined = isPlain(a) ? undefined : new Array<Json>(a.length);
     for (let i = 0; i < a.length; i++) {
-      const x = ordered(a[i] as Json);
-      if (x === NOT_PLAIN) return NOT_PLAIN;
-      out[i] = x;
+      const x = a[i] as Json;
+      const y = ordered(x);
+      if (y === NOT_PLAIN) return NOT_PLAIN;
+      if (out === undefined && y !== x) out = a.slice(0, i);
+      if (out !== undefined) out[i] = y;
     }
-    return out;
+    return out ?? a;
   }
   const o = v as { readonly [k: string]: Json | undefined };
   const keys = Object.keys(o);
   if (hasIndexKey(keys)) return NOT_PLAIN;
-  if (!sorted(keys)) keys.sort();
-  const out: { [k: string]: Json } = {};
+  const inOrder = sorted(keys);
+  let same = inOrder && isPlain(o);
+  if (!inOrder) keys.sort();
+  const values: Json[] = [];
   for (const k of keys) {
     const x = o[k];
-    if (x === undefined) continue;
+    if (x === undefined) {
+      same = false;
+      values.push(null);
+      continue;
+    }
     const y = ordered(x);
     if (y === NOT_PLAIN) return NOT_PLAIN;
-    out[k] = y;
+    if (y !== x) same = false;
+    values.push(y);
   }
+  if (same) return o;
+  const out: { [k: string]: Json } = {};
+  keys.forEach((k, i) => {
+    if (o[k] !== undefined) out[k] = values[i] as Json;
+  });
   return out;
 };
 

@@ -31,8 +31,17 @@ describe('JCS fast path', () => {
     { a: undefined, b: { c: undefined, d: 'e' } } as unknown as Json,
     'plain',
     42,
+    // Already in order (returned as they are, not copied), beside members that are not.
+    { a: [{ x: 1, y: [2, { p: 'q' }] }, { b: 1, a: 2 }], b: { c: { d: null } }, c: [[], {}] },
+    { a: 1, b: undefined, c: [{ a: undefined, b: 2 }] } as unknown as Json,
+    [{ a: 1 }, { b: 2, a: 1 }, 'x', [{ d: 1, c: 2 }]],
+    { a: new Date(0), b: Object.assign(Object.create(null) as object, { z: 1, y: 2 }) } as unknown as Json,
   ];
   for (const c of cases) test(`matches the reference: ${reference(c).slice(0, 40)}`, () => assert.equal(canonicalJson(c), reference(c)));
+  test('a shared sub-object in order is written where it appears, each time', () => {
+    const shared = { a: 1, b: [1, 2] };
+    assert.equal(canonicalJson({ x: shared, y: [shared, shared] }), reference({ x: shared, y: [shared, shared] }));
+  });
   test('refuses non-finite numbers', () => {
     assert.throws(() => canonicalJson({ a: Number.NaN }), RangeError);
     assert.throws(() => canonicalJson({ '1': [Infinity] }), RangeError);
