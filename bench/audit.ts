@@ -140,6 +140,7 @@ const main = async (): Promise<void> => {
         blocks.push(b.rows);
       },
     });
+    const cpuSink0 = process.cpuUsage();
     const tStart = performance.now();
     await sink.start();
     // kafkajs resolves run() once the group is joined: what follows is the sink's own pace.
@@ -152,6 +153,7 @@ const main = async (): Promise<void> => {
       if (performance.now() - tStart > 600_000) throw new Error('sink did not finish in 10 minutes');
     }
     const tEnd = performance.now();
+    const cpuSink = process.cpuUsage(cpuSink0);
     stored = await scalar(reader, 'SELECT count() FROM sink.decisions');
     const sinkRate = N_SINK / ((tEnd - tStart) / 1000);
     const sinkSteady = blocks.length > 1 ? (N_SINK - (blocks[0] ?? 0)) / ((lastInsertAt - firstInsertAt) / 1000) : sinkRate;
@@ -172,6 +174,7 @@ const main = async (): Promise<void> => {
 
     // Raw: the same rows, already mapped, the same block sizes, same client and format.
     const rows: CellValue[][] = events.map((e, i) => compact(DECISIONS, decisionRow(e, { topic: topics.decisions, partition: 0, offset: String(i) })));
+    const cpuRaw0 = process.cpuUsage();
     const tRaw = performance.now();
     let at = 0;
     for (const size of blocks) {
@@ -181,7 +184,11 @@ const main = async (): Promise<void> => {
     }
     // The rows the sink's blocks held (all of them unless a block was cut short by a crash), over the time taken.
     const rawRate = at / ((performance.now() - tRaw) / 1000);
+    const cpuRaw = process.cpuUsage(cpuRaw0);
+    const cpuPer = (c: NodeJS.CpuUsage, n: number): number => (c.user + c.system) / Math.max(1, n);
     say(`[raw ] same rows, same blocks, JSONCompactEachRow: ${fmt(rawRate, 0)} rows/s`);
+    // CPU of this process (main thread, decoding threads, the embedded engine; not the broker): what survives a loaded host.
+    say(`[cpu ] this process per decision: sink ${fmt(cpuPer(cpuSink, N_SINK), 0)} µs, raw insert ${fmt(cpuPer(cpuRaw, at), 0)} µs (raw ÷ sink ${fmt(cpuPer(cpuRaw, at) / cpuPer(cpuSink, N_SINK), 2)})`);
     const tRawEach = performance.now();
     at = 0;
     const objects = rows.map((r) => Object.fromEntries(cols.map((c, i) => [c, r[i]])));
