@@ -24,21 +24,36 @@ export const storedCopiesSql = (database: string, namespace: RecordNamespace, id
 });
 
 /**
- * Characters of keys per lookup: query parameters travel in the URL of an
- * HTTP server (1 MiB by default), URL-encoded (a quote is three characters).
- * Each lookup costs a round trip and a pass over the index's key ranges, so
- * a chunk holds as many keys as that budget allows (about 5,000 UUIDs).
+ * URL characters of keys per lookup. Query parameters travel in the URL of an
+ * HTTP server, at most 1 MiB by default (`http_max_uri_size`); ¾ of it for
+ * the keys leaves the rest to the statement and the other parameters. Each
+ * lookup passes once over the index's key ranges — random ids touch nearly
+ * every granule — so fewer, larger lookups cost less: a whole decode chunk
+ * (8,192 UUIDs, ~45 characters each) is one lookup. Measured in one process
+ * on record_ids of 1M random ids, 8,192 fresh keys: one lookup 524 ms wall /
+ * 128 ms CPU against two of 4,096 at 1,613 ms / 203 ms (200k ids: 423 / 73
+ * against 577 / 96).
  */
-const LOOKUP_CHARS = 192 * 1024;
+export const LOOKUP_URL_CHARS = 768 * 1024;
 
-/** Consecutive runs of ids whose keys fit LOOKUP_CHARS together (a lone longer key still gets its own run). */
-const chunksOf = (ids: readonly RecordIdentity[]): RecordIdentity[][] => {
+const ESCAPED = new Set([0x09, 0x0a, 0x0d, 0x27, 0x5c]); // \t \n \r ' \ : the client writes a backslash before each
+const unreserved = (b: number): boolean => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x2a || b === 0x2d || b === 0x2e || b === 0x5f;
+
+/** What one key adds to the URL: its quotes and comma, then each UTF-8 byte as itself or as %XX, escapes with their backslash. */
+export const urlCharsOf = (key: string): number => {
+  let n = 9;
+  for (const b of Buffer.from(key, 'utf8')) n += (unreserved(b) ? 1 : 3) + (ESCAPED.has(b) ? 3 : 0);
+  return n;
+};
+
+/** Consecutive runs of ids whose keys fit LOOKUP_URL_CHARS together (a lone longer key still gets its own run). */
+export const chunksOf = (ids: readonly RecordIdentity[], budget = LOOKUP_URL_CHARS): RecordIdentity[][] => {
   const out: RecordIdentity[][] = [];
   let run: RecordIdentity[] = [];
   let chars = 0;
   for (const id of ids) {
-    const n = id.key.length + 4;
-    if (run.length > 0 && chars + n > LOOKUP_CHARS) {
+    const n = urlCharsOf(id.key);
+    if (run.length > 0 && chars + n > budget) {
       out.push(run);
       run = [];
       chars = 0;

@@ -1,12 +1,16 @@
 // The sink's pure write-once rule, month grouping and the block writer that
 // isolates whatever record ClickHouse refuses — no network.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
+import { formatQueryParams } from '@clickhouse/client-common';
+import fc from 'fast-check';
 import { createCodec } from '../../schemas/codec.ts';
-import { canonicalJson, contentDigest, eventIdentity, type StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
+import { canonicalJson, contentDigest, eventIdentity, type RecordIdentity, type StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { blockToken, byMonths, identityKey, judgeWriteOnce, mapBatch, type TableRows } from '../../services/audit-sink/batch.ts';
 import { createBlockWriter, insertFailure } from '../../services/audit-sink/write.ts';
+import { chunksOf, LOOKUP_URL_CHARS, urlCharsOf } from '../../services/audit-sink/write-once.ts';
 import { isRetriable, TrustfoldError } from '../../services/lib/errors.ts';
 import { incident } from '../helpers/audit-incident.ts';
 
@@ -155,5 +159,33 @@ describe('block writer', () => {
       const { writer } = fake(fail, healthy);
       await assert.rejects(writer.write(rows), (e: unknown) => e instanceof TrustfoldError && e.retriable && e.code === 'clickhouse_unavailable');
     }
+  });
+});
+
+describe('write-once lookups', () => {
+  const idOf = (key: string): RecordIdentity => ({ tenant: 't', namespace: 'event', key, digest: '0'.repeat(64), time: '2026-12-01 00:00:00.000', canonical: '' });
+  /** The URL the HTTP client would send the keys in: the client's own parameter formatting, then form encoding. */
+  const urlLength = (ids: readonly RecordIdentity[]): number => new URLSearchParams({ param_keys: formatQueryParams({ value: ids.map((i) => i.key) }) }).toString().length;
+
+  test('a decode chunk of 8,192 UUIDs is one lookup', () => {
+    const ids = Array.from({ length: 8192 }, () => idOf(randomUUID()));
+    const chunks = chunksOf(ids);
+    assert.equal(chunks.length, 1);
+    assert.ok(urlLength(ids) <= LOOKUP_URL_CHARS, `${urlLength(ids)} URL characters`);
+  });
+
+  test('keys of any characters: each lookup stays within the URL budget, and every id is asked for once, in order', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: 'binary', maxLength: 300 }), { minLength: 1, maxLength: 400 }), fc.integer({ min: 200, max: 20_000 }), (keys, budget) => {
+        const ids = keys.map(idOf);
+        const chunks = chunksOf(ids, budget);
+        assert.deepEqual(chunks.flat(), ids);
+        for (const c of chunks) {
+          const bound = c.reduce((n, i) => n + urlCharsOf(i.key), 0);
+          assert.ok(urlLength(c) <= bound + 20, `formatted ${urlLength(c)} > counted ${bound}`);
+          assert.ok(c.length === 1 || bound <= budget);
+        }
+      }),
+    );
   });
 });
