@@ -1,7 +1,8 @@
 // The tamper-evident log's writer (services/audit-log/, docs/audit-log.md).
 // Two modes: where the audit sink runs in the same process, the writer is
-// hooked into it (the sink hands over what it stored, decoded once, before it
-// commits: no second consumer, no second decode) — it starts before the sink
+// hooked into it (the sink hands over the leaves of what it stored, hashed by
+// its decoding threads, before it commits: no second consumer, no second
+// decode) — it starts before the sink
 // and stops after it, so its last checkpoint covers everything handed over.
 // Alone (`--role audit-log`), it reads the audit topics in a consumer group of
 // its own. Its proofs are served by the query role.
