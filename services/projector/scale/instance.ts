@@ -22,6 +22,7 @@ import type { InputOffset } from '../restore.ts';
 import { emptyTiming } from '../timing.ts';
 import { coPartitionedAssigner } from './assigner.ts';
 import { createGlobalReader } from './global.ts';
+import { createPublishedReader } from './published.ts';
 import { readChangelogPartitions } from './restore.ts';
 import { createStandby } from './standby.ts';
 import { createTask, isFenced, type Task } from './task.ts';
@@ -100,6 +101,8 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
   });
   /** Warm standby of every changelog partition (default on): a task opens from memory instead of a restore read. */
   const standby = deps.standby === false ? undefined : createStandby({ kafka, topic: changelogTopic, groupId, logger, untilStopped });
+  /** Idempotent: this instance's reader of its own partitions of session-trust, for the tasks' repair of a zombie's late states. */
+  const published = delivery === 'idempotent' ? createPublishedReader({ kafka, topic: config.topics.sessionTrust, groupId, partitions: config.kafka.partitions }) : undefined;
   const admitDeps: AdmitDeps = { codec, logger, dlq: () => dlq, deadLetterTopic: config.topics.deadLetter, groupId, now, stats };
 
   const pausePartition = (c: Consumer | undefined, p: number): void => {
@@ -138,6 +141,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         delivery,
         inputTopics,
         untilStopped,
+        ...(published !== undefined && { published }),
       });
       tasks.set(p, t);
       return t;
@@ -262,7 +266,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         dlq = kafka.producer({ idempotent: true });
         await dlq.connect();
         // The global table first: a session whose partition opens inherits the revocations and freezes already raised.
-        await untilStopped(Promise.all([global.start(), standby?.start()]));
+        await untilStopped(Promise.all([global.start(), standby?.start(), published?.start()]));
         const c = kafka.consumer({
           groupId,
           partitionAssigners: [coPartitionedAssigner(() => [...tasks.keys()])],
@@ -311,6 +315,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
       tasks.clear();
       await global.stop();
       await standby?.stop();
+      await published?.stop();
       const idle = [...spares.values()];
       spares.clear();
       await Promise.all(idle.map(async (sp) => (await sp)?.disconnect().catch(() => undefined)));

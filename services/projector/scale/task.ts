@@ -22,14 +22,14 @@
 import type { Batch, Kafka, Producer } from 'kafkajs';
 import type { Codec } from '../../../schemas/codec.ts';
 import type { Logger } from '../../lib/log.ts';
-import { EPOCH_HEADER, epochRecord } from '../../pdp-client/epoch.ts';
+import { classify, createEpochGate, EPOCH_HEADER, epochRecord } from '../../pdp-client/epoch.ts';
 import type { ProjectorStats } from '../api.ts';
 import { claimedEpochOf, encodeRecord, EPOCH_CLAIM_KEY, PUBLISHED_MARKER_KEY, publishedMarkerOf, snapshotFromRecords, type ChangelogRecord } from '../changelog.ts';
 import { statesProducer } from '../clients.ts';
 import type { Delivery } from '../config.ts';
 import { createIdempotentDelivery, type Marks } from '../delivery/idempotent.ts';
 import type { GroupDelivery } from '../delivery/types.ts';
-import { evolve, restoreWorld, tick, viewOf, type FoldConfig, type Transition, type World } from '../evolve.ts';
+import { evolve, restoreWorld, sessionKeyOf, tick, viewOf, type FoldConfig, type Transition, type World } from '../evolve.ts';
 import { emptyGroup, isEmptyGroup, offsetsByTopic, seal, type Group, type OutMessage, type Sealed } from '../group.ts';
 import { admitBatch, type AdmitDeps } from '../input.ts';
 import { endOffsetsNow, inputKey, readPublishedAhead, unreadInput, type InputOffset } from '../restore.ts';
@@ -37,6 +37,7 @@ import { createResume } from '../resume.ts';
 import { emptyTiming } from '../timing.ts';
 import { hasErrorType, runTransaction } from '../transaction.ts';
 import { isGlobalEvent, type GlobalEntry, type GlobalReader } from './global.ts';
+import type { PublishedReader, PublishedRecord } from './published.ts';
 
 export type TaskDeps = {
   kafka: Kafka;
@@ -61,6 +62,8 @@ export type TaskDeps = {
   inputTopics?: readonly string[];
   /** Idempotent: races the claim's reads against the instance's stop. */
   untilStopped?: <T>(p: Promise<T>) => Promise<T>;
+  /** Idempotent: the instance's reader of session-trust, to repair a zombie's late state (published.ts). */
+  published?: PublishedReader;
 };
 
 export type Task = {
@@ -132,6 +135,8 @@ export const createTask = (deps: TaskDeps): Task => {
   /** Input partitions (inputKey → end offset at the claim) and signals partitions (→ end offset) to fold before the sessions ahead are settled. */
   let replayTargets = new Map<string, bigint>();
   let globalTargets = new Map<number, bigint>();
+  /** Stops watching partition p of session-trust (published.ts). */
+  let unwatch: (() => void) | undefined;
   const out: GroupDelivery | undefined = idempotent
     ? createIdempotentDelivery({
         groupId: deps.groupId,
@@ -189,6 +194,41 @@ export const createTask = (deps: TaskDeps): Task => {
     const waiting = drained;
     drained = [];
     for (const w of waiting) w();
+  };
+
+  /**
+   * Idempotent: partition p of session-trust past this task's epoch record. A
+   * state of an older epoch there (a zombie's, refused by every reader) would
+   * stay the newest record of its session's key, and compaction would delete
+   * this task's states of it before it: publish the session's current state
+   * again (same version, same content — readers that have it change nothing).
+   * An epoch record above this task's means it was taken over itself: stop.
+   */
+  const watchPublished = (from: bigint): void => {
+    const reader = deps.published;
+    if (reader === undefined) return;
+    const gate = createEpochGate({ start: new Map([[p, { offset: from, epoch }]]) });
+    unwatch = reader.watch(p, from, (r: PublishedRecord) => {
+      if (gate.epochAt(p, BigInt(r.offset) + 1n) > epoch) {
+        unwatch?.();
+        unwatch = undefined;
+        return;
+      }
+      const v = gate.judge(p, r.offset, r);
+      const c = classify(r);
+      if (v.kind !== 'refused' || v.reason !== 'stale_epoch' || c.kind !== 'state' || c.epoch >= epoch || r.value === null) return;
+      const d = codec.decodeTrust(r.value);
+      if (!d.ok || world === undefined || !ready || failed || closed) return;
+      const key = sessionKeyOf(d.value.tenant_id, d.value.session_id);
+      const current = world.sessions.get(key);
+      if (current === undefined || current.version === 0) return; // not known yet: its first state will follow
+      logger.warn({ session: d.value.session_id, tenant: d.value.tenant_id, offset: r.offset, staleEpoch: c.epoch, staleVersion: d.value.version, version: current.version }, 'a taken-over owner published after this epoch began; publishing the session again');
+      stats.repaired++;
+      if (pendingSince === undefined) pendingSince = now();
+      pending.changed.push(viewOf(current));
+      pending.touched.add(key); // a group is sealed only when it touched something
+      schedulePump();
+    });
   };
 
   /** Idempotent: a sealed group placed on partition p, its states stamped with the epoch. */
@@ -312,8 +352,9 @@ export const createTask = (deps: TaskDeps): Task => {
       const claimRecord: ChangelogRecord = { kind: 'epoch', value: { epoch: e } };
       await runTransaction(prod, deps.groupId, [{ topic: deps.changelogTopic, messages: [{ key: EPOCH_CLAIM_KEY, value: encodeRecord(claimRecord), partition: p }] }], []);
       // (b) Its epoch record, before anything is read back: a state of an older epoch appended after it is dropped by every reader.
-      await so.send({ topic: deps.sessionTrustTopic, acks: -1, messages: [{ ...epochRecord(e), partition: p }] });
+      const [md] = await so.send({ topic: deps.sessionTrustTopic, acks: -1, messages: [{ ...epochRecord(e), partition: p }] });
       epoch = e;
+      const epochAt = md?.baseOffset ?? md?.offset;
       // (c) What was published on partition p past the restored world (read to the end now: after the epoch record).
       const mine = (marker?.partitions ?? []).filter((x) => x.partition === p);
       marks.covered = new Map(mine.map((x) => [x.partition, x.offset]));
@@ -328,6 +369,7 @@ export const createTask = (deps: TaskDeps): Task => {
         globalTargets = await endOffsetsNow(deps.kafka, deps.global.topic);
       }
       claimed = w;
+      if (epochAt !== undefined) watchPublished(BigInt(epochAt) + 1n);
       logger.info({ epoch: e, publishedAhead: ahead.size, replayTo: [...replayTargets].map(([k, end]) => `${k.replace('\u0000', '/')}@${end}`) }, 'projector task claimed its epoch');
     },
     epoch: () => epoch,
@@ -407,6 +449,8 @@ export const createTask = (deps: TaskDeps): Task => {
     async close() {
       ready = false;
       closed = true;
+      unwatch?.();
+      unwatch = undefined;
       while (inFlight !== undefined) await inFlight;
       for (let t = out?.tail(); t !== undefined; t = out?.tail()) await t;
       settleDrained();
