@@ -130,7 +130,12 @@ export const readPublishedAhead = async (
   topic: string,
   covered: ReadonlyMap<number, string>,
   restored: World,
-  o: { partitions?: readonly number[]; epochs?: ReadonlyMap<number, number> } = {},
+  o: {
+    partitions?: readonly number[];
+    epochs?: ReadonlyMap<number, number>;
+    /** Filled with the sessions whose newest record in the read is one the epoch rule refuses (scale-out: to publish again). */
+    staleNewest?: Set<string>;
+  } = {},
 ): Promise<Map<string, Ahead>> => {
   const ends = await endOffsetsNow(deps.kafka, topic);
   const from = (partition: number): bigint => BigInt(covered.get(partition) ?? '0');
@@ -141,13 +146,16 @@ export const readPublishedAhead = async (
   await readToEnd(deps, topic, ends, { name: 'published', readUncommitted: true, seekTo: from, onlyTargets: o.partitions !== undefined }, (partition, m) => {
     if (m.value === null || BigInt(m.offset) < from(partition)) return;
     const verdict = gate.judge(partition, m.offset, m);
-    if (verdict.kind !== 'state') {
-      if (verdict.kind === 'refused') deps.logger.warn({ partition, offset: m.offset, reason: verdict.reason, why: verdict.why }, 'published states: not counted (epoch rule)');
+    if (verdict.kind === 'epoch') return;
+    const r = deps.codec.decodeTrust(m.value);
+    const key = r.ok ? sessionKeyOf(r.value.tenant_id, r.value.session_id) : undefined;
+    if (verdict.kind === 'refused') {
+      deps.logger.warn({ partition, offset: m.offset, reason: verdict.reason, why: verdict.why }, 'published states: not counted (epoch rule)');
+      if (key !== undefined && verdict.reason === 'stale_epoch') o.staleNewest?.add(key);
       return;
     }
-    const r = deps.codec.decodeTrust(m.value);
-    if (!r.ok) return;
-    const key = sessionKeyOf(r.value.tenant_id, r.value.session_id);
+    if (!r.ok || key === undefined) return;
+    o.staleNewest?.delete(key);
     if (r.value.version <= (restored.sessions.get(key)?.version ?? 0)) return;
     let a = out.get(key);
     if (a === undefined) out.set(key, (a = { max: 0, published: new Map(), verified: 0 }));

@@ -218,18 +218,27 @@ export const createTask = (deps: TaskDeps): Task => {
       const c = classify(r);
       if (v.kind !== 'refused' || v.reason !== 'stale_epoch' || c.kind !== 'state' || c.epoch >= epoch || r.value === null) return;
       const d = codec.decodeTrust(r.value);
-      if (!d.ok || world === undefined || !ready || failed || closed) return;
+      if (!d.ok) return;
+      logger.warn({ session: d.value.session_id, tenant: d.value.tenant_id, offset: r.offset, staleEpoch: c.epoch, staleVersion: d.value.version }, 'a taken-over owner published after this epoch began; publishing the session again');
       const key = sessionKeyOf(d.value.tenant_id, d.value.session_id);
-      const current = world.sessions.get(key);
-      if (current === undefined || current.version === 0) return; // not known yet: its first state will follow
-      logger.warn({ session: d.value.session_id, tenant: d.value.tenant_id, offset: r.offset, staleEpoch: c.epoch, staleVersion: d.value.version, version: current.version }, 'a taken-over owner published after this epoch began; publishing the session again');
-      stats.repaired++;
-      if (pendingSince === undefined) pendingSince = now();
-      pending.changed.push(viewOf(current));
-      pending.touched.add(key); // a group is sealed only when it touched something
-      schedulePump();
+      // Claimed but not open yet: open publishes it (with those the claim's read found).
+      if (!ready) staleAtClaim.add(key);
+      else if (republish(key)) schedulePump();
     });
   };
+
+  /** Publishes a session's current state again (same version, same content); false when it is not known (its first state will follow). */
+  const republish = (key: string): boolean => {
+    const current = world?.sessions.get(key);
+    if (current === undefined || current.version === 0 || !ready || failed || closed) return false;
+    stats.repaired++;
+    if (pendingSince === undefined) pendingSince = now();
+    pending.changed.push(viewOf(current));
+    pending.touched.add(key); // a group is sealed only when it touched something
+    return true;
+  };
+  /** Idempotent: sessions whose newest record in the claim's read was a taken-over owner's late state (republished at open). */
+  let staleAtClaim = new Set<string>();
 
   /** Idempotent: a sealed group placed on partition p, its states stamped with the epoch. */
   const placed = (sealed: Sealed): Sealed => {
@@ -243,31 +252,16 @@ export const createTask = (deps: TaskDeps): Task => {
       return;
     }
     if (o.full()) return; // the recorder pumps again when done
-    const g = pending;
-    pending = emptyGroup();
-    pendingGlobal = new Map();
-    inFlightStates = g.changed.length;
-    inFlightSince = pendingSince;
-    pendingSince = undefined;
+    const { g } = takePending();
     // Sealed now, synchronously (the global positions too: `task.global`, read by deliver).
-    inFlight = o.deliver(g, placed(seal(world, g, codec.encodeTrust))).then(
-      () => {
-        inFlight = undefined;
-        pump();
-      },
-      (e: unknown) => {
-        inFlight = undefined;
-        fail(e);
-        settleDrained();
-      },
-    );
+    inFlight = o.deliver(g, placed(seal(world, g, codec.encodeTrust))).then(() => {
+      inFlight = undefined;
+      pump();
+    }, deliveryFailed);
   };
 
-  const pump = (): void => {
-    pumpScheduled = false;
-    if (inFlight !== undefined) return;
-    if (out !== undefined) return pumpIdempotent(out);
-    if (failed || closed || world === undefined || producer === undefined || (isEmptyGroup(pending) && pendingGlobal.size === 0)) return settleDrained();
+  /** The pending group and its global positions, handed to a delivery: its states count as in flight from now. */
+  const takePending = (): { g: Group; gGlobal: Map<number, string> } => {
     const g = pending;
     const gGlobal = pendingGlobal;
     pending = emptyGroup();
@@ -275,6 +269,21 @@ export const createTask = (deps: TaskDeps): Task => {
     inFlightStates = g.changed.length;
     inFlightSince = pendingSince;
     pendingSince = undefined;
+    return { g, gGlobal };
+  };
+
+  const deliveryFailed = (e: unknown): void => {
+    inFlight = undefined;
+    fail(e);
+    settleDrained();
+  };
+
+  const pump = (): void => {
+    pumpScheduled = false;
+    if (inFlight !== undefined) return;
+    if (out !== undefined) return pumpIdempotent(out);
+    if (failed || closed || world === undefined || producer === undefined || (isEmptyGroup(pending) && pendingGlobal.size === 0)) return settleDrained();
+    const { g, gGlobal } = takePending();
     // Sealed now, synchronously: the states, the changelog records of the world at this instant, the marker, the offsets.
     const sealed = seal(world, g, codec.encodeTrust);
     const consumed = new Map(recorded.consumed);
@@ -299,11 +308,7 @@ export const createTask = (deps: TaskDeps): Task => {
         inFlightSince = undefined;
         pump();
       },
-      (e: unknown) => {
-        inFlight = undefined;
-        fail(e);
-        settleDrained();
-      },
+      deliveryFailed,
     );
   };
 
@@ -361,7 +366,9 @@ export const createTask = (deps: TaskDeps): Task => {
       marks.epochs = new Map(mine.map((x) => [x.partition, x.epoch ?? 0]));
       marks.folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
       const restoreDeps = { kafka: deps.kafka, groupId: deps.groupId, logger, codec, untilStopped: wait };
-      const ahead = await readPublishedAhead(restoreDeps, deps.sessionTrustTopic, marks.covered, w, { partitions: [p], epochs: marks.epochs });
+      const stale = new Set<string>();
+      const ahead = await readPublishedAhead(restoreDeps, deps.sessionTrustTopic, marks.covered, w, { partitions: [p], epochs: marks.epochs, staleNewest: stale });
+      staleAtClaim = stale;
       resume.restored(ahead);
       if (ahead.size > 0) {
         const unread = await unreadInput(restoreDeps, deps.inputTopics ?? [], marks.folded);
@@ -370,7 +377,7 @@ export const createTask = (deps: TaskDeps): Task => {
       }
       claimed = w;
       if (epochAt !== undefined) watchPublished(BigInt(epochAt) + 1n);
-      logger.info({ epoch: e, publishedAhead: ahead.size, replayTo: [...replayTargets].map(([k, end]) => `${k.replace('\u0000', '/')}@${end}`) }, 'projector task claimed its epoch');
+      logger.info({ epoch: e, publishedAhead: ahead.size, staleNewest: stale.size, replayTo: [...replayTargets].map(([k, end]) => `${k.replace('\u0000', '/')}@${end}`) }, 'projector task claimed its epoch');
     },
     epoch: () => epoch,
     open(records) {
@@ -390,6 +397,8 @@ export const createTask = (deps: TaskDeps): Task => {
       collect(tick(w, now(), fold));
       for (const e of replay) foldGlobal(e);
       ready = true;
+      for (const key of staleAtClaim) republish(key);
+      staleAtClaim = new Set();
       maybeSettle();
       schedulePump();
       logger.info({ restored: records.length, sessions: w.sessions.size, globalReplayed: replay.length, consumedAt: [...recorded.consumed.values()].map((o) => `${o.topic}/${o.partition}@${o.offset}`) }, 'projector task opened');
