@@ -135,6 +135,8 @@ export const readPublishedAhead = async (
     epochs?: ReadonlyMap<number, number>;
     /** Filled with the sessions whose newest record in the read is one the epoch rule refuses (scale-out: to publish again). */
     staleNewest?: Set<string>;
+    /** Called with the epoch of every epoch record read (scale-out: one above the claim was not made by it). */
+    epochSeen?: (epoch: number) => void;
   } = {},
 ): Promise<Map<string, Ahead>> => {
   const ends = await endOffsetsNow(deps.kafka, topic);
@@ -146,7 +148,7 @@ export const readPublishedAhead = async (
   await readToEnd(deps, topic, ends, { name: 'published', readUncommitted: true, seekTo: from, onlyTargets: o.partitions !== undefined }, (partition, m) => {
     if (m.value === null || BigInt(m.offset) < from(partition)) return;
     const verdict = gate.judge(partition, m.offset, m);
-    if (verdict.kind === 'epoch') return;
+    if (verdict.kind === 'epoch') return o.epochSeen?.(verdict.epoch);
     const r = deps.codec.decodeTrust(m.value);
     const key = r.ok ? sessionKeyOf(r.value.tenant_id, r.value.session_id) : undefined;
     if (verdict.kind === 'refused') {

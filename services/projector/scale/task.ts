@@ -18,7 +18,10 @@
 // appends the epoch record to session-trust partition p, then reads what was
 // published there past the restored world (reconcile, as the single instance
 // does); every state carries the epoch, and readers drop a state whose epoch
-// is below an epoch record before it.
+// is below an epoch record before it. While it owns p it watches session-trust
+// partition p past its epoch record (published.ts) and publishes a session
+// again after a zombie's late state of it, so compaction keeps a record
+// readers apply.
 import type { Batch, Kafka, Producer } from 'kafkajs';
 import type { Codec } from '../../../schemas/codec.ts';
 import type { Logger } from '../../lib/log.ts';
@@ -210,6 +213,8 @@ export const createTask = (deps: TaskDeps): Task => {
     const gate = createEpochGate({ start: new Map([[p, { offset: from, epoch }]]) });
     unwatch = reader.watch(p, from, (r: PublishedRecord) => {
       if (gate.epochAt(p, BigInt(r.offset) + 1n) > epoch) {
+        // A real new owner fences this task's next round; one that never comes means a forged record (README, "Delivery mode").
+        logger.warn({ offset: r.offset, epoch, above: gate.epochAt(p, BigInt(r.offset) + 1n) }, 'an epoch record above this task\'s: taken over, or forged; no more repairs');
         unwatch?.();
         unwatch = undefined;
         return;
@@ -352,22 +357,39 @@ export const createTask = (deps: TaskDeps): Task => {
       if (!idempotent || prod === undefined || so === undefined) throw new Error(`partition ${p}: claim needs the idempotent delivery and init`);
       const w = restoreWorld(snapshotFromRecords(records));
       const marker = publishedMarkerOf(records);
-      // (a) The epoch, exclusively: only the owner of the fenced transactional id can commit it.
-      const e = claimedEpochOf(records) + 1;
-      const claimRecord: ChangelogRecord = { kind: 'epoch', value: { epoch: e } };
-      await runTransaction(prod, deps.groupId, [{ topic: deps.changelogTopic, messages: [{ key: EPOCH_CLAIM_KEY, value: encodeRecord(claimRecord), partition: p }] }], []);
-      // (b) Its epoch record, before anything is read back: a state of an older epoch appended after it is dropped by every reader.
-      const [md] = await so.send({ topic: deps.sessionTrustTopic, acks: -1, messages: [{ ...epochRecord(e), partition: p }] });
-      epoch = e;
-      const epochAt = md?.baseOffset ?? md?.offset;
-      // (c) What was published on partition p past the restored world (read to the end now: after the epoch record).
       const mine = (marker?.partitions ?? []).filter((x) => x.partition === p);
       marks.covered = new Map(mine.map((x) => [x.partition, x.offset]));
       marks.epochs = new Map(mine.map((x) => [x.partition, x.epoch ?? 0]));
       marks.folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
       const restoreDeps = { kafka: deps.kafka, groupId: deps.groupId, logger, codec, untilStopped: wait };
-      const stale = new Set<string>();
-      const ahead = await readPublishedAhead(restoreDeps, deps.sessionTrustTopic, marks.covered, w, { partitions: [p], epochs: marks.epochs, staleNewest: stale });
+      let e = claimedEpochOf(records);
+      let seen = 0;
+      let epochAt: string | undefined;
+      let stale: Set<string>;
+      let ahead: Awaited<ReturnType<typeof readPublishedAhead>>;
+      for (let round = 0; ; round++) {
+        // (a) The epoch, exclusively: only the owner of the fenced transactional id can commit it.
+        e = Math.max(e, seen) + 1;
+        const claimRecord: ChangelogRecord = { kind: 'epoch', value: { epoch: e } };
+        await runTransaction(prod, deps.groupId, [{ topic: deps.changelogTopic, messages: [{ key: EPOCH_CLAIM_KEY, value: encodeRecord(claimRecord), partition: p }] }], []);
+        // (b) Its epoch record, before anything is read back: a state of an older epoch appended after it is dropped by every reader.
+        const [md] = await so.send({ topic: deps.sessionTrustTopic, acks: -1, messages: [{ ...epochRecord(e), partition: p }] });
+        epoch = e;
+        epochAt = md?.baseOffset ?? md?.offset;
+        // (c) What was published on partition p past the restored world (read to the end now: after the epoch record).
+        stale = new Set<string>();
+        seen = 0;
+        ahead = await readPublishedAhead(restoreDeps, deps.sessionTrustTopic, marks.covered, w, {
+          partitions: [p],
+          epochs: marks.epochs,
+          staleNewest: stale,
+          epochSeen: (x) => (seen = Math.max(seen, x)),
+        });
+        // An epoch record above the one just claimed that no claim made: a newer owner fenced this task (the next claim fails), or it is forged — claim above it, once.
+        if (seen <= e || round > 0) break;
+        logger.error({ epoch: e, seen }, 'an epoch record above the one just claimed: claiming above it');
+      }
+      if (seen > e) logger.error({ epoch: e, seen }, 'an epoch record above this task\'s claim: readers refuse its states until a claim goes above it');
       staleAtClaim = stale;
       resume.restored(ahead);
       if (ahead.size > 0) {
