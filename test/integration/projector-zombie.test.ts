@@ -19,7 +19,7 @@ import { createKafka } from '../../services/lib/kafka.ts';
 import { createEpochGate, classify } from '../../services/pdp-client/epoch.ts';
 import { createTrustView, type RefusedRecord, type TrustView } from '../../services/pdp-client/trust-view.ts';
 import { ensureProjectorTopics } from '../../services/projector/clients.ts';
-import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
+import { evolveAll, initialWorld, sessionKeyOf, viewOf } from '../../services/projector/evolve.ts';
 import { changelogTopicFor } from '../../services/projector/scale/instance.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
 import { codec, createEventProducer, event, readRawTrust, sessionStarted, startProjectorChild, testConfig, testEnv, waitFor, type ProjectorChild, type RawTrustRecord } from '../helpers/projector.ts';
@@ -77,6 +77,22 @@ const scenario = async (t: TestContext, delivery: 'idempotent' | 'transactional'
       return l.known ? l.version : 0;
     };
     await waitFor('every session published', () => [...gSessions, ...pSessions].every((s) => version(s) >= 1), 30_000);
+    // Idle before the pause: every round recorded (the committed offsets are at the input's end). A recording round
+    // paused halfway would fail with the fence right at SIGCONT, before the zombie could publish anything stale.
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const recorded = async (): Promise<boolean> => {
+        const ends = await admin.fetchTopicOffsets(config.topics.signals);
+        const [committed] = await admin.fetchOffsets({ groupId: env.TRUSTFOLD_PROJECTOR_GROUP, topics: [config.topics.signals] });
+        return ends.every((e) => e.high === e.low || BigInt(committed?.partitions.find((c) => c.partition === e.partition)?.offset ?? '-1') >= BigInt(e.high));
+      };
+      for (const deadline = Date.now() + 30_000; !(await recorded()); await new Promise((r) => setTimeout(r, 100))) {
+        if (Date.now() > deadline) throw new Error('timed out after 30000 ms waiting for every round recorded before the pause');
+      }
+    } finally {
+      await admin.disconnect();
+    }
     const partitionOf = new Map<string, number>();
     for (const r of raw.records) {
       const s = decoded(r);
@@ -183,6 +199,32 @@ const scenario = async (t: TestContext, delivery: 'idempotent' | 'transactional'
         if (lateAt.has(`${r.partition}@${r.offset}`)) wouldApply++;
         held.set(s.session_id, s.version);
       }
+    }
+    if (idempotent) {
+      // Hostile epoch records and headers, through a real broker: refused with their reason, the view and the projectors go on.
+      const victim = [...expected.values()][0];
+      assert.ok(victim !== undefined);
+      const p = partitionOf.get(victim.session_id) ?? 0;
+      const before = refused.length;
+      await producer.raw.send({
+        topic: config.topics.sessionTrust,
+        acks: -1,
+        messages: [
+          { partition: p, key: '\u0000epoch\u0000x', value: Buffer.alloc(0), headers: { 'trustfold-epoch': 'x' } },
+          { partition: p, key: '\u0000epoch\u00002', value: Buffer.from('not empty'), headers: { 'trustfold-epoch': '2' } },
+          { partition: p, key: '\u0000epoch\u000099999', value: Buffer.alloc(0), headers: { 'trustfold-epoch': '99999' } },
+          { partition: p, key: sessionKeyOf('acme', victim.session_id), value: codec.encodeTrust({ ...victim, version: victim.version + 1, tier: 'trusted', causes: [] }), headers: { 'trustfold-epoch': '777' } },
+          { partition: p, key: sessionKeyOf('acme', victim.session_id), value: codec.encodeTrust({ ...victim, version: victim.version + 1, tier: 'trusted', causes: [] }), headers: { 'trustfold-epoch': ['1', '1'] } },
+        ],
+      });
+      await waitFor('the hostile records refused', () => refused.length >= before + 5, 30_000);
+      assert.deepEqual(refused.slice(before).map((r) => r.reason), ['bad_epoch', 'bad_epoch', 'epoch_jump', 'epoch_ahead', 'bad_epoch']);
+      await send(event({ type: 'signal', kind: 'injection_detected', session_id: victim.session_id, signal_id: `SIG-${victim.session_id}-after`, severity: 'low', detector: 'd' }));
+      await waitFor('the projector goes on after them', () => version(victim.session_id) === victim.version + 1, 30_000);
+      const after = v.get(victim.session_id, 'acme');
+      const refolded = evolveAll(initialWorld(), sent).world.sessions.get(sessionKeyOf('acme', victim.session_id));
+      assert.ok(after.known && refolded !== undefined);
+      assert.deepEqual(after.state, viewOf(refolded), 'the projector\'s next state, not the forged one');
     }
     t.diagnostic(`${delivery}: zombie states after the new epoch = ${zombieLate.length} (a reader without the rule would have applied ${wouldApply}), view refused ${JSON.stringify(v.refused())}, ${raw.records.length} records, load ${loadavg()[0]?.toFixed(1)}`);
   } finally {
