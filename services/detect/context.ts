@@ -20,6 +20,7 @@ import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import { retryTransient, tupleKey } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
+import { createEpochGate } from '../pdp-client/epoch.ts';
 import { admitTrust } from '../pdp-client/trust-view.ts';
 import type { IssuedToken, RuleContext, TrustStepLite } from './rules.ts';
 
@@ -165,6 +166,7 @@ export const createContextReader = (deps: ContextReaderDeps): ContextReader => {
         const from = topic === deps.topics.signals ? (signalStart.get(partition) ?? t.high) : t.low;
         positions.set(k, from < t.low ? t.low : from);
       }
+      const epochs = createEpochGate();
       const c = deps.kafka.consumer({ groupId: `${deps.groupId}-context-${randomUUID()}`, maxWaitTimeInMs: 100, maxBytesPerPartition: 4 * 1024 * 1024 });
       consumer = c;
       c.on(c.events.END_BATCH_PROCESS, (e) => advance(e.payload.topic, e.payload.partition, BigInt(e.payload.lastOffset) + 1n));
@@ -176,6 +178,10 @@ export const createContextReader = (deps: ContextReaderDeps): ContextReader => {
           for (const m of batch.messages) {
             if (m.value === null) continue;
             if (batch.topic === deps.topics.sessionTrust) {
+              // The epoch rule first, as TrustView applies it (pdp-client/epoch.ts): a taken-over owner's late state is no step.
+              const verdict = epochs.judge(batch.partition, m.offset, m);
+              if (verdict.kind === 'refused') deps.logger.warn({ partition: batch.partition, offset: m.offset, reason: verdict.reason, why: verdict.why }, 'detect: refused a trust record');
+              if (verdict.kind !== 'state') continue;
               const r = codec.decodeTrust(m.value);
               if (r.ok) store.applyTrust(r.value, { key: m.key === null ? null : m.key.toString('utf8'), offset: m.offset });
             } else {

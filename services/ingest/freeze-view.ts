@@ -16,6 +16,7 @@ import type { ActiveFreeze, SessionTrust } from '../../schemas/events.ts';
 import { tupleKey } from '../../schemas/keys.ts';
 import { readFromStart } from '../lib/catch-up.ts';
 import type { Logger } from '../lib/log.ts';
+import { createEpochGate } from '../pdp-client/epoch.ts';
 import { admitTrust } from '../pdp-client/trust-view.ts';
 
 export type FreezeView = {
@@ -77,11 +78,16 @@ export const createFreezeView = async (opts: FreezeViewOptions): Promise<FreezeV
     groupPrefix: 'trustfold-freeze-view',
     config: { readUncommitted: opts.readUncommitted ?? false },
   });
+  // The epoch rule, as TrustView applies it (pdp-client/epoch.ts): a taken-over owner's late state names no freeze.
+  const epochs = createEpochGate();
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch }) => {
       for (const m of batch.messages) {
         if (m.value === null) continue;
+        const verdict = epochs.judge(batch.partition, m.offset, m);
+        if (verdict.kind === 'refused') opts.logger?.warn({ partition: batch.partition, offset: m.offset, reason: verdict.reason, why: verdict.why }, 'freeze view: refused a trust record');
+        if (verdict.kind !== 'state') continue;
         const r = codec.decodeTrust(m.value);
         if (!r.ok) {
           opts.logger?.warn({ partition: batch.partition, offset: m.offset, reason: r.error.message }, 'freeze view: skipping unreadable trust record');

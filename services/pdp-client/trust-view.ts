@@ -17,12 +17,16 @@
 // for a session not held yet, beyond the record's own offset + 1 (every
 // version of a session is a record before it on the same partition, and
 // compaction keeps offsets). One forged record can then never pin a session.
+// Before those checks every record passes the epoch rule (epoch.ts): a state
+// of a projector instance whose partition was taken over before it (a paused
+// "zombie" in the idempotent scale-out mode) is refused (`stale_epoch`).
 import type { Kafka } from 'kafkajs';
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { SessionTrust } from '../../schemas/events.ts';
 import { readFromStart } from '../lib/catch-up.ts';
 import { sessionKey, tupleKey } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
+import { createEpochGate, EPOCH_REFUSALS, type EpochRefusal } from './epoch.ts';
 
 export type TrustLookup =
   | {
@@ -38,11 +42,15 @@ export type TrustLookup =
 
 export type TrustChangeListener = (state: SessionTrust, previous: SessionTrust | undefined) => void;
 
-export const REFUSAL_REASONS = ['key_mismatch', 'version_jump', 'version_beyond_offset'] as const;
+export const REFUSAL_REASONS = ['key_mismatch', 'version_jump', 'version_beyond_offset', ...EPOCH_REFUSALS] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
-/** A record the view did not apply, and why. */
-export type RefusedRecord = { reason: RefusalReason; partition: number; offset: string; key: string | null; tenant_id: string; session_id: string; version: number };
+/**
+ * A record the view did not apply, and why. An epoch refusal (epoch.ts) of a
+ * record that is no state (a malformed epoch record) has empty tenant and
+ * session and version 0; `why` says what was wrong.
+ */
+export type RefusedRecord = { reason: RefusalReason; partition: number; offset: string; key: string | null; tenant_id: string; session_id: string; version: number; why?: string };
 
 /** Default bound on how far one record may move a session's version ahead of the one held. */
 export const DEFAULT_MAX_VERSION_STEP = 1000;
@@ -127,6 +135,8 @@ export type TrustViewOptions = {
   maxVersionStep?: number;
   /** Called for every refused record (after it is counted). */
   onRefused?: (r: RefusedRecord) => void;
+  /** How far one epoch record may raise a partition's epoch (default 1000; services/pdp-client/epoch.ts). */
+  maxEpochStep?: number;
 };
 
 type Entry = { state: SessionTrust; receivedAt: number };
@@ -155,20 +165,23 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     lastHeard = now();
   });
 
-  const refusals: Record<RefusalReason, number> = { key_mismatch: 0, version_jump: 0, version_beyond_offset: 0 };
+  const refusals = Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>;
+  const refuse = (refused: RefusedRecord): void => {
+    refusals[refused.reason]++;
+    opts.logger?.warn(refused, 'trust view: refused a trust record');
+    opts.onRefused?.(refused);
+  };
+  // The epoch rule (epoch.ts): a state of an owner whose partition was taken over before it is never applied.
+  const epochs = createEpochGate(opts.maxEpochStep === undefined ? {} : { maxStep: opts.maxEpochStep });
 
-  const accept = (state: SessionTrust, record: { partition: number; offset: string; key: Buffer | null }): void => {
+  const accept = (state: SessionTrust, record: { partition: number; offset: string; key: Buffer | null }, epochRefusal?: { reason: EpochRefusal; why: string }): void => {
     const key = keyOf(state.tenant_id, state.session_id);
     const prev = entries.get(key);
     const recordKey = record.key === null ? null : record.key.toString('utf8');
+    const at = { partition: record.partition, offset: record.offset, key: recordKey, tenant_id: state.tenant_id, session_id: state.session_id, version: state.version };
+    if (epochRefusal !== undefined) return refuse({ ...at, reason: epochRefusal.reason, why: epochRefusal.why });
     const admission = admitTrust(state, { key: recordKey, offset: record.offset }, prev?.state.version, opts.maxVersionStep);
-    if (!admission.ok) {
-      refusals[admission.reason]++;
-      const refused: RefusedRecord = { reason: admission.reason, partition: record.partition, offset: record.offset, key: recordKey, tenant_id: state.tenant_id, session_id: state.session_id, version: state.version };
-      opts.logger?.warn(refused, 'trust view: refused a trust record');
-      opts.onRefused?.(refused);
-      return;
-    }
+    if (!admission.ok) return refuse({ ...at, reason: admission.reason });
     if (!admission.newer) return; // never go back
     entries.set(key, { state, receivedAt: now() });
     let tenants = tenantsBySession.get(state.session_id);
@@ -191,12 +204,15 @@ export const createTrustView = async (opts: TrustViewOptions): Promise<TrustView
     eachBatch: async ({ batch }) => {
       for (const m of batch.messages) {
         if (m.value === null) continue; // a tombstone: nothing to show
+        const verdict = epochs.judge(batch.partition, m.offset, m);
+        if (verdict.kind === 'epoch') continue; // an epoch record: no state
         const r = codec.decodeTrust(m.value);
         if (!r.ok) {
-          opts.logger?.warn({ partition: batch.partition, offset: m.offset, reason: r.error.message }, 'skipping unreadable trust record');
+          if (verdict.kind === 'refused') refuse({ reason: verdict.reason, why: verdict.why, partition: batch.partition, offset: m.offset, key: m.key === null ? null : m.key.toString('utf8'), tenant_id: '', session_id: '', version: 0 });
+          else opts.logger?.warn({ partition: batch.partition, offset: m.offset, reason: r.error.message }, 'skipping unreadable trust record');
           continue;
         }
-        accept(r.value, { partition: batch.partition, offset: m.offset, key: m.key });
+        accept(r.value, { partition: batch.partition, offset: m.offset, key: m.key }, verdict.kind === 'refused' ? verdict : undefined);
       }
     },
   });

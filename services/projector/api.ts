@@ -63,6 +63,8 @@ export type ProjectorStats = {
   rebased: number;
   /** Idempotent mode, after a restore: input records below the recorded marker, skipped (already folded). */
   replaySkipped: number;
+  /** Scale-out, idempotent: sessions published again because a taken-over owner's late state followed this task's epoch record (scale/task.ts). */
+  repaired: number;
   /** Input records whose Kafka key disagreed with their event's tenant / subject (dead-lettered, not folded). */
   keyMismatches: number;
   /** Trust states the fold produced that the session-trust topic has not acknowledged yet (0 at rest). */
@@ -82,6 +84,7 @@ export const newProjectorStats = (): ProjectorStats => ({
   republishSkipped: 0,
   rebased: 0,
   replaySkipped: 0,
+  repaired: 0,
   keyMismatches: 0,
   unpublished: 0,
   publishLagMs: 0,

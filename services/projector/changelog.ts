@@ -55,9 +55,14 @@ const freezeRecordSchema = z.strictObject({
   applied: z.array(z.string()),
 });
 
+const epochSchema = z.number().int().min(1).max(2 ** 31 - 1);
+
 const publishedMarkerSchema = z.strictObject({
-  /** session-trust partition → an offset at or before the first published state the changelog may not cover. */
-  partitions: z.array(z.strictObject({ partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) })),
+  /**
+   * session-trust partition → an offset at or before the first published state the changelog may not cover;
+   * scale-out idempotent: with the epoch in force there (the highest epoch record before it), where a restore's read starts.
+   */
+  partitions: z.array(z.strictObject({ partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/), epoch: epochSchema.optional() })),
   /** input topic-partition → the next offset to fold: everything below it is in the recorded world. */
   consumed: z.array(z.strictObject({ topic: z.string(), partition: z.number().int().min(0), offset: z.string().regex(/^\d+$/) })).optional(),
   /** Scale-out: signals partition → the next offset of the global kinds this partition's task has folded (scale/task.ts). */
@@ -67,12 +72,16 @@ export type PublishedMarker = z.infer<typeof publishedMarkerSchema>;
 
 /** The changelog key of the published marker (never a tuple key of the fold: those start with the tenant). */
 export const PUBLISHED_MARKER_KEY = '\u0000published';
+/** Scale-out idempotent: the changelog key of a task's epoch (README, "Scaling out" → "Delivery mode"). */
+export const EPOCH_CLAIM_KEY = '\u0000epoch';
 
 export const changelogRecordSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('session'), value: sessionRecord }),
   z.strictObject({ kind: z.literal('user'), value: userRecordSchema }),
   z.strictObject({ kind: z.literal('freeze'), value: freezeRecordSchema }),
   z.strictObject({ kind: z.literal('published'), value: publishedMarkerSchema }),
+  /** Scale-out idempotent: the epoch the partition's latest owner claimed, committed in a fenced transaction (exclusive). */
+  z.strictObject({ kind: z.literal('epoch'), value: z.strictObject({ epoch: epochSchema }) }),
 ]);
 export type ChangelogRecord = z.infer<typeof changelogRecordSchema>;
 
@@ -97,6 +106,8 @@ export const keyOfRecord = (r: ChangelogRecord): string => {
       return freezeKeyOf(r.value.tenant_id, r.value.freeze.freeze_id);
     case 'published':
       return PUBLISHED_MARKER_KEY;
+    case 'epoch':
+      return EPOCH_CLAIM_KEY;
   }
 };
 
@@ -121,7 +132,14 @@ export const publishedMarkerOf = (records: Iterable<ChangelogRecord>): Published
   return marker;
 };
 
-/** Folds changelog records (latest per key wins, as compaction keeps) into a snapshot; the published marker is not part of the world. */
+/** The newest epoch claim among the records (0 when none: the partition never had an idempotent scale-out owner). */
+export const claimedEpochOf = (records: Iterable<ChangelogRecord>): number => {
+  let epoch = 0;
+  for (const r of records) if (r.kind === 'epoch') epoch = Math.max(epoch, r.value.epoch);
+  return epoch;
+};
+
+/** Folds changelog records (latest per key wins, as compaction keeps) into a snapshot; the published marker and the epoch claim are not part of the world. */
 export const snapshotFromRecords = (records: Iterable<ChangelogRecord>, clock = 0): Snapshot => {
   const latest = new Map<string, ChangelogRecord>();
   for (const r of records) {

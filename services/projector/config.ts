@@ -41,8 +41,8 @@ const envSchema = z.object({
   TRUSTFOLD_PROJECTOR_DELIVERY: z.enum(['transactional', 'idempotent']).optional(),
   /**
    * Several instances in one group (README, "Scaling out"): partition tasks,
-   * the global table, per-partition transactional ids. Transactional delivery
-   * only (the default delivery then).
+   * the global table, per-partition transactional ids; `transactional`
+   * delivery by default then, `idempotent` fenced by the epoch rule.
    */
   TRUSTFOLD_PROJECTOR_SCALE_OUT: z.enum(['true', 'false']).default('false'),
   /** Scale-out: warm standby of every changelog partition on every instance (memory: all partitions' records), for a fast takeover. */
@@ -60,9 +60,7 @@ export const parseProjectorConfig = (env: Record<string, string | undefined>): R
   const r = envSchema.safeParse(cleaned);
   if (!r.success) return err(zodIssues(r.error));
   const scaleOut = r.data.TRUSTFOLD_PROJECTOR_SCALE_OUT === 'true';
-  if (scaleOut && r.data.TRUSTFOLD_PROJECTOR_DELIVERY === 'idempotent') {
-    return err([{ path: 'TRUSTFOLD_PROJECTOR_DELIVERY', message: 'TRUSTFOLD_PROJECTOR_SCALE_OUT=true runs the transactional delivery mode only: idempotent states are not fenced (README, "Scaling out")' }]);
-  }
+  // Scale-out keeps transactional as its default: switching a running deployment's mode needs a clean stop (README, "Delivery modes").
   const delivery: Delivery = r.data.TRUSTFOLD_PROJECTOR_DELIVERY ?? (scaleOut ? 'transactional' : DEFAULT_DELIVERY);
   const m = r.data.TRUSTFOLD_TIER_MAPPING ?? {};
   const fold: FoldConfig = {

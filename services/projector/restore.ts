@@ -5,10 +5,11 @@
 // reconcile.ts), and the input between the committed offsets / the marker and
 // the end is what the replay must fold before those sessions are settled.
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
+import type { IHeaders, Kafka } from 'kafkajs';
 import type { Codec } from '../../schemas/codec.ts';
 import type { Logger } from '../lib/log.ts';
 import { endOffsets, trackCatchUp } from '../lib/catch-up.ts';
+import { createEpochGate } from '../pdp-client/epoch.ts';
 import { decodeRecord, publishedMarkerOf, snapshotFromRecords, type ChangelogRecord } from './changelog.ts';
 import { restoreWorld, sessionKeyOf, type World } from './evolve.ts';
 import type { Ahead } from './reconcile.ts';
@@ -41,11 +42,22 @@ export type Restored = {
 };
 
 /** A topic's end offsets now, through a short-lived admin client. */
-const endOffsetsNow = async (kafka: Kafka, topic: string): Promise<Map<number, bigint>> => {
+export const endOffsetsNow = async (kafka: Kafka, topic: string): Promise<Map<number, bigint>> => {
   const admin = kafka.admin();
   await admin.connect();
   try {
     return await endOffsets(admin, topic);
+  } finally {
+    await admin.disconnect();
+  }
+};
+
+const partitionsOf = async (kafka: Kafka, topic: string): Promise<number[]> => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const md = await admin.fetchTopicMetadata({ topics: [topic] });
+    return (md.topics[0]?.partitions ?? []).map((x) => x.partitionId);
   } finally {
     await admin.disconnect();
   }
@@ -60,8 +72,8 @@ const readToEnd = async (
   deps: RestoreDeps,
   topic: string,
   targets: Map<number, bigint>,
-  o: { name: string; readUncommitted: boolean; seekTo?: (partition: number) => bigint },
-  onMessage: (partition: number, m: { offset: string; value: Buffer | null }) => void,
+  o: { name: string; readUncommitted: boolean; seekTo?: (partition: number) => bigint; onlyTargets?: boolean },
+  onMessage: (partition: number, m: { offset: string; key: Buffer | null; value: Buffer | null; headers?: IHeaders }) => void,
 ): Promise<void> => {
   if (targets.size === 0) return;
   const reader = deps.kafka.consumer({ groupId: `${deps.groupId}-${o.name}-${randomUUID()}`, maxWaitTimeInMs: 200, readUncommitted: o.readUncommitted });
@@ -72,9 +84,15 @@ const readToEnd = async (
     await reader.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
+        if (o.onlyTargets === true && !targets.has(batch.partition)) return;
         for (const m of batch.messages) onMessage(batch.partition, m);
       },
     });
+    // The other partitions are not fetched (after run: kafkajs pauses only a running consumer; a batch already fetched is dropped above).
+    if (o.onlyTargets === true) {
+      const others = (await partitionsOf(deps.kafka, topic)).filter((p) => !targets.has(p));
+      if (others.length > 0) reader.pause([{ topic, partitions: others }]);
+    }
     if (o.seekTo !== undefined) for (const partition of targets.keys()) if (o.seekTo(partition) > 0n) reader.seek({ topic, partition, offset: String(o.seekTo(partition)) });
     await deps.untilStopped(caught.done);
   } finally {
@@ -101,19 +119,45 @@ const readChangelog = async (deps: RestoreDeps, topic: string): Promise<Changelo
  * Idempotent mode: reads the session-trust topic from the published marker
  * (the beginning for partitions it does not name) to its current end and
  * returns the sessions with a published version above the restored one.
- * read_uncommitted: anything a PDP may have seen counts as published.
+ * read_uncommitted: anything a PDP may have seen counts as published — and
+ * only that: the epoch rule (pdp-client/epoch.ts) drops what every reader
+ * drops, a state of an owner taken over before it. Scale-out: `partitions`
+ * limits the read to a task's own, and `epochs` gives the epoch in force at
+ * each one's marker offset (the marker records it).
  */
-const readPublishedAhead = async (deps: RestoreDeps, topic: string, covered: ReadonlyMap<number, string>, restored: World): Promise<Map<string, Ahead>> => {
+export const readPublishedAhead = async (
+  deps: RestoreDeps,
+  topic: string,
+  covered: ReadonlyMap<number, string>,
+  restored: World,
+  o: {
+    partitions?: readonly number[];
+    epochs?: ReadonlyMap<number, number>;
+    /** Filled with the sessions whose newest record in the read is one the epoch rule refuses (scale-out: to publish again). */
+    staleNewest?: Set<string>;
+    /** Called with the epoch of every epoch record read (scale-out: one above the claim was not made by it). */
+    epochSeen?: (epoch: number) => void;
+  } = {},
+): Promise<Map<string, Ahead>> => {
   const ends = await endOffsetsNow(deps.kafka, topic);
   const from = (partition: number): bigint => BigInt(covered.get(partition) ?? '0');
-  for (const [partition, end] of ends) if (from(partition) >= end) ends.delete(partition);
+  for (const [partition, end] of ends) if (from(partition) >= end || (o.partitions !== undefined && !o.partitions.includes(partition))) ends.delete(partition);
+  const gate = createEpochGate({ start: new Map([...ends.keys()].filter((p) => from(p) > 0n).map((p) => [p, { offset: from(p), epoch: o.epochs?.get(p) ?? 0 }])) });
   const out = new Map<string, Ahead>();
   // Skips what the changelog already covers (an optimisation: records below it are ignored anyway).
-  await readToEnd(deps, topic, ends, { name: 'published', readUncommitted: true, seekTo: from }, (partition, m) => {
+  await readToEnd(deps, topic, ends, { name: 'published', readUncommitted: true, seekTo: from, onlyTargets: o.partitions !== undefined }, (partition, m) => {
     if (m.value === null || BigInt(m.offset) < from(partition)) return;
+    const verdict = gate.judge(partition, m.offset, m);
+    if (verdict.kind === 'epoch') return o.epochSeen?.(verdict.epoch);
     const r = deps.codec.decodeTrust(m.value);
-    if (!r.ok) return;
-    const key = sessionKeyOf(r.value.tenant_id, r.value.session_id);
+    const key = r.ok ? sessionKeyOf(r.value.tenant_id, r.value.session_id) : undefined;
+    if (verdict.kind === 'refused') {
+      deps.logger.warn({ partition, offset: m.offset, reason: verdict.reason, why: verdict.why }, 'published states: not counted (epoch rule)');
+      if (key !== undefined && verdict.reason === 'stale_epoch') o.staleNewest?.add(key);
+      return;
+    }
+    if (!r.ok || key === undefined) return;
+    o.staleNewest?.delete(key);
     if (r.value.version <= (restored.sessions.get(key)?.version ?? 0)) return;
     let a = out.get(key);
     if (a === undefined) out.set(key, (a = { max: 0, published: new Map(), verified: 0 }));

@@ -9,9 +9,6 @@
 // The failover time (kill → first state committed on a moved partition) is
 // printed as a diagnostic.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { after, before, test } from 'node:test';
 import type { Kafka } from 'kafkajs';
@@ -21,7 +18,7 @@ import { ensureProjectorTopics } from '../../services/projector/clients.ts';
 import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
 import { changelogTopicFor } from '../../services/projector/scale/instance.ts';
 import { getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
-import { codec, createEventProducer, event, sessionStarted, testConfig, testEnv, waitFor } from '../helpers/projector.ts';
+import { codec, createEventProducer, event, sessionStarted, startProjectorChild as startChild, testConfig, testEnv, waitFor, type ProjectorChild as Child } from '../helpers/projector.ts';
 
 let broker: TestKafka;
 let kafka: Kafka;
@@ -32,45 +29,6 @@ before(async () => {
 after(async () => {
   await broker.stop();
 });
-
-type Child = { child: ChildProcess; ready: Promise<void>; partitions: () => number[]; assignedAt: Map<number, number> };
-
-/** PROJECTOR_SCALE_LOG_DIR: keep each child's output (LOG_LEVEL info) there, for diagnosis. */
-const logDir = process.env['PROJECTOR_SCALE_LOG_DIR'];
-let children = 0;
-
-const startChild = (env: Record<string, string>): Child => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'services/projector/main.ts'], { env: { ...process.env, ...env, ...(logDir !== undefined && { LOG_LEVEL: 'info' }) }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const logFile = logDir === undefined ? undefined : join(logDir, `projector-${++children}.log`);
-  if (logFile !== undefined) {
-    child.stdout?.on('data', (d: Buffer) => appendFileSync(logFile, d));
-    child.stderr?.on('data', (d: Buffer) => appendFileSync(logFile, d));
-  }
-  let err = '';
-  let partitions: number[] = [];
-  /** When this child last reported each partition as newly its own. */
-  const assignedAt = new Map<number, number>();
-  child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  const ready = new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const lines = out.split('\n');
-      out = lines.pop() ?? '';
-      for (const l of lines) {
-        if (l.includes('"projector assignment"')) {
-          const now = (JSON.parse(l) as { partitions: number[] }).partitions;
-          for (const p of now) if (!partitions.includes(p)) assignedAt.set(p, Date.now());
-          partitions = now;
-        }
-        if (l.includes('"projector ready"')) resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`projector exited (${code}) before ready: ${err}`)));
-  });
-  ready.catch(() => undefined);
-  return { child, ready, partitions: () => partitions, assignedAt };
-};
 
 /** Every committed record of the session-trust topic with its partition and when this reader got it. */
 const readTrust = async (topic: string): Promise<{ records: { s: SessionTrust; partition: number; at: number }[]; close(): Promise<void> }> => {
@@ -105,6 +63,7 @@ test('three scaled-out projectors, one SIGKILLed: every session equals a fresh f
     sent.push(e);
   };
   const children = [startChild(env), startChild(env), startChild(env)];
+  const logDir = process.env['PROJECTOR_SCALE_LOG_DIR'];
   if (logDir !== undefined) t.diagnostic(`kill at ${new Date().toISOString()} + see below; logs in ${logDir}`);
   let late: Child | undefined;
   try {

@@ -54,7 +54,7 @@ test('claims: a JSON list of partitions in userData; anything else claims nothin
   assert.deepEqual(claimOf(Buffer.alloc(0)), []);
 });
 
-test('settings: scale-out defaults to the transactional delivery and refuses the idempotent one, naming the field', () => {
+test('settings: scale-out defaults to the transactional delivery, takes the idempotent one when asked, and names a bad field', () => {
   const on = parseProjectorConfig({ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS: '1500' });
   assert.ok(on.ok);
   assert.equal(on.value.scaleOut, true);
@@ -65,7 +65,20 @@ test('settings: scale-out defaults to the transactional delivery and refuses the
   assert.equal(off.value.scaleOut, false);
   assert.equal(off.value.delivery, 'idempotent');
   assert.equal(off.value.sessionTimeoutMs, 10_000);
-  const bad = parseProjectorConfig({ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'idempotent' });
-  assert.ok(!bad.ok);
-  assert.equal(bad.error[0]?.path, 'TRUSTFOLD_PROJECTOR_DELIVERY');
+  const idem = parseProjectorConfig({ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'idempotent' });
+  assert.ok(idem.ok);
+  assert.equal(idem.value.scaleOut, true);
+  assert.equal(idem.value.delivery, 'idempotent');
+  const txn = parseProjectorConfig({ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'transactional' });
+  assert.ok(txn.ok);
+  assert.equal(txn.value.delivery, 'transactional');
+  for (const [env, field] of [
+    [{ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'Idempotent' }, 'TRUSTFOLD_PROJECTOR_DELIVERY'],
+    [{ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'exactly-once' }, 'TRUSTFOLD_PROJECTOR_DELIVERY'],
+    [{ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'yes', TRUSTFOLD_PROJECTOR_DELIVERY: 'idempotent' }, 'TRUSTFOLD_PROJECTOR_SCALE_OUT'],
+  ] as const) {
+    const bad = parseProjectorConfig(env);
+    assert.ok(!bad.ok, JSON.stringify(env));
+    assert.equal(bad.error[0]?.path, field);
+  }
 });

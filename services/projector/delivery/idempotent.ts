@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Producer, RecordMetadata } from 'kafkajs';
 import { chunkMessages } from '../../lib/kafka.ts';
-import { encodeRecord, PUBLISHED_MARKER_KEY, type ChangelogRecord } from '../changelog.ts';
+import { encodeRecord, PUBLISHED_MARKER_KEY, type ChangelogRecord, type PublishedMarker } from '../changelog.ts';
 import { offsetsByTopic, type Group, type OutMessage, type Sealed } from '../group.ts';
 import type { InputOffset } from '../restore.ts';
 import { runTransaction } from '../transaction.ts';
@@ -26,7 +26,21 @@ import type { DeliveryContext, GroupDelivery } from './types.ts';
  * behind the changelog (a commit that failed in a rebalance), and the bounded
  * dedup memory of a session cannot be relied on to recognise a long replay.
  */
-export type Marks = { covered: Map<number, string>; folded: Map<string, InputOffset> };
+export type Marks = {
+  covered: Map<number, string>;
+  folded: Map<string, InputOffset>;
+  /** Scale-out: per session-trust partition, the epoch in force at its `covered` offset (absent: 0). */
+  epochs?: Map<number, number>;
+};
+
+/** Scale-out (scale/task.ts): one task's partition, its epoch, and what its marker holds besides offsets. */
+export type TaskScope = {
+  partition: number;
+  /** The epoch the task claimed (its states carry it). */
+  epoch: () => number;
+  /** Taken when a group is delivered (sealed): how far the world of that instant folded the global kinds. */
+  global: () => NonNullable<PublishedMarker['global']>;
+};
 
 export type IdempotentContext = DeliveryContext & {
   /** The changelog producer (steps (2)+(3)), apart from the states' so it never queues in front of a state. */
@@ -36,6 +50,8 @@ export type IdempotentContext = DeliveryContext & {
   invalidate: (reason: string, e?: unknown) => void;
   /** The recorder ran out of groups to record: the runtime may start the next group. */
   onIdle: () => void;
+  /** Scale-out: the task this delivery writes for (its marker goes to its changelog partition, with its epoch and global positions). */
+  task?: TaskScope;
 };
 
 /** Groups published but not yet recorded, at most; then the next group waits. */
@@ -50,6 +66,8 @@ type Unrecorded = {
   facts: OutMessage[];
   offsets: Map<string, InputOffset>;
   t0: number;
+  /** Scale-out: the global positions as of this group's seal. */
+  global?: NonNullable<PublishedMarker['global']>;
 };
 
 export const createIdempotentDelivery = (ctx: IdempotentContext): GroupDelivery => {
@@ -71,13 +89,20 @@ export const createIdempotentDelivery = (ctx: IdempotentContext): GroupDelivery 
     if (logProducer === undefined) throw new Error('projector not started');
     const t0 = performance.now();
     const marker = new Map(marks.covered);
-    let moved = false;
+    const epochs = new Map(marks.epochs ?? []);
+    const task = ctx.task;
+    // A task always records its marker: it carries the global positions too.
+    let moved = task !== undefined;
     for (const u of batch) {
       for (const m of u.md ?? []) {
         const base = m.baseOffset ?? m.offset;
         if (base === undefined) throw new Error('state produce returned no offset');
         // The first offset of the newest recorded group's states on that partition.
-        if (!marker.has(m.partition) || BigInt(base) > BigInt(marker.get(m.partition) ?? '0')) marker.set(m.partition, base);
+        if (!marker.has(m.partition) || BigInt(base) > BigInt(marker.get(m.partition) ?? '0')) {
+          marker.set(m.partition, base);
+          // Its own states follow its own epoch record: that epoch is in force there.
+          if (task !== undefined) epochs.set(m.partition, task.epoch());
+        }
         moved = true;
       }
     }
@@ -99,16 +124,25 @@ export const createIdempotentDelivery = (ctx: IdempotentContext): GroupDelivery 
     const messages = batch.flatMap((u) => u.sessions);
     for (const u of batch) messages.push(...u.facts);
     if (moved) {
+      const global = batch.findLast((u) => u.global !== undefined)?.global;
       const markerRecord: ChangelogRecord = {
         kind: 'published',
-        value: { partitions: [...marker].map(([partition, offset]) => ({ partition, offset })), consumed: [...consumed.values()] },
+        value: {
+          partitions: [...marker].map(([partition, offset]) => {
+            const epoch = epochs.get(partition);
+            return task === undefined || epoch === undefined || epoch === 0 ? { partition, offset } : { partition, offset, epoch };
+          }),
+          consumed: [...consumed.values()],
+          ...(global !== undefined && { global }),
+        },
       };
-      messages.push({ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord) });
+      messages.push({ key: PUBLISHED_MARKER_KEY, value: encodeRecord(markerRecord), ...(task !== undefined && { partition: task.partition }) });
     }
     logger.debug({ groups: batch.length }, 'recording a round');
     await runTransaction(logProducer, groupId, [{ topic: ctx.changelogTopic, messages }], offsetsByTopic(offsets.values()));
     marks.covered = marker;
     marks.folded = consumed;
+    if (task !== undefined) marks.epochs = epochs;
     const t1 = performance.now();
     logger.debug({ groups: batch.length, records: messages.length, offsets: [...offsets.values()], ms: Math.round(t1 - t0) }, 'recorded a round');
     timing.offsetsMs += t1 - t0;
@@ -152,7 +186,7 @@ export const createIdempotentDelivery = (ctx: IdempotentContext): GroupDelivery 
   const deliver = (g: Group, sealed: Sealed): Promise<void> => {
     const { states, sessions, facts } = sealed;
     const t0 = performance.now();
-    const u: Unrecorded = { done: false, published: Promise.resolve(), sessions, facts, offsets: g.offsets, t0 };
+    const u: Unrecorded = { done: false, published: Promise.resolve(), sessions, facts, offsets: g.offsets, t0, ...(ctx.task !== undefined && { global: ctx.task.global() }) };
     u.published = publish(states).then(
       (md) => {
         u.md = md;

@@ -23,12 +23,16 @@ export const isGlobalEvent = (e: TrustfoldEvent): boolean => e.type === 'signal'
 export type GlobalEntry = { partition: number; offset: bigint; event: TrustfoldEvent; appendedAt: string | undefined };
 
 export type GlobalReader = {
+  /** The signals topic it reads. */
+  readonly topic: string;
   /** Resolves once every partition was read to its end offset at start. */
   start(): Promise<void>;
   /** Entries of one partition at or after `from`, in offset order. */
   since(partition: number, from: bigint): GlobalEntry[];
   /** Partitions with entries. */
   partitions(): number[];
+  /** The next offset to read of a signals partition (every record before it was taken, or skipped as no global kind). */
+  position(partition: number): bigint;
   /** Entries held (all partitions). */
   size(): number;
   stop(): Promise<void>;
@@ -46,6 +50,8 @@ export const createGlobalReader = (deps: {
   const log = new Map<number, GlobalEntry[]>();
   /** Next offset per partition: a rejoin of the throwaway group re-reads from the beginning; what was read is skipped. */
   const next = new Map<number, bigint>();
+  /** Per partition, past the last batch handled (transaction markers included): how far the reader has read. */
+  const fetched = new Map<number, bigint>();
   let consumer: Consumer | undefined;
   let size = 0;
 
@@ -65,6 +71,7 @@ export const createGlobalReader = (deps: {
   };
 
   return {
+    topic: deps.topic,
     async start() {
       const admin = deps.kafka.admin();
       await admin.connect();
@@ -76,6 +83,10 @@ export const createGlobalReader = (deps: {
       }
       const c = deps.kafka.consumer({ groupId: `${deps.groupId}-global-${randomUUID()}`, maxWaitTimeInMs: 100, readUncommitted: false, sessionTimeout: 30_000 });
       consumer = c;
+      c.on(c.events.END_BATCH_PROCESS, (e) => {
+        const n = BigInt(e.payload.lastOffset) + 1n;
+        if (n > (fetched.get(e.payload.partition) ?? 0n)) fetched.set(e.payload.partition, n);
+      });
       await c.connect();
       const caught = trackCatchUp(c, deps.topic, targets);
       await c.subscribe({ topic: deps.topic, fromBeginning: true });
@@ -102,6 +113,11 @@ export const createGlobalReader = (deps: {
       return list.slice(lo);
     },
     partitions: () => [...log.keys()].sort((a, b) => a - b),
+    position: (partition) => {
+      const a = next.get(partition) ?? 0n;
+      const b = fetched.get(partition) ?? 0n;
+      return a > b ? a : b;
+    },
     size: () => size,
     async stop() {
       const c = consumer;

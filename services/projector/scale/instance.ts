@@ -7,7 +7,9 @@
 // task it keeps goes on (input re-read from the committed offsets is skipped
 // below what it folded); a revoked one is dropped; a new one fences the old
 // owner, restores only its changelog partition and starts where that
-// changelog says the previous owner's committed world ends.
+// changelog says the previous owner's committed world ends. In the
+// idempotent delivery mode the new task claims its epoch before it opens
+// (task.ts, README "Scaling out" → "Delivery mode").
 import type { Consumer, EachBatchPayload, IMemberAssignment, Producer } from 'kafkajs';
 import { statesProducer } from '../clients.ts';
 import { createCodec } from '../../../schemas/codec.ts';
@@ -20,15 +22,17 @@ import type { InputOffset } from '../restore.ts';
 import { emptyTiming } from '../timing.ts';
 import { coPartitionedAssigner } from './assigner.ts';
 import { createGlobalReader } from './global.ts';
+import { createPublishedReader } from './published.ts';
 import { readChangelogPartitions } from './restore.ts';
 import { createStandby } from './standby.ts';
-import { createTask, type Task } from './task.ts';
+import { createTask, isFenced, type Task } from './task.ts';
 
 export const changelogTopicFor = (sessionTrustTopic: string, groupId: string): string => `${sessionTrustTopic}.changelog.${groupId}`;
 
 export const createScaledProjector = (deps: ProjectorDeps): Projector => {
   const { kafka, config, logger } = deps;
-  if ((deps.delivery ?? 'transactional') !== 'transactional') throw new Error('projector scale-out runs the transactional delivery mode only (README, "Scaling out")');
+  // Scale-out's default is transactional (an explicit choice is needed for the other one: README, "Scaling out" → "Delivery mode").
+  const delivery = deps.delivery ?? 'transactional';
   const fold = deps.fold ?? DEFAULT_FOLD_CONFIG;
   const groupId = deps.groupId ?? `${config.kafka.clientId}-projector`;
   const changelogTopic = deps.changelogTopic ?? changelogTopicFor(config.topics.sessionTrust, groupId);
@@ -97,6 +101,8 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
   });
   /** Warm standby of every changelog partition (default on): a task opens from memory instead of a restore read. */
   const standby = deps.standby === false ? undefined : createStandby({ kafka, topic: changelogTopic, groupId, logger, untilStopped });
+  /** Idempotent: this instance's reader of its own partitions of session-trust, for the tasks' repair of a zombie's late states. */
+  const published = delivery === 'idempotent' ? createPublishedReader({ kafka, topic: config.topics.sessionTrust, groupId, partitions: config.kafka.partitions }) : undefined;
   const admitDeps: AdmitDeps = { codec, logger, dlq: () => dlq, deadLetterTopic: config.topics.deadLetter, groupId, now, stats };
 
   const pausePartition = (c: Consumer | undefined, p: number): void => {
@@ -132,6 +138,10 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         stats,
         maxPendingRecords: deps.maxPendingRecords ?? 20_000,
         onFailure: (fenced) => taskFailed(t, fenced),
+        delivery,
+        inputTopics,
+        untilStopped,
+        ...(published !== undefined && { published }),
       });
       tasks.set(p, t);
       return t;
@@ -148,6 +158,8 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
           standby === undefined
             ? await readChangelogPartitions({ kafka, groupId, logger, untilStopped }, changelogTopic, ps)
             : new Map(await Promise.all(ps.map(async (p) => [p, await standby.records(p)] as const)));
+        // Idempotent: each new task claims its epoch and reads back what was published past its changelog.
+        if (delivery === 'idempotent') await untilStopped(Promise.all(fresh.filter(current).map((t) => t.claim(records.get(t.partition) ?? []))));
         for (const t of fresh) {
           if (!current(t)) continue;
           const r = records.get(t.partition) ?? [];
@@ -166,8 +178,10 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
           void t.close();
         }
         if (!running) return;
-        logger.error({ err: errorMessage(e), partitions, attempt }, 'opening projector partitions failed; retrying');
-        setTimeout(() => reopen(partitions, attempt + 1), Math.min(5_000, 200 * 2 ** attempt)).unref();
+        // Idempotent: fenced while claiming = another member took the partition after this one's fence; retry only after the next rejoin could say so (as taskFailed).
+        const fenced = delivery === 'idempotent' && isFenced(e);
+        logger.error({ err: errorMessage(e), partitions, attempt, fenced }, 'opening projector partitions failed; retrying');
+        setTimeout(() => reopen(partitions, attempt + 1), fenced ? Math.max(3_000, 2 * sessionTimeout) : Math.min(5_000, 200 * 2 ** attempt)).unref();
       }
     })();
     opening.add(run);
@@ -252,7 +266,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         dlq = kafka.producer({ idempotent: true });
         await dlq.connect();
         // The global table first: a session whose partition opens inherits the revocations and freezes already raised.
-        await untilStopped(Promise.all([global.start(), standby?.start()]));
+        await untilStopped(Promise.all([global.start(), standby?.start(), published?.start()]));
         const c = kafka.consumer({
           groupId,
           partitionAssigners: [coPartitionedAssigner(() => [...tasks.keys()])],
@@ -276,7 +290,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         timer.unref();
         // Ready once this member's first assignment is open.
         while (running && (!joined || opening.size > 0 || readiness() !== true)) await untilStopped(new Promise((r) => setTimeout(r, 20)));
-        logger.info({ groupId, partitions: [...assigned], global: global.size() }, 'projector started (scale-out)');
+        logger.info({ groupId, delivery, partitions: [...assigned], global: global.size() }, 'projector started (scale-out)');
       } catch (e) {
         await this.stop();
         throw e;
@@ -301,6 +315,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
       tasks.clear();
       await global.stop();
       await standby?.stop();
+      await published?.stop();
       const idle = [...spares.values()];
       spares.clear();
       await Promise.all(idle.map(async (sp) => (await sp)?.disconnect().catch(() => undefined)));

@@ -9,18 +9,38 @@
 // offsets of partition p. A new owner's initTransactions with that id aborts
 // the old owner's open transaction and fails its later ones: a moved
 // partition's old owner cannot publish after the new owner started.
+//
+// Idempotent delivery (README, "Scaling out" → "Delivery mode"): the states
+// go out first with a plain idempotent producer (delivery/idempotent.ts), the
+// changelog and offsets follow in a transaction of `<group>-<p>`. The states
+// are fenced by the epoch rule instead: `claim` commits the next epoch to
+// changelog partition p (exclusive: only the fenced id's owner can commit),
+// appends the epoch record to session-trust partition p, then reads what was
+// published there past the restored world (reconcile, as the single instance
+// does); every state carries the epoch, and readers drop a state whose epoch
+// is below an epoch record before it. While it owns p it watches session-trust
+// partition p past its epoch record (published.ts) and publishes a session
+// again after a zombie's late state of it, so compaction keeps a record
+// readers apply.
 import type { Batch, Kafka, Producer } from 'kafkajs';
 import type { Codec } from '../../../schemas/codec.ts';
 import type { Logger } from '../../lib/log.ts';
+import { classify, createEpochGate, EPOCH_HEADER, epochRecord } from '../../pdp-client/epoch.ts';
 import type { ProjectorStats } from '../api.ts';
-import { encodeRecord, PUBLISHED_MARKER_KEY, publishedMarkerOf, snapshotFromRecords, type ChangelogRecord } from '../changelog.ts';
+import { claimedEpochOf, encodeRecord, EPOCH_CLAIM_KEY, PUBLISHED_MARKER_KEY, publishedMarkerOf, snapshotFromRecords, type ChangelogRecord } from '../changelog.ts';
 import { statesProducer } from '../clients.ts';
-import { evolve, restoreWorld, tick, type FoldConfig, type Transition, type World } from '../evolve.ts';
-import { emptyGroup, isEmptyGroup, offsetsByTopic, seal, type Group, type OutMessage } from '../group.ts';
+import type { Delivery } from '../config.ts';
+import { createIdempotentDelivery, type Marks } from '../delivery/idempotent.ts';
+import type { GroupDelivery } from '../delivery/types.ts';
+import { evolve, restoreWorld, sessionKeyOf, tick, viewOf, type FoldConfig, type Transition, type World } from '../evolve.ts';
+import { emptyGroup, isEmptyGroup, offsetsByTopic, seal, type Group, type OutMessage, type Sealed } from '../group.ts';
 import { admitBatch, type AdmitDeps } from '../input.ts';
-import { inputKey, type InputOffset } from '../restore.ts';
+import { endOffsetsNow, inputKey, readPublishedAhead, unreadInput, type InputOffset } from '../restore.ts';
+import { createResume } from '../resume.ts';
+import { emptyTiming } from '../timing.ts';
 import { hasErrorType, runTransaction } from '../transaction.ts';
 import { isGlobalEvent, type GlobalEntry, type GlobalReader } from './global.ts';
+import type { PublishedReader, PublishedRecord } from './published.ts';
 
 export type TaskDeps = {
   kafka: Kafka;
@@ -39,6 +59,14 @@ export type TaskDeps = {
   maxPendingRecords: number;
   /** The task cannot go on: `fenced` when another instance took its transactional id over. */
   onFailure: (fenced: boolean, e: unknown) => void;
+  /** Default `transactional`. */
+  delivery?: Delivery;
+  /** Idempotent: the input topics (what the replay after a claim must fold before sessions ahead are settled). */
+  inputTopics?: readonly string[];
+  /** Idempotent: races the claim's reads against the instance's stop. */
+  untilStopped?: <T>(p: Promise<T>) => Promise<T>;
+  /** Idempotent: the instance's reader of session-trust, to repair a zombie's late state (published.ts). */
+  published?: PublishedReader;
 };
 
 export type Task = {
@@ -46,7 +74,15 @@ export type Task = {
   readonly transactionalId: string;
   /** Fences the previous owner: its open transaction is aborted, its next one fails. `connected`: a producer of this transactional id already connected (not initialised). */
   init(connected?: Producer): Promise<void>;
-  /** Rebuilds the world from this partition's changelog records and replays the global kinds past them; returns where to seek the input. */
+  /**
+   * Idempotent delivery only, after `init` and before `open`: claims the next
+   * epoch (changelog, fenced), appends its epoch record to session-trust
+   * partition p and reads what was published there past the restored world.
+   */
+  claim(records: readonly ChangelogRecord[]): Promise<void>;
+  /** The epoch this task claimed (0: transactional, or not claimed). */
+  epoch(): number;
+  /** Rebuilds the world from this partition's changelog records (idempotent: the one `claim` restored) and replays the global kinds past them; returns where to seek the input. */
   open(records: readonly ChangelogRecord[]): InputOffset[];
   isReady(): boolean;
   /** Folds a batch of partition p; false when the task is not (or no longer) folding — the caller pauses the partition. */
@@ -90,11 +126,62 @@ export const createTask = (deps: TaskDeps): Task => {
   let pumpScheduled = false;
   let drained: (() => void)[] = [];
 
+  // ---- idempotent delivery only
+  const idempotent = (deps.delivery ?? 'transactional') === 'idempotent';
+  /** The states' producer (step (1), not transactional); `producer` owns the transactional id (changelog + offsets). */
+  let statesOut: Producer | undefined;
+  let epoch = 0;
+  /** The world `claim` restored (and compared the published states with). */
+  let claimed: World | undefined;
+  const marks: Marks = { covered: new Map(), folded: new Map(), epochs: new Map() };
+  const resume = createResume({ codec, logger, stats });
+  /** Input partitions (inputKey → end offset at the claim) and signals partitions (→ end offset) to fold before the sessions ahead are settled. */
+  let replayTargets = new Map<string, bigint>();
+  let globalTargets = new Map<number, bigint>();
+  /** Stops watching partition p of session-trust (published.ts). */
+  let unwatch: (() => void) | undefined;
+  const out: GroupDelivery | undefined = idempotent
+    ? createIdempotentDelivery({
+        groupId: deps.groupId,
+        sessionTrustTopic: deps.sessionTrustTopic,
+        changelogTopic: deps.changelogTopic,
+        logger,
+        timing: emptyTiming(),
+        producer: () => statesOut,
+        logProducer: () => producer,
+        marks,
+        acknowledged: (g) => {
+          stats.published += g.changed.length;
+          inFlightStates = 0;
+          inFlightSince = undefined;
+        },
+        invalidate: (_reason, e) => fail(e ?? new Error(_reason)),
+        onIdle: () => {
+          if (inFlight === undefined) pump();
+        },
+        task: { partition: p, epoch: () => epoch, global: () => [...globalNext].map(([partition, o]) => ({ partition, offset: String(o) })) },
+      })
+    : undefined;
+
   const collect = (t: Transition): void => {
     world = t.world;
-    if (t.changed.length > 0 && pendingSince === undefined) pendingSince = now();
-    for (const s of t.changed) pending.changed.push(s);
+    const changed = idempotent ? resume.reconciled(t.world, t.changed) : t.changed;
+    if (changed.length > 0 && pendingSince === undefined) pendingSince = now();
+    for (const s of changed) pending.changed.push(s);
     for (const k of t.touched) pending.touched.add(k);
+  };
+
+  /** Idempotent, after a claim with states ahead: once the replay folded everything the previous owner could have, the sessions it left behind what was published move past it. */
+  const maybeSettle = (): void => {
+    if (!idempotent || resume.size() === 0 || world === undefined || replayTargets.size > 0) return;
+    for (const [q, end] of globalTargets) if (deps.global.position(q) < end) return;
+    const w = world;
+    resume.settle(w, (key, nextState) => {
+      if (pendingSince === undefined) pendingSince = now();
+      pending.changed.push(viewOf(nextState));
+      pending.touched.add(key);
+    });
+    schedulePump();
   };
 
   const fail = (e: unknown): void => {
@@ -112,10 +199,74 @@ export const createTask = (deps: TaskDeps): Task => {
     for (const w of waiting) w();
   };
 
-  const pump = (): void => {
-    pumpScheduled = false;
-    if (inFlight !== undefined) return;
-    if (failed || closed || world === undefined || producer === undefined || (isEmptyGroup(pending) && pendingGlobal.size === 0)) return settleDrained();
+  /**
+   * Idempotent: partition p of session-trust past this task's epoch record. A
+   * state of an older epoch there (a zombie's, refused by every reader) would
+   * stay the newest record of its session's key, and compaction would delete
+   * this task's states of it before it: publish the session's current state
+   * again (same version, same content — readers that have it change nothing).
+   * An epoch record above this task's means it was taken over itself: stop.
+   */
+  const watchPublished = (from: bigint): void => {
+    const reader = deps.published;
+    if (reader === undefined) return;
+    const gate = createEpochGate({ start: new Map([[p, { offset: from, epoch }]]) });
+    unwatch = reader.watch(p, from, (r: PublishedRecord) => {
+      if (gate.epochAt(p, BigInt(r.offset) + 1n) > epoch) {
+        // A real new owner fences this task's next round; one that never comes means a forged record (README, "Delivery mode").
+        logger.warn({ offset: r.offset, epoch, above: gate.epochAt(p, BigInt(r.offset) + 1n) }, 'an epoch record above this task\'s: taken over, or forged; no more repairs');
+        unwatch?.();
+        unwatch = undefined;
+        return;
+      }
+      const v = gate.judge(p, r.offset, r);
+      const c = classify(r);
+      if (v.kind !== 'refused' || v.reason !== 'stale_epoch' || c.kind !== 'state' || c.epoch >= epoch || r.value === null) return;
+      const d = codec.decodeTrust(r.value);
+      if (!d.ok) return;
+      logger.warn({ session: d.value.session_id, tenant: d.value.tenant_id, offset: r.offset, staleEpoch: c.epoch, staleVersion: d.value.version }, 'a taken-over owner published after this epoch began; publishing the session again');
+      const key = sessionKeyOf(d.value.tenant_id, d.value.session_id);
+      // Claimed but not open yet: open publishes it (with those the claim's read found).
+      if (!ready) staleAtClaim.add(key);
+      else if (republish(key)) schedulePump();
+    });
+  };
+
+  /** Publishes a session's current state again (same version, same content); false when it is not known (its first state will follow). */
+  const republish = (key: string): boolean => {
+    const current = world?.sessions.get(key);
+    if (current === undefined || current.version === 0 || !ready || failed || closed) return false;
+    stats.repaired++;
+    if (pendingSince === undefined) pendingSince = now();
+    pending.changed.push(viewOf(current));
+    pending.touched.add(key); // a group is sealed only when it touched something
+    return true;
+  };
+  /** Idempotent: sessions whose newest record in the claim's read was a taken-over owner's late state (republished at open). */
+  let staleAtClaim = new Set<string>();
+
+  /** Idempotent: a sealed group placed on partition p, its states stamped with the epoch. */
+  const placed = (sealed: Sealed): Sealed => {
+    const here = (m: OutMessage): OutMessage => ({ ...m, partition: p });
+    return { ...sealed, states: sealed.states.map((m) => ({ ...m, partition: p, headers: { ...m.headers, [EPOCH_HEADER]: String(epoch) } })), sessions: sealed.sessions.map(here), facts: sealed.facts.map(here) };
+  };
+
+  const pumpIdempotent = (o: GroupDelivery): void => {
+    if (failed || closed || world === undefined || producer === undefined || statesOut === undefined || (isEmptyGroup(pending) && pendingGlobal.size === 0)) {
+      if (o.backlog() === 0 || failed || closed) settleDrained();
+      return;
+    }
+    if (o.full()) return; // the recorder pumps again when done
+    const { g } = takePending();
+    // Sealed now, synchronously (the global positions too: `task.global`, read by deliver).
+    inFlight = o.deliver(g, placed(seal(world, g, codec.encodeTrust))).then(() => {
+      inFlight = undefined;
+      pump();
+    }, deliveryFailed);
+  };
+
+  /** The pending group and its global positions, handed to a delivery: its states count as in flight from now. */
+  const takePending = (): { g: Group; gGlobal: Map<number, string> } => {
     const g = pending;
     const gGlobal = pendingGlobal;
     pending = emptyGroup();
@@ -123,6 +274,21 @@ export const createTask = (deps: TaskDeps): Task => {
     inFlightStates = g.changed.length;
     inFlightSince = pendingSince;
     pendingSince = undefined;
+    return { g, gGlobal };
+  };
+
+  const deliveryFailed = (e: unknown): void => {
+    inFlight = undefined;
+    fail(e);
+    settleDrained();
+  };
+
+  const pump = (): void => {
+    pumpScheduled = false;
+    if (inFlight !== undefined) return;
+    if (out !== undefined) return pumpIdempotent(out);
+    if (failed || closed || world === undefined || producer === undefined || (isEmptyGroup(pending) && pendingGlobal.size === 0)) return settleDrained();
+    const { g, gGlobal } = takePending();
     // Sealed now, synchronously: the states, the changelog records of the world at this instant, the marker, the offsets.
     const sealed = seal(world, g, codec.encodeTrust);
     const consumed = new Map(recorded.consumed);
@@ -147,11 +313,7 @@ export const createTask = (deps: TaskDeps): Task => {
         inFlightSince = undefined;
         pump();
       },
-      (e: unknown) => {
-        inFlight = undefined;
-        fail(e);
-        settleDrained();
-      },
+      deliveryFailed,
     );
   };
 
@@ -182,9 +344,67 @@ export const createTask = (deps: TaskDeps): Task => {
       }
       // initTransactions (kafkajs does it at the first transaction): bumps the epoch, aborts the old owner's open transaction.
       await (await prod.transaction()).abort();
+      if (idempotent) {
+        const so = statesProducer(deps.kafka, 'idempotent', transactionalId);
+        statesOut = so;
+        await so.connect();
+      }
     },
-    open(records) {
+    async claim(records) {
+      const wait = deps.untilStopped ?? (<T>(x: Promise<T>) => x);
+      const prod = producer;
+      const so = statesOut;
+      if (!idempotent || prod === undefined || so === undefined) throw new Error(`partition ${p}: claim needs the idempotent delivery and init`);
       const w = restoreWorld(snapshotFromRecords(records));
+      const marker = publishedMarkerOf(records);
+      const mine = (marker?.partitions ?? []).filter((x) => x.partition === p);
+      marks.covered = new Map(mine.map((x) => [x.partition, x.offset]));
+      marks.epochs = new Map(mine.map((x) => [x.partition, x.epoch ?? 0]));
+      marks.folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
+      const restoreDeps = { kafka: deps.kafka, groupId: deps.groupId, logger, codec, untilStopped: wait };
+      let e = claimedEpochOf(records);
+      let seen = 0;
+      let epochAt: string | undefined;
+      let stale: Set<string>;
+      let ahead: Awaited<ReturnType<typeof readPublishedAhead>>;
+      for (let round = 0; ; round++) {
+        // (a) The epoch, exclusively: only the owner of the fenced transactional id can commit it.
+        e = Math.max(e, seen) + 1;
+        const claimRecord: ChangelogRecord = { kind: 'epoch', value: { epoch: e } };
+        await runTransaction(prod, deps.groupId, [{ topic: deps.changelogTopic, messages: [{ key: EPOCH_CLAIM_KEY, value: encodeRecord(claimRecord), partition: p }] }], []);
+        // (b) Its epoch record, before anything is read back: a state of an older epoch appended after it is dropped by every reader.
+        const [md] = await so.send({ topic: deps.sessionTrustTopic, acks: -1, messages: [{ ...epochRecord(e), partition: p }] });
+        epoch = e;
+        epochAt = md?.baseOffset ?? md?.offset;
+        // (c) What was published on partition p past the restored world (read to the end now: after the epoch record).
+        stale = new Set<string>();
+        seen = 0;
+        ahead = await readPublishedAhead(restoreDeps, deps.sessionTrustTopic, marks.covered, w, {
+          partitions: [p],
+          epochs: marks.epochs,
+          staleNewest: stale,
+          epochSeen: (x) => (seen = Math.max(seen, x)),
+        });
+        // An epoch record above the one just claimed that no claim made: a newer owner fenced this task (the next claim fails), or it is forged — claim above it, once.
+        if (seen <= e || round > 0) break;
+        logger.error({ epoch: e, seen }, 'an epoch record above the one just claimed: claiming above it');
+      }
+      if (seen > e) logger.error({ epoch: e, seen }, 'an epoch record above this task\'s claim: readers refuse its states until a claim goes above it');
+      staleAtClaim = stale;
+      resume.restored(ahead);
+      if (ahead.size > 0) {
+        const unread = await unreadInput(restoreDeps, deps.inputTopics ?? [], marks.folded);
+        replayTargets = new Map([...unread].filter(([k]) => k.endsWith(`\u0000${p}`)));
+        globalTargets = await endOffsetsNow(deps.kafka, deps.global.topic);
+      }
+      claimed = w;
+      if (epochAt !== undefined) watchPublished(BigInt(epochAt) + 1n);
+      logger.info({ epoch: e, publishedAhead: ahead.size, staleNewest: stale.size, replayTo: [...replayTargets].map(([k, end]) => `${k.replace('\u0000', '/')}@${end}`) }, 'projector task claimed its epoch');
+    },
+    epoch: () => epoch,
+    open(records) {
+      const w = claimed ?? restoreWorld(snapshotFromRecords(records));
+      claimed = undefined;
       world = w;
       const marker = publishedMarkerOf(records);
       recorded = {
@@ -199,6 +419,9 @@ export const createTask = (deps: TaskDeps): Task => {
       collect(tick(w, now(), fold));
       for (const e of replay) foldGlobal(e);
       ready = true;
+      for (const key of staleAtClaim) republish(key);
+      staleAtClaim = new Set();
+      maybeSettle();
       schedulePump();
       logger.info({ restored: records.length, sessions: w.sessions.size, globalReplayed: replay.length, consumedAt: [...recorded.consumed.values()].map((o) => `${o.topic}/${o.partition}@${o.offset}`) }, 'projector task opened');
       return [...recorded.consumed.values()];
@@ -224,6 +447,11 @@ export const createTask = (deps: TaskDeps): Task => {
         const o = BigInt(last.offset) + 1n;
         next.set(key, o);
         pending.offsets.set(key, { topic: batch.topic, partition: batch.partition, offset: String(o) });
+        const target = replayTargets.get(key);
+        if (target !== undefined && o >= target) {
+          replayTargets.delete(key);
+          maybeSettle();
+        }
       }
       stats.batches++;
       schedulePump();
@@ -233,6 +461,7 @@ export const createTask = (deps: TaskDeps): Task => {
       if (!ready || failed || closed || world === undefined) return; // replayed from the reader's log at open
       collect(tick(world, now(), fold));
       foldGlobal(e);
+      maybeSettle();
       schedulePump();
     },
     onTick() {
@@ -244,21 +473,28 @@ export const createTask = (deps: TaskDeps): Task => {
     unpublished: () => ({ count: inFlightStates + pending.changed.length, since: inFlightSince ?? pendingSince }),
     flush: () =>
       new Promise<void>((resolve) => {
-        if (failed || closed || (inFlight === undefined && isEmptyGroup(pending) && pendingGlobal.size === 0)) return resolve();
+        if (failed || closed || (inFlight === undefined && isEmptyGroup(pending) && pendingGlobal.size === 0 && (out?.backlog() ?? 0) === 0)) return resolve();
         drained.push(resolve);
         schedulePump();
       }),
     async close() {
       ready = false;
       closed = true;
+      unwatch?.();
+      unwatch = undefined;
       while (inFlight !== undefined) await inFlight;
+      for (let t = out?.tail(); t !== undefined; t = out?.tail()) await t;
       settleDrained();
       pending = emptyGroup();
       pendingGlobal = new Map();
+      out?.reset();
       const prod = producer;
+      const so = statesOut;
       producer = undefined;
+      statesOut = undefined;
       world = undefined;
       await prod?.disconnect().catch(() => undefined);
+      await so?.disconnect().catch(() => undefined);
     },
   };
 };
