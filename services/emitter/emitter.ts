@@ -59,13 +59,23 @@ export type EmitterOptions = {
   onError?: (outcome: Extract<EmitOutcome, { ok: false }>) => void;
 };
 
+/** Per event. */
+export type EmitOptions = {
+  /**
+   * Send without waiting for the flush interval: the caller waits on the outcome (a decision that must be
+   * stored before its call is forwarded). The event leaves at once if a request slot is free, else with the
+   * next batch as soon as one frees, together with whatever is buffered then.
+   */
+  immediate?: boolean;
+};
+
 export type EmitterStats = { emitted: number; stored: number; failed: number; retries: number; buffered: number; inFlight: number };
 
 export type Emitter = {
-  emitDecision(decision: DecisionToEmit): Promise<EmitOutcome>;
-  emitSignal(signal: SignalToEmit): Promise<EmitOutcome>;
+  emitDecision(decision: DecisionToEmit, options?: EmitOptions): Promise<EmitOutcome>;
+  emitSignal(signal: SignalToEmit, options?: EmitOptions): Promise<EmitOutcome>;
   /** Any event in the contract's JSON shape. */
-  emit(event: Partial<TrustfoldEventInput> & Record<string, unknown>): Promise<EmitOutcome>;
+  emit(event: Partial<TrustfoldEventInput> & Record<string, unknown>, options?: EmitOptions): Promise<EmitOutcome>;
   /** Sends what is buffered and waits until every emitted event has an outcome. */
   flush(): Promise<void>;
   /** flush(), then refuse further emits with `closed`. */
@@ -104,6 +114,10 @@ export const createEmitter = (opts: EmitterOptions): Emitter => {
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
   let inFlight = 0;
+  /** Batches waiting for a request slot. */
+  let waiting = 0;
+  /** A buffered event asked to be sent at once and has not left yet. */
+  let urgent = false;
   const stats = { emitted: 0, stored: 0, failed: 0, retries: 0 };
   const idle: (() => void)[] = [];
   const slots: (() => void)[] = [];
@@ -173,7 +187,11 @@ export const createEmitter = (opts: EmitterOptions): Emitter => {
   };
 
   const sendBatch = async (batch: Pending[]) => {
-    while (inFlight >= concurrency) await new Promise<void>((r) => slots.push(r));
+    if (inFlight >= concurrency) {
+      waiting++;
+      while (inFlight >= concurrency) await new Promise<void>((r) => slots.push(r));
+      waiting--;
+    }
     inFlight++;
     try {
       await deliver(batch);
@@ -182,6 +200,7 @@ export const createEmitter = (opts: EmitterOptions): Emitter => {
     } finally {
       inFlight--;
       slots.shift()?.();
+      if (urgent) sendUrgent();
       if (inFlight === 0 && buffer.length === 0) for (const r of idle.splice(0)) r();
     }
   };
@@ -192,10 +211,17 @@ export const createEmitter = (opts: EmitterOptions): Emitter => {
     while (buffer.length >= batchSize || (all && buffer.length > 0)) {
       void sendBatch(buffer.splice(0, batchSize));
     }
+    if (buffer.length === 0) urgent = false;
     if (buffer.length > 0) timer = setTimeout(() => drain(true), flushIntervalMs);
   };
 
-  const enqueue = (input: Record<string, unknown>): Promise<EmitOutcome> => {
+  /** An event asked to leave at once: now if a request slot is free, else when one frees (the batches in between group-commit). */
+  const sendUrgent = () => {
+    urgent = true;
+    if (inFlight + waiting < concurrency) drain(true);
+  };
+
+  const enqueue = (input: Record<string, unknown>, immediate: boolean): Promise<EmitOutcome> => {
     const event: Record<string, unknown> = { ...input };
     event['event_id'] ??= uuidv7(clock().getTime());
     event['occurred_at'] ??= clock().toISOString();
@@ -212,8 +238,9 @@ export const createEmitter = (opts: EmitterOptions): Emitter => {
     }
     return new Promise<EmitOutcome>((settleOutcome) => {
       buffer.push({ event, event_id, settle: settleOutcome });
+      if (immediate) sendUrgent();
       if (buffer.length >= batchSize) drain(false);
-      else timer ??= setTimeout(() => drain(true), flushIntervalMs);
+      else if (buffer.length > 0) timer ??= setTimeout(() => drain(true), flushIntervalMs);
     });
   };
 
@@ -224,9 +251,9 @@ export const createEmitter = (opts: EmitterOptions): Emitter => {
   };
 
   return {
-    emitDecision: (d) => enqueue({ ...d, type: 'decision' }),
-    emitSignal: (s) => enqueue({ ...s, type: 'signal' }),
-    emit: (e) => enqueue(e),
+    emitDecision: (d, o) => enqueue({ ...d, type: 'decision' }, o?.immediate === true),
+    emitSignal: (s, o) => enqueue({ ...s, type: 'signal' }, o?.immediate === true),
+    emit: (e, o) => enqueue(e, o?.immediate === true),
     flush,
     close: async () => {
       await flush();

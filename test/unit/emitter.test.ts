@@ -50,6 +50,44 @@ describe('emitter', () => {
     assert.equal(ingest.batches[0]![0]!['kind'], 'session_ended');
   });
 
+  test('an immediate event leaves at once, with what is buffered, not after flushIntervalMs', async () => {
+    const ingest = scriptedIngest((b) => accepted(b));
+    const emitter = createEmitter({ url: 'http://ingest', token: 't', batchSize: 100, flushIntervalMs: 60_000, fetch: ingest.fetchFn });
+    const later = emitter.emitDecision(decision('a'));
+    const now = await emitter.emitDecision(decision('b'), { immediate: true });
+    assert.equal(now.ok, true);
+    assert.equal((await later).ok, true);
+    assert.deepEqual(ingest.batches.map((b) => b.map((e) => e['session_id'])), [['a', 'b']]);
+    // Nothing left behind: no timer holds an empty buffer.
+    assert.deepEqual({ ...emitter.stats() }, { emitted: 2, stored: 2, failed: 0, retries: 0, buffered: 0, inFlight: 0 });
+  });
+
+  test('with every request slot taken, immediate events leave together as soon as one frees', async () => {
+    const release: (() => void)[] = [];
+    const batches: string[][] = [];
+    const fetchFn = (async (_url: string, init: RequestInit) => {
+      const batch = JSON.parse(String(init.body)) as Record<string, unknown>[];
+      batches.push(batch.map((e) => String(e['session_id'])));
+      await new Promise<void>((r) => release.push(r));
+      return new Response(JSON.stringify({ accepted: batch.length, duplicates: 0, rejected: [] }), { status: 202 });
+    }) as unknown as typeof fetch;
+    const emitter = createEmitter({ url: 'http://ingest', token: 't', batchSize: 100, flushIntervalMs: 60_000, concurrency: 2, fetch: fetchFn });
+    const first = [emitter.emitDecision(decision('a'), { immediate: true }), emitter.emitDecision(decision('b'), { immediate: true })];
+    const queued = [emitter.emitDecision(decision('c'), { immediate: true }), emitter.emitDecision(decision('d'), { immediate: true })];
+    // Turns of the event loop until `n` requests were made (bounded: a missing request fails, it does not hang).
+    const requests = async (n: number): Promise<void> => {
+      for (let i = 0; i < 1000 && batches.length < n; i++) await new Promise((r) => setImmediate(r));
+    };
+    await requests(2);
+    assert.deepEqual(batches, [['a'], ['b']]);
+    release.shift()?.();
+    assert.equal((await first[0])?.ok, true);
+    await requests(3);
+    assert.deepEqual(batches, [['a'], ['b'], ['c', 'd']]);
+    for (const r of release.splice(0)) r();
+    assert.ok((await Promise.all([...first, ...queued])).every((o) => o.ok));
+  });
+
   test('events ingest rejects fail individually with the field errors; the rest succeed', async () => {
     const ingest = scriptedIngest((b) => ({ status: 202, body: { accepted: b.length - 1, duplicates: 0, rejected: [{ index: 1, errors: [{ path: 'tenant_id', message: 'not yours' }] }] } }));
     const failures: string[] = [];
