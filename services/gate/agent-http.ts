@@ -15,7 +15,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { JSONRPCMessageSchema, SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { parseJsonRpcMessage } from './jsonrpc.ts';
 
 /** The SDK's limit on messages in one POSTed batch. */
 const MAX_BATCH = 100;
@@ -104,7 +105,7 @@ export class AgentHttpTransport implements Transport {
     if (Array.isArray(body) && body.length > MAX_BATCH) return this.#fail(res, 400, -32600, `Invalid Request: Batch must not exceed ${MAX_BATCH} messages`);
     const messages: JSONRPCMessage[] = [];
     for (const raw of Array.isArray(body) ? (body as unknown[]) : [body]) {
-      const m = JSONRPCMessageSchema.safeParse(raw);
+      const m = parseJsonRpcMessage(raw);
       if (!m.success) return this.#fail(res, 400, -32700, 'Parse error: Invalid JSON-RPC message');
       messages.push(m.data);
     }
