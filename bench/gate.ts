@@ -311,7 +311,7 @@ const main = async (): Promise<number> => {
     const ingestToken = await mintToken({ sub: 'gate-bench', tenant: OPERATOR_TENANT, scopes: ['events:write', 'tenants:all'] }, SECRET);
     const profileDir = process.env['GATE_BENCH_CPU_PROF'];
     /** `trustfold gate --config <file>` with the probe preloaded; its CPU is read from /proc. */
-    const gateAt = async (name: string, extra: Record<string, unknown>): Promise<GateProcess> => {
+    const gateAt = async (name: string, extra: Record<string, unknown>, bin = BIN): Promise<GateProcess> => {
       const file = join(work, `gate-${name}.json`);
       const gateConfig = { upstreams: { bench: { url: upstream.url } }, listen: { host: '127.0.0.1', port: 0 }, audit: { url: ingest.url, pdp_id: `gate-bench-${name}` }, ...extra };
       const parsed = parseGateConfig(gateConfig);
@@ -319,7 +319,7 @@ const main = async (): Promise<number> => {
       writeFileSync(file, JSON.stringify(gateConfig));
       const prof = profileDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=gate-${name}.cpuprofile`] : [];
       const s = asService(
-        await spawnService([...prof, '--import', 'tsx', '--import', PROBE, BIN, 'gate', '--config', file], { ...env, TRUSTFOLD_TOKEN: ingestToken, KAFKA_CLIENT_ID: `${env['KAFKA_CLIENT_ID']}-${name}` }, /agents connect to (http\S+)/, true),
+        await spawnService([...prof, '--import', 'tsx', '--import', PROBE, bin, 'gate', '--config', file], { ...env, TRUSTFOLD_TOKEN: ingestToken, KAFKA_CLIENT_ID: `${env['KAFKA_CLIENT_ID']}-${name}` }, /agents connect to (http\S+)/, true),
       );
       closers.push(() => s.stop());
       return {
@@ -355,7 +355,12 @@ const main = async (): Promise<number> => {
       closers.push(() => cerbos.stop());
       cerbosGate = await gateAt('cerbos', { policy: { engine: 'cerbos', url: cerbos.url, timeout_ms: 2_000 } });
     }
-    const gates = [builtin, durable, ...(cerbosGate !== undefined ? [cerbosGate] : [])];
+    // GATE_BENCH_BASELINE: another checkout's bin/trustfold.js (e.g. the commit before a change), run beside
+    // this one in the same run: the A/B that survives a loaded machine.
+    const baselineBin = process.env['GATE_BENCH_BASELINE'];
+    const baseBuiltin = baselineBin !== undefined ? await gateAt('builtin-baseline', {}, baselineBin) : undefined;
+    const baseDurable = baselineBin !== undefined ? await gateAt('durable-baseline', { tools: { test_simple_text: { destructive: true } } }, baselineBin) : undefined;
+    const gates = [builtin, durable, ...(cerbosGate !== undefined ? [cerbosGate] : []), ...(baseBuiltin !== undefined && baseDurable !== undefined ? [baseBuiltin, baseDurable] : [])];
 
     let pushing = true;
     let pushed = 0;
@@ -397,7 +402,9 @@ const main = async (): Promise<number> => {
     };
     const direct = await run('direct (client → upstream)', upstream.url);
     const viaBuiltin = await run('gate, built-in rules', builtin.url, builtin, token);
+    const viaBaseBuiltin = baseBuiltin !== undefined ? await run('baseline gate, built-in rules', baseBuiltin.url, baseBuiltin, token) : undefined;
     const viaDurable = await run('gate, destructive (durable first)', durable.url, durable, token);
+    const viaBaseDurable = baseDurable !== undefined ? await run('baseline gate, destructive', baseDurable.url, baseDurable, token) : undefined;
     const viaCerbos = cerbosGate !== undefined ? await run('gate, Cerbos PDP', cerbosGate.url, cerbosGate, token) : undefined;
     // The baseline again, last: the machine's drift over the run shows here.
     const direct2 = await run('direct again', upstream.url);
@@ -424,7 +431,13 @@ const main = async (): Promise<number> => {
     const base50 = pct([...direct.latencies, ...direct2.latencies], 50);
     const base99 = pct([...direct.latencies, ...direct2.latencies], 99);
     say(`\n  added vs direct (both direct phases pooled: p50 ${fmt(base50)} ms, p99 ${fmt(base99)} ms):`);
-    const via: [Measured | undefined, GateProcess | undefined][] = [[viaBuiltin, builtin], [viaDurable, durable], [viaCerbos, cerbosGate]];
+    const via: [Measured | undefined, GateProcess | undefined][] = [
+      [viaBuiltin, builtin],
+      [viaDurable, durable],
+      [viaCerbos, cerbosGate],
+      [viaBaseBuiltin, baseBuiltin],
+      [viaBaseDurable, baseDurable],
+    ];
     for (const [p] of via) {
       if (p === undefined) continue;
       say(`  ${p.name.padEnd(34)} +${fmt(pct(p.latencies, 50) - base50)} ms p50   +${fmt(pct(p.latencies, 99) - base99)} ms p99`);
@@ -439,6 +452,7 @@ const main = async (): Promise<number> => {
       const cpuUs = p.gateCpuUs[i] ?? 0;
       say(`  ${p.name.padEnd(34)} gateway CPU ${fmt((cpuUs - idleRate * p.wallS) / (p.sent - p.errors) / 1000, 3)} ms per call (the gateway's process alone, /proc: ${fmt(cpuUs / 1e6)} s CPU over ${fmt(p.wallS)} s; idle rate ${fmt(idleRate / 1e4, 1)} % of a core)`);
     }
+    if (baselineBin !== undefined) say(`  (baseline: ${baselineBin})`);
     say(`  trust pushes during the run: ${pushed} sent; the built-in gateway's last decision was on the bench session's trust version ${String(lastTrustVersion)} (last pushed: ${versions.get(SESSION) ?? 0})`);
     const errors = phases.reduce((a, p) => a + p.errors, 0);
     if (errors > 0) say(`  ${errors} calls failed`);

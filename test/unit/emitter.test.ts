@@ -1,6 +1,8 @@
 // The emitter against a scripted ingest (a fake fetch): batching, per-event
 // outcomes, retries on 503 with Retry-After, 413 splitting, flush and close.
 import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { createEmitter, retryAfterMs, type DecisionToEmit } from '../../services/emitter/emitter.ts';
 import { decisionFixture } from '../fixtures/events.ts';
@@ -158,5 +160,45 @@ describe('emitter', () => {
     assert.equal(retryAfterMs(new Date(5_000).toUTCString(), 1_000), 4000);
     assert.equal(retryAfterMs(null, 0), undefined);
     assert.equal(retryAfterMs('soon', 0), undefined);
+  });
+
+  test('the built-in client (no fetch given): batches over keep-alive HTTP, 503 + Retry-After retried, 202 outcomes, a silent ingest times out', async () => {
+    const seen: { auth: string | undefined; type: string | undefined; length: string | undefined; body: Record<string, unknown>[] }[] = [];
+    let answer: (res: ServerResponse, call: number) => void = (res) => res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: 1, duplicates: 0, rejected: [] }));
+    const server = createServer((req: IncomingMessage, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        seen.push({ auth: req.headers.authorization, type: req.headers['content-type'], length: req.headers['content-length'], body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>[] });
+        answer(res, seen.length - 1);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      answer = (res, call) =>
+        call === 0
+          ? res.writeHead(503, { 'retry-after': '0', 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'kafka_unavailable', message: 'down' } }))
+          : res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: 2, duplicates: 0, rejected: [{ index: 1, errors: [{ path: 'tenant_id', message: 'not yours' }] }] }));
+      const slept: number[] = [];
+      const emitter = createEmitter({ url, token: 'tok', batchSize: 2, sleep: async (ms) => void slept.push(ms) });
+      const [a, b] = await Promise.all([emitter.emitDecision(decision('a')), emitter.emitDecision(decision('b'))]);
+      assert.equal(a.ok, true);
+      assert.ok(!b.ok && b.error.code === 'rejected' && b.error.message === 'tenant_id: not yours');
+      assert.equal(seen.length, 2);
+      assert.deepEqual(seen[1]!.body.map((e) => e['event_id']), seen[0]!.body.map((e) => e['event_id']));
+      assert.deepEqual([seen[0]!.auth, seen[0]!.type, Number(seen[0]!.length) > 0], ['Bearer tok', 'application/json', true]);
+      assert.equal(emitter.stats().retries, 1);
+      await emitter.close();
+
+      answer = () => undefined; // never answers
+      const silent = createEmitter({ url, token: 'tok', batchSize: 1, maxRetries: 0, requestTimeoutMs: 50 });
+      const late = await silent.emitDecision(decision('c'));
+      assert.ok(!late.ok && late.error.code === 'unavailable' && /no answer from ingest within 50 ms/.test(late.error.message), JSON.stringify(late));
+      await silent.close();
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
