@@ -430,13 +430,20 @@ const main = async (): Promise<number> => {
     await Promise.all([d.close(), g.close()]);
     say(`  sequential, alternating (${pairs} pairs): direct p50 ${fmt(pct(seqDirect, 50))} ms, via the gate p50 ${fmt(pct(seqVia, 50))} ms → +${fmt(pct(seqVia, 50) - pct(seqDirect, 50))} ms p50; p99 ${fmt(pct(seqDirect, 99))} vs ${fmt(pct(seqVia, 99))} ms`);
 
-    // One call at a time from the load generator's lean client, rotating direct → gate (→ baseline gate): the
-    // gateway's cost without any queue, and its CPU per call from /proc, both gateways meeting the same machine.
-    const rounds = 1000;
+    // One call at a time from the load generator's lean client, rotating direct → gate → destructive gate (→ the
+    // baseline's two): each gateway's cost without any queue (for the destructive one: the wait for its decision's
+    // ack), and its CPU per call from /proc, every gateway meeting the same machine at the same moments.
+    const rounds = 500;
     const seqTargets = [
       { name: 'direct', url: upstream.url, tok: undefined, gp: undefined },
       { name: 'gate', url: builtin.url, tok: token, gp: builtin },
-      ...(baseBuiltin !== undefined ? [{ name: 'baseline gate', url: baseBuiltin.url, tok: token, gp: baseBuiltin }] : []),
+      { name: 'destructive gate', url: durable.url, tok: token, gp: durable },
+      ...(baseBuiltin !== undefined && baseDurable !== undefined
+        ? [
+            { name: 'baseline gate', url: baseBuiltin.url, tok: token, gp: baseBuiltin },
+            { name: 'baseline destructive gate', url: baseDurable.url, tok: token, gp: baseDurable },
+          ]
+        : []),
     ];
     const seqClients = await Promise.all(seqTargets.map((t) => leanClient(t.url, t.tok)));
     for (const c of seqClients) for (let i = 0; i < 50; i++) await c.call();
@@ -460,7 +467,8 @@ const main = async (): Promise<number> => {
       const cpu = (t.gp.cpuUs() - (seqCpu0[j] ?? 0) - idleRate * seqWallS) / (seqLat[j]?.length ?? 1) / 1000;
       return `${t.name} p50 ${fmt(p50)} ms (+${fmt(p50 - pct(seqLat[0] ?? [], 50))}), gateway CPU ${fmt(cpu, 3)} ms per call`;
     });
-    say(`  sequential, lean client, rotating (${rounds} rounds): ${seqParts.join('; ')}; load average ${loadavg()[0]?.toFixed(1) ?? '?'}`);
+    say(`  sequential, lean client, rotating (${rounds} rounds; load average ${loadavg()[0]?.toFixed(1) ?? '?'}):`);
+    for (const part of seqParts) say(`    ${part}`);
 
     const base50 = pct([...direct.latencies, ...direct2.latencies], 50);
     const base99 = pct([...direct.latencies, ...direct2.latencies], 99);
