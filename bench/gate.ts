@@ -385,16 +385,17 @@ const main = async (): Promise<number> => {
     say(
       `gate bench: ${RATE} calls/s open loop per phase, ${SECONDS} s measured (+${WARMUP_S} s warm-up), from a load generator in its own process (pooled keep-alive HTTP); each gateway is \`trustfold gate --config\` in its own process, ingest is \`trustfold serve --role ingest\` in another; trust pushes ${PUSH_RATE}/s over ${SESSIONS + 1} sessions; upstream its own process (the SDK's Streamable HTTP server, as a user runs it); the machine is shared (load average beside each phase)`,
     );
-    type Measured = Phase & { wallS: number; gateCpuUs: number[]; delay?: Delay };
+    type Measured = Phase & { wallS: number; gateCpuUs: number[]; ingestCpuUs: number; delay?: Delay };
     const phases: Measured[] = [];
     const run = async (name: string, url: string, via?: GateProcess, tok?: string): Promise<Measured> => {
       const cpu0 = gates.map((g) => g.cpuUs());
+      const ingest0 = ingest.cpuUs();
       via?.resetDelay();
       const wall0 = performance.now();
       const phase = await runPhase(name, url, tok);
       const wallS = (performance.now() - wall0) / 1000;
       const gateCpuUs = gates.map((g, i) => g.cpuUs() - (cpu0[i] ?? 0));
-      const p: Measured = { ...phase, wallS, gateCpuUs, ...(via !== undefined && { delay: await via.delay() }) };
+      const p: Measured = { ...phase, wallS, gateCpuUs, ingestCpuUs: ingest.cpuUs() - ingest0, ...(via !== undefined && { delay: await via.delay() }) };
       phases.push(p);
       const loop = p.delay !== undefined ? `; gateway event-loop delay p50 ${fmt(p.delay.p50Ms)} p99 ${fmt(p.delay.p99Ms)} max ${fmt(p.delay.maxMs)} ms` : '';
       say(
@@ -427,6 +428,7 @@ const main = async (): Promise<number> => {
         if (c === g) lastTrustVersion = (r._meta?.['trustfold/decision'] as { trust_version?: unknown } | undefined)?.trust_version;
       }
     }
+    const pushedAtCheck = versions.get(SESSION) ?? 0;
     await Promise.all([d.close(), g.close()]);
     say(`  sequential, alternating (${pairs} pairs): direct p50 ${fmt(pct(seqDirect, 50))} ms, via the gate p50 ${fmt(pct(seqVia, 50))} ms → +${fmt(pct(seqVia, 50) - pct(seqDirect, 50))} ms p50; p99 ${fmt(pct(seqDirect, 99))} vs ${fmt(pct(seqVia, 99))} ms`);
 
@@ -448,8 +450,6 @@ const main = async (): Promise<number> => {
     const seqClients = await Promise.all(seqTargets.map((t) => leanClient(t.url, t.tok)));
     for (const c of seqClients) for (let i = 0; i < 50; i++) await c.call();
     const seqLat: number[][] = seqTargets.map(() => []);
-    const seqCpu0 = seqTargets.map((t) => t.gp?.cpuUs() ?? 0);
-    const seqWall0 = performance.now();
     for (let i = 0; i < rounds; i++) {
       for (let k = 0; k < seqTargets.length; k++) {
         const j = (i + k) % seqTargets.length;
@@ -458,14 +458,10 @@ const main = async (): Promise<number> => {
         if (r.ok) seqLat[j]?.push(performance.now() - t0);
       }
     }
-    const seqWallS = (performance.now() - seqWall0) / 1000;
+    // No CPU per call here: a call every few tens of ms meets a cold process, and /proc's figure for it was 5–10× the open loop's.
     const seqParts = seqTargets.map((t, j) => {
       const p50 = pct(seqLat[j] ?? [], 50);
-      if (t.gp === undefined) return `${t.name} p50 ${fmt(p50)} ms`;
-      const i = gates.indexOf(t.gp);
-      const idleRate = ((direct.gateCpuUs[i] ?? 0) + (direct2.gateCpuUs[i] ?? 0)) / (direct.wallS + direct2.wallS);
-      const cpu = (t.gp.cpuUs() - (seqCpu0[j] ?? 0) - idleRate * seqWallS) / (seqLat[j]?.length ?? 1) / 1000;
-      return `${t.name} p50 ${fmt(p50)} ms (+${fmt(p50 - pct(seqLat[0] ?? [], 50))}), gateway CPU ${fmt(cpu, 3)} ms per call`;
+      return t.gp === undefined ? `${t.name} p50 ${fmt(p50)} ms` : `${t.name} p50 ${fmt(p50)} ms (+${fmt(p50 - pct(seqLat[0] ?? [], 50))}), p99 ${fmt(pct(seqLat[j] ?? [], 99))} ms`;
     });
     say(`  sequential, lean client, rotating (${rounds} rounds; load average ${loadavg()[0]?.toFixed(1) ?? '?'}):`);
     for (const part of seqParts) say(`    ${part}`);
@@ -492,10 +488,14 @@ const main = async (): Promise<number> => {
       const i = gates.indexOf(gp);
       const idleRate = ((direct.gateCpuUs[i] ?? 0) + (direct2.gateCpuUs[i] ?? 0)) / (direct.wallS + direct2.wallS);
       const cpuUs = p.gateCpuUs[i] ?? 0;
-      say(`  ${p.name.padEnd(34)} gateway CPU ${fmt((cpuUs - idleRate * p.wallS) / (p.sent - p.errors) / 1000, 3)} ms per call (the gateway's process alone, /proc: ${fmt(cpuUs / 1e6)} s CPU over ${fmt(p.wallS)} s; idle rate ${fmt(idleRate / 1e4, 1)} % of a core)`);
+      const ingestIdle = (direct.ingestCpuUs + direct2.ingestCpuUs) / (direct.wallS + direct2.wallS);
+      const answered = p.sent - p.errors;
+      say(
+        `  ${p.name.padEnd(34)} gateway CPU ${fmt((cpuUs - idleRate * p.wallS) / answered / 1000, 3)} ms per call (the gateway's process alone, /proc: ${fmt(cpuUs / 1e6)} s CPU over ${fmt(p.wallS)} s; idle rate ${fmt(idleRate / 1e4, 1)} % of a core); ingest ${fmt((p.ingestCpuUs - ingestIdle * p.wallS) / answered / 1000, 3)} ms per decision`,
+      );
     }
     if (baselineBin !== undefined) say(`  (baseline: ${baselineBin})`);
-    say(`  trust pushes during the run: ${pushed} sent; the built-in gateway's last decision was on the bench session's trust version ${String(lastTrustVersion)} (last pushed: ${versions.get(SESSION) ?? 0})`);
+    say(`  trust pushes during the run: ${pushed} sent; the built-in gateway's last decision was on the bench session's trust version ${String(lastTrustVersion)} (the last pushed then: ${pushedAtCheck})`);
     const errors = phases.reduce((a, p) => a + p.errors, 0);
     if (errors > 0) say(`  ${errors} calls failed`);
     for (const p of phases) {
