@@ -1,17 +1,26 @@
 // `npm run bench -- gate`: what a tools/call gains through trustfold gate.
 // One run, one upstream (the conformance fixture server, its own process,
 // Streamable HTTP), one tool (test_simple_text); every phase is a steady open
-// loop of RATE calls/s from an SDK client over real HTTP, while trust states
-// of the bench session and of SESSIONS others are pushed through Kafka at
-// PUSH_RATE/s to the gateway's TrustView:
+// loop of RATE calls/s over real HTTP, while trust states of the bench session
+// and of SESSIONS others are pushed through Kafka at PUSH_RATE/s:
 //
 //   direct       client → upstream                              (the baseline)
 //   builtin      client → gate (built-in rules) → upstream       the tool is not destructive
 //   durable      client → gate, the tool declared destructive → its decision acked by ingest → upstream
 //   cerbos       client → gate (Cerbos PDP, examples/mcp/cerbos) → upstream
 //
+// The processes are the ones a user runs: each gateway is `trustfold gate
+// --config <file>` (bin/trustfold.js) in a process of its own, with its own
+// TrustView on the session-trust topic; ingest, where the decisions go, is
+// `trustfold serve --role ingest` in another; the trust pusher and this
+// script in a third; the broker is the test broker. Each gateway's CPU is
+// read from /proc/<pid>/stat (the gateway runs unchanged); its event-loop
+// delay comes from test/fixtures/gate-process-probe.ts, preloaded with
+// --import and asked over an IPC channel.
+//
 // Latency is request → response at the client. "Added" is the phase's p50/p99
-// minus the direct phase's. Target: ≤ 1 ms p50 added, built-in rules.
+// minus the direct phases'. Target: ≤ 1 ms p50 added, built-in rules, at 500
+// calls/s.
 //
 // The open-loop load comes from a process of its own (this file run with
 // --load): a minimal Streamable HTTP client on node:http with pooled
@@ -19,8 +28,18 @@
 // JSON or SSE). The SDK's client costs about a millisecond of CPU per call
 // here (fetch, WHATWG streams), which on two cores kept the generator from
 // reaching 500 calls/s; both the direct and the gateway phases use the same
-// generator. The closed-loop phase at the end uses the SDK's client, as an
-// agent would.
+// generator. Then two closed loops: the SDK's client alternating direct and
+// gateway calls, as an agent would; and the lean client rotating over direct,
+// the built-in and the destructive gateway, one call at a time (no queue: for
+// the destructive gateway, the wait for its decision's ack).
+//
+// Environment: GATE_BENCH_SECONDS (per phase, default 10); GATE_BENCH_RATE
+// (another rate than 500, for CPU per call on a machine that cannot carry
+// 500; the TARGET is then NaN, not measured); GATE_BENCH_BASELINE=<path to
+// another checkout's bin/trustfold.js> (its gateway runs beside this one,
+// built-in and destructive phases and in the rotation: an A/B in the same
+// run); GATE_BENCH_CPU_PROF=<dir> (each gateway with --cpu-prof, profiles
+// written there when it stops).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { randomBytes } from 'node:crypto';
