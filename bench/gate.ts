@@ -404,17 +404,18 @@ const main = async (): Promise<number> => {
     say(
       `gate bench: ${RATE} calls/s open loop per phase, ${SECONDS} s measured (+${WARMUP_S} s warm-up), from a load generator in its own process (pooled keep-alive HTTP); each gateway is \`trustfold gate --config\` in its own process, ingest is \`trustfold serve --role ingest\` in another; trust pushes ${PUSH_RATE}/s over ${SESSIONS + 1} sessions; upstream its own process (the SDK's Streamable HTTP server, as a user runs it); the machine is shared (load average beside each phase)`,
     );
-    type Measured = Phase & { wallS: number; gateCpuUs: number[]; ingestCpuUs: number; delay?: Delay };
+    type Measured = Phase & { wallS: number; gateCpuUs: number[]; ingestCpuUs: number; upstreamCpuUs: number; delay?: Delay };
     const phases: Measured[] = [];
     const run = async (name: string, url: string, via?: GateProcess, tok?: string): Promise<Measured> => {
       const cpu0 = gates.map((g) => g.cpuUs());
       const ingest0 = ingest.cpuUs();
+      const upstream0 = processCpuUs(upstream.child.pid ?? 0);
       via?.resetDelay();
       const wall0 = performance.now();
       const phase = await runPhase(name, url, tok);
       const wallS = (performance.now() - wall0) / 1000;
       const gateCpuUs = gates.map((g, i) => g.cpuUs() - (cpu0[i] ?? 0));
-      const p: Measured = { ...phase, wallS, gateCpuUs, ingestCpuUs: ingest.cpuUs() - ingest0, ...(via !== undefined && { delay: await via.delay() }) };
+      const p: Measured = { ...phase, wallS, gateCpuUs, ingestCpuUs: ingest.cpuUs() - ingest0, upstreamCpuUs: processCpuUs(upstream.child.pid ?? 0) - upstream0, ...(via !== undefined && { delay: await via.delay() }) };
       phases.push(p);
       const loop = p.delay !== undefined ? `; gateway event-loop delay p50 ${fmt(p.delay.p50Ms)} p99 ${fmt(p.delay.p99Ms)} max ${fmt(p.delay.maxMs)} ms` : '';
       say(
@@ -514,6 +515,8 @@ const main = async (): Promise<number> => {
       );
     }
     if (baselineBin !== undefined) say(`  (baseline: ${baselineBin})`);
+    // For scale: what the upstream itself spends per call (its whole process over a direct phase).
+    say(`  upstream CPU per call (the SDK's Streamable HTTP server, its process over the direct phases): ${fmt((direct.upstreamCpuUs + direct2.upstreamCpuUs) / (direct.sent - direct.errors + direct2.sent - direct2.errors) / 1000, 3)} ms`);
     say(`  trust pushes during the run: ${pushed} sent; the built-in gateway's last decision was on the bench session's trust version ${String(lastTrustVersion)} (the last pushed then: ${pushedAtCheck})`);
     const errors = phases.reduce((a, p) => a + p.errors, 0);
     if (errors > 0) say(`  ${errors} calls failed`);
