@@ -7,7 +7,8 @@
 //
 // When is a decision durable? Allowed calls that `durable` covers
 // (destructive ones by default) are forwarded only after ingest acknowledged
-// their decision (Kafka acks=all); if that fails the call is refused, so no
+// their decision (Kafka acks=all; the decision is sent at once, not after the
+// emitter's batching interval); if that fails the call is refused, so no
 // such call runs unaudited. Their decision carries no outcome: the contract
 // has no way to amend a stored decision. Every other call is forwarded at
 // once and its decision, with the outcome, is emitted when the upstream
