@@ -66,6 +66,9 @@ export const createGateHttp = (o: GateHttpOptions): GateHttp => {
   const limit = o.maxBodyBytes ?? 4 * 1024 * 1024;
   const now = o.now ?? Date.now;
   const cacheSize = o.tokenCacheSize ?? 10_000;
+  // The endpoint's own path (and its query forms) needs no URL parse; anything else is parsed as before.
+  const plainPath = new URL(o.path, 'http://gate').pathname === o.path;
+  const pathOf = (raw: string): string => (plainPath && (raw === o.path || raw.startsWith(`${o.path}?`)) ? o.path : new URL(raw, 'http://gate').pathname);
   const verifiedTokens = createTokenCache<{ caller: Caller; identity: CallerIdentity }>(Math.max(1, cacheSize));
 
   /** The verified caller of a request's Authorization header, or why not. */
@@ -83,9 +86,9 @@ export const createGateHttp = (o: GateHttpOptions): GateHttp => {
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://gate');
-    if (url.pathname === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    if (url.pathname !== o.path) return rpcError(res, 404, -32601, `no MCP endpoint at ${url.pathname}; it is ${o.path}`);
+    const pathname = pathOf(req.url ?? '/');
+    if (pathname === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    if (pathname !== o.path) return rpcError(res, 404, -32601, `no MCP endpoint at ${pathname}; it is ${o.path}`);
 
     const auth = await authenticate(req.headers.authorization);
     if (!auth.ok) return rpcError(res, 401, GATE_ERRORS.unauthorized, auth.message, { 'www-authenticate': 'Bearer' });
