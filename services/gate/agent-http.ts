@@ -15,16 +15,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { JSONRPCMessageSchema, SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { parseJsonRpcMessage } from './jsonrpc.ts';
 
 /** The SDK's limit on messages in one POSTed batch. */
 const MAX_BATCH = 100;
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' } as const;
 
-const jsonError = (res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void => {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+/** A JSON answer with its length: one write (headers and body together) instead of a chunked body. */
+const jsonAnswer = (res: ServerResponse, status: number, payload: string, headers: Record<string, string> = {}): void => {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...headers }).end(payload);
 };
+
+const jsonError = (res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void =>
+  jsonAnswer(res, status, JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }), headers);
 
 const sseEvent = (m: JSONRPCMessage): string => `event: message\ndata: ${JSON.stringify(m)}\n\n`;
 
@@ -100,7 +105,7 @@ export class AgentHttpTransport implements Transport {
     if (Array.isArray(body) && body.length > MAX_BATCH) return this.#fail(res, 400, -32600, `Invalid Request: Batch must not exceed ${MAX_BATCH} messages`);
     const messages: JSONRPCMessage[] = [];
     for (const raw of Array.isArray(body) ? (body as unknown[]) : [body]) {
-      const m = JSONRPCMessageSchema.safeParse(raw);
+      const m = parseJsonRpcMessage(raw);
       if (!m.success) return this.#fail(res, 400, -32700, 'Parse error: Invalid JSON-RPC message');
       messages.push(m.data);
     }
@@ -178,8 +183,7 @@ export class AgentHttpTransport implements Transport {
     if (x.sse) return void x.res.end();
     // As the SDK answers: one answer as an object, several as an array in the order of the requests.
     const answers = x.order.map((r) => x.answers.get(r));
-    const payload = JSON.stringify(answers.length === 1 ? answers[0] : answers);
-    x.res.writeHead(200, { 'content-type': 'application/json', ...this.#sessionHeader() }).end(payload);
+    jsonAnswer(x.res, 200, JSON.stringify(answers.length === 1 ? answers[0] : answers), this.#sessionHeader());
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 // The tools the gateway offers: every upstream's tools under one name space,
 // each with its policy settings and the digest of what the upstream last
 // said the tool is. Pure: listings in, a catalog and its changes out.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LIMITS } from '../../schemas/events.ts';
 
 /** A tool as an upstream lists it; every field is kept and passed on as is. */
@@ -44,7 +44,7 @@ export const canonicalJson = (v: unknown): string => {
   return JSON.stringify(v) ?? 'null';
 };
 
-export const sha256 = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+export const sha256 = (s: string): string => `sha256:${hash('sha256', s, 'hex')}`;
 
 /** What a tool *is* to an agent: the name, the words it reads and the schema it fills. */
 export const toolSchemaDigest = (t: Pick<UpstreamTool, 'name' | 'description' | 'inputSchema'>): string =>

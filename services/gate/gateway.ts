@@ -7,7 +7,8 @@
 //
 // When is a decision durable? Allowed calls that `durable` covers
 // (destructive ones by default) are forwarded only after ingest acknowledged
-// their decision (Kafka acks=all); if that fails the call is refused, so no
+// their decision (Kafka acks=all; the decision is sent at once, not after the
+// emitter's batching interval); if that fails the call is refused, so no
 // such call runs unaudited. Their decision carries no outcome: the contract
 // has no way to amend a stored decision. Every other call is forwarded at
 // once and its decision, with the outcome, is emitted when the upstream
@@ -85,8 +86,9 @@ const passThrough = (e: unknown): RpcError => {
 export type AuditOutcome = { ok: true } | { ok: false; message: string };
 /** Where decisions and signals go; `createEmitter` (ingest) in production. Never rejects. */
 export type Audit = {
-  decision(d: DecisionToEmit & { event_id: string }): Promise<AuditOutcome>;
-  signal(s: SignalToEmit): Promise<AuditOutcome>;
+  /** `immediate`: the call waits on this outcome, so the event is sent at once, not after a batching interval. */
+  decision(d: DecisionToEmit & { event_id: string }, o?: { immediate?: boolean }): Promise<AuditOutcome>;
+  signal(s: SignalToEmit, o?: { immediate?: boolean }): Promise<AuditOutcome>;
 };
 
 export type GatewayDeps = {
@@ -173,7 +175,7 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
           severity: config.toolChangeSeverity,
           detector: 'trustfold-gate/tool-schema-changed',
           detail: `upstream ${c.upstream} changed tool ${c.tool} (description or input schema) after this session used it: ${c.before} → ${c.after}`,
-        });
+        }, { immediate: true });
         if (!r.ok) deps.logger?.error({ tool: c.name, session, err: r.message }, 'tool-change signal not stored');
         // Only a stored signal counts as reported: otherwise the detector's rule is left to raise it.
         else usage.reported = { digest: c.after, signalId };
@@ -263,10 +265,10 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
     const scope = `${j.action} ${j.resource}`;
     const issuedAt = now();
     const [decided, signalled] = await Promise.all([
-      audit.decision(decisionOf(id, j, eventId, { status: 'pending_approval', detail: `approval request ${requestId}` })),
+      audit.decision(decisionOf(id, j, eventId, { status: 'pending_approval', detail: `approval request ${requestId}` }), { immediate: true }),
       pending !== undefined
         ? Promise.resolve<AuditOutcome>({ ok: true })
-        : audit.signal({ kind: 'step_up_requested', tenant_id: id.tenant, session_id: j.session, request_id: requestId, scope: scope.slice(0, 4096), occurred_at: issuedAt.toISOString() }),
+        : audit.signal({ kind: 'step_up_requested', tenant_id: id.tenant, session_id: j.session, request_id: requestId, scope: scope.slice(0, 4096), occurred_at: issuedAt.toISOString() }, { immediate: true }),
     ]);
     const failed = [decided, signalled].find((r) => !r.ok);
     if (failed !== undefined && !failed.ok) throw gateError('audit_unavailable', `the approval request could not be stored: ${failed.message}`, true);
@@ -329,7 +331,8 @@ export const createGateway = async (deps: GatewayDeps): Promise<Gateway> => {
 
     const durable = config.audit.durable === 'all' || (config.audit.durable === 'destructive' && isDestructive(facts, config.rules));
     if (durable) {
-      const stored = await audit.decision(decisionOf(id, j, eventId));
+      // Sent at once (not after the emitter's flush interval): the call waits for this ack.
+      const stored = await audit.decision(decisionOf(id, j, eventId), { immediate: true });
       if (!stored.ok) throw gateError('audit_unavailable', `the decision could not be stored, so the call was not forwarded: ${stored.message}`, true);
     }
     const upstream = upstreams.get(entry.upstream);

@@ -31,19 +31,33 @@ export type GateHttpOptions = {
 export type GateHttp = { server: HttpServer; listen(port: number, host: string): Promise<string>; close(): Promise<void> };
 
 const rpcError = (res: ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void => {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } }));
+  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers }).end(body);
 };
 
-const readBody = async (req: IncomingMessage, limit: number): Promise<string | undefined> => {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) return undefined;
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-};
+/**
+ * The body of a request, or undefined past `limit` bytes. Plain 'data'/'end' listeners: the stream's async
+ * iterator (for await) cost a visible share of a call's CPU in the gateway's profile.
+ */
+const readBody = (req: IncomingMessage, limit: number): Promise<string | undefined> =>
+  new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        // Stop collecting; what still arrives is discarded until the 413 closes the connection.
+        req.off('data', onData);
+        req.resume();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(size > limit ? undefined : chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
 
 type Session = { transport: AgentHttpTransport; owner: string };
 
@@ -52,6 +66,9 @@ export const createGateHttp = (o: GateHttpOptions): GateHttp => {
   const limit = o.maxBodyBytes ?? 4 * 1024 * 1024;
   const now = o.now ?? Date.now;
   const cacheSize = o.tokenCacheSize ?? 10_000;
+  // The endpoint's own path (and its query forms) needs no URL parse; anything else is parsed as before.
+  const plainPath = new URL(o.path, 'http://gate').pathname === o.path;
+  const pathOf = (raw: string): string => (plainPath && (raw === o.path || raw.startsWith(`${o.path}?`)) ? o.path : new URL(raw, 'http://gate').pathname);
   const verifiedTokens = createTokenCache<{ caller: Caller; identity: CallerIdentity }>(Math.max(1, cacheSize));
 
   /** The verified caller of a request's Authorization header, or why not. */
@@ -69,9 +86,9 @@ export const createGateHttp = (o: GateHttpOptions): GateHttp => {
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://gate');
-    if (url.pathname === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    if (url.pathname !== o.path) return rpcError(res, 404, -32601, `no MCP endpoint at ${url.pathname}; it is ${o.path}`);
+    const pathname = pathOf(req.url ?? '/');
+    if (pathname === '/healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    if (pathname !== o.path) return rpcError(res, 404, -32601, `no MCP endpoint at ${pathname}; it is ${o.path}`);
 
     const auth = await authenticate(req.headers.authorization);
     if (!auth.ok) return rpcError(res, 401, GATE_ERRORS.unauthorized, auth.message, { 'www-authenticate': 'Bearer' });
@@ -81,7 +98,8 @@ export const createGateHttp = (o: GateHttpOptions): GateHttp => {
     let body: unknown;
     if (req.method === 'POST') {
       const text = await readBody(req, limit);
-      if (text === undefined) return rpcError(res, 413, -32600, `request body over ${limit} bytes`);
+      // The rest of an oversized body is not waited for: the answer closes the connection.
+      if (text === undefined) return rpcError(res, 413, -32600, `request body over ${limit} bytes`, { connection: 'close' });
       try {
         body = JSON.parse(text);
       } catch {

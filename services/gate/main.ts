@@ -34,8 +34,8 @@ export const GATE_USAGE = `usage:
 const toOutcome = (o: EmitOutcome): AuditOutcome => (o.ok ? { ok: true } : { ok: false, message: `${o.error.code}: ${o.error.message}` });
 
 export const emitterAudit = (emitter: Emitter): Audit => ({
-  decision: async (d) => toOutcome(await emitter.emitDecision(d)),
-  signal: async (s) => toOutcome(await emitter.emitSignal(s)),
+  decision: async (d, o) => toOutcome(await emitter.emitDecision(d, o)),
+  signal: async (s, o) => toOutcome(await emitter.emitSignal(s, o)),
 });
 
 /** Where the gateway reads live trust: a TrustView on the session-trust topic, or (the demo) any pushed source. */

@@ -12,8 +12,10 @@
 // is an error, like the SDK's refusal of cross-origin redirects).
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode, JSONRPCMessageSchema, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { parseJsonRpcMessage } from './jsonrpc.ts';
 
 /** An HTTP status the upstream answered that is not a JSON-RPC answer (the SDK's StreamableHTTPError, same message shape). */
 export class UpstreamHttpError extends Error {
@@ -69,7 +71,8 @@ export class UpstreamHttpTransport implements Transport {
   onmessage?: (message: JSONRPCMessage) => void;
   sessionId?: string;
   #protocolVersion: string | undefined;
-  readonly #url: URL;
+  /** The URL as request options, converted once (not per request). */
+  readonly #target: ReturnType<typeof urlToHttpOptions>;
   readonly #headers: Record<string, string>;
   readonly #agent: HttpAgent;
   readonly #request: typeof httpRequest;
@@ -78,7 +81,7 @@ export class UpstreamHttpTransport implements Transport {
   #retry: NodeJS.Timeout | undefined;
 
   constructor(url: URL, o: UpstreamHttpOptions = {}) {
-    this.#url = url;
+    this.#target = urlToHttpOptions(url);
     this.#headers = o.headers ?? {};
     const https = url.protocol === 'https:';
     const agentOptions = { keepAlive: true, maxSockets: o.maxSockets ?? 64, noDelay: true };
@@ -102,7 +105,7 @@ export class UpstreamHttpTransport implements Transport {
 
   #exchange(method: 'POST' | 'GET' | 'DELETE', headers: OutgoingHttpHeaders, body?: string): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = this.#request(this.#url, { method, agent: this.#agent, headers: { ...this.#commonHeaders(), ...headers, ...(body !== undefined && { 'content-length': Buffer.byteLength(body) }) } }, resolve);
+      const req = this.#request({ ...this.#target, method, agent: this.#agent, headers: { ...this.#commonHeaders(), ...headers, ...(body !== undefined && { 'content-length': Buffer.byteLength(body) }) } }, resolve);
       req.setNoDelay(true);
       req.once('error', reject);
       req.end(body);
@@ -121,7 +124,7 @@ export class UpstreamHttpTransport implements Transport {
   #deliver(parsed: unknown): void {
     if (parsed === undefined) return;
     for (const m of Array.isArray(parsed) ? (parsed as unknown[]) : [parsed]) {
-      const message = JSONRPCMessageSchema.safeParse(m);
+      const message = parseJsonRpcMessage(m);
       if (message.success) this.onmessage?.(message.data);
       else this.onerror?.(new Error(`upstream sent an invalid JSON-RPC message: ${message.error.message}`));
     }

@@ -1,6 +1,8 @@
 // The emitter against a scripted ingest (a fake fetch): batching, per-event
 // outcomes, retries on 503 with Retry-After, 413 splitting, flush and close.
 import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { createEmitter, retryAfterMs, type DecisionToEmit } from '../../services/emitter/emitter.ts';
 import { decisionFixture } from '../fixtures/events.ts';
@@ -48,6 +50,44 @@ describe('emitter', () => {
     assert.equal(o.ok, true);
     assert.equal(ingest.batches[0]![0]!['type'], 'signal');
     assert.equal(ingest.batches[0]![0]!['kind'], 'session_ended');
+  });
+
+  test('an immediate event leaves at once, with what is buffered, not after flushIntervalMs', async () => {
+    const ingest = scriptedIngest((b) => accepted(b));
+    const emitter = createEmitter({ url: 'http://ingest', token: 't', batchSize: 100, flushIntervalMs: 60_000, fetch: ingest.fetchFn });
+    const later = emitter.emitDecision(decision('a'));
+    const now = await emitter.emitDecision(decision('b'), { immediate: true });
+    assert.equal(now.ok, true);
+    assert.equal((await later).ok, true);
+    assert.deepEqual(ingest.batches.map((b) => b.map((e) => e['session_id'])), [['a', 'b']]);
+    // Nothing left behind: no timer holds an empty buffer.
+    assert.deepEqual({ ...emitter.stats() }, { emitted: 2, stored: 2, failed: 0, retries: 0, buffered: 0, inFlight: 0 });
+  });
+
+  test('with every request slot taken, immediate events leave together as soon as one frees', async () => {
+    const release: (() => void)[] = [];
+    const batches: string[][] = [];
+    const fetchFn = (async (_url: string, init: RequestInit) => {
+      const batch = JSON.parse(String(init.body)) as Record<string, unknown>[];
+      batches.push(batch.map((e) => String(e['session_id'])));
+      await new Promise<void>((r) => release.push(r));
+      return new Response(JSON.stringify({ accepted: batch.length, duplicates: 0, rejected: [] }), { status: 202 });
+    }) as unknown as typeof fetch;
+    const emitter = createEmitter({ url: 'http://ingest', token: 't', batchSize: 100, flushIntervalMs: 60_000, concurrency: 2, fetch: fetchFn });
+    const first = [emitter.emitDecision(decision('a'), { immediate: true }), emitter.emitDecision(decision('b'), { immediate: true })];
+    const queued = [emitter.emitDecision(decision('c'), { immediate: true }), emitter.emitDecision(decision('d'), { immediate: true })];
+    // Turns of the event loop until `n` requests were made (bounded: a missing request fails, it does not hang).
+    const requests = async (n: number): Promise<void> => {
+      for (let i = 0; i < 1000 && batches.length < n; i++) await new Promise((r) => setImmediate(r));
+    };
+    await requests(2);
+    assert.deepEqual(batches, [['a'], ['b']]);
+    release.shift()?.();
+    assert.equal((await first[0])?.ok, true);
+    await requests(3);
+    assert.deepEqual(batches, [['a'], ['b'], ['c', 'd']]);
+    for (const r of release.splice(0)) r();
+    assert.ok((await Promise.all([...first, ...queued])).every((o) => o.ok));
   });
 
   test('events ingest rejects fail individually with the field errors; the rest succeed', async () => {
@@ -120,5 +160,45 @@ describe('emitter', () => {
     assert.equal(retryAfterMs(new Date(5_000).toUTCString(), 1_000), 4000);
     assert.equal(retryAfterMs(null, 0), undefined);
     assert.equal(retryAfterMs('soon', 0), undefined);
+  });
+
+  test('the built-in client (no fetch given): batches over keep-alive HTTP, 503 + Retry-After retried, 202 outcomes, a silent ingest times out', async () => {
+    const seen: { auth: string | undefined; type: string | undefined; length: string | undefined; body: Record<string, unknown>[] }[] = [];
+    let answer: (res: ServerResponse, call: number) => void = (res) => res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: 1, duplicates: 0, rejected: [] }));
+    const server = createServer((req: IncomingMessage, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        seen.push({ auth: req.headers.authorization, type: req.headers['content-type'], length: req.headers['content-length'], body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>[] });
+        answer(res, seen.length - 1);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      answer = (res, call) =>
+        call === 0
+          ? res.writeHead(503, { 'retry-after': '0', 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'kafka_unavailable', message: 'down' } }))
+          : res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: 2, duplicates: 0, rejected: [{ index: 1, errors: [{ path: 'tenant_id', message: 'not yours' }] }] }));
+      const slept: number[] = [];
+      const emitter = createEmitter({ url, token: 'tok', batchSize: 2, sleep: async (ms) => void slept.push(ms) });
+      const [a, b] = await Promise.all([emitter.emitDecision(decision('a')), emitter.emitDecision(decision('b'))]);
+      assert.equal(a.ok, true);
+      assert.ok(!b.ok && b.error.code === 'rejected' && b.error.message === 'tenant_id: not yours');
+      assert.equal(seen.length, 2);
+      assert.deepEqual(seen[1]!.body.map((e) => e['event_id']), seen[0]!.body.map((e) => e['event_id']));
+      assert.deepEqual([seen[0]!.auth, seen[0]!.type, Number(seen[0]!.length) > 0], ['Bearer tok', 'application/json', true]);
+      assert.equal(emitter.stats().retries, 1);
+      await emitter.close();
+
+      answer = () => undefined; // never answers
+      const silent = createEmitter({ url, token: 'tok', batchSize: 1, maxRetries: 0, requestTimeoutMs: 50 });
+      const late = await silent.emitDecision(decision('c'));
+      assert.ok(!late.ok && late.error.code === 'unavailable' && /no answer from ingest within 50 ms/.test(late.error.message), JSON.stringify(late));
+      await silent.close();
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

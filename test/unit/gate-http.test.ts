@@ -5,7 +5,7 @@
 // wire (content types, status codes, batch order).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer, request as httpRequest, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -206,6 +206,37 @@ describe('agents → the gateway over HTTP', () => {
     assert.equal(del.status, 200);
     const gone = await raw(r.url, { headers, body: call(9, 'test_simple_text') });
     assert.equal(gone.status, 404);
+  });
+
+  test('paths, an oversized body, and JSON answers with their length', async () => {
+    const r = await rig();
+    const bearer = await token();
+    const headers = await openSession(`${r.url}?client=raw`, bearer);
+    const answer = await fetch(r.url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify(call(1, 'test_simple_text')) });
+    const text = await answer.text();
+    assert.equal(answer.headers.get('content-type'), 'application/json');
+    assert.equal(answer.headers.get('content-length'), String(Buffer.byteLength(text)), 'one JSON body with its length, not chunked');
+    assert.equal(answer.headers.get('transfer-encoding'), null);
+    const elsewhere = await raw(r.url.replace(/\/mcp$/, '/other'), { headers, body: call(2, 'test_simple_text') });
+    assert.equal(elsewhere.status, 404);
+    assert.match(elsewhere.text, /no MCP endpoint at \/other; it is \/mcp/);
+    // A request target URL parsing normalises to the endpoint is still the endpoint (fetch would normalise it before sending).
+    const body = JSON.stringify(call(3, 'test_simple_text'));
+    const dotted = await new Promise<number>((resolve, reject) => {
+      const u = new URL(r.url);
+      const req = httpRequest({ hostname: u.hostname, port: u.port, path: '/x/../mcp', method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.once('error', reject);
+      req.end(body);
+    });
+    assert.equal(dotted, 200);
+    assert.equal((await fetch(r.url.replace(/\/mcp$/, '/healthz'))).status, 200);
+    const huge = await fetch(r.url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: 'x'.repeat(4 * 1024 * 1024 + 1) });
+    assert.equal(huge.status, 413);
+    assert.equal(huge.headers.get('connection'), 'close');
+    assert.equal((JSON.parse(await huge.text()) as { error: { code: number } }).error.code, -32600);
   });
 
   test('a verified token is not verified again until its exp; another token is', async () => {

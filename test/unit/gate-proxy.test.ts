@@ -54,11 +54,13 @@ const view = {
   },
 };
 
-type Recorded = { decisions: (DecisionToEmit & { event_id: string })[]; signals: SignalToEmit[]; fail: boolean; failSignals?: boolean };
+/** `immediate`: the event ids of the decisions the gateway asked to be sent at once (it waits on them). */
+type Recorded = { decisions: (DecisionToEmit & { event_id: string })[]; immediate: string[]; signals: SignalToEmit[]; fail: boolean; failSignals?: boolean };
 const audit = (r: Recorded) => ({
-  decision: (d: DecisionToEmit & { event_id: string }): Promise<AuditOutcome> => {
+  decision: (d: DecisionToEmit & { event_id: string }, o?: { immediate?: boolean }): Promise<AuditOutcome> => {
     if (r.fail) return Promise.resolve({ ok: false, message: 'unavailable: ingest down' });
     r.decisions.push(d);
+    if (o?.immediate === true) r.immediate.push(d.event_id);
     return Promise.resolve({ ok: true });
   },
   signal: (s: SignalToEmit): Promise<AuditOutcome> => {
@@ -107,7 +109,7 @@ const rig = async (file: Record<string, unknown>, identity: CallerIdentity = cal
   const parsed = parseGateConfig({ upstreams: withProbe ? { ledger: { command: 'unused' }, probe: { command: 'unused' } } : { ledger: { command: 'unused' } }, ...file });
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.error));
   const config: GateConfig = parsed.value;
-  const recorded: Recorded = { decisions: [], signals: [], fail: false };
+  const recorded: Recorded = { decisions: [], immediate: [], signals: [], fail: false };
   const ledger = createLedgerServer(root);
   o.beforeConnect?.(ledger);
   const seen = { aborted: 0 };
@@ -331,6 +333,11 @@ describe('audit durability', () => {
     assert.equal(textOf(await agent.callTool({ name: 'delete_file', arguments: { path: 'q3.csv' } })), 'deleted q3.csv');
     assert.equal(recorded.decisions.length, 1, 'stored before the call returned');
     assert.equal(recorded.decisions[0]?.outcome, undefined, 'stored before the upstream ran: no outcome yet');
+    assert.deepEqual(recorded.immediate, [recorded.decisions[0]?.event_id], 'sent at once, not after the emitter’s batching interval');
+    // A call forwarded at once has its decision batched as usual.
+    await agent.callTool({ name: 'read_file', arguments: { path: 'a.txt' } });
+    assert.equal(recorded.decisions.length, 2);
+    assert.deepEqual(recorded.immediate, [recorded.decisions[0]?.event_id]);
   });
 });
 
