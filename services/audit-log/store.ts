@@ -477,6 +477,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
       );
       for (const r of found) cachePut(tileKey(log, Number(r.level), Number(r.idx)), tileOf(new Uint8Array(Buffer.from(r.h, 'hex'))));
       loaded += found.length;
+      await extendTileStarts(log);
     }
     return { logs: latest.size, tiles: loaded };
   };
@@ -528,6 +529,99 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
     return found.map((r) => leafOf(r, hashIn(t, Number(r.idx))));
   };
 
+  // ---- which level-0 tile holds the leaf of an offset: each tile's first offset, per log, in process ----
+  /**
+   * A log's leaf rows are in leaf-index order and the offset grows with the
+   * index, so the offsets of leaves 0, 256, 512, … (each level-0 tile's first
+   * leaf) say which tile's 256 leaves hold the leaf of any offset: a read of
+   * those leaf rows by primary key, instead of the offset index evaluated over
+   * every granule of the log. 8 B a tile (~300 KiB at 10M leaves), loaded by
+   * `warm` or on first use and extended from its end when an offset lies past
+   * it. A lookup aid like the rest: nothing is found where the map does not
+   * point (verify, which reads every leaf, would report such a store anyway).
+   */
+  const tileStarts = new Map<string, bigint[]>();
+  const extendTileStarts = async (log: string): Promise<bigint[]> => {
+    const have = tileStarts.get(log) ?? [];
+    const found = await rows<{ idx: number | string; o: number | string }>(
+      `SELECT idx, kafka_offset AS o FROM ${tree} WHERE log = {log:String} AND row = 'leaf' AND idx >= {from:UInt64} AND idx % ${TILE_WIDTH} = 0 ORDER BY idx LIMIT 1 BY idx`,
+      { log, from: have.length * TILE_WIDTH },
+    );
+    const next = [...have];
+    // A tile whose first leaf row is missing ends the map: offsets past it fall in its last, open-ended tile.
+    for (const r of found) {
+      if (Number(r.idx) !== next.length * TILE_WIDTH) break;
+      next.push(BigInt(String(r.o)));
+    }
+    tileStarts.set(log, next);
+    return next;
+  };
+  /** The level-0 tile whose leaves would hold the leaf at `offset` (`open`: the last known one, whose leaves run on). */
+  const tileOfOffset = async (log: string, offset: string): Promise<{ n: number; open: boolean } | undefined> => {
+    const o = BigInt(offset);
+    let starts = tileStarts.get(log) ?? [];
+    const last = starts[starts.length - 1];
+    if (last === undefined || o >= last) starts = await extendTileStarts(log);
+    if (starts.length === 0 || o < (starts[0] ?? 0n)) return undefined;
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((starts[mid] ?? 0n) <= o) lo = mid;
+      else hi = mid - 1;
+    }
+    return { n: lo, open: lo === starts.length - 1 };
+  };
+
+  type Where = { log: string } & ({ by: 'idx'; idx: number } | { by: 'offset'; offset: string });
+  /**
+   * The leaf rows of one record at these places (by leaf index, or by Kafka
+   * offset within the tile `tileOfOffset` names), with the record's tenant,
+   * kind and reference as conditions, and in the same statement the level-0
+   * tile of each (unless cached), which goes to the cache for the leaf's hash
+   * and its proof: one engine call for rows and hashes.
+   */
+  const leafRowsAt = async (places: readonly Where[], tenant: string | undefined, kind: LeafKind, ref: string): Promise<LeafRow[]> => {
+    const params: Record<string, unknown> = { kind, ref, tenant };
+    const match = `AND kind = {kind:String} AND ${refCondition(ref)}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}`;
+    const branches: string[] = [];
+    const tilesWanted = new Set<string>();
+    for (const [n, p] of places.entries()) {
+      params[`log${n}`] = p.log;
+      let range: string;
+      let tile: number | undefined;
+      if (p.by === 'idx') {
+        params[`i${n}`] = p.idx;
+        range = `idx = {i${n}:UInt64}`;
+        tile = Math.floor(p.idx / TILE_WIDTH);
+      } else {
+        const t = await tileOfOffset(p.log, p.offset);
+        if (t === undefined) continue;
+        params[`a${n}`] = t.n * TILE_WIDTH;
+        params[`b${n}`] = (t.n + 1) * TILE_WIDTH;
+        params[`o${n}`] = p.offset;
+        range = `idx >= {a${n}:UInt64}${t.open ? '' : ` AND idx < {b${n}:UInt64}`} AND kafka_offset = {o${n}:UInt64}`;
+        // The open tile may have grown past what the map knows: its leaf's tile is read when its index is known.
+        tile = t.open ? undefined : t.n;
+      }
+      branches.push(`SELECT 'leaf' AS part, ${LEAF_COLUMNS}, '' AS h FROM ${tree} WHERE log = {log${n}:String} AND row = 'leaf' AND ${range} ${match}`);
+      if (tile !== undefined && !cache.has(tileKey(p.log, 0, tile)) && !tilesWanted.has(tileKey(p.log, 0, tile))) {
+        tilesWanted.add(tileKey(p.log, 0, tile));
+        params[`t${n}`] = tile;
+        branches.push(`SELECT 'tile', log, idx, '', '', '', toUInt64(0), hex(hashes) FROM ${tree} WHERE log = {log${n}:String} AND row = 'tile' AND level = 0 AND idx = {t${n}:UInt64}`);
+      }
+    }
+    if (branches.length === 0) return [];
+    const found = await rows<LeafRow & { part: 'leaf' | 'tile'; h: string }>(branches.join('\n UNION ALL '), params);
+    const leafRows = new Map<string, LeafRow>();
+    for (const r of found) {
+      if (r.part === 'tile') cachePut(tileKey(r.log, 0, Number(r.idx)), tileOf(new Uint8Array(Buffer.from(r.h, 'hex'))));
+      else leafRows.set(`${r.log}\u0000${Number(r.idx)}`, r);
+    }
+    // (log, index) order, as ClickHouse orders them (bytes, then number).
+    return [...leafRows.values()].sort((x, y) => Buffer.compare(Buffer.from(x.log), Buffer.from(y.log)) || Number(x.idx) - Number(y.idx));
+  };
+
   const refCondition = (ref: string): string => (isUuidRef(ref) ? 'ref_uuid = {ref:UUID}' : 'ref_text = {ref:String}');
   /** The leaves found, each with its hash from its level-0 tile (the tiles of a log in one point read, or the cache). */
   const withHashes = async (found: readonly LeafRow[]): Promise<(StoredLeaf & { log: string })[]> => {
@@ -557,20 +651,8 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
       where.push(`SELECT 'offset' AS by, concat(kafka_topic, '/', toString(kafka_partition)) AS log, kafka_offset AS at FROM ${recordIds} WHERE namespace = {ns:String} AND record_key = {key:String}${ofTenant}`);
     }
     const copies = await rows<{ by: 'idx' | 'offset'; log: string; at: string | number }>(where.join('\n UNION ALL '), { kind, ref, tenant, ns: wk?.namespace, key: wk?.key });
-    if (copies.length === 0) return [];
-    const params: Record<string, unknown> = { kind, ref, tenant };
-    const seen = new Set<string>();
-    const branches = copies.flatMap((c, n) => {
-      const k = `${c.by}\u0000${c.log}\u0000${String(c.at)}`;
-      if (seen.has(k)) return [];
-      seen.add(k);
-      params[`log${n}`] = c.log;
-      params[`at${n}`] = String(c.at);
-      return [`SELECT ${LEAF_COLUMNS} FROM ${tree} WHERE log = {log${n}:String} AND row = 'leaf' AND ${c.by === 'idx' ? 'idx' : 'kafka_offset'} = {at${n}:UInt64}
-        AND kind = {kind:String} AND ${refCondition(ref)}${ofTenant}`];
-    });
-    const found = await rows<LeafRow>(`SELECT * FROM (${branches.join('\n UNION ALL ')}) ORDER BY log, idx LIMIT 1 BY log, idx`, params);
-    return withHashes(found);
+    const places = copies.map((c): Where => (c.by === 'idx' ? { log: c.log, by: 'idx', idx: Number(c.at) } : { log: c.log, by: 'offset', offset: String(c.at) }));
+    return withHashes(await leafRowsAt(places, tenant, kind, ref));
   };
 
   /**
@@ -594,18 +676,8 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
    * offset, found through the offset index in one granule instead of a scan
    * of every leaf's reference.
    */
-  const leafAt = async (log: string, offset: string, tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string }) | undefined> => {
-    const [r] = await rows<LeafRow>(
-      `SELECT ${LEAF_COLUMNS} FROM ${tree}
-       WHERE log = {log:String} AND row = 'leaf' AND kafka_offset = {offset:UInt64} AND kind = {kind:String}
-         AND ${isUuidRef(ref) ? 'ref_uuid = {ref:UUID}' : 'ref_text = {ref:String}'}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}
-       ORDER BY idx LIMIT 1`,
-      { log, offset, kind, ref, tenant },
-    );
-    if (r === undefined) return undefined;
-    const [h] = (await nodes(log, [{ level: 0, index: Number(r.idx) }])).values();
-    return { ...leafOf(r, h ?? NO_HASH.slice()), log };
-  };
+  const leafAt = async (log: string, offset: string, tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string }) | undefined> =>
+    (await withHashes(await leafRowsAt([{ log, by: 'offset', offset }], tenant, kind, ref)))[0];
 
   const saveCheckpoint = async (c: StoredCheckpoint): Promise<void> => {
     await client.insert({

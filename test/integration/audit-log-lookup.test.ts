@@ -26,7 +26,7 @@ import { createKafka, partitionKeyOf, sessionKey } from '../../services/lib/kafk
 import { createLogger } from '../../services/lib/log.ts';
 import { incident } from '../helpers/audit-incident.ts';
 import { closeTestClickHouse, freshAuditDatabase, newClient } from '../helpers/clickhouse.ts';
-import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
+import { createTopic, getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 
 const codec = createCodec();
 const log = createLogger('test', 'silent');
@@ -45,16 +45,6 @@ after(async () => {
   await closeTestClickHouse();
   await broker?.stop();
 });
-
-const waitFor = async <T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 60_000): Promise<T> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (done(v)) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; last value ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-};
 
 const later = (iso: string, ms: number): string => new Date(Date.parse(iso) + ms).toISOString();
 const must = <T>(x: T | undefined): T => {
@@ -169,11 +159,11 @@ test('a record\'s leaves by record id are the scan\'s, hooked and stand-alone, w
     // First copies, stored, before the later copies are sent: which copy is first is then known.
     await send(topics, first);
     const firsts = first.decisions.length + first.signals.length + first.trust.length;
-    for (const x of setups) await waitFor('the first copies stored and logged', async () => [await stored(x), await leafRows(x)], ([a, b]) => a === firsts && b === firsts);
+    for (const x of setups) await waitForValue('the first copies stored and logged', async () => [await stored(x), await leafRows(x)], ([a, b]) => a === firsts && b === firsts, 90_000);
     await send(topics, again);
-    for (const x of setups) await waitFor('every copy logged', () => leafRows(x), (n) => n === total);
+    for (const x of setups) await waitForValue('every copy logged', () => leafRows(x), (n) => n === total, 90_000);
     // The sink has judged every copy once the conflicts are kept (duplicates leave no row).
-    for (const x of setups) await waitFor('the conflicts kept', () => count(x.reader, `SELECT count() AS n FROM ${x.database}.conflicts`), (n) => n === 4);
+    for (const x of setups) await waitForValue('the conflicts kept', () => count(x.reader, `SELECT count() AS n FROM ${x.database}.conflicts`), (n) => n === 4, 90_000);
     const [hooked, alone] = setups;
     assert.ok(hooked !== undefined && alone !== undefined);
 
