@@ -90,7 +90,9 @@ const FIRST_COPY_CHUNK = 2000;
  * Min-max skip index on the leaf rows' Kafka offset. A log's leaf rows are
  * stored in leaf-index order and the offset grows with the leaf index, so the
  * granules' ranges do not overlap: the leaf at (log, offset) is one granule
- * (1,024 rows) read, whatever the log's size (`leafAt`). ~16 B a granule.
+ * (1,024 rows) read, whatever the log's size. ~16 B a granule. The request
+ * path narrows by leaf index first (`tileOfOffset`); the index serves the
+ * open-ended last tile there and any other read by offset.
  */
 export const OFFSET_INDEX = 'leaf_offset_minmax';
 
@@ -634,11 +636,12 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
 
   /**
    * The leaves of one record (in (log, index) order): a decision or signal by
-   * event id, a transition by session#version. O(log n), three point reads:
+   * event id, a transition by session#version. O(log n), two point reads:
    * where its copies are (the write-once index keeps the first stored copy's
-   * coordinates, the lookup aid every other leaf's, both by primary key), the
-   * leaf rows there (the first copy's through the offset index, one granule;
-   * the others' by leaf index), their level-0 tiles (or the cache). Each leaf
+   * coordinates, the lookup aid every other leaf's, both by primary key), then
+   * the leaf rows there (the first copy's among the 256 leaves of the tile its
+   * offset falls in, the others' by leaf index) with their level-0 tiles in
+   * the same statement (`leafRowsAt`). Each leaf
    * row is read with the record's tenant, kind and reference as conditions,
    * so an aid row naming another record's leaf finds nothing. The same answer
    * as `scanLeaves` (test/integration/audit-log-lookup.test.ts).
@@ -673,8 +676,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
    * The leaf of the copy of a record stored at Kafka offset `offset` of `log`
    * (its log's partition), or undefined when no leaf there is that record's —
    * the same leaf as `findLeaves(tenant, kind, ref)` lists for that log and
-   * offset, found through the offset index in one granule instead of a scan
-   * of every leaf's reference.
+   * offset, read with its tile in one statement (`leafRowsAt`).
    */
   const leafAt = async (log: string, offset: string, tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string }) | undefined> =>
     (await withHashes(await leafRowsAt([{ log, by: 'offset', offset }], tenant, kind, ref)))[0];
