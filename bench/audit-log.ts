@@ -233,6 +233,14 @@ const main = async (): Promise<void> => {
     // Proofs are against a signed checkpoint, as the API serves them.
     const origin = `bench/${logId}`;
     await bigStore.saveCheckpoint({ log: logId, origin, size: N_LEAVES, root, note: signNote(formatCheckpoint({ origin, size: N_LEAVES, root }), s.signer), signedAt: new Date().toISOString() });
+    // Every figure below is taken on a store at rest: the build's background merges are waited for first
+    // (merges of a 10M-leaf table running beside them would be their tail otherwise).
+    const waitForMerges = async (after: string): Promise<void> => {
+      const t = performance.now();
+      await waitFor(async () => (await scalar(big, "SELECT count() FROM system.merges WHERE database = 'biglog'")) === 0, 1_200_000);
+      say(`  background merges (${after}) finished after ${fmt((performance.now() - t) / 1000, 1)} s more`);
+    };
+    await waitForMerges('the build');
     // Proofs as the API serves them: its own store and client on the same tables (nothing cached by the
     // build), warmed when it starts (the query role's routes warm the store on ready).
     const apiStore = createAuditLogStore(client('biglog'), 'biglog');
@@ -291,10 +299,7 @@ const main = async (): Promise<void> => {
     say(`  lookup aid if every leaf had a row (worst case, not this run's): ${fmt(worstBytes / N_LEAVES, 1)} B per leaf`);
     await big.command({ query: 'DROP TABLE biglog.refs_worst' });
 
-    // Measured on a store at rest: the build's background merges done first (they would be the tail otherwise).
-    const tMerges = performance.now();
-    await waitFor(async () => (await scalar(big, "SELECT count() FROM system.merges WHERE database = 'biglog'")) === 0, 1_200_000);
-    say(`  background merges of the built tables finished after ${fmt((performance.now() - tMerges) / 1000, 1)} s more`);
+    await waitForMerges('record_ids filled');
     // The proof route's step, old and new interleaved id by id (alternating which goes first), each through
     // a store and client of its own (its own tile cache, warmed as the API warms it): the record's leaves,
     // the latest checkpoint, the inclusion proof. The record row itself (recordAt: a point read on the
