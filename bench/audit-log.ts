@@ -351,7 +351,7 @@ const main = async (): Promise<void> => {
       located.push(performance.now() - t);
       if (found?.index !== index) throw new Error(`leaf ${index} not found at its offset`);
     }
-    say(`  leaf lookup by Kafka offset (the export's step before each proof; offset index; 100 records): p50 ${fmt(pct(located, 50), 2)} ms, p99 ${fmt(pct(located, 99), 2)} ms`);
+    say(`  leaf lookup by Kafka offset (the export's step before each proof: tile first offsets, one statement; 100 records): p50 ${fmt(pct(located, 50), 2)} ms, p99 ${fmt(pct(located, 99), 2)} ms`);
 
     // Where a tile's point read goes: the same read with the per-query settings the store passed before
     // (the embedded engine SETs them and resets them with a second statement), without them (now), and

@@ -23,7 +23,8 @@
 // log, leaf index, offset) for every leaf that is not its record's first
 // stored copy (a harmless duplicate, a conflicting copy). A record's leaves are
 // then its first copy's (the write-once index `record_ids` says where it is;
-// the offset index finds its leaf) and those rows: O(log n), no scan of the
+// each level-0 tile's first offset, kept in process, says which 256 leaf rows
+// to read) and those rows: O(log n), no scan of the
 // references, ~0 bytes in normal traffic. Every leaf it names is read back
 // from the leaf rows and must match; verify never reads it.
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -537,7 +538,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
    * index, so the offsets of leaves 0, 256, 512, … (each level-0 tile's first
    * leaf) say which tile's 256 leaves hold the leaf of any offset: a read of
    * those leaf rows by primary key, instead of the offset index evaluated over
-   * every granule of the log. 8 B a tile (~300 KiB at 10M leaves), loaded by
+   * every granule of the log. One entry a tile (~40,000 at 10M leaves, ~1 MB in process), loaded by
    * `warm` or on first use and extended from its end when an offset lies past
    * it. A lookup aid like the rest: nothing is found where the map does not
    * point (verify, which reads every leaf, would report such a store anyway).
