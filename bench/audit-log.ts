@@ -22,7 +22,7 @@ import type { DecisionEvent } from '../schemas/events.ts';
 import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, inclusionRanges, perfectNodes, verifyInclusion, type Frontier, type NodeHash } from '../services/audit-log/merkle.ts';
 import { formatCheckpoint, generateSignerKey, parseSignerKey, parseVerifierKey, signNote, verifierKey } from '../services/audit-log/note.ts';
 import { createProver } from '../services/audit-log/proofs.ts';
-import { createAuditLogStore, DEFAULT_TILE_CACHE_BYTES, TILE_HEIGHT, type StoredLeaf } from '../services/audit-log/store.ts';
+import { createAuditLogStore, DEFAULT_TILE_CACHE_BYTES, REFS_TABLE, TILE_HEIGHT, TREE_TABLE, type StoredLeaf } from '../services/audit-log/store.ts';
 import { createVerifier } from '../services/audit-log/verify.ts';
 import { createHookedAuditLogWriter } from '../services/audit-log/writer.ts';
 import { createAuditSink } from '../services/audit-sink/sink.ts';
@@ -196,14 +196,18 @@ const main = async (): Promise<void> => {
     goals.push({ what: 'verify throughput (baseline: sink rate, log off, this run)', value: verified / vSeconds, unit: 'records/s', bound: 'min', goal: Math.round(offRate) });
 
     // ---- 4. extra bytes per record ---------------------------------------------
-    const logBytes = await tableBytes(vClient, r1.database, ['audit_log_tree', 'audit_log_checkpoints']);
+    const logBytes = await tableBytes(vClient, r1.database, ['audit_log_tree', 'audit_log_checkpoints', REFS_TABLE]);
+    const refsRows = await scalar(vClient, `SELECT count() FROM ${r1.database}.${REFS_TABLE}`);
     const recordBytes = await tableBytes(vClient, r1.database, ['decisions']);
     say(`\n[bytes] log tables ${fmt(logBytes / N_SINK, 1)} B per record, beside ${fmt(recordBytes / N_SINK, 1)} B per stored decision (the baseline), at ${fmt(N_SINK, 0)} records`);
+    say(`  of which the lookup aid (${REFS_TABLE}: leaves that are not first copies): ${fmt(refsRows, 0)} rows`);
     // The project's storage budget for a whole decision (README, 10M decisions: ≤ 64 B) is the bound for the log's share.
     goals.push({ what: `extra bytes per record (log tables, ${fmt(N_SINK, 0)} records)`, value: logBytes / N_SINK, unit: 'B', bound: 'max', goal: 64 });
 
     // ---- 2. proofs at a large tree -------------------------------------------------
     const big = client('biglog');
+    // The sink's tables too: the lookup by record id reads the write-once index (record_ids).
+    await migrate(big, { database: 'biglog', ttlDays: 3650 });
     const bigStore = createAuditLogStore(big, 'biglog');
     await bigStore.ensureTables();
     const logId = 'bench.decisions/0';
@@ -222,7 +226,8 @@ const main = async (): Promise<void> => {
         const hash = hashLeaf(createHash('sha256').update(String(i)).digest());
         const ref = randomUUID();
         if (wanted.has(i)) refs.set(i, ref);
-        leaves.push({ index: i, hash, tenant: 'bench', kind: 'decision', ref, offset: String(i) });
+        // Every leaf a first copy, as in normal traffic: the lookup aid stays empty.
+        leaves.push({ index: i, hash, tenant: 'bench', kind: 'decision', ref, offset: String(i), firstCopy: true });
         f = appendLeaf(f, hash, (n) => created.push(n));
       }
       await bigStore.append(logId, leaves, created);
@@ -239,6 +244,14 @@ const main = async (): Promise<void> => {
     // Proofs are against a signed checkpoint, as the API serves them.
     const origin = `bench/${logId}`;
     await bigStore.saveCheckpoint({ log: logId, origin, size: N_LEAVES, root, note: signNote(formatCheckpoint({ origin, size: N_LEAVES, root }), s.signer), signedAt: new Date().toISOString() });
+    // Every figure below is taken on a store at rest: the build's background merges are waited for first
+    // (merges of a 10M-leaf table running beside them would be their tail otherwise).
+    const waitForMerges = async (after: string): Promise<void> => {
+      const t = performance.now();
+      await waitFor(async () => (await scalar(big, "SELECT count() FROM system.merges WHERE database = 'biglog'")) === 0, 1_200_000);
+      say(`  background merges (${after}) finished after ${fmt((performance.now() - t) / 1000, 1)} s more`);
+    };
+    await waitForMerges('the build');
     // Proofs as the API serves them: its own store and client on the same tables (nothing cached by the
     // build), warmed when it starts (the query role's routes warm the store on ready).
     const apiStore = createAuditLogStore(client('biglog'), 'biglog');
@@ -278,16 +291,70 @@ const main = async (): Promise<void> => {
     say(`  stored hashes a proof uses: median ${fmt(pct(reads, 50), 0)}, max ${fmt(Math.max(...reads), 0)} (O(log n): ≤ ${2 ** (TILE_HEIGHT - 1)} per tile level of the path); ${fmt(Math.ceil(Math.log2(N_LEAVES)), 0)} hashes in the proof`);
     say(`  read from ClickHouse per proof (the rest from the tile cache): median ${fmt(pct(fetched, 50), 0)} tile rows, max ${fmt(Math.max(...fetched), 0)}, in ${fmt(queries.reduce((a, b) => a + b, 0) / Math.max(1, queries.length), 2)} queries on average; ${queries.filter((q) => q === 0).length} of ${N_PROOFS} proofs read nothing`);
     say(`  tile cache: ${fmt(stats.cachedBytes / 1e6, 1)} MB held (bound ${fmt(DEFAULT_TILE_CACHE_BYTES / 1e6, 1)} MB); all level-0 tiles at ${label} leaves would be ${fmt((N_LEAVES * 32) / 1e6, 0)} MB`);
-    // The API's step before the proof: the leaf of a record id (a scan of the reference column; docs/audit-log.md).
-    const lookups: number[] = [];
-    for (const index of sample.slice(20, 120)) {
-      const t = performance.now();
-      const found = await apiStore.findLeaves('bench', 'decision', refs.get(index) ?? '');
-      lookups.push(performance.now() - t);
-      if (found[0]?.index !== index) throw new Error(`leaf ${index} not found by its record id`);
+    // The API's step before the proof: the leaves of a record id. The sink would have written the write-once
+    // index; here it is filled from the leaf rows in SQL (a first copy per leaf, at the leaf's offset).
+    const tIds = performance.now();
+    await big.command({
+      query: `INSERT INTO biglog.record_ids (tenant, namespace, record_key, digest, occurred_at, kafka_topic, kafka_partition, kafka_offset)
+        SELECT tenant, 'event', toString(ref_uuid), repeat('0', 64), now64(3), 'bench.decisions', 0, kafka_offset FROM biglog.${TREE_TABLE} WHERE row = 'leaf'`,
+    });
+    await big.command({ query: 'OPTIMIZE TABLE biglog.record_ids FINAL' });
+    say(`  write-once index (record_ids) filled for ${fmt(N_LEAVES, 0)} records and merged in ${fmt((performance.now() - tIds) / 1000, 1)} s`);
+    const bigRefsBytes = await tableBytes(big, 'biglog', [REFS_TABLE]);
+    say(`  lookup aid (${REFS_TABLE}) at ${fmt(N_LEAVES, 0)} first copies: ${fmt(bigRefsBytes, 0)} B`);
+    // Its worst case: a row for every leaf (the stand-alone writer ahead of the sink records each leaf the index does not name yet).
+    await big.command({ query: `CREATE TABLE biglog.refs_worst AS biglog.${REFS_TABLE}` });
+    await big.command({ query: `INSERT INTO biglog.refs_worst SELECT tenant, kind, toString(ref_uuid), log, idx, kafka_offset FROM biglog.${TREE_TABLE} WHERE row = 'leaf'` });
+    await big.command({ query: 'OPTIMIZE TABLE biglog.refs_worst FINAL' });
+    const worstBytes = await tableBytes(big, 'biglog', ['refs_worst']);
+    say(`  lookup aid if every leaf had a row (worst case, not this run's): ${fmt(worstBytes / N_LEAVES, 1)} B per leaf`);
+    await big.command({ query: 'DROP TABLE biglog.refs_worst' });
+
+    await waitForMerges('record_ids filled');
+    // The proof route's step, old and new interleaved id by id (alternating which goes first), each through
+    // a store and client of its own (its own tile cache, warmed as the API warms it): the record's leaves,
+    // the latest checkpoint, the inclusion proof. The record row itself (recordAt: a point read on the
+    // decisions table) is not part of it: the built log has no rows.
+    const scanStore = createAuditLogStore(client('biglog'), 'biglog');
+    const lookStore = createAuditLogStore(client('biglog'), 'biglog');
+    await scanStore.warm();
+    await lookStore.warm();
+    const variants = [
+      { name: 'scan', store: scanStore, find: scanStore.scanLeaves, prover: createProver(scanStore) },
+      { name: 'lookup', store: lookStore, find: lookStore.findLeaves, prover: createProver(lookStore) },
+    ] as const;
+    type Step = { find: number; step: number; cpu: number };
+    const steps = new Map<string, Step[]>(variants.map((x) => [x.name, []]));
+    const N_STEPS = Math.min(N_PROOFS, 200);
+    const loadAtSteps = loadavg()[0] ?? NaN;
+    for (let k = 0; k < N_STEPS + 10; k++) {
+      const index = sample[k % sample.length] ?? 0;
+      for (const x of k % 2 === 0 ? variants : [...variants].reverse()) {
+        const c0 = process.cpuUsage();
+        const t0 = performance.now();
+        const found = await x.find('bench', 'decision', refs.get(index) ?? '');
+        const t1 = performance.now();
+        const leaf = found[0];
+        if (found.length !== 1 || leaf?.index !== index) throw new Error(`${x.name}: leaf ${index} not found by its record id`);
+        const cp = (await x.store.latestCheckpoints(leaf.log))[0];
+        const path = await x.prover.inclusion(leaf.log, leaf.index, cp?.size ?? 0);
+        const t2 = performance.now();
+        const cpu = process.cpuUsage(c0);
+        if (!verifyInclusion(index, N_LEAVES, leaf.hash, path, root).ok) throw new Error(`${x.name}: proof of leaf ${index} does not verify`);
+        if (k >= 10) steps.get(x.name)?.push({ find: t1 - t0, step: t2 - t0, cpu: (cpu.user + cpu.system) / 1000 });
+      }
     }
-    say(`  leaf lookup by record id (the API's step before the proof, not part of the figure above; 100 ids): p50 ${fmt(pct(lookups, 50), 2)} ms, p99 ${fmt(pct(lookups, 99), 2)} ms`);
-    // The export's step before each proof: the leaf of a copy by its Kafka offset (the offset index), same 100 records.
+    const of = (name: string, f: (s: Step) => number): number[] => (steps.get(name) ?? []).map(f);
+    for (const x of variants) {
+      const what = x.name === 'scan' ? 'by a scan of the references (findLeaves before; the baseline)' : 'by record_ids + lookup aid (findLeaves now)';
+      say(`  record id → its leaves, ${what}: p50 ${fmt(pct(of(x.name, (q) => q.find), 50), 2)} ms, p99 ${fmt(pct(of(x.name, (q) => q.find), 99), 2)} ms`);
+      say(`    the proof route's step (leaves + checkpoint + proof; ${N_STEPS} ids, load average ${loadAtSteps.toFixed(1)}): p50 ${fmt(pct(of(x.name, (q) => q.step), 50), 2)} ms, p99 ${fmt(pct(of(x.name, (q) => q.step), 99), 2)} ms; process CPU p50 ${fmt(pct(of(x.name, (q) => q.cpu), 50), 2)} ms`);
+    }
+    goals.push({ what: `record id → leaves p50 at ${label} leaves (baseline: the scan, this run, ${fmt(pct(of('scan', (q) => q.find), 50), 1)} ms)`, value: pct(of('lookup', (q) => q.find), 50), unit: 'ms', bound: 'max', goal: 20 });
+    goals.push({ what: `proof route step (lookup + proof) p50 at ${label} leaves (baseline: with the scan, this run, ${fmt(pct(of('scan', (q) => q.step), 50), 1)} ms)`, value: pct(of('lookup', (q) => q.step), 50), unit: 'ms', bound: 'max', goal: 20 });
+    goals.push({ what: `proof route step (lookup + proof) p99 at ${label} leaves (baseline: with the scan, this run, ${fmt(pct(of('scan', (q) => q.step), 99), 1)} ms)`, value: pct(of('lookup', (q) => q.step), 99), unit: 'ms', bound: 'max', goal: 20 });
+
+    // The export's step before each proof: the leaf of a copy by its Kafka offset (the offset index), 100 records.
     const located: number[] = [];
     for (const index of sample.slice(20, 120)) {
       const t = performance.now();
@@ -295,8 +362,39 @@ const main = async (): Promise<void> => {
       located.push(performance.now() - t);
       if (found?.index !== index) throw new Error(`leaf ${index} not found at its offset`);
     }
-    say(`  leaf lookup by Kafka offset (the export's step before each proof; offset index; same 100 records): p50 ${fmt(pct(located, 50), 2)} ms, p99 ${fmt(pct(located, 99), 2)} ms (baseline: by record id above)`);
-    goals.push({ what: `leaf lookup by Kafka offset p50 at ${label} leaves (baseline: by record id, this run, ${fmt(pct(lookups, 50), 1)} ms)`, value: pct(located, 50), unit: 'ms', bound: 'max', goal: 20 });
+    say(`  leaf lookup by Kafka offset (the export's step before each proof: tile first offsets, one statement; 100 records): p50 ${fmt(pct(located, 50), 2)} ms, p99 ${fmt(pct(located, 99), 2)} ms`);
+
+    // Where a tile's point read goes: the same read with the per-query settings the store passed before
+    // (the embedded engine SETs them and resets them with a second statement), without them (now), and
+    // without them but one thread (a SETTINGS clause in the query), interleaved, rotating the order.
+    const raw = client('biglog');
+    const tileSql = `SELECT level, idx, hex(hashes) AS h FROM biglog.${TREE_TABLE} WHERE log = {log:String} AND row = 'tile' AND level = 0 AND idx = {i:UInt64}`;
+    const reads3 = [
+      { name: 'with per-query settings (before)', run: (i: number) => raw.query({ query: tileSql, query_params: { log: logId, i }, format: 'JSONCompactEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0, date_time_output_format: 'iso' } }) },
+      { name: 'without (now)', run: (i: number) => raw.query({ query: tileSql, query_params: { log: logId, i }, format: 'JSONCompactEachRow' }) },
+      { name: 'without, SETTINGS max_threads = 1', run: (i: number) => raw.query({ query: `${tileSql} SETTINGS max_threads = 1`, query_params: { log: logId, i }, format: 'JSONCompactEachRow' }) },
+    ];
+    const readMs = reads3.map(() => [] as number[]);
+    const readCpu = reads3.map(() => [] as number[]);
+    for (let k = 0; k < N_PROOFS; k++) {
+      const tile = Math.floor(((sample[k % sample.length] ?? 0) / 256));
+      for (let j = 0; j < reads3.length; j++) {
+        const v3 = (j + k) % reads3.length;
+        const r3 = reads3[v3];
+        if (r3 === undefined) continue;
+        const c0 = process.cpuUsage();
+        const t = performance.now();
+        const rs = await r3.run(tile);
+        const got = await rs.json<unknown[]>();
+        readMs[v3]?.push(performance.now() - t);
+        const cpu = process.cpuUsage(c0);
+        readCpu[v3]?.push((cpu.user + cpu.system) / 1000);
+        if (got.length === 0) throw new Error(`tile ${tile} not read`);
+      }
+    }
+    say(`  one level-0 tile's point read (${N_PROOFS} tiles, each read all three ways, order rotated; load average ${(loadavg()[0] ?? NaN).toFixed(1)}):`);
+    reads3.forEach((r3, j) => say(`    ${r3.name}: p50 ${fmt(pct(readMs[j] ?? [], 50), 2)} ms, p99 ${fmt(pct(readMs[j] ?? [], 99), 2)} ms; process CPU p50 ${fmt(pct(readCpu[j] ?? [], 50), 2)} ms`));
+
     goals.push({ what: `proof p50 at ${label} leaves`, value: pct(times, 50), unit: 'ms', bound: 'max', goal: 20 });
     goals.push({ what: `proof p99 at ${label} leaves`, value: pct(times, 99), unit: 'ms', bound: 'max', goal: 20 });
 

@@ -10,6 +10,7 @@ import { equalHash, verifyInclusion, type Hash } from './merkle.ts';
 import { openCheckpoint, type Verifier } from './note.ts';
 import type { Prover } from './proofs.ts';
 import { splitLogId, type RecordReader } from './record-reader.ts';
+import { leafKey } from './records.ts';
 import type { AuditLogStore, StoredCheckpoint } from './store.ts';
 
 const b64 = (h: Uint8Array): string => Buffer.from(h).toString('base64');
@@ -59,7 +60,8 @@ export const createEvidence = (deps: { store: Pick<AuditLogStore, 'findLeaves' |
     let chosen: { leaf: (typeof leaves)[number]; input: LeafInput } | undefined;
     for (const l of leaves) {
       const input = await deps.reader.recordAt(kind, { ...splitLogId(l.log), offset: l.offset }, tenant);
-      if (input !== undefined) {
+      // The leaf rows only say where to look: a row at those coordinates that is another record is not this one's.
+      if (input !== undefined && leafKey(input).ref === ref) {
         chosen = { leaf: l, input };
         break;
       }

@@ -7,9 +7,9 @@ import type { DecisionRecord } from '../../schemas/clickhouse/rows.ts';
 import type { StoredRecord } from './diagnose.ts';
 import type { Coordinates, LeafInput, LeafKind } from './leaf.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
+import { READ_SETTINGS_SQL } from './store.ts';
 import { decisionLeafOfRecord, leafKey, leafOfEvent, leafOfTrust, signalLeafOfRecord, trustLeafOfRecord, type StoredSignal, type StoredTrust } from './records.ts';
 
-const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
 
 /** `<topic>/<partition>` → its parts (topics may hold slashes; the partition is after the last). */
 export const splitLogId = (log: string): { topic: string; partition: number } => {
@@ -30,10 +30,9 @@ export const createRecordReader = (client: ClickHouseClient, database: string) =
     const rs = await client.query({
       query:
         `SELECT ${s.columns} FROM ${qualified(database, s.table)} WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32}` +
-        `${at.offset !== undefined ? ' AND kafka_offset = {offset:UInt64}' : ''}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''} ORDER BY kafka_offset`,
+        `${at.offset !== undefined ? ' AND kafka_offset = {offset:UInt64}' : ''}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''} ORDER BY kafka_offset\n${READ_SETTINGS_SQL}`,
       query_params: { ...at, tenant },
       format: 'JSONEachRow',
-      clickhouse_settings: SETTINGS,
     });
     return (await rs.json<never>()).map((r) => s.toLeaf(r));
   };
@@ -57,10 +56,9 @@ export const createRecordReader = (client: ClickHouseClient, database: string) =
     const rs = await client.query({
       query:
         `SELECT namespace, copy, kafka_topic, kafka_partition, kafka_offset, first_topic, first_partition, first_offset FROM ${qualified(database, 'conflicts')}` +
-        ` WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''} ORDER BY kafka_offset LIMIT 1 BY kafka_offset`,
+        ` WHERE kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''} ORDER BY kafka_offset LIMIT 1 BY kafka_offset\n${READ_SETTINGS_SQL}`,
       query_params: { ...at, tenant },
       format: 'JSONEachRow',
-      clickhouse_settings: SETTINGS,
     });
     type Row = { namespace: string; copy: string; kafka_topic: string; kafka_partition: number; kafka_offset: number | string; first_topic: string; first_partition: number; first_offset: number | string };
     const out: (StoredRecord & { firstOffset: string })[] = [];

@@ -18,8 +18,18 @@
 // two small upper levels — fetched in one point read, and recently used tiles
 // are kept in a bounded in-process LRU. One insert per batch holds a batch's
 // leaf rows and every tile it grew, so a crash leaves either all of them or none.
+//
+// `audit_log_refs` is a lookup aid, not evidence: one row (tenant, kind, ref →
+// log, leaf index, offset) for every leaf that is not its record's first
+// stored copy (a harmless duplicate, a conflicting copy). A record's leaves are
+// then its first copy's (the write-once index `record_ids` says where it is;
+// each level-0 tile's first offset, kept in process, says which 256 leaf rows
+// to read) and those rows: O(log n), no scan of the
+// references, ~0 bytes in normal traffic. Every leaf it names is read back
+// from the leaf rows and must match; verify never reads it.
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ident, qualified } from '../../schemas/clickhouse/ddl.ts';
+import { RECORD_IDS } from '../../schemas/clickhouse/tables.ts';
 import type { LeafKind } from './leaf.ts';
 import { perfectNodes, type Frontier, type Hash, type NodeHash, type NodeId } from './merkle.ts';
 import { hash as oneShot } from 'node:crypto';
@@ -29,6 +39,8 @@ export const TILE_HEIGHT = 8;
 export const TILE_WIDTH = 2 ** TILE_HEIGHT;
 export const TREE_TABLE = 'audit_log_tree';
 export const CHECKPOINT_TABLE = 'audit_log_checkpoints';
+/** The leaves that are not their record's first stored copy, by record (the lookup aid of `findLeaves`). */
+export const REFS_TABLE = 'audit_log_refs';
 const HASH_BYTES = 32;
 /** Default bound of the in-process tile cache (a full tile counts 16 KiB with its inner levels: 4,096 tiles). */
 export const DEFAULT_TILE_CACHE_BYTES = 64 * 1024 * 1024;
@@ -47,15 +59,41 @@ const refCells = (ref: string): { ref_uuid: string; ref_text: string } => (isUui
 const REF_SQL = `if(ref_text != '' OR ref_uuid = toUUID('${NIL_UUID}'), ref_text, toString(ref_uuid))`;
 const UUID_SQL = (col: string) => `match(${col}, '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$') AND ${col} != '${NIL_UUID}'`;
 
-export type StoredLeaf = { index: number; hash: Hash; tenant: string; kind: LeafKind; ref: string; offset: string };
+/**
+ * `firstCopy`: whether the leaf is its record's first stored copy, when the
+ * writer knows (the sink's write-once outcome); `append` records every leaf
+ * that is not, and asks `record_ids` about those it is not told about.
+ */
+export type StoredLeaf = { index: number; hash: Hash; tenant: string; kind: LeafKind; ref: string; offset: string; firstCopy?: boolean };
 export type StoredCheckpoint = { log: string; origin: string; size: number; root: Hash; note: string; signedAt: string };
 
-const SETTINGS = { output_format_json_quote_64bit_integers: 0, date_time_output_format: 'iso' } as const;
+/** The read settings, as a statement's SETTINGS clause (why not as per-query settings: `rows` below). */
+export const READ_SETTINGS_SQL = "SETTINGS output_format_json_quote_64bit_integers = 0, date_time_output_format = 'iso'";
+
+/**
+ * What the write-once index keys a record by (schemas/clickhouse/tables.ts,
+ * RECORD_NAMESPACES): decisions and signals share (tenant, event id); a trust
+ * transition `session#version` is `version:session` there. Undefined for a
+ * reference that cannot be a transition's (no `#version`).
+ */
+export const writeOnceKey = (kind: LeafKind, ref: string): { namespace: 'event' | 'trust'; key: string } | undefined => {
+  if (kind !== 'trust') return { namespace: 'event', key: ref };
+  const at = ref.lastIndexOf('#');
+  const version = ref.slice(at + 1);
+  return at < 0 || !/^\d+$/.test(version) ? undefined : { namespace: 'trust', key: `${version}:${ref.slice(0, at)}` };
+};
+/** The same mapping in SQL, over a leaf row's `kind` and reference (the backfill of migration 5). */
+const NAMESPACE_SQL = "if(kind = 'trust', 'trust', 'event')";
+const KEY_SQL = (ref: string) => `if(kind = 'trust', concat(splitByChar('#', ${ref})[-1], ':', substring(${ref}, 1, length(${ref}) - length(splitByChar('#', ${ref})[-1]) - 1)), ${ref})`;
+/** Keys per write-once lookup of a batch (query parameters travel in the URL of an HTTP server). */
+const FIRST_COPY_CHUNK = 2000;
 /**
  * Min-max skip index on the leaf rows' Kafka offset. A log's leaf rows are
  * stored in leaf-index order and the offset grows with the leaf index, so the
  * granules' ranges do not overlap: the leaf at (log, offset) is one granule
- * (1,024 rows) read, whatever the log's size (`leafAt`). ~16 B a granule.
+ * (1,024 rows) read, whatever the log's size. ~16 B a granule. The request
+ * path narrows by leaf index first (`tileOfOffset`); the index serves the
+ * open-ended last tile there and any other read by offset.
  */
 export const OFFSET_INDEX = 'leaf_offset_minmax';
 
@@ -90,10 +128,19 @@ type InsertRow = { log: string; row: 'leaf' | 'tile'; level: number; idx: number
 export const createAuditLogStore = (client: ClickHouseClient, database: string, o: { tileCacheBytes?: number } = {}) => {
   const tree = qualified(database, TREE_TABLE);
   const checkpoints = qualified(database, CHECKPOINT_TABLE);
+  const refs = qualified(database, REFS_TABLE);
+  const recordIds = qualified(database, RECORD_IDS.name);
   const cacheLimit = o.tileCacheBytes ?? DEFAULT_TILE_CACHE_BYTES;
 
+  /**
+   * A read. Its settings go in the statement's SETTINGS clause, not as the
+   * client's per-query settings: the embedded engine applies those with a SET
+   * on its session and resets them with a second statement after the query
+   * (services/lib/clickhouse.ts) — two engine calls a read instead of one, on
+   * every read of a proof's request path.
+   */
   const rows = async <T>(query: string, params: Record<string, unknown> = {}): Promise<T[]> => {
-    const rs = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: SETTINGS });
+    const rs = await client.query({ query: `${query}\n${READ_SETTINGS_SQL}`, query_params: params, format: 'JSONEachRow' });
     return rs.json<T>();
   };
 
@@ -114,6 +161,23 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
       ) ENGINE = ReplacingMergeTree(width) ORDER BY (log, row, level, idx)
       SETTINGS index_granularity = 1024, index_granularity_bytes = 16384`;
 
+  // One row per leaf that is not its record's first stored copy; a row written twice (a batch appended
+  // again after a crash) collapses on merge, and readers take each leaf once.
+  const refsDdl = (name: string) => `CREATE TABLE IF NOT EXISTS ${name} (
+        tenant LowCardinality(String),
+        kind LowCardinality(String),
+        record_ref String,
+        log LowCardinality(String),
+        idx UInt64,
+        kafka_offset UInt64
+      ) ENGINE = ReplacingMergeTree ORDER BY (tenant, kind, record_ref, log, idx)`;
+
+  const exists = async (name: string): Promise<boolean> =>
+    (await rows<{ n: number }>('SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db: database, name }))[0]?.n !== 0;
+  // The write-once index is the sink's (its migrations create it): a writer or an API may start before it exists.
+  let idsExist = false;
+  const hasRecordIds = async (): Promise<boolean> => (idsExist ||= await exists(RECORD_IDS.name));
+
   /** Active parts of the tree table that hold rows but no skip-index data (written before migration 4). */
   const unindexedParts = async (): Promise<number> =>
     Number(
@@ -127,8 +191,6 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
 
   const ensureTables = async (): Promise<void> => {
     await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${ident(database)}` });
-    const exists = async (name: string): Promise<boolean> =>
-      (await rows<{ n: number }>('SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db: database, name }))[0]?.n !== 0;
     const hasHashColumn = async (name: string): Promise<boolean> =>
       (await rows<{ n: number }>("SELECT count() AS n FROM system.columns WHERE database = {db:String} AND table = {name:String} AND name = 'hash'", { db: database, name }))[0]?.n !== 0;
     // Migration 3: a tree table of an earlier version (one row per stored hash, `hash UInt256`, nodes at
@@ -167,6 +229,28 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
     // read correctly (a part without the index is scanned) and are indexed at the next start.
     await client.command({ query: `ALTER TABLE ${tree} ADD INDEX IF NOT EXISTS ${OFFSET_INDEX} kafka_offset TYPE minmax GRANULARITY 1` });
     if (await unindexedParts()) await client.command({ query: `ALTER TABLE ${tree} MATERIALIZE INDEX ${OFFSET_INDEX}`, clickhouse_settings: { mutations_sync: '2' } });
+    // Migration 5: the lookup aid of a store made before it, filled in a table of its own that is then
+    // renamed into place — so its existence means "complete". Every leaf the write-once index does not
+    // name as a first copy gets a row (all of them when there is no index). A crash before the rename
+    // leaves no table: the fill is redone at the next start.
+    const refsNext = qualified(database, `${REFS_TABLE}_next`);
+    if (!(await exists(REFS_TABLE))) {
+      await client.command({ query: `DROP TABLE IF EXISTS ${refsNext}` });
+      await client.command({ query: refsDdl(refsNext) });
+      const firstCopies = (await hasRecordIds())
+        ? `LEFT ANTI JOIN (SELECT DISTINCT tenant, namespace, record_key, concat(kafka_topic, '/', toString(kafka_partition)) AS log, kafka_offset FROM ${recordIds}) AS f
+           ON l.tenant = f.tenant AND l.namespace = f.namespace AND l.record_key = f.record_key AND l.log = f.log AND l.kafka_offset = f.kafka_offset`
+        : '';
+      await client.command({
+        query: `INSERT INTO ${refsNext} (tenant, kind, record_ref, log, idx, kafka_offset)
+          SELECT l.tenant, l.kind, l.ref, l.log, l.idx, l.kafka_offset
+          FROM (SELECT log, idx, tenant, kind, ref, kafka_offset, ${NAMESPACE_SQL} AS namespace, ${KEY_SQL('ref')} AS record_key
+                FROM (SELECT log, idx, tenant, kind, ${REF_SQL} AS ref, kafka_offset FROM ${tree} WHERE row = 'leaf' ORDER BY log, idx LIMIT 1 BY log, idx)) AS l
+          ${firstCopies}`,
+      });
+      await client.command({ query: `RENAME TABLE ${refsNext} TO ${refs}` });
+    }
+    await client.command({ query: `DROP TABLE IF EXISTS ${refsNext}` });
     await client.command({
       query: `CREATE TABLE IF NOT EXISTS ${checkpoints} (
         log LowCardinality(String),
@@ -238,13 +322,13 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
       return `(level = {l${n}:UInt8} AND idx = {i${n}:UInt64})`;
     });
     const t0 = performance.now();
+    // No per-query settings: one engine call, not two (see rows).
     const rs = await client.query({
       query: `SELECT level, idx, hex(hashes) AS h FROM ${tree} WHERE log = {log:String} AND row = 'tile' AND (${where.join(' OR ')})`,
       query_params: params,
       format: 'JSONCompactEachRow',
-      clickhouse_settings: SETTINGS,
     });
-    const found = await rs.json<[number, number, string]>();
+    const found = await rs.json<[number, number | string, string]>();
     reads.queryMs += performance.now() - t0;
     reads.queries++;
     reads.rows += found.length;
@@ -321,8 +405,49 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
       written.push([key, tileOf(t)]);
     }
     if (values.length === 0) return;
+    // The lookup aid before the leaves: a crash in between leaves rows naming leaves not appended yet.
+    // The batch handed over again appends the same leaves at the same indices and writes the rows again;
+    // should it never come, findLeaves drops a row whose leaf row does not match it.
+    const others = await notFirstCopies(log, leaves);
+    if (others.length > 0) {
+      await client.insert({ table: refs, values: others.map((l) => ({ tenant: l.tenant, kind: l.kind, record_ref: l.ref, log, idx: l.index, kafka_offset: l.offset })), format: 'JSONEachRow' });
+    }
     await client.insert({ table: tree, columns: [...INSERT_COLUMNS], values, format: 'JSONEachRow' });
     for (const [key, t] of written) cachePut(key, t);
+  };
+
+  /**
+   * The leaves of a batch that are not their record's first stored copy: those
+   * the writer says are not, and of those it says nothing about (the
+   * stand-alone writer) every one the write-once index does not name at its
+   * own coordinates — so one not stored yet (the sink behind the writer) gets
+   * a row too. A row too many costs bytes, never an answer.
+   */
+  const notFirstCopies = async (log: string, leaves: readonly StoredLeaf[]): Promise<StoredLeaf[]> => {
+    const unknown = leaves.filter((l) => l.firstCopy === undefined);
+    const proven = new Set<number>();
+    if (unknown.length > 0 && (await hasRecordIds())) {
+      const at = log.lastIndexOf('/');
+      const topic = log.slice(0, at);
+      const partition = Number(log.slice(at + 1));
+      const idOf = (tenant: string, namespace: string, key: string, offset: string) => `${tenant}\u0000${namespace}\u0000${key}\u0000${offset}`;
+      for (let i = 0; i < unknown.length; i += FIRST_COPY_CHUNK) {
+        const chunk = unknown.slice(i, i + FIRST_COPY_CHUNK).flatMap((l) => {
+          const k = writeOnceKey(l.kind, l.ref);
+          return k === undefined ? [] : [{ l, ...k }];
+        });
+        if (chunk.length === 0) continue;
+        const found = await rows<{ tenant: string; namespace: string; record_key: string; kafka_offset: string | number }>(
+          `SELECT tenant, namespace, record_key, kafka_offset FROM ${recordIds}
+           WHERE namespace IN {ns:Array(String)} AND tenant IN {tenants:Array(String)} AND record_key IN {keys:Array(String)}
+             AND kafka_topic = {topic:String} AND kafka_partition = {partition:UInt32}`,
+          { ns: [...new Set(chunk.map((c) => c.namespace))], tenants: [...new Set(chunk.map((c) => c.l.tenant))], keys: [...new Set(chunk.map((c) => c.key))], topic, partition },
+        );
+        const first = new Set(found.map((r) => idOf(r.tenant, r.namespace, r.record_key, String(r.kafka_offset))));
+        for (const c of chunk) if (first.has(idOf(c.l.tenant, c.namespace, c.key, c.l.offset))) proven.add(c.l.index);
+      }
+    }
+    return leaves.filter((l) => l.firstCopy === false || (l.firstCopy === undefined && !proven.has(l.index)));
   };
 
   /** Size of a log and the Kafka offset of its last leaf (none when empty). */
@@ -355,6 +480,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
       );
       for (const r of found) cachePut(tileKey(log, Number(r.level), Number(r.idx)), tileOf(new Uint8Array(Buffer.from(r.h, 'hex'))));
       loaded += found.length;
+      await extendTileStarts(log);
     }
     return { logs: latest.size, tiles: loaded };
   };
@@ -406,41 +532,155 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
     return found.map((r) => leafOf(r, hashIn(t, Number(r.idx))));
   };
 
-  /** The leaves of one record (first copy first): a decision or signal by event id, a transition by session#version. */
+  // ---- which level-0 tile holds the leaf of an offset: each tile's first offset, per log, in process ----
+  /**
+   * A log's leaf rows are in leaf-index order and the offset grows with the
+   * index, so the offsets of leaves 0, 256, 512, … (each level-0 tile's first
+   * leaf) say which tile's 256 leaves hold the leaf of any offset: a read of
+   * those leaf rows by primary key, instead of the offset index evaluated over
+   * every granule of the log. One entry a tile (~40,000 at 10M leaves, ~1 MB in process), loaded by
+   * `warm` or on first use and extended from its end when an offset lies past
+   * it. A lookup aid like the rest: nothing is found where the map does not
+   * point (verify, which reads every leaf, would report such a store anyway).
+   */
+  const tileStarts = new Map<string, bigint[]>();
+  const extendTileStarts = async (log: string): Promise<bigint[]> => {
+    const have = tileStarts.get(log) ?? [];
+    const found = await rows<{ idx: number | string; o: number | string }>(
+      `SELECT idx, kafka_offset AS o FROM ${tree} WHERE log = {log:String} AND row = 'leaf' AND idx >= {from:UInt64} AND idx % ${TILE_WIDTH} = 0 ORDER BY idx LIMIT 1 BY idx`,
+      { log, from: have.length * TILE_WIDTH },
+    );
+    const next = [...have];
+    // A tile whose first leaf row is missing ends the map: offsets past it fall in its last, open-ended tile.
+    for (const r of found) {
+      if (Number(r.idx) !== next.length * TILE_WIDTH) break;
+      next.push(BigInt(String(r.o)));
+    }
+    tileStarts.set(log, next);
+    return next;
+  };
+  /** The level-0 tile whose leaves would hold the leaf at `offset` (`open`: the last known one, whose leaves run on). */
+  const tileOfOffset = async (log: string, offset: string): Promise<{ n: number; open: boolean } | undefined> => {
+    const o = BigInt(offset);
+    let starts = tileStarts.get(log) ?? [];
+    const last = starts[starts.length - 1];
+    if (last === undefined || o >= last) starts = await extendTileStarts(log);
+    if (starts.length === 0 || o < (starts[0] ?? 0n)) return undefined;
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((starts[mid] ?? 0n) <= o) lo = mid;
+      else hi = mid - 1;
+    }
+    return { n: lo, open: lo === starts.length - 1 };
+  };
+
+  type Where = { log: string } & ({ by: 'idx'; idx: number } | { by: 'offset'; offset: string });
+  /**
+   * The leaf rows of one record at these places (by leaf index, or by Kafka
+   * offset within the tile `tileOfOffset` names), with the record's tenant,
+   * kind and reference as conditions, and in the same statement the level-0
+   * tile of each (unless cached), which goes to the cache for the leaf's hash
+   * and its proof: one engine call for rows and hashes.
+   */
+  const leafRowsAt = async (places: readonly Where[], tenant: string | undefined, kind: LeafKind, ref: string): Promise<LeafRow[]> => {
+    const params: Record<string, unknown> = { kind, ref, tenant };
+    const match = `AND kind = {kind:String} AND ${refCondition(ref)}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}`;
+    const branches: string[] = [];
+    const tilesWanted = new Set<string>();
+    for (const [n, p] of places.entries()) {
+      params[`log${n}`] = p.log;
+      let range: string;
+      let tile: number | undefined;
+      if (p.by === 'idx') {
+        params[`i${n}`] = p.idx;
+        range = `idx = {i${n}:UInt64}`;
+        tile = Math.floor(p.idx / TILE_WIDTH);
+      } else {
+        const t = await tileOfOffset(p.log, p.offset);
+        if (t === undefined) continue;
+        params[`a${n}`] = t.n * TILE_WIDTH;
+        params[`b${n}`] = (t.n + 1) * TILE_WIDTH;
+        params[`o${n}`] = p.offset;
+        range = `idx >= {a${n}:UInt64}${t.open ? '' : ` AND idx < {b${n}:UInt64}`} AND kafka_offset = {o${n}:UInt64}`;
+        // The open tile may have grown past what the map knows: its leaf's tile is read when its index is known.
+        tile = t.open ? undefined : t.n;
+      }
+      branches.push(`SELECT 'leaf' AS part, ${LEAF_COLUMNS}, '' AS h FROM ${tree} WHERE log = {log${n}:String} AND row = 'leaf' AND ${range} ${match}`);
+      if (tile !== undefined && !cache.has(tileKey(p.log, 0, tile)) && !tilesWanted.has(tileKey(p.log, 0, tile))) {
+        tilesWanted.add(tileKey(p.log, 0, tile));
+        params[`t${n}`] = tile;
+        branches.push(`SELECT 'tile', log, idx, '', '', '', toUInt64(0), hex(hashes) FROM ${tree} WHERE log = {log${n}:String} AND row = 'tile' AND level = 0 AND idx = {t${n}:UInt64}`);
+      }
+    }
+    if (branches.length === 0) return [];
+    const found = await rows<LeafRow & { part: 'leaf' | 'tile'; h: string }>(branches.join('\n UNION ALL '), params);
+    const leafRows = new Map<string, LeafRow>();
+    for (const r of found) {
+      if (r.part === 'tile') cachePut(tileKey(r.log, 0, Number(r.idx)), tileOf(new Uint8Array(Buffer.from(r.h, 'hex'))));
+      else leafRows.set(`${r.log}\u0000${Number(r.idx)}`, r);
+    }
+    // (log, index) order, as ClickHouse orders them (bytes, then number).
+    return [...leafRows.values()].sort((x, y) => Buffer.compare(Buffer.from(x.log), Buffer.from(y.log)) || Number(x.idx) - Number(y.idx));
+  };
+
+  const refCondition = (ref: string): string => (isUuidRef(ref) ? 'ref_uuid = {ref:UUID}' : 'ref_text = {ref:String}');
+  /** The leaves found, each with its hash from its level-0 tile (the tiles of a log in one point read, or the cache). */
+  const withHashes = async (found: readonly LeafRow[]): Promise<(StoredLeaf & { log: string })[]> => {
+    const byLog = new Map<string, LeafRow[]>();
+    for (const r of found) byLog.set(r.log, [...(byLog.get(r.log) ?? []), r]);
+    const hashes = new Map<string, Map<string, Hash>>();
+    for (const [log, rs] of byLog) hashes.set(log, await nodes(log, rs.map((r) => ({ level: 0, index: Number(r.idx) }))));
+    return found.map((r) => ({ ...leafOf(r, hashes.get(r.log)?.get(`0/${Number(r.idx)}`) ?? NO_HASH.slice()), log: r.log }));
+  };
+
+  /**
+   * The leaves of one record (in (log, index) order): a decision or signal by
+   * event id, a transition by session#version. O(log n), two point reads:
+   * where its copies are (the write-once index keeps the first stored copy's
+   * coordinates, the lookup aid every other leaf's, both by primary key), then
+   * the leaf rows there (the first copy's among the 256 leaves of the tile its
+   * offset falls in, the others' by leaf index) with their level-0 tiles in
+   * the same statement (`leafRowsAt`). Each leaf
+   * row is read with the record's tenant, kind and reference as conditions,
+   * so an aid row naming another record's leaf finds nothing. The same answer
+   * as `scanLeaves` (test/integration/audit-log-lookup.test.ts).
+   */
   const findLeaves = async (tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string })[]> => {
+    const ofTenant = tenant !== undefined ? ' AND tenant = {tenant:String}' : '';
+    const wk = writeOnceKey(kind, ref);
+    const where = [`SELECT 'idx' AS by, log, idx AS at FROM ${refs} WHERE kind = {kind:String} AND record_ref = {ref:String}${ofTenant}`];
+    if (wk !== undefined && (await hasRecordIds())) {
+      where.push(`SELECT 'offset' AS by, concat(kafka_topic, '/', toString(kafka_partition)) AS log, kafka_offset AS at FROM ${recordIds} WHERE namespace = {ns:String} AND record_key = {key:String}${ofTenant}`);
+    }
+    const copies = await rows<{ by: 'idx' | 'offset'; log: string; at: string | number }>(where.join('\n UNION ALL '), { kind, ref, tenant, ns: wk?.namespace, key: wk?.key });
+    const places = copies.map((c): Where => (c.by === 'idx' ? { log: c.log, by: 'idx', idx: Number(c.at) } : { log: c.log, by: 'offset', offset: String(c.at) }));
+    return withHashes(await leafRowsAt(places, tenant, kind, ref));
+  };
+
+  /**
+   * The same answer as `findLeaves` by a scan of the reference column of every
+   * leaf row (O(n)): the reference the lookup is tested and measured against.
+   */
+  const scanLeaves = async (tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string })[]> => {
     const found = await rows<LeafRow>(
       `SELECT ${LEAF_COLUMNS} FROM ${tree}
-       WHERE row = 'leaf' AND kind = {kind:String} AND ${isUuidRef(ref) ? 'ref_uuid = {ref:UUID}' : 'ref_text = {ref:String}'}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}
+       WHERE row = 'leaf' AND kind = {kind:String} AND ${refCondition(ref)}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}
        ORDER BY log, idx LIMIT 1 BY log, idx`,
       { kind, ref, tenant },
     );
-    const out: (StoredLeaf & { log: string })[] = [];
-    for (const r of found) {
-      const [h] = (await nodes(r.log, [{ level: 0, index: Number(r.idx) }])).values();
-      out.push({ ...leafOf(r, h ?? NO_HASH.slice()), log: r.log });
-    }
-    return out;
+    return withHashes(found);
   };
 
   /**
    * The leaf of the copy of a record stored at Kafka offset `offset` of `log`
    * (its log's partition), or undefined when no leaf there is that record's —
    * the same leaf as `findLeaves(tenant, kind, ref)` lists for that log and
-   * offset, found through the offset index in one granule instead of a scan
-   * of every leaf's reference.
+   * offset, read with its tile in one statement (`leafRowsAt`).
    */
-  const leafAt = async (log: string, offset: string, tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string }) | undefined> => {
-    const [r] = await rows<LeafRow>(
-      `SELECT ${LEAF_COLUMNS} FROM ${tree}
-       WHERE log = {log:String} AND row = 'leaf' AND kafka_offset = {offset:UInt64} AND kind = {kind:String}
-         AND ${isUuidRef(ref) ? 'ref_uuid = {ref:UUID}' : 'ref_text = {ref:String}'}${tenant !== undefined ? ' AND tenant = {tenant:String}' : ''}
-       ORDER BY idx LIMIT 1`,
-      { log, offset, kind, ref, tenant },
-    );
-    if (r === undefined) return undefined;
-    const [h] = (await nodes(log, [{ level: 0, index: Number(r.idx) }])).values();
-    return { ...leafOf(r, h ?? NO_HASH.slice()), log };
-  };
+  const leafAt = async (log: string, offset: string, tenant: string | undefined, kind: LeafKind, ref: string): Promise<(StoredLeaf & { log: string }) | undefined> =>
+    (await withHashes(await leafRowsAt([{ log, by: 'offset', offset }], tenant, kind, ref)))[0];
 
   const saveCheckpoint = async (c: StoredCheckpoint): Promise<void> => {
     await client.insert({
@@ -473,7 +713,7 @@ export const createAuditLogStore = (client: ClickHouseClient, database: string, 
   const logs = async (): Promise<string[]> =>
     (await rows<{ log: string }>(`SELECT DISTINCT log FROM ${tree} WHERE row = 'leaf' ORDER BY log`)).map((r) => r.log);
 
-  return { readStats: () => ({ ...reads, cachedBytes: cacheBytes }), ensureTables, append, logHead, warm, nodes, nodeFrom, frontierAt, leaves, findLeaves, leafAt, saveCheckpoint, latestCheckpoints, checkpointsOf, checkpointAt, logs };
+  return { readStats: () => ({ ...reads, cachedBytes: cacheBytes }), ensureTables, append, logHead, warm, nodes, nodeFrom, frontierAt, leaves, findLeaves, scanLeaves, leafAt, saveCheckpoint, latestCheckpoints, checkpointsOf, checkpointAt, logs };
 };
 
 export type AuditLogStore = ReturnType<typeof createAuditLogStore>;

@@ -185,21 +185,24 @@ const createLogCore = (deps: Omit<AuditLogWriterDeps, 'kafka' | 'groupId' | 'cod
    * hashed (`hash` is given only those) and appended in one insert, leaves and
    * the tile nodes they complete together.
    */
-  const appendBatch = <T extends { offset: string }>(topic: string, partition: number, items: readonly T[], hash: (fresh: T[]) => Promise<HashedLeaf[]>): Promise<void> => {
+  const appendBatch = <T extends { offset: string; outcome?: WriteOnceOutcome }>(topic: string, partition: number, items: readonly T[], hash: (fresh: T[]) => Promise<HashedLeaf[]>): Promise<void> => {
     const log = logIdOf(topic, partition);
     return serially(log, () => appendNow(log, items, hash));
   };
-  const appendNow = async <T extends { offset: string }>(log: string, items: readonly T[], hash: (fresh: T[]) => Promise<HashedLeaf[]>): Promise<void> => {
+  const appendNow = async <T extends { offset: string; outcome?: WriteOnceOutcome }>(log: string, items: readonly T[], hash: (fresh: T[]) => Promise<HashedLeaf[]>): Promise<void> => {
     const state = await stateOf(log);
     const fresh = state.lastOffset === undefined ? [...items] : items.filter((m) => BigInt(m.offset) > BigInt(state.lastOffset ?? '-1'));
     if (fresh.length === 0) return;
     const hashedLeaves = await hash(fresh);
+    // The lookup aid (store.ts, audit_log_refs): the sink's write-once outcome says which leaves are first copies.
+    const outcomes = new Map(fresh.map((m) => [m.offset, m.outcome]));
     let frontier = state.frontier;
     const leaves: StoredLeaf[] = [];
     const created: NodeHash[] = [];
     for (const h of hashedLeaves) {
       const leafHash = new Uint8Array(h.hash);
-      leaves.push({ index: frontier.size, hash: leafHash, tenant: h.tenant, kind: h.kind, ref: h.ref, offset: h.offset });
+      const outcome = outcomes.get(h.offset);
+      leaves.push({ index: frontier.size, hash: leafHash, tenant: h.tenant, kind: h.kind, ref: h.ref, offset: h.offset, ...(outcome !== undefined ? { firstCopy: outcome === 'stored' || outcome === 'replay' } : {}) });
       frontier = appendLeaf(frontier, leafHash, (n) => created.push(n));
     }
     if (leaves.length === 0) return;
@@ -303,8 +306,13 @@ export const createAuditLogWriter = (deps: AuditLogWriterDeps): AuditLogWriter =
   };
 };
 
-/** One partition batch the audit sink stored (its `StoredBatch`): the leaf of each accepted record, in offset order, hashed by the sink. */
-export type SinkStoredBatch = { topic: string; partition: number; records: readonly HashedLeaf[] };
+/**
+ * The sink's write-once outcome of a record (its `StoredOutcome`): `stored` and
+ * `replay` are the record's first stored copy, `duplicate` and `conflict` not.
+ */
+export type WriteOnceOutcome = 'stored' | 'duplicate' | 'conflict' | 'replay';
+/** One partition batch the audit sink stored (its `StoredBatch`): the leaf of each accepted record, in offset order, hashed by the sink, with its write-once outcome. */
+export type SinkStoredBatch = { topic: string; partition: number; records: readonly (HashedLeaf & { outcome?: WriteOnceOutcome })[] };
 
 export type HookedAuditLogWriter = AuditLogWriter & {
   /** The sink's `onStored`: appends the batch's leaves; resolves once they are durable (the sink commits after). */

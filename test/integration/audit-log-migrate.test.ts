@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
 import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, rootOfLeaves, verifyConsistency, verifyInclusion, type Frontier, type NodeHash } from '../../services/audit-log/merkle.ts';
 import { createProver } from '../../services/audit-log/proofs.ts';
-import { createAuditLogStore, OFFSET_INDEX, toHex, TREE_TABLE, type StoredLeaf } from '../../services/audit-log/store.ts';
+import { createAuditLogStore, OFFSET_INDEX, REFS_TABLE, toHex, TREE_TABLE, type StoredLeaf } from '../../services/audit-log/store.ts';
 import { closeTestClickHouse, newClient, uniqueDatabase } from '../helpers/clickhouse.ts';
 
 after(closeTestClickHouse);
@@ -105,7 +105,7 @@ test('an old tree table is migrated to leaf rows and tiles: same leaves, roots a
 
   await createAuditLogStore(client, database).ensureTables();
   const tables = async () => (await (await client.query({ query: `SELECT name FROM system.tables WHERE database = '${database}' ORDER BY name`, format: 'JSONEachRow' })).json<{ name: string }>()).map((r) => r.name);
-  assert.deepEqual(await tables(), ['audit_log_checkpoints', TREE_TABLE]);
+  assert.deepEqual(await tables(), ['audit_log_checkpoints', REFS_TABLE, TREE_TABLE]);
   await check('migrated');
 
   // A second start is a no-op; a crash between the renames (the old table gone, the new one not yet in place) is finished.
@@ -113,7 +113,7 @@ test('an old tree table is migrated to leaf rows and tiles: same leaves, roots a
   await check('restarted');
   await client.command({ query: `RENAME TABLE ${database}.${TREE_TABLE} TO ${database}.${TREE_TABLE}_next` });
   await createAuditLogStore(client, database).ensureTables();
-  assert.deepEqual(await tables(), ['audit_log_checkpoints', TREE_TABLE]);
+  assert.deepEqual(await tables(), ['audit_log_checkpoints', REFS_TABLE, TREE_TABLE]);
   const store = await check('rename finished');
 
   // Appends continue on the migrated partial tiles (700 → 1,000: the third level-0 tile completes).
@@ -137,7 +137,8 @@ test('a tile table without the offset index gets it at start, built for the part
   await client.command({ query: `CREATE DATABASE ${database}` });
   await client.command({ query: TILES_DDL(`${database}.${TREE_TABLE}`) });
   const b = build(5000, () => randomUUID());
-  await createAuditLogStore(client, database).append('dec/0', b.leaves, b.created);
+  // As that version wrote them: no lookup aid rows (every leaf said to be a first copy).
+  await createAuditLogStore(client, database).append('dec/0', b.leaves.map((l) => ({ ...l, firstCopy: true })), b.created);
   const text = async (query: string) => (await (await client.query({ query, format: 'TabSeparatedRaw' })).text()).trim();
   const indexes = () => text(`SELECT name FROM system.data_skipping_indices WHERE database = '${database}' AND table = '${TREE_TABLE}'`);
   const unindexed = () => text(`SELECT count() FROM system.parts WHERE database = '${database}' AND table = '${TREE_TABLE}' AND active AND rows > 0 AND secondary_indices_compressed_bytes = 0`);
