@@ -16,6 +16,16 @@ const text = z.string().max(LIMITS.text);
 const digest = z.string().max(LIMITS.id);
 
 /**
+ * A UUID in either letter case, normalised to lower case (RFC 9562: the hex
+ * digits are case-insensitive on input and written in lower case), so that
+ * `0190A8C2-…` and `0190a8c2-…` are one id wherever an event is parsed — the
+ * write-once index, the projector's duplicate check, ingest's — as the
+ * ClickHouse UUID column already made them one row key. Without it a copy of
+ * an event under its id in upper case was a second event to every one of them.
+ */
+export const uuid = z.uuid().transform((s) => s.toLowerCase());
+
+/**
  * A string that passed z.iso.datetime and already has the normal form
  * (`YYYY-MM-DDTHH:MM:SS.mmmZ`, 24 characters) is its own normalisation: the
  * ISO check has proven the date and time fields valid (leap days included,
@@ -106,7 +116,7 @@ export const provenanceSchema = z.strictObject({
 
 /** Fields every event carries. `emitted_by` is stamped by ingest from the caller's token. */
 const envelope = {
-  event_id: z.uuid(),
+  event_id: uuid,
   tenant_id: id,
   occurred_at: timestamp,
   emitted_by: id.optional(),
@@ -233,7 +243,7 @@ export type TrustfoldEventInput = z.input<typeof eventSchema>;
 export const trustCauseSchema = z.strictObject({
   kind: z.string().max(LIMITS.id),
   ref: id,
-  event_id: z.uuid(),
+  event_id: uuid,
   since: timestamp,
   tier: tierSchema,
   expires_at: timestamp.optional(),
@@ -246,7 +256,7 @@ export const activeFreezeSchema = z.strictObject({
   reason: text,
   raised_by: id.optional(),
   ticket: id.optional(),
-  event_id: z.uuid().optional(),
+  event_id: uuid.optional(),
   since: timestamp.optional(),
   expires_at: timestamp.optional(),
 });
@@ -267,7 +277,7 @@ export const sessionTrustSchema = z.strictObject({
   freezes: z.array(activeFreezeSchema),
   ended: z.boolean(),
   updated_at: timestamp,
-  caused_by: z.uuid(),
+  caused_by: uuid,
 });
 export type SessionTrust = z.infer<typeof sessionTrustSchema>;
 

@@ -14,8 +14,10 @@
 // fields at fault for the dead letter.
 import { LIMITS, type DecisionEvent } from '../../schemas/events.ts';
 
-// zod's own UUID pattern (z.uuid(): RFC 9562 versions 1-8, variant 10xx, or the nil and max UUIDs).
-const UUID = /^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
+// zod's own UUID pattern (z.uuid(): RFC 9562 versions 1-8, variant 10xx, or the nil and max UUIDs),
+// lower case only: the contract normalises an id in upper case to lower case (schemas/events.ts `uuid`),
+// so one in upper case is left to zod, whose output is what gets stored.
+const UUID = /^([0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$/;
 
 const isId = (v: unknown): boolean => typeof v === 'string' && v.length >= 1 && v.length <= LIMITS.id;
 const isOptId = (v: unknown): boolean => v === undefined || isId(v);

@@ -155,6 +155,29 @@ describe('write-once audit', () => {
     await checkReads();
   });
 
+  test('an id in upper case is the same id: a forged copy under it is refused as a conflict, an identical one is a duplicate', { timeout: 120_000 }, async () => {
+    const topics = await newTopics();
+    const { database, writer, reader } = await freshAuditDatabase('once_case');
+    const repo = createAuditRepository(reader, database);
+    const { denied } = incident();
+    const shouted = denied.event_id.toUpperCase();
+    assert.notEqual(shouted, denied.event_id);
+    // A producer writing to Kafka directly (past ingest) sends the ids as it likes.
+    const forged: DecisionEvent = { ...denied, event_id: shouted, decision: { ...denied.decision, effect: 'allow', rule_id: 'allow-everything', reasons: ['forged'] } };
+    await send(topics, [denied]);
+    const registry = new Registry();
+    await startSink(topics, writer, database, registry);
+    await waitFor('the first copy', () => counter(registry, 'trustfold_audit_sink_rows_total'), (n) => n >= 1);
+    await send(topics, [forged, { ...denied, event_id: shouted }]);
+    assert.equal(await waitFor('the forged copy refused', () => counter(registry, 'trustfold_audit_sink_conflicts_total'), (n) => n >= 1), 1);
+    assert.equal(await waitFor('the identical copy skipped', () => counter(registry, 'trustfold_audit_sink_duplicates_total'), (n) => n >= 1), 1);
+    const rs = await reader.query({ query: `SELECT count() AS n FROM ${database}.decisions`, format: 'JSONEachRow' });
+    assert.equal(Number((await rs.json<{ n: string }>())[0]?.n), 1, 'one row for the id');
+    const x = await repo.decisionById('acme', denied.event_id);
+    assert.equal(x?.decision.effect, 'deny');
+    assert.equal(x?.audit.conflicts?.length, 1, 'the forged copy is kept as evidence beside the record');
+  });
+
   test('an operator looking an id up without a tenant is never shown another tenant\'s copy as the one asked for', { timeout: 120_000 }, async () => {
     const topics = await newTopics();
     const { database, writer, reader } = await freshAuditDatabase('optenant');
