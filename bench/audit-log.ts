@@ -19,7 +19,7 @@ import { Registry } from 'prom-client';
 import { migrate } from '../services/lib/clickhouse-migrate.ts';
 import { createCodec } from '../schemas/codec.ts';
 import type { DecisionEvent } from '../schemas/events.ts';
-import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, inclusionRanges, perfectNodes, verifyInclusion, type Frontier, type NodeHash } from '../services/audit-log/merkle.ts';
+import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, inclusionRanges, perfectNodes, verifyInclusion, type Frontier, type NodeHash } from '../schemas/audit-log/merkle.ts';
 import { formatCheckpoint, generateSignerKey, parseSignerKey, parseVerifierKey, signNote, verifierKey } from '../services/audit-log/note.ts';
 import { createProver } from '../services/audit-log/proofs.ts';
 import { createAuditLogStore, DEFAULT_TILE_CACHE_BYTES, REFS_TABLE, TILE_HEIGHT, TREE_TABLE, type StoredLeaf } from '../services/audit-log/store.ts';

@@ -4,8 +4,8 @@
 // The checkpoint authenticates the leaf hashes (their root must equal it);
 // the tenant/ref/offset beside each hash only say where to look, and every
 // conclusion is confirmed by rebuilding a leaf from a record.
-import { leafHashOf, type LeafInput } from './leaf.ts';
-import { appendLeaf, emptyFrontier, equalHash, frontierRoot, type Frontier, type Hash } from './merkle.ts';
+import { leafHashOf, type LeafInput } from '../../schemas/audit-log/leaf.ts';
+import { appendLeaf, emptyFrontier, equalHash, frontierRoot, type Frontier, type Hash } from '../../schemas/audit-log/merkle.ts';
 import type { StoredLeaf } from './store.ts';
 
 export type FindingKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'log_tampered' | 'bad_checkpoint';

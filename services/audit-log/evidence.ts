@@ -4,13 +4,13 @@
 // public key to check it with no access to the system. Built from the store
 // (`createEvidence`) and checked with nothing but the key (`checkRecordProof`).
 import { z } from 'zod';
-import type { Json } from './jcs.ts';
-import { LEAF_KINDS, leafHashOf, type LeafInput, type LeafKind } from './leaf.ts';
-import { equalHash, verifyInclusion, type Hash } from './merkle.ts';
+import type { Json } from '../../schemas/audit-log/jcs.ts';
+import { LEAF_KINDS, leafHashOf, type LeafInput, type LeafKind } from '../../schemas/audit-log/leaf.ts';
+import { equalHash, verifyInclusion, type Hash } from '../../schemas/audit-log/merkle.ts';
 import { openCheckpoint, type Verifier } from './note.ts';
 import type { Prover } from './proofs.ts';
 import { splitLogId, type RecordReader } from './record-reader.ts';
-import { leafKey } from './records.ts';
+import { leafKey } from '../../schemas/audit-log/records.ts';
 import type { AuditLogStore, StoredCheckpoint } from './store.ts';
 
 const b64 = (h: Uint8Array): string => Buffer.from(h).toString('base64');

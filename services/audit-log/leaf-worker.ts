@@ -4,7 +4,7 @@
 // decoding threads.) Requests and answers carry an id.
 import { parentPort } from 'node:worker_threads';
 import { createCodec } from '../../schemas/codec.ts';
-import { hashBatch, type RawMessage } from './leaf-batch.ts';
+import { hashBatch, type RawMessage } from '../../schemas/audit-log/leaf-batch.ts';
 
 /** Raw Kafka values from the stand-alone writer's own consumer. */
 export type LeafRequest = { id: number; trust: boolean; topic: string; partition: number; messages: RawMessage[] };

@@ -5,7 +5,7 @@
 //   signer    PRIVATE+KEY+<name>+<hex key id>+<base64(0x01 ‖ seed)>
 // key id = first 4 bytes (big-endian) of SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key).
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { HASH_SIZE, type Hash } from './merkle.ts';
+import { HASH_SIZE, type Hash } from '../../schemas/audit-log/merkle.ts';
 
 const ALG_ED25519 = 1;
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');

@@ -1,7 +1,7 @@
 // Inclusion and consistency proofs of a stored log: the ranges RFC 9162 names
 // (./merkle.ts), each split into its perfect subtrees, every stored hash they
 // need fetched in one query (./store.ts), then hashed. O(log n) rows a proof.
-import { consistencyRanges, hashRange, inclusionRanges, perfectNodes, type Hash, type NodeId, type Range } from './merkle.ts';
+import { consistencyRanges, hashRange, inclusionRanges, perfectNodes, type Hash, type NodeId, type Range } from '../../schemas/audit-log/merkle.ts';
 import type { AuditLogStore } from './store.ts';
 
 export type NodeSource = Pick<AuditLogStore, 'nodes' | 'nodeFrom'>;

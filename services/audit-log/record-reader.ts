@@ -5,10 +5,10 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { qualified } from '../../schemas/clickhouse/ddl.ts';
 import type { DecisionRecord } from '../../schemas/clickhouse/rows.ts';
 import type { StoredRecord } from './diagnose.ts';
-import type { Coordinates, LeafInput, LeafKind } from './leaf.ts';
+import type { Coordinates, LeafInput, LeafKind } from '../../schemas/audit-log/leaf.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import { READ_SETTINGS_SQL } from './store.ts';
-import { decisionLeafOfRecord, leafKey, leafOfEvent, leafOfTrust, signalLeafOfRecord, trustLeafOfRecord, type StoredSignal, type StoredTrust } from './records.ts';
+import { decisionLeafOfRecord, leafKey, leafOfEvent, leafOfTrust, signalLeafOfRecord, trustLeafOfRecord, type StoredSignal, type StoredTrust } from '../../schemas/audit-log/records.ts';
 
 
 /** `<topic>/<partition>` → its parts (topics may hold slashes; the partition is after the last). */

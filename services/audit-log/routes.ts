@@ -16,10 +16,10 @@ import { isOperator, type Caller } from '../lib/auth.ts';
 import { callerOf, requireScope, sendError } from '../lib/http.ts';
 import type { VerifyReport } from './verify.ts';
 import { createEvidence, recordProofSchema, signedCheckpointSchema, toSignedCheckpoint } from './evidence.ts';
-import type { LeafKind } from './leaf.ts';
+import type { LeafKind } from '../../schemas/audit-log/leaf.ts';
 import { createProver } from './proofs.ts';
 import type { RecordReader } from './record-reader.ts';
-import { trustRef } from './records.ts';
+import { trustRef } from '../../schemas/audit-log/records.ts';
 import type { AuditLogStore } from './store.ts';
 
 export const AUDIT_KEY_PATH = '/.well-known/trustfold-audit-key';

@@ -30,8 +30,8 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ident, qualified } from '../../schemas/clickhouse/ddl.ts';
 import { RECORD_IDS } from '../../schemas/clickhouse/tables.ts';
-import type { LeafKind } from './leaf.ts';
-import { perfectNodes, type Frontier, type Hash, type NodeHash, type NodeId } from './merkle.ts';
+import type { LeafKind } from '../../schemas/audit-log/leaf.ts';
+import { perfectNodes, type Frontier, type Hash, type NodeHash, type NodeId } from '../../schemas/audit-log/merkle.ts';
 import { hash as oneShot } from 'node:crypto';
 
 /** Levels per tile (C2SP tlog-tiles: 8, i.e. 256 hashes a full tile). */

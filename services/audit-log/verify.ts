@@ -3,7 +3,7 @@
 // every stored record against the leaves (./diagnose.ts).
 import type { ClickHouseClient } from '@clickhouse/client';
 import { diagnoseLog, rootsAt, type Finding, type LogReport, type Note } from './diagnose.ts';
-import { equalHash } from './merkle.ts';
+import { equalHash } from '../../schemas/audit-log/merkle.ts';
 import { openCheckpoint, type Verifier } from './note.ts';
 import { createRecordReader } from './record-reader.ts';
 import type { AuditLogStore } from './store.ts';

@@ -18,8 +18,8 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs
 import { createCodec, type Codec } from '../../schemas/codec.ts';
 import type { Topics } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
-import { hashBatch, type HashedLeaf, type RawMessage } from './leaf-batch.ts';
-import { appendLeaf, frontierRoot, type Frontier, type NodeHash } from './merkle.ts';
+import { hashBatch, type HashedLeaf, type RawMessage } from '../../schemas/audit-log/leaf-batch.ts';
+import { appendLeaf, frontierRoot, type Frontier, type NodeHash } from '../../schemas/audit-log/merkle.ts';
 import { formatCheckpoint, signNote, type Signer } from './note.ts';
 import type { AuditLogStore, StoredCheckpoint, StoredLeaf } from './store.ts';
 import type { LeafRequest } from './leaf-worker.ts';

@@ -3,8 +3,8 @@
 import { eventIdentity, trustIdentity, type RecordIdentity, type StoredCopy } from '../../schemas/clickhouse/rows-identity.ts';
 import { compact, decisionRow, signalRow, trustRow, type CellValue, type KafkaCoordinates } from '../../schemas/clickhouse/rows-write.ts';
 import { DECISIONS, SIGNALS, TRUST_TRANSITIONS, type TableSpec } from '../../schemas/clickhouse/tables.ts';
-import { hashedLeaf, type HashedLeaf } from '../audit-log/leaf-batch.ts';
-import { leafOfDecisionRow, leafOfSignalRow, leafOfTrustRow } from '../audit-log/records.ts';
+import { hashedLeaf, type HashedLeaf } from '../../schemas/audit-log/leaf-batch.ts';
+import { leafOfDecisionRow, leafOfSignalRow, leafOfTrustRow } from '../../schemas/audit-log/records.ts';
 import type { Topics } from '../lib/config.ts';
 import { decodedCanonicalJson } from './canonical.ts';
 import type { SinkDecoder } from './decode.ts';
@@ -41,7 +41,7 @@ export const topicRole = (topics: Topics, topic: string): TopicRole | undefined 
  * cannot be decoded or violates the contract becomes a `Rejected` value; the
  * good messages around it are mapped as usual. With `leaves`, each accepted
  * record's log leaf is hashed here, from the very row the sink stores (the
- * same functions the log writer and the verifier use: services/audit-log/records.ts),
+ * same functions the log writer and the verifier use: schemas/audit-log/records.ts),
  * so the decoding threads do the log's hashing in parallel and no decoded
  * record has to be copied to another thread.
  */

@@ -19,7 +19,7 @@ import type { Topics } from '../lib/config.ts';
 import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
-import type { HashedLeaf } from '../audit-log/leaf-batch.ts';
+import type { HashedLeaf } from '../../schemas/audit-log/leaf-batch.ts';
 import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
 import { inlineDecoder, threadDecoderPool, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';

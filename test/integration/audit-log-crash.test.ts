@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import type { Kafka } from 'kafkajs';
 import { createCodec } from '../../schemas/codec.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
-import { hashRange } from '../../services/audit-log/merkle.ts';
+import { hashRange } from '../../schemas/audit-log/merkle.ts';
 import { createAuditLogStore } from '../../services/audit-log/store.ts';
 import { createKafka, partitionKeyOf } from '../../services/lib/kafka.ts';
 import { startWriter } from '../helpers/audit-log-process.ts';

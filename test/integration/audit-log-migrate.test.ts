@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { after, test } from 'node:test';
-import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, rootOfLeaves, verifyConsistency, verifyInclusion, type Frontier, type NodeHash } from '../../services/audit-log/merkle.ts';
+import { appendLeaf, emptyFrontier, frontierRoot, hashLeaf, rootOfLeaves, verifyConsistency, verifyInclusion, type Frontier, type NodeHash } from '../../schemas/audit-log/merkle.ts';
 import { createProver } from '../../services/audit-log/proofs.ts';
 import { createAuditLogStore, OFFSET_INDEX, REFS_TABLE, toHex, TREE_TABLE, type StoredLeaf } from '../../services/audit-log/store.ts';
 import { closeTestClickHouse, newClient, uniqueDatabase } from '../helpers/clickhouse.ts';

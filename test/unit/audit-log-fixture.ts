@@ -2,12 +2,12 @@
 // and the prover read (leaves, stored nodes, checkpoints) and the records the
 // reader returns, built through the same leaf rule, frontier and signer as
 // the writer.
-import type { LeafInput, LeafKind } from '../../services/audit-log/leaf.ts';
+import type { LeafInput, LeafKind } from '../../schemas/audit-log/leaf.ts';
 import type { App } from '../../services/lib/http.ts';
-import { leafHashOf } from '../../services/audit-log/leaf.ts';
-import { appendLeaf, emptyFrontier, frontierRoot, rootOfLeaves, type Frontier, type Hash, type NodeId } from '../../services/audit-log/merkle.ts';
+import { leafHashOf } from '../../schemas/audit-log/leaf.ts';
+import { appendLeaf, emptyFrontier, frontierRoot, rootOfLeaves, type Frontier, type Hash, type NodeId } from '../../schemas/audit-log/merkle.ts';
 import { formatCheckpoint, generateSignerKey, parseSignerKey, parseVerifierKey, signNote, verifierKey, type Signer, type Verifier } from '../../services/audit-log/note.ts';
-import { leafKey } from '../../services/audit-log/records.ts';
+import { leafKey } from '../../schemas/audit-log/records.ts';
 import type { StoredCheckpoint, StoredLeaf } from '../../services/audit-log/store.ts';
 import { originOf } from '../../services/audit-log/writer.ts';
 

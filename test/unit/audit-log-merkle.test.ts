@@ -19,7 +19,7 @@ import {
   verifyInclusion,
   type Hash,
   type NodeId,
-} from '../../services/audit-log/merkle.ts';
+} from '../../schemas/audit-log/merkle.ts';
 
 const hex = (h: Uint8Array): string => Buffer.from(h).toString('hex');
 const fromHex = (s: string): Hash => new Uint8Array(Buffer.from(s, 'hex'));

@@ -2,8 +2,8 @@
 // the vectors of RFC 8785 and golang.org/x/mod/sumdb/note's tests.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { canonicalJson, type Json } from '../../services/audit-log/jcs.ts';
-import { leafBytes, leafHashOf } from '../../services/audit-log/leaf.ts';
+import { canonicalJson, type Json } from '../../schemas/audit-log/jcs.ts';
+import { leafBytes, leafHashOf } from '../../schemas/audit-log/leaf.ts';
 import {
   formatCheckpoint,
   generateSignerKey,

@@ -10,8 +10,8 @@ import { EVENT_SCHEMAS, SESSION_TRUST_SCHEMA, type Schema } from '../../schemas/
 import { createCodec, type CodecKey } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import { ok } from '../../schemas/result.ts';
-import { leafHashOf, type LeafInput } from '../../services/audit-log/leaf.ts';
-import { leafKey, leafOfEvent, leafOfTrust } from '../../services/audit-log/records.ts';
+import { leafHashOf, type LeafInput } from '../../schemas/audit-log/leaf.ts';
+import { leafKey, leafOfEvent, leafOfTrust } from '../../schemas/audit-log/records.ts';
 import { mapBatch, type SinkMessage } from '../../services/audit-sink/batch.ts';
 import { answer, pack, threadDecoder, transferables, unpackLeaves, type DecodeAnswer } from '../../services/audit-sink/decode-thread.ts';
 import type { SinkDecoder } from '../../services/audit-sink/decode.ts';

@@ -4,9 +4,9 @@
 // fields of the explain route read as one sentence.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { canonicalJson, type Json } from '../../services/audit-log/jcs.ts';
-import { leafHashOf } from '../../services/audit-log/leaf.ts';
-import { hashChildren, hashLeaf, rootOfLeaves, splitPoint, type Hash } from '../../services/audit-log/merkle.ts';
+import { canonicalJson, type Json } from '../../schemas/audit-log/jcs.ts';
+import { leafHashOf } from '../../schemas/audit-log/leaf.ts';
+import { hashChildren, hashLeaf, rootOfLeaves, splitPoint, type Hash } from '../../schemas/audit-log/merkle.ts';
 import { checkProof, jcs, leafHash, rootOf, toBase64, type RecordProof } from '../../services/console/web/lib/proof.ts';
 import { duration, lagLine, type TrustBasis, type TrustSummary } from '../../services/console/web/lib/trust-lag.ts';
 

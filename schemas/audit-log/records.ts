@@ -12,8 +12,8 @@ import {
   type KafkaCoordinates,
   type SignalRow,
   type TrustRow,
-} from '../../schemas/clickhouse/rows.ts';
-import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
+} from '../clickhouse/rows.ts';
+import type { SessionTrust, TrustfoldEvent } from '../events.ts';
 import type { Json } from './jcs.ts';
 import { withoutAudit, type LeafInput } from './leaf.ts';
 

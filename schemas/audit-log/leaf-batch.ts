@@ -5,7 +5,7 @@
 // (`hashBatch`: decoded with the sink's codec, so exactly the records the sink
 // accepts get a leaf). Pure and synchronous, so it runs either inline or in the
 // writer's hashing thread (./leaf-worker.ts).
-import type { Codec } from '../../schemas/codec.ts';
+import type { Codec } from '../codec.ts';
 import { leafHashOf, type LeafInput, type LeafKind } from './leaf.ts';
 import { leafKey, leafOfEvent, leafOfTrust } from './records.ts';
 
