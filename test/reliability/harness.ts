@@ -195,9 +195,12 @@ export const spawnRole = (role: string, env: Record<string, string>): RoleProces
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  // The banner (the API address) stays readable however much a diagnostic LOG_LEVEL prints after it.
+  let head = '';
   if (logDir !== undefined && logDir !== '') mkdirSync(logDir, { recursive: true });
   const logFile = logDir === undefined || logDir === '' ? undefined : join(logDir, `${role}-${Date.now()}-${child.pid ?? 0}.log`);
   const keep = (b: Buffer): void => {
+    if (head.length < 20_000) head += b.toString().slice(0, 20_000 - head.length);
     out = (out + b.toString()).slice(-20_000);
     if (logFile !== undefined) appendFileSync(logFile, b);
   };
@@ -211,7 +214,7 @@ export const spawnRole = (role: string, env: Record<string, string>): RoleProces
     void exited.then(({ code, signal }) => reject(new Error(`${role} exited (${code ?? signal}) before ready: ${out}`)));
   });
   ready.catch(() => undefined);
-  return { role, child, ready, exited, output: () => out };
+  return { role, child, ready, exited, output: () => (head.length < 20_000 ? out : `${head}\n…\n${out}`) };
 };
 
 /** Busy-looping node processes that take the CPU away from everything else until `stop()`. */

@@ -52,6 +52,8 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
   const tasks = new Map<number, Task>();
   let assigned = new Set<number>();
   let joined = false;
+  /** Assignments received so far (a fenced partition waits for the next one). */
+  let joins = 0;
   const opening = new Set<Promise<void>>();
   /**
    * Producers of the partitions this instance does not own, connected but not
@@ -178,10 +180,11 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
           void t.close();
         }
         if (!running) return;
-        // Idempotent: fenced while claiming = another member took the partition after this one's fence; retry only after the next rejoin could say so (as taskFailed).
+        // Idempotent: fenced while claiming = another instance took the partition after this one's fence: as taskFailed.
         const fenced = delivery === 'idempotent' && isFenced(e);
-        logger.error({ err: errorMessage(e), partitions, attempt, fenced }, 'opening projector partitions failed; retrying');
-        setTimeout(() => reopen(partitions, attempt + 1), fenced ? Math.max(3_000, 2 * sessionTimeout) : Math.min(5_000, 200 * 2 ** attempt)).unref();
+        logger.error({ err: errorMessage(e), partitions, attempt, fenced }, fenced ? 'opening projector partitions fenced; reopened by the next assignment' : 'opening projector partitions failed; retrying');
+        if (fenced) reopenIfOrphaned(partitions);
+        else setTimeout(() => reopen(partitions, attempt + 1), Math.min(5_000, 200 * 2 ** attempt)).unref();
       }
     })();
     opening.add(run);
@@ -200,13 +203,32 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     pausePartition(consumer, t.partition);
     stats.recoveries++;
     void t.close();
-    // Fenced: another member owns it now; this instance learns so at its next rejoin, before the retry (which would fence the owner back).
-    const delay = fenced ? Math.max(3_000, 2 * sessionTimeout) : 200;
-    setTimeout(() => reopen([t.partition], 0), delay).unref();
+    if (fenced) reopenIfOrphaned([t.partition]);
+    else setTimeout(() => reopen([t.partition], 0), 200).unref();
+  };
+
+  /**
+   * Fenced: another instance opened the partition, so the group has moved it
+   * or will — the fencer is its new owner, or a member the coordinator already
+   * dropped, which rejoins and so starts a rebalance. Either way the next
+   * assignment says who owns it, and onJoin opens it here if it is still
+   * this member's. No retry by timer: a timer fired before this member
+   * learnt of its own expulsion fenced the real owner back, which fenced it
+   * again on its next round (the ping-pong seen after restarts under load).
+   * Only when no assignment at all came for 10 session timeouts (30 s at
+   * least) — the group is quiet and still gives the partition to this member —
+   * is it opened again.
+   */
+  const reopenIfOrphaned = (ps: number[]): void => {
+    const at = joins;
+    setTimeout(() => {
+      if (joins === at) reopen(ps, 0);
+    }, Math.max(30_000, 10 * sessionTimeout)).unref();
   };
 
   const onJoin = (c: Consumer, assignment: IMemberAssignment): void => {
     if (consumer !== c) return;
+    joins++;
     const mine = new Set(assignment[signals] ?? []);
     joined = true;
     assigned = mine;
@@ -274,10 +296,12 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
           readUncommitted: false,
           sessionTimeout,
           rebalanceTimeout: Math.max(sessionTimeout, 10_000),
-          heartbeatInterval: Math.max(100, Math.floor(sessionTimeout / 5)),
+          heartbeatInterval: Math.max(100, Math.floor(sessionTimeout / 10)),
         });
         consumer = c;
         c.on(c.events.GROUP_JOIN, (e) => onJoin(c, e.payload.memberAssignment));
+        // When this member learnt of a rebalance (a failover's detection: the group's session timeout, then a heartbeat).
+        c.on(c.events.REBALANCING, () => logger.info({ partitions: [...assigned].sort((a, b) => a - b) }, 'projector group rebalancing'));
         c.on(c.events.CRASH, (e) => {
           if (consumer !== c) return;
           logger.error({ err: errorMessage(e.payload.error), restart: e.payload.restart }, 'projector consumer crashed');

@@ -244,6 +244,8 @@ export const createTask = (deps: TaskDeps): Task => {
   };
   /** Idempotent: sessions whose newest record in the claim's read was a taken-over owner's late state (republished at open). */
   let staleAtClaim = new Set<string>();
+  /** When `open` ran, until the first round after it is committed (logged: the takeover's last step). */
+  let openedAt: number | undefined;
 
   /** Idempotent: a sealed group placed on partition p, its states stamped with the epoch. */
   const placed = (sealed: Sealed): Sealed => {
@@ -305,9 +307,14 @@ export const createTask = (deps: TaskDeps): Task => {
     topicMessages.push({ topic: deps.changelogTopic, messages: [...sealed.sessions, ...sealed.facts, { key: PUBLISHED_MARKER_KEY, value: encodeRecord(marker) }].map(here) });
     const prod = producer;
     inFlight = runTransaction(prod, deps.groupId, topicMessages, offsetsByTopic(sealed.offsets)).then(
-      () => {
+      (steps) => {
         recorded = { consumed, global };
         stats.published += g.changed.length;
+        if (openedAt !== undefined) {
+          // The takeover's last step (README, "Scaling out" → failover): open → its first committed round.
+          logger.info({ ms: now() - openedAt, states: g.changed.length, steps }, 'projector task committed its first round');
+          openedAt = undefined;
+        }
         inFlight = undefined;
         inFlightStates = 0;
         inFlightSince = undefined;
@@ -419,6 +426,7 @@ export const createTask = (deps: TaskDeps): Task => {
       collect(tick(w, now(), fold));
       for (const e of replay) foldGlobal(e);
       ready = true;
+      openedAt = now();
       for (const key of staleAtClaim) republish(key);
       staleAtClaim = new Set();
       maybeSettle();

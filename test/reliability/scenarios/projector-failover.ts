@@ -240,7 +240,7 @@ export const runFailoverScenario = async (o: FailoverOptions): Promise<Figure> =
         await waitUntil('a state on every moved partition', async () => moved.every((p) => arrivals.some((a) => a.partition === p && a.at > rebalanced)), 60_000, 50);
         const took = Math.max(...moved.map((p) => Math.min(...arrivals.filter((a) => a.partition === p && a.at > rebalanced).map((a) => a.at)) - tKill));
         failovers.push(took);
-        log(`kill ${kills}: partitions [${moved.join(',')}] back after ${took} ms (load ${loadavg()[0]?.toFixed(1)})`);
+        log(`kill ${kills} (at ${tKill}, pid ${victim?.child.pid ?? '?'}): partitions [${moved.join(',')}] back after ${took} ms (load ${loadavg()[0]?.toFixed(1)})`);
         const fresh = spawnRole('projector', env);
         procs[k] = fresh;
         await fresh.ready;
