@@ -15,6 +15,12 @@
 //      session changelog records as bytes → decode (JSON + zod) → world, beside a
 //      bare JSON.parse of the same bytes. The Kafka read is not in it.
 //
+//   5. `node --import tsx bench/projector.ts fence [rounds]`: a takeover's fence when the old owner died
+//      mid-transaction (a producer leaves a transaction open; a second one of the same transactional id
+//      initialises: kafkajs waits out CONCURRENT_TRANSACTIONS while the coordinator aborts it), with the
+//      transaction manager's retry as services/lib/kafka.ts tunes it, beside the library's own defaults in
+//      the same run (rounds interleaved).
+//
 //   BENCH_SECONDS (15)  BENCH_RATE (2000)  BENCH_PROBE_MS (20)  BENCH_MEMORY ("100000,1000000")
 //   BENCH_TIMING_MS (0: off; else the projector prints its transaction step timings at that interval)
 //   BENCH_PROJECTOR_DELIVERY (the projector's TRUSTFOLD_PROJECTOR_DELIVERY: transactional | idempotent;
@@ -109,6 +115,48 @@ if (mode === 'view') {
   gc();
   const used = process.memoryUsage().heapUsed - base;
   send({ n, bytesPerSession: used / n, sessions: w.sessions.size });
+  process.exit(0);
+}
+
+if (mode === 'fence') {
+  const { createRequire } = await import('node:module');
+  const { TRANSACTION_RETRY_DEFAULTS } = await import('../services/lib/kafka.ts');
+  const defaults = createRequire(import.meta.url)('kafkajs/src/retry/defaults.js') as Record<string, number>;
+  const library = { initialRetryTime: 300, retries: 5 };
+  const rounds = Number(process.argv[3] ?? 12);
+  const broker = await startKafkaBroker({});
+  try {
+    const kafka = createKafka(broker.brokers, 'bench-fence');
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: 'bench-fence', numPartitions: 1 }], waitForLeaders: true });
+    await admin.disconnect();
+    const times = { tuned: [] as number[], library: [] as number[] };
+    for (let i = 0; i < 2 * rounds; i++) {
+      const which = i % 2 === 0 ? 'tuned' : 'library';
+      Object.assign(defaults, which === 'tuned' ? TRANSACTION_RETRY_DEFAULTS : library);
+      const id = `bench-fence-${i}`;
+      const old = kafka.producer({ transactionalId: id, idempotent: true, maxInFlightRequests: 1 });
+      await old.connect();
+      const open = await old.transaction();
+      await open.send({ topic: 'bench-fence', messages: [{ value: 'left open' }] });
+      const next = kafka.producer({ transactionalId: id, idempotent: true, maxInFlightRequests: 1 });
+      await next.connect();
+      const t0 = performance.now();
+      await (await next.transaction()).abort();
+      times[which].push(performance.now() - t0);
+      await next.disconnect();
+      await old.disconnect().catch(() => undefined);
+    }
+    Object.assign(defaults, TRANSACTION_RETRY_DEFAULTS);
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+    const line = (xs: number[]): string => `median ${median(xs).toFixed(1)} ms, min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)} (${xs.map((x) => x.toFixed(0)).join(' ')})`;
+    console.log(`fence after an owner died mid-transaction, ${rounds} rounds each, load ${(await import('node:os')).loadavg()[0]?.toFixed(1)}:`);
+    console.log(`  library retry defaults (first back-off 300 ms): ${line(times.library)}`);
+    console.log(`  tuned (first back-off ${TRANSACTION_RETRY_DEFAULTS.initialRetryTime} ms):               ${line(times.tuned)}`);
+  } finally {
+    await broker.stop();
+  }
   process.exit(0);
 }
 
