@@ -10,10 +10,11 @@
 //   2. Fold throughput: evolve() over generated signals, in process.
 //   3. Memory per live session at 100k and 1M sessions (child with --expose-gc).
 //
-//   4. `node --import tsx bench/projector.ts restore [100000,1000000]`: the scale-out
+//   4. `node --import tsx bench/projector.ts restore [100000,1000000]` (with `node --expose-gc` for the folded world's heap): the scale-out
 //      takeover's in-memory restore (warm standby, services/projector/scale/): N
 //      session changelog records as bytes → decode (JSON + zod) → world, beside a
-//      bare JSON.parse of the same bytes. The Kafka read is not in it.
+//      bare JSON.parse of the same bytes, and the folded standby's cost: each record decoded and applied
+//      as it is read, then the takeover's hand-over. The Kafka read is not in it.
 //
 //   5. `node --import tsx bench/projector.ts fence [rounds]`: a takeover's fence when the old owner died
 //      mid-transaction (a producer leaves a transaction open; a second one of the same transactional id
@@ -27,7 +28,7 @@
 //     unset: the projector's default). With idempotent, the TrustView reads uncommitted.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Partitioners, type Kafka, type Producer } from 'kafkajs';
@@ -40,6 +41,7 @@ import { createTrustView } from '../services/pdp-client/trust-view.ts';
 import { DEFAULT_DELIVERY, type Delivery } from '../services/projector/config.ts';
 import { decodeRecord, encodeRecord, recordOf, snapshotFromRecords, type ChangelogRecord } from '../services/projector/changelog.ts';
 import { evolve, initialWorld, restoreWorld } from '../services/projector/evolve.ts';
+import { createFolding } from '../services/projector/scale/folded.ts';
 import { printTargets } from './target.ts';
 
 const mode = process.argv[2] ?? 'main';
@@ -192,6 +194,33 @@ if (mode === 'restore') {
     if (restored.sessions.size !== n || parsed !== bytes.length) throw new Error(`restored ${restored.sessions.size} of ${n} sessions`);
     console.log(
       `restore ${n} sessions (${bytes.length} records, ${mb.toFixed(0)} MB): decode + world ${restoreMs.toFixed(0)} ms (decode ${decodedMs.toFixed(0)} ms), baseline JSON.parse of the same bytes ${baselineMs.toFixed(0)} ms (${(restoreMs / baselineMs).toFixed(1)}×)`,
+    );
+    // The folded standby (scale/folded.ts): each record decoded and applied as it is read — paid while the
+    // records arrive, not at the takeover — and the takeover's hand-over itself.
+    const gc = (globalThis as { gc?: () => void }).gc;
+    const f0 = performance.now();
+    const folding = createFolding();
+    for (const b of bytes) {
+      const d = decodeRecord(b);
+      if (d.ok) folding.apply(d.value);
+    }
+    const foldMs = performance.now() - f0;
+    const h0 = performance.now();
+    const handed = folding.take();
+    const handMs = performance.now() - h0;
+    if (handed.world.sessions.size !== n) throw new Error(`folded ${handed.world.sessions.size} of ${n} sessions`);
+    // The folded world's heap: with it, then without it (every other structure of this step held throughout).
+    gc?.();
+    const heapWith = process.memoryUsage().heapUsed;
+    handed.world.sessions.clear();
+    handed.world.users.clear();
+    handed.world.sessionsByUser.clear();
+    handed.world.sessionsByTenant.clear();
+    handed.world.expiries.length = 0;
+    gc?.();
+    const worldMb = (heapWith - process.memoryUsage().heapUsed) / 1e6;
+    console.log(
+      `  folded standby: decode + apply while reading ${foldMs.toFixed(0)} ms (${((foldMs * 1000) / bytes.length).toFixed(1)} µs a record), the folded world ${gc === undefined ? '(heap not measured: run with --expose-gc)' : `${worldMb.toFixed(0)} MB of heap`} beside the ${mb.toFixed(0)} MB of bytes; at the takeover: hand-over ${handMs.toFixed(2)} ms, against decode + world ${restoreMs.toFixed(0)} ms at open with the byte standby (load ${loadavg()[0]?.toFixed(1)})`,
     );
   }
   process.exit(0);

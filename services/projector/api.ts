@@ -44,8 +44,12 @@ export type ProjectorDeps = {
    * waited longer than this to reach the session-trust topic (default 30 s).
    */
   maxPublishLagMs?: number;
-  /** Scale-out: keep a warm standby of every changelog partition, so a task taken over opens from memory (default true). */
-  standby?: boolean;
+  /**
+   * Scale-out: keep a warm standby of every changelog partition, so a task taken over opens from memory:
+   * `true`/`folded` (default) with each partition's world folded as its records are read, `bytes` with the
+   * records decoded at open, `false` none (a restore read at open).
+   */
+  standby?: boolean | 'folded' | 'bytes';
   /** Scale-out: called with this member's partitions after every join of the group. */
   onAssignment?: (partitions: number[]) => void;
 };

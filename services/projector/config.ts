@@ -46,14 +46,14 @@ const envSchema = z.object({
    */
   TRUSTFOLD_PROJECTOR_SCALE_OUT: z.enum(['true', 'false']).default('false'),
   /** Scale-out: warm standby of every changelog partition on every instance (memory: all partitions' records), for a fast takeover. */
-  TRUSTFOLD_PROJECTOR_STANDBY: z.enum(['true', 'false']).default('true'),
+  TRUSTFOLD_PROJECTOR_STANDBY: z.enum(['true', 'folded', 'bytes', 'false']).default('true'),
   /** Consumer session timeout: how long a killed instance holds its partitions (the broker's group.min.session.timeout.ms bounds it from below). */
   TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
   /** Log the output transactions' step timings every this many ms (0: never). */
   TRUSTFOLD_PROJECTOR_TIMING_LOG_MS: z.coerce.number().int().min(0).default(0),
 });
 
-export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig; timingLogMs: number; delivery: Delivery; scaleOut: boolean; standby: boolean; sessionTimeoutMs: number };
+export type ProjectorConfig = { groupId: string; tickIntervalMs: number; fold: FoldConfig; timingLogMs: number; delivery: Delivery; scaleOut: boolean; standby: false | 'folded' | 'bytes'; sessionTimeoutMs: number };
 
 export const parseProjectorConfig = (env: Record<string, string | undefined>): Result<ProjectorConfig, FieldError[]> => {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -73,5 +73,5 @@ export const parseProjectorConfig = (env: Record<string, string | undefined>): R
       sessionEnded: m.sessionEnded ?? DEFAULT_TIER_MAPPING.sessionEnded,
     },
   };
-  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold, timingLogMs: r.data.TRUSTFOLD_PROJECTOR_TIMING_LOG_MS, delivery, scaleOut, standby: r.data.TRUSTFOLD_PROJECTOR_STANDBY === 'true', sessionTimeoutMs: r.data.TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS });
+  return ok({ groupId: r.data.TRUSTFOLD_PROJECTOR_GROUP, tickIntervalMs: r.data.TRUSTFOLD_PROJECTOR_TICK_MS, fold, timingLogMs: r.data.TRUSTFOLD_PROJECTOR_TIMING_LOG_MS, delivery, scaleOut, standby: r.data.TRUSTFOLD_PROJECTOR_STANDBY === 'false' ? false : r.data.TRUSTFOLD_PROJECTOR_STANDBY === 'bytes' ? 'bytes' : 'folded', sessionTimeoutMs: r.data.TRUSTFOLD_PROJECTOR_SESSION_TIMEOUT_MS });
 };

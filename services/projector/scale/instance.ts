@@ -24,6 +24,7 @@ import { coPartitionedAssigner } from './assigner.ts';
 import { createGlobalReader } from './global.ts';
 import { createPublishedReader } from './published.ts';
 import { readChangelogPartitions } from './restore.ts';
+import { restoredFrom, type Restored } from './folded.ts';
 import { createStandby } from './standby.ts';
 import { createTask, isFenced, type Task } from './task.ts';
 
@@ -102,7 +103,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     },
   });
   /** Warm standby of every changelog partition (default on): a task opens from memory instead of a restore read. */
-  const standby = deps.standby === false ? undefined : createStandby({ kafka, topic: changelogTopic, groupId, logger, untilStopped });
+  const standby = deps.standby === false ? undefined : createStandby({ kafka, topic: changelogTopic, groupId, logger, untilStopped, mode: deps.standby === 'bytes' ? 'bytes' : 'folded' });
   /** Idempotent: this instance's reader of its own partitions of session-trust, for the tasks' repair of a zombie's late states. */
   const published = delivery === 'idempotent' ? createPublishedReader({ kafka, topic: config.topics.sessionTrust, groupId, partitions: config.kafka.partitions }) : undefined;
   const admitDeps: AdmitDeps = { codec, logger, dlq: () => dlq, deadLetterTopic: config.topics.deadLetter, groupId, now, stats };
@@ -156,16 +157,17 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         await untilStopped(Promise.all(fresh.map(async (t) => t.init(await takeSpare(t.partition)))));
         const initMs = Date.now() - t0;
         const ps = fresh.filter(current).map((t) => t.partition);
-        const records =
+        const restored =
           standby === undefined
-            ? await readChangelogPartitions({ kafka, groupId, logger, untilStopped }, changelogTopic, ps)
-            : new Map(await Promise.all(ps.map(async (p) => [p, await standby.records(p)] as const)));
+            ? new Map([...(await readChangelogPartitions({ kafka, groupId, logger, untilStopped }, changelogTopic, ps))].map(([p, rs]) => [p, restoredFrom(rs)] as const))
+            : new Map(await Promise.all(ps.map(async (p) => [p, await standby.restored(p)] as const)));
+        const restoredOf = (p: number): Restored => restored.get(p) ?? restoredFrom([]);
         // Idempotent: each new task claims its epoch and reads back what was published past its changelog.
-        if (delivery === 'idempotent') await untilStopped(Promise.all(fresh.filter(current).map((t) => t.claim(records.get(t.partition) ?? []))));
+        if (delivery === 'idempotent') await untilStopped(Promise.all(fresh.filter(current).map((t) => t.claim(restoredOf(t.partition)))));
         for (const t of fresh) {
           if (!current(t)) continue;
-          const r = records.get(t.partition) ?? [];
-          stats.restoredRecords += r.length;
+          const r = restoredOf(t.partition);
+          stats.restoredRecords += r.records;
           resumeAt(t.partition, t.open(r));
         }
         logger.info({ partitions: fresh.filter(current).map((t) => t.partition), ms: Date.now() - t0, initMs }, 'projector partitions opened');

@@ -27,18 +27,19 @@ import type { Codec } from '../../../schemas/codec.ts';
 import type { Logger } from '../../lib/log.ts';
 import { classify, createEpochGate, EPOCH_HEADER, epochRecord } from '../../pdp-client/epoch.ts';
 import type { ProjectorStats } from '../api.ts';
-import { claimedEpochOf, encodeRecord, EPOCH_CLAIM_KEY, PUBLISHED_MARKER_KEY, publishedMarkerOf, snapshotFromRecords, type ChangelogRecord } from '../changelog.ts';
+import { encodeRecord, EPOCH_CLAIM_KEY, PUBLISHED_MARKER_KEY, type ChangelogRecord } from '../changelog.ts';
 import { statesProducer } from '../clients.ts';
 import type { Delivery } from '../config.ts';
 import { createIdempotentDelivery, type Marks } from '../delivery/idempotent.ts';
 import type { GroupDelivery } from '../delivery/types.ts';
-import { evolve, restoreWorld, sessionKeyOf, tick, viewOf, type FoldConfig, type Transition, type World } from '../evolve.ts';
+import { evolve, sessionKeyOf, tick, viewOf, type FoldConfig, type Transition, type World } from '../evolve.ts';
 import { emptyGroup, isEmptyGroup, offsetsByTopic, seal, type Group, type OutMessage, type Sealed } from '../group.ts';
 import { admitBatch, type AdmitDeps } from '../input.ts';
 import { endOffsetsNow, inputKey, readPublishedAhead, unreadInput, type InputOffset } from '../restore.ts';
 import { createResume } from '../resume.ts';
 import { emptyTiming } from '../timing.ts';
 import { hasErrorType, runTransaction } from '../transaction.ts';
+import type { Restored } from './folded.ts';
 import { isGlobalEvent, type GlobalEntry, type GlobalReader } from './global.ts';
 import type { PublishedReader, PublishedRecord } from './published.ts';
 
@@ -79,11 +80,11 @@ export type Task = {
    * epoch (changelog, fenced), appends its epoch record to session-trust
    * partition p and reads what was published there past the restored world.
    */
-  claim(records: readonly ChangelogRecord[]): Promise<void>;
+  claim(restored: Restored): Promise<void>;
   /** The epoch this task claimed (0: transactional, or not claimed). */
   epoch(): number;
-  /** Rebuilds the world from this partition's changelog records (idempotent: the one `claim` restored) and replays the global kinds past them; returns where to seek the input. */
-  open(records: readonly ChangelogRecord[]): InputOffset[];
+  /** Takes over the partition's restored world (idempotent: the one `claim` reconciled) and replays the global kinds past its marker; returns where to seek the input. */
+  open(restored: Restored): InputOffset[];
   isReady(): boolean;
   /** Folds a batch of partition p; false when the task is not (or no longer) folding — the caller pauses the partition. */
   onBatch(batch: Batch, heartbeat?: () => Promise<void>): Promise<boolean>;
@@ -357,19 +358,19 @@ export const createTask = (deps: TaskDeps): Task => {
         await so.connect();
       }
     },
-    async claim(records) {
+    async claim(restored) {
       const wait = deps.untilStopped ?? (<T>(x: Promise<T>) => x);
       const prod = producer;
       const so = statesOut;
       if (!idempotent || prod === undefined || so === undefined) throw new Error(`partition ${p}: claim needs the idempotent delivery and init`);
-      const w = restoreWorld(snapshotFromRecords(records));
-      const marker = publishedMarkerOf(records);
+      const w = restored.world;
+      const marker = restored.marker;
       const mine = (marker?.partitions ?? []).filter((x) => x.partition === p);
       marks.covered = new Map(mine.map((x) => [x.partition, x.offset]));
       marks.epochs = new Map(mine.map((x) => [x.partition, x.epoch ?? 0]));
       marks.folded = new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c]));
       const restoreDeps = { kafka: deps.kafka, groupId: deps.groupId, logger, codec, untilStopped: wait };
-      let e = claimedEpochOf(records);
+      let e = restored.claimedEpoch;
       let seen = 0;
       let epochAt: string | undefined;
       let stale: Set<string>;
@@ -409,11 +410,11 @@ export const createTask = (deps: TaskDeps): Task => {
       logger.info({ epoch: e, publishedAhead: ahead.size, staleNewest: stale.size, replayTo: [...replayTargets].map(([k, end]) => `${k.replace('\u0000', '/')}@${end}`) }, 'projector task claimed its epoch');
     },
     epoch: () => epoch,
-    open(records) {
-      const w = claimed ?? restoreWorld(snapshotFromRecords(records));
+    open(restored) {
+      const w = claimed ?? restored.world;
       claimed = undefined;
       world = w;
-      const marker = publishedMarkerOf(records);
+      const marker = restored.marker;
       recorded = {
         consumed: new Map((marker?.consumed ?? []).map((c) => [inputKey(c.topic, c.partition), c])),
         global: new Map((marker?.global ?? []).map((g) => [g.partition, g.offset])),
@@ -431,7 +432,7 @@ export const createTask = (deps: TaskDeps): Task => {
       staleAtClaim = new Set();
       maybeSettle();
       schedulePump();
-      logger.info({ restored: records.length, sessions: w.sessions.size, globalReplayed: replay.length, consumedAt: [...recorded.consumed.values()].map((o) => `${o.topic}/${o.partition}@${o.offset}`) }, 'projector task opened');
+      logger.info({ restored: restored.records, sessions: w.sessions.size, globalReplayed: replay.length, consumedAt: [...recorded.consumed.values()].map((o) => `${o.topic}/${o.partition}@${o.offset}`) }, 'projector task opened');
       return [...recorded.consumed.values()];
     },
     isReady: () => ready && !failed && !closed,
