@@ -72,7 +72,15 @@ test('settings: scale-out defaults to the transactional delivery, takes the idem
   const txn = parseProjectorConfig({ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'transactional' });
   assert.ok(txn.ok);
   assert.equal(txn.value.delivery, 'transactional');
+  // The warm standby: folded unless asked for bytes or none.
+  assert.equal(on.value.standby, 'folded');
+  for (const [v, want] of [['true', 'folded'], ['folded', 'folded'], ['bytes', 'bytes'], ['false', false]] as const) {
+    const c = parseProjectorConfig({ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_STANDBY: v });
+    assert.ok(c.ok);
+    assert.equal(c.value.standby, want);
+  }
   for (const [env, field] of [
+    [{ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_STANDBY: 'warm' }, 'TRUSTFOLD_PROJECTOR_STANDBY'],
     [{ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'Idempotent' }, 'TRUSTFOLD_PROJECTOR_DELIVERY'],
     [{ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'true', TRUSTFOLD_PROJECTOR_DELIVERY: 'exactly-once' }, 'TRUSTFOLD_PROJECTOR_DELIVERY'],
     [{ TRUSTFOLD_PROJECTOR_SCALE_OUT: 'yes', TRUSTFOLD_PROJECTOR_DELIVERY: 'idempotent' }, 'TRUSTFOLD_PROJECTOR_SCALE_OUT'],
