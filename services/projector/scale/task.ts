@@ -247,6 +247,9 @@ export const createTask = (deps: TaskDeps): Task => {
   let staleAtClaim = new Set<string>();
   /** When `open` ran, until the first round after it is committed (logged: the takeover's last step). */
   let openedAt: number | undefined;
+  /** After open: when the first input batch was folded and when the first round's transaction began (ms after open). */
+  let firstBatchMs: number | undefined;
+  let firstRoundMs: number | undefined;
 
   /** Idempotent: a sealed group placed on partition p, its states stamped with the epoch. */
   const placed = (sealed: Sealed): Sealed => {
@@ -307,13 +310,14 @@ export const createTask = (deps: TaskDeps): Task => {
     if (sealed.states.length > 0) topicMessages.push({ topic: deps.sessionTrustTopic, messages: sealed.states.map(here) });
     topicMessages.push({ topic: deps.changelogTopic, messages: [...sealed.sessions, ...sealed.facts, { key: PUBLISHED_MARKER_KEY, value: encodeRecord(marker) }].map(here) });
     const prod = producer;
+    if (openedAt !== undefined && firstRoundMs === undefined) firstRoundMs = now() - openedAt;
     inFlight = runTransaction(prod, deps.groupId, topicMessages, offsetsByTopic(sealed.offsets)).then(
       (steps) => {
         recorded = { consumed, global };
         stats.published += g.changed.length;
         if (openedAt !== undefined) {
           // The takeover's last step (README, "Scaling out" → failover): open → its first committed round.
-          logger.info({ ms: now() - openedAt, states: g.changed.length, steps }, 'projector task committed its first round');
+          logger.info({ ms: now() - openedAt, firstBatchMs, firstRoundMs, states: g.changed.length, steps }, 'projector task committed its first round');
           openedAt = undefined;
         }
         inFlight = undefined;
@@ -445,6 +449,7 @@ export const createTask = (deps: TaskDeps): Task => {
         if (!ready || failed || closed) return false;
       }
       const key = inputKey(batch.topic, batch.partition);
+      if (openedAt !== undefined && firstBatchMs === undefined) firstBatchMs = now() - openedAt;
       const valid = await admitBatch(batch, next.get(key) ?? -1n, deps.admit);
       if (!ready || failed || closed || world === undefined) return false;
       // From here to the end: synchronous, so no group is sealed halfway through a batch.
