@@ -29,20 +29,21 @@ export type PrepareRequest = { id: number; input: PrepareInput };
 /**
  * The prepared events as columns: arrays of strings and typed arrays clone
  * much more cheaply than an array of objects, and the values travel packed
- * end to end in one transferred buffer. `numbers` holds index, value length
- * and key hash per event; `streams` 0 for decisions, 1 for signals.
+ * end to end in one transferred buffer. The strings a batch repeats (tenant,
+ * kind, record key) cross once each, in `words`; `numbers` holds per event
+ * its index, value length, key hash and the word numbers of its tenant, kind
+ * and key; `streams` is 0 for decisions, 1 for signals.
  */
 type WireEvents = {
   numbers: Int32Array;
   streams: Uint8Array;
-  tenants: string[];
+  words: string[];
   ids: string[];
   idKeys: string[];
   digests: string[];
-  kinds: string[];
-  keys: string[];
   values: ArrayBuffer;
 };
+const PER_EVENT = 6;
 export type PrepareAnswer =
   | ({ id: number; ok: true; rejected: Prepared['rejected']; reasons: Prepared['reasons'] } & WireEvents)
   | { id: number; ok: false; error: BodyError }
@@ -54,14 +55,21 @@ export const answer = (encode: EventEncoder, r: PrepareRequest): { message: Prep
   if (!p.ok) return { message: { id: r.id, ok: false, error: p.error }, transfer: [] };
   const events = p.value.events;
   const n = events.length;
-  const numbers = new Int32Array(3 * n);
+  const numbers = new Int32Array(PER_EVENT * n);
   const streams = new Uint8Array(n);
-  const tenants = new Array<string>(n);
+  const words: string[] = [];
+  const wordOf = new Map<string, number>();
+  const word = (w: string): number => {
+    let i = wordOf.get(w);
+    if (i === undefined) {
+      i = words.push(w) - 1;
+      wordOf.set(w, i);
+    }
+    return i;
+  };
   const ids = new Array<string>(n);
   const idKeys = new Array<string>(n);
   const digests = new Array<string>(n);
-  const kinds = new Array<string>(n);
-  const keys = new Array<string>(n);
   let total = 0;
   for (const e of events) total += e.value.length;
   const values = new ArrayBuffer(total);
@@ -70,21 +78,22 @@ export const answer = (encode: EventEncoder, r: PrepareRequest): { message: Prep
   for (let i = 0; i < n; i++) {
     const e = events[i];
     if (e === undefined) continue;
-    numbers[3 * i] = e.index;
-    numbers[3 * i + 1] = e.value.length;
-    numbers[3 * i + 2] = e.hash;
+    const k = PER_EVENT * i;
+    numbers[k] = e.index;
+    numbers[k + 1] = e.value.length;
+    numbers[k + 2] = e.hash;
+    numbers[k + 3] = word(e.tenant);
+    numbers[k + 4] = word(e.kind);
+    numbers[k + 5] = word(e.key);
     streams[i] = e.stream === 'decisions' ? 0 : 1;
-    tenants[i] = e.tenant;
     ids[i] = e.id;
     idKeys[i] = e.idKey;
     digests[i] = e.digest;
-    kinds[i] = e.kind;
-    keys[i] = e.key;
     into.set(e.value, at);
     at += e.value.length;
   }
   return {
-    message: { id: r.id, ok: true, numbers, streams, tenants, ids, idKeys, digests, kinds, keys, values, rejected: p.value.rejected, reasons: p.value.reasons },
+    message: { id: r.id, ok: true, numbers, streams, words, ids, idKeys, digests, values, rejected: p.value.rejected, reasons: p.value.reasons },
     transfer: [values, numbers.buffer as ArrayBuffer, streams.buffer as ArrayBuffer],
   };
 };
@@ -93,19 +102,21 @@ const fromWire = (a: Extract<PrepareAnswer, { ok: true }>): Prepared => {
   const n = a.streams.length;
   const events = new Array<PreparedEvent>(n);
   const all = Buffer.from(a.values);
+  const { numbers, words } = a;
   let at = 0;
   for (let i = 0; i < n; i++) {
-    const length = a.numbers[3 * i + 1] ?? 0;
+    const k = PER_EVENT * i;
+    const length = numbers[k + 1] ?? 0;
     events[i] = {
-      index: a.numbers[3 * i] ?? 0,
-      tenant: a.tenants[i] ?? '',
+      index: numbers[k] ?? 0,
+      tenant: words[numbers[k + 3] ?? 0] ?? '',
       id: a.ids[i] ?? '',
       idKey: a.idKeys[i] ?? '',
       digest: a.digests[i] ?? '',
-      kind: a.kinds[i] ?? '',
+      kind: words[numbers[k + 4] ?? 0] ?? '',
       stream: a.streams[i] === 0 ? 'decisions' : 'signals',
-      key: a.keys[i] ?? '',
-      hash: a.numbers[3 * i + 2] ?? 0,
+      key: words[numbers[k + 5] ?? 0] ?? '',
+      hash: numbers[k + 2] ?? 0,
       value: all.subarray(at, at + length),
     };
     at += length;
