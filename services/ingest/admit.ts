@@ -165,8 +165,8 @@ export const checkEvents = (raw: readonly unknown[], ctx: Omit<AdmitContext, 're
   return out;
 };
 
-/** What the duplicate check needs of an event. */
-export type Dedupable = { index: number; tenant: string; id: string; digest: string };
+/** What the duplicate check needs of an event; `idKey`: tenantIdKey(tenant, id) when known (prepared on another thread). */
+export type Dedupable = { index: number; tenant: string; id: string; digest: string; idKey?: string };
 export type Deduped<T> = { kept: T[]; rejected: Rejection[]; reasons: RejectReason[]; duplicatesInRequest: number; duplicatesRecent: number };
 
 /**
@@ -179,8 +179,8 @@ export const dedupeEvents = <T extends Dedupable>(events: readonly T[], recent: 
   const out: Deduped<T> = { kept: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
   const inRequest = new Map<string, string>();
   for (const c of events) {
-    const key = tenantIdKey(c.tenant, c.id);
-    const seen = inRequest.get(key) ?? recent.digestOf(c.tenant, c.id);
+    const key = c.idKey ?? tenantIdKey(c.tenant, c.id);
+    const seen = inRequest.get(key) ?? recent.digestOf(c.tenant, c.id, key);
     if (seen !== undefined) {
       if (seen !== c.digest) {
         const message = 'this event_id was already sent with different content; a changed event needs a new event_id';

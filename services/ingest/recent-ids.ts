@@ -8,11 +8,12 @@
 // reach Kafka; the digest tells a true re-send from a different event under
 // a known id, which is a conflict to report, not a duplicate to hide.
 
-export type RecentEntry = { tenant: string; id: string; digest: string };
+/** `key`: tenantIdKey(tenant, id), when the caller has it already (one string, hashed once). */
+export type RecentEntry = { tenant: string; id: string; digest: string; key?: string };
 
 export type RecentIds = {
-  /** The digest recorded for (tenant, id), or undefined. A hit moves the entry to the young end. */
-  digestOf(tenant: string, id: string): string | undefined;
+  /** The digest recorded for (tenant, id), or undefined. A hit moves the entry to the young end. `key`: tenantIdKey(tenant, id), if the caller has it. */
+  digestOf(tenant: string, id: string, key?: string): string | undefined;
   addAll(entries: Iterable<RecentEntry>): void;
   readonly size: number;
 };
@@ -24,8 +25,8 @@ export const tenantIdKey = (tenant: string, id: string): string => `${tenant.len
 export const createRecentIds = (capacity: number): RecentIds => {
   const entries = new Map<string, string>();
   return {
-    digestOf: (tenant, id) => {
-      const key = tenantIdKey(tenant, id);
+    digestOf: (tenant, id, known) => {
+      const key = known ?? tenantIdKey(tenant, id);
       const digest = entries.get(key);
       if (digest === undefined) return undefined;
       entries.delete(key);
@@ -35,9 +36,14 @@ export const createRecentIds = (capacity: number): RecentIds => {
     addAll: (batch) => {
       if (capacity <= 0) return;
       for (const e of batch) {
-        const key = tenantIdKey(e.tenant, e.id);
-        entries.delete(key);
+        const key = e.key ?? tenantIdKey(e.tenant, e.id);
+        // A new key is one set; a known one moves to the young end.
+        const size = entries.size;
         entries.set(key, e.digest);
+        if (entries.size === size) {
+          entries.delete(key);
+          entries.set(key, e.digest);
+        }
       }
       // One pass from the old end (deleting while iterating a Map is safe),
       // not a fresh iterator per evicted entry.

@@ -138,7 +138,7 @@ export const ingestRoutes =
     const metrics = createIngestMetrics(deps.registry);
     const recent = createRecentIds(deps.recentIdCapacity ?? 100_000);
     const threads = deps.codec === undefined ? Math.max(0, Math.floor(deps.prepareThreads ?? 0)) : 0;
-    const preparer: Preparer = threads > 0 ? threadPreparer(threads, app.log) : inlinePreparer(codec);
+    const preparer: Preparer = threads > 0 ? threadPreparer(threads, app.log) : inlinePreparer(deps.codec);
     app.addHook('onClose', async () => preparer.close());
     const clock = deps.clock ?? (() => new Date());
     const newId = deps.newId ?? (() => uuidv7(clock().getTime()));
@@ -213,8 +213,8 @@ export const ingestRoutes =
       if (d.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, d.duplicatesRecent);
       const out: Outbound = { records: [], recent: [], kinds: new Map() };
       for (const e of d.kept) {
-        out.records.push({ topic: e.stream === 'decisions' ? deps.topics.decisions : deps.topics.signals, key: e.key, value: e.value });
-        out.recent.push({ tenant: e.tenant, id: e.id, digest: e.digest });
+        out.records.push({ topic: e.stream === 'decisions' ? deps.topics.decisions : deps.topics.signals, key: e.key, value: e.value, hash: e.hash });
+        out.recent.push({ tenant: e.tenant, id: e.id, digest: e.digest, key: e.idKey });
         out.kinds.set(e.kind, (out.kinds.get(e.kind) ?? 0) + 1);
       }
       const rejected = d.rejected.length === 0 ? p.rejected : [...p.rejected, ...d.rejected].sort((a, b) => a.index - b.index);

@@ -25,8 +25,10 @@
 import { CompressionTypes, type ICustomPartitioner, type IHeaders, type Kafka, type TopicMessages } from 'kafkajs';
 import { TrustfoldError, errorMessage } from '../lib/errors.ts';
 import { chunkBySize, messageSize, retiringProducer } from '../lib/kafka.ts';
+import { murmur2 } from './murmur2.ts';
 
-export type OutboundRecord = { topic: string; key: string; value: Buffer; headers?: IHeaders };
+/** `hash`: murmur2(key), when the caller computed it already (it picks the lane). */
+export type OutboundRecord = { topic: string; key: string; value: Buffer; headers?: IHeaders; hash?: number };
 
 export type EventSink = {
   /** Resolves once Kafka acknowledged every record (acks=all); rejects with a retriable TrustfoldError otherwise. */
@@ -72,38 +74,7 @@ type Chunk = { item: Item; records: readonly OutboundRecord[]; bytes: number };
 
 const delay = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
-/**
- * Kafka's murmur2 (as in the Java client and kafkajs's DefaultPartitioner),
- * in 32-bit integer arithmetic: kafkajs's own version goes through a Long
- * object per step and costs several µs a key.
- */
-export const murmur2 = (key: string): number => {
-  const data = Buffer.from(key);
-  const length = data.length;
-  const m = 0x5bd1e995;
-  let h = (0x9747b28c ^ length) | 0;
-  const length4 = length >> 2;
-  for (let i = 0; i < length4; i++) {
-    const i4 = i * 4;
-    let k = (data[i4]! & 0xff) + ((data[i4 + 1]! & 0xff) << 8) + ((data[i4 + 2]! & 0xff) << 16) + ((data[i4 + 3]! & 0xff) << 24);
-    k = Math.imul(k, m);
-    k ^= k >>> 24;
-    k = Math.imul(k, m);
-    h = Math.imul(h, m) ^ k;
-  }
-  const tail = length & ~3;
-  const rest = length % 4;
-  if (rest === 3) h ^= (data[tail + 2]! & 0xff) << 16;
-  if (rest >= 2) h ^= (data[tail + 1]! & 0xff) << 8;
-  if (rest >= 1) {
-    h ^= data[tail]! & 0xff;
-    h = Math.imul(h, m);
-  }
-  h ^= h >>> 13;
-  h = Math.imul(h, m);
-  h ^= h >>> 15;
-  return h | 0;
-};
+export { murmur2 } from './murmur2.ts';
 
 const toPositive = (x: number): number => x & 0x7fffffff;
 
@@ -241,7 +212,7 @@ export const createKafkaSink = (opts: KafkaSinkOptions): EventSink => {
   };
 
   const lanes: Lane[] = Array.from({ length: laneCount }, createLane);
-  const laneOf = (r: OutboundRecord): number => (laneCount === 1 ? 0 : toPositive(murmur2(r.key)) % laneCount);
+  const laneOf = (r: OutboundRecord): number => (laneCount === 1 ? 0 : toPositive(r.hash ?? murmur2(r.key)) % laneCount);
 
   const send = (records: readonly OutboundRecord[]): Promise<void> => {
     if (records.length === 0) return Promise.resolve();
