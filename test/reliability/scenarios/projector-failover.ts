@@ -71,7 +71,7 @@ export const LONG_FAILOVER: Omit<FailoverOptions, 'brokers' | 'log'> = {
   batchSize: 2_000,
   killEveryMs: envInt('RELIABILITY_FAILOVER_KILL_EVERY_MS', 20_000),
   minProduceMs: envInt('RELIABILITY_FAILOVER_MIN_PRODUCE_MS', 120_000),
-  sessionTimeoutMs: envInt('RELIABILITY_FAILOVER_SESSION_TIMEOUT_MS', 1_500),
+  sessionTimeoutMs: envInt('RELIABILITY_FAILOVER_SESSION_TIMEOUT_MS', 1_000),
   probeEveryMs: 100,
   catchUpTimeoutMs: 2 * 3_600_000,
 };
