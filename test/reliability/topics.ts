@@ -7,9 +7,29 @@ import type { Kafka } from 'kafkajs';
 import { createCodec } from '../../schemas/codec.ts';
 import type { SessionTrust, TrustfoldEvent } from '../../schemas/events.ts';
 import { evolveAll, initialWorld, viewOf } from '../../services/projector/evolve.ts';
+import type { Config } from '../../services/lib/config.ts';
+import { ensureTopics, topicLayout } from '../../services/lib/kafka.ts';
 import { uniqueName } from '../helpers/kafka.ts';
 
 const codec = createCodec();
+
+/**
+ * The session-trust topic, created before the roles create it, with segments
+ * larger than a run writes: it is compacted, and once a segment rolls the
+ * cleaner drops older versions, so the closing check that each version was
+ * published once could no longer see them.
+ */
+export const createTrustTopicUncompacted = async (kafka: Kafka, config: Pick<Config, 'topics' | 'kafka'>): Promise<void> => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const trust = topicLayout({ topics: config.topics, kafka: config.kafka }).find((t) => t.topic === config.topics.sessionTrust);
+    if (trust === undefined) throw new Error('no session-trust topic in the layout');
+    await ensureTopics(admin, [{ ...trust, configEntries: [...(trust.configEntries ?? []).filter((c) => c.name !== 'segment.bytes'), { name: 'segment.bytes', value: String(1024 * 1024 * 1024) }] }]);
+  } finally {
+    await admin.disconnect();
+  }
+};
 /** Every record of the topics from the beginning until the end offsets as of now. */
 export const readTopics = async (kafka: Kafka, topics: string[], timeoutMs = 120_000): Promise<{ topic: string; partition: number; offset: string; value: Buffer | null }[]> => {
   const admin = kafka.admin();

@@ -10,10 +10,11 @@ import type { TrustfoldEvent } from '../../../schemas/events.ts';
 import { mintToken } from '../../../services/lib/auth.ts';
 import { createClickHouse } from '../../../services/lib/clickhouse.ts';
 import { configFrom } from '../../../services/lib/config.ts';
-import { createKafka, ensureTopics, topicLayout } from '../../../services/lib/kafka.ts';
+import { createKafka } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
 import { startSystem } from '../../helpers/system.ts';
 import {
+  createTrustTopicUncompacted,
   createWorkload,
   dataEnds,
   envInt,
@@ -91,19 +92,7 @@ export const runCrashScenario = async (o: CrashOptions): Promise<Figure> => {
   const env: Record<string, string> = { ...uniqueEnv(o.brokers, 3), TRUSTFOLD_DATA_DIR: dataDir };
   const config = configFrom(env);
   const kafka = createKafka(o.brokers, `${env['KAFKA_CLIENT_ID'] ?? 'rel'}-test`);
-  // The session-trust topic is compacted: once a segment rolls, the cleaner
-  // drops older versions, and the check below that every version 1..n was
-  // published once could no longer see them. So this run creates it first,
-  // as the roles would, but with segments larger than the run writes.
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const trust = topicLayout({ topics: config.topics, kafka: config.kafka }).find((t) => t.topic === config.topics.sessionTrust);
-    assert.ok(trust !== undefined);
-    await ensureTopics(admin, [{ ...trust, configEntries: [...(trust.configEntries ?? []).filter((c) => c.name !== 'segment.bytes'), { name: 'segment.bytes', value: String(1024 * 1024 * 1024) }] }]);
-  } finally {
-    await admin.disconnect();
-  }
+  await createTrustTopicUncompacted(kafka, config);
   const ingest = await startSystem({ config, roles: new Set(['ingest']), brokers: o.brokers, logger: createLogger('rel', 'silent'), env, listen: false });
   const procs: { projector?: RoleProcess; sink?: RoleProcess } = {};
   const burners = startCpuBurners(o.cpuBurners ?? 0);

@@ -14,11 +14,12 @@ import { AssignerProtocol, type Kafka } from 'kafkajs';
 import type { TrustfoldEvent } from '../../../schemas/events.ts';
 import { mintToken } from '../../../services/lib/auth.ts';
 import { configFrom } from '../../../services/lib/config.ts';
-import { createKafka, ensureTopics, topicLayout } from '../../../services/lib/kafka.ts';
+import { createKafka } from '../../../services/lib/kafka.ts';
 import { createLogger } from '../../../services/lib/log.ts';
 import { uuidv7 } from '../../../schemas/ids.ts';
 import { startSystem } from '../../helpers/system.ts';
 import {
+  createTrustTopicUncompacted,
   codec,
   createWorkload,
   envInt,
@@ -110,16 +111,7 @@ export const runFailoverScenario = async (o: FailoverOptions): Promise<Figure> =
   const config = configFrom(env);
   const groupId = env['TRUSTFOLD_PROJECTOR_GROUP'] ?? '';
   const kafka = createKafka(o.brokers, `${env['KAFKA_CLIENT_ID'] ?? 'rel'}-test`);
-  // Segments larger than the run writes: the check that each version was committed once reads every record.
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const trust = topicLayout({ topics: config.topics, kafka: config.kafka }).find((t) => t.topic === config.topics.sessionTrust);
-    assert.ok(trust !== undefined);
-    await ensureTopics(admin, [{ ...trust, configEntries: [...(trust.configEntries ?? []).filter((c) => c.name !== 'segment.bytes'), { name: 'segment.bytes', value: String(1024 * 1024 * 1024) }] }]);
-  } finally {
-    await admin.disconnect();
-  }
+  await createTrustTopicUncompacted(kafka, config);
   const ingest = await startSystem({ config, roles: new Set(['ingest']), brokers: o.brokers, logger: createLogger('rel', 'silent'), env, listen: false });
   const token = await mintToken({ sub: REL_ACTOR, tenant: 'acme', scopes: REL_SCOPES, ttlSeconds: 24 * 3600 }, SECRET);
   const post = async (events: TrustfoldEvent[]): Promise<void> => {
