@@ -17,6 +17,7 @@ import { eventEncoder, prepareBody, type PrepareInput } from '../../services/ing
 import { DEFAULT_EVENT_TIME_BOUNDS } from '../../services/lib/event-time.ts';
 import type { Caller } from '../../services/lib/auth.ts';
 import { decisionFixture, signalFixtures } from '../fixtures/events.ts';
+import { paths, setAt } from '../helpers/json-paths.ts';
 
 const codec = createCodec();
 const fast = createFastEventEncoder(codec);
@@ -77,25 +78,6 @@ const REPLACEMENTS: unknown[] = [
   'critical',
 ];
 
-type Json = Record<string, unknown> | unknown[];
-const isContainer = (v: unknown): v is Json => typeof v === 'object' && v !== null;
-const paths = (v: unknown, prefix: (string | number)[] = []): (string | number)[][] => {
-  if (!isContainer(v)) return [];
-  const keys: (string | number)[] = Array.isArray(v) ? v.map((_, i) => i) : Object.keys(v);
-  return keys.flatMap((k) => [[...prefix, k], ...paths((v as Record<string | number, unknown>)[k], [...prefix, k])]);
-};
-const setAt = (root: unknown, path: (string | number)[], value: unknown, remove = false): unknown => {
-  const copy = structuredClone(root);
-  let node = copy as Record<string | number, unknown>;
-  for (const k of path.slice(0, -1)) node = node[k] as Record<string | number, unknown>;
-  const last = path[path.length - 1];
-  if (last === undefined) return copy;
-  if (remove) {
-    if (Array.isArray(node)) node.splice(Number(last), 1);
-    else delete node[last];
-  } else node[last] = value;
-  return copy;
-};
 const mutants = (base: unknown): unknown[] => {
   const out: unknown[] = [base];
   for (const p of paths(base)) {

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { eventSchema } from '../../schemas/events.ts';
 import { compileFastParse, DECLINE } from '../../services/ingest/fast-parse.ts';
 import { decisionFixture, signalFixtures } from '../fixtures/events.ts';
+import { isContainer, paths, setAt } from '../helpers/json-paths.ts';
 
 const fast = compileFastParse(eventSchema);
 
@@ -59,29 +60,6 @@ const REPLACEMENTS: unknown[] = [
   'trusted',
   'critical',
 ];
-
-type Json = Record<string, unknown> | unknown[];
-const isContainer = (v: unknown): v is Json => typeof v === 'object' && v !== null;
-
-/** Every path to a value inside `v`. */
-const paths = (v: unknown, prefix: (string | number)[] = []): (string | number)[][] => {
-  if (!isContainer(v)) return [];
-  const keys: (string | number)[] = Array.isArray(v) ? v.map((_, i) => i) : Object.keys(v);
-  return keys.flatMap((k) => [[...prefix, k], ...paths((v as Record<string | number, unknown>)[k], [...prefix, k])]);
-};
-
-const setAt = (root: unknown, path: (string | number)[], value: unknown, remove = false): unknown => {
-  const copy = clone(root);
-  let node = copy as Record<string | number, unknown>;
-  for (const k of path.slice(0, -1)) node = node[k] as Record<string | number, unknown>;
-  const last = path[path.length - 1];
-  if (last === undefined) return copy;
-  if (remove) {
-    if (Array.isArray(node)) node.splice(Number(last), 1);
-    else delete node[last];
-  } else node[last] = value;
-  return copy;
-};
 
 const mutants = (base: unknown): unknown[] => {
   const out: unknown[] = [];
