@@ -31,6 +31,7 @@ import {
   type Sql,
   type TenantScope,
   type TimelineKey,
+  withReadSettings,
 } from './sql.ts';
 
 export type TrustTransition = { tenant: string; session_id: string; version: number; tier: Tier; updated_at: string; caused_by: string; state: SessionTrust };
@@ -91,7 +92,6 @@ const listed = (r: DecisionRecord & Flagged): ListedDecision => {
 
 type TrustRow = { tenant: string; session_id: string; version: string | number; tier: Tier; updated_at: string; caused_by: string; state: string };
 
-const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
 
 const toTransition = (r: TrustRow): TrustTransition => ({
   tenant: r.tenant,
@@ -107,7 +107,7 @@ export type AuditRepository = ReturnType<typeof createAuditRepository>;
 
 export const createAuditRepository = (client: ClickHouseClient, database: string) => {
   const rows = async <T>(sql: Sql): Promise<T[]> => {
-    const rs = await client.query({ ...sql, format: 'JSONEachRow', clickhouse_settings: SETTINGS });
+    const rs = await client.query({ ...withReadSettings(sql), format: 'JSONEachRow' });
     return rs.json<T>();
   };
 

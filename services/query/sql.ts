@@ -16,6 +16,18 @@ import { toClickHouseTime } from '../../schemas/clickhouse/rows-write.ts';
 
 export type Sql = { query: string; query_params: Record<string, unknown> };
 
+/**
+ * The read settings, as a statement's SETTINGS clause rather than the client's
+ * per-query settings: the embedded engine applies those with a SET on its
+ * session and resets them with a second statement after the query
+ * (services/lib/clickhouse.ts), two engine calls a read instead of one. Over
+ * HTTP both forms scope the settings to the one statement.
+ */
+export const READ_SETTINGS_SQL = "SETTINGS date_time_output_format = 'iso', output_format_json_quote_64bit_integers = 0";
+
+/** A statement of ./sql.ts with the read settings; every builder there leaves the SETTINGS clause to this. */
+export const withReadSettings = (sql: Sql): Sql => ({ query: `${sql.query}\n${READ_SETTINGS_SQL}`, query_params: sql.query_params });
+
 /** undefined = every tenant (an operator who named none). */
 export type TenantScope = string | undefined;
 

@@ -10,14 +10,14 @@ import type { DecisionEvent } from '../../schemas/events.ts';
 import { createAuditRepository } from '../../services/query/repository.ts';
 import { decisionFixture } from '../fixtures/events.ts';
 
-type Sent = { query: string; query_params: Record<string, unknown> };
+type Sent = { query: string; query_params: Record<string, unknown>; clickhouse_settings?: Record<string, unknown> };
 
 /** A client whose every query answers with the next scripted list of rows, and remembers what it was asked. */
 const scripted = (answers: unknown[][]): { client: ClickHouseClient; sent: Sent[] } => {
   const sent: Sent[] = [];
   const client = {
     query: async (p: Sent) => {
-      sent.push({ query: p.query, query_params: p.query_params });
+      sent.push({ query: p.query, query_params: p.query_params, ...(p.clickhouse_settings !== undefined ? { clickhouse_settings: p.clickhouse_settings } : {}) });
       const rows = answers.shift() ?? [];
       return { json: async () => rows };
     },
@@ -88,5 +88,21 @@ describe('timeline', () => {
     assert.equal(page.items.length, 1);
     assert.equal(page.items[0]?.kind, 'decision');
     assert.equal(page.next, undefined);
+  });
+});
+
+describe('read settings', () => {
+  test('travel in each statement, never as client settings (the embedded engine would spend a SET and a reset on them)', async () => {
+    const { client, sent } = scripted([[], [], [], [], []]);
+    const repo = createAuditRepository(client, 'tf');
+    await repo.timeline('acme', 'S-9', 10);
+    await repo.searchDecisions('acme', { session: 'S-9' }, { limit: 2, order: 'asc' });
+    await repo.trustHistory('acme', 'S-9');
+    await repo.delegatorSessions('acme', 'U-1', {}, 10);
+    assert.equal(sent.length, 4);
+    for (const s of sent) {
+      assert.equal(s.clickhouse_settings, undefined);
+      assert.match(s.query, /\nSETTINGS date_time_output_format = 'iso', output_format_json_quote_64bit_integers = 0$/);
+    }
   });
 });
