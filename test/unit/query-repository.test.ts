@@ -8,6 +8,7 @@ import type { DecisionRecord } from '../../schemas/clickhouse/rows-read.ts';
 import { decisionRow } from '../../schemas/clickhouse/rows-write.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { createAuditRepository } from '../../services/query/repository.ts';
+import { conflictKey, TIMELINE_CONFLICT_KEYS, TIMELINE_CONFLICTS_RANK } from '../../services/query/sql.ts';
 import { decisionFixture } from '../fixtures/events.ts';
 
 type Sent = { query: string; query_params: Record<string, unknown>; clickhouse_settings?: Record<string, unknown> };
@@ -88,6 +89,35 @@ describe('timeline', () => {
     assert.equal(page.items.length, 1);
     assert.equal(page.items[0]?.kind, 'decision');
     assert.equal(page.next, undefined);
+  });
+
+  test('entries whose key the statement lists as conflicting are flagged, the others not', async () => {
+    const [one, two] = [stored(1, 5), stored(2, 6)];
+    const { client, sent } = scripted([
+      [
+        { rank: 2, row: JSON.stringify(one) },
+        { rank: 2, row: JSON.stringify(two) },
+        { rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('acme', 'event', two.event_id) },
+        { rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('acme', 'trust', '3:S-9') },
+        { rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('globex', 'event', one.event_id) },
+      ],
+    ]);
+    const page = await createAuditRepository(client, 'tf').timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 1);
+    assert.deepEqual(page.items.map((e) => [e.kind, e.conflicted]), [['decision', false], ['decision', true]]);
+    assert.doesNotMatch(sent[0]?.query ?? '', /AS conflicted/);
+  });
+
+  test('more conflicting keys than listed: the page is read again with the flags from the engine', async () => {
+    const many = Array.from({ length: TIMELINE_CONFLICT_KEYS + 1 }, (_, i) => ({ rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('acme', 'event', `k-${i}`) }));
+    const { client, sent } = scripted([
+      [{ rank: 2, row: JSON.stringify(stored(1, 5)) }, ...many],
+      [{ rank: 2, row: JSON.stringify({ ...stored(1, 5), conflicted: 1 }) }],
+    ]);
+    const page = await createAuditRepository(client, 'tf').timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 2);
+    assert.match(sent[1]?.query ?? '', /AS conflicted/);
+    assert.deepEqual(page.items.map((e) => e.conflicted), [true]);
   });
 });
 
