@@ -60,7 +60,9 @@ export const REBUILD_CATCH_UP_MS = 10 * 60_000;
  * drops the partial copy and starts again. Interrupted in 2: the table has the
  * new definition, and the previous one, named with its `since`, is caught up
  * from again, then dropped. A second instance migrating at once fills a copy
- * of its own; it swaps only if the table still has the old definition.
+ * of its own; it swaps only if the table still has the old definition. One
+ * instance's cleanup may drop the other's copy while it is being filled: that
+ * instance's migration then fails, and its restart finds the table rebuilt.
  */
 export const rebuildTable = async (client: ClickHouseClient, o: DdlOptions, t: TableSpec): Promise<void> => {
   const one = async <T>(query: string, params: Record<string, unknown>): Promise<T | undefined> => {
