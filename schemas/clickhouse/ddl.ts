@@ -6,7 +6,7 @@
 // by session so every duplicate of an event meets its twin on one shard. The
 // query and sink code name `<db>.<table>` in both layouts.
 import type { TableSpec } from './tables.ts';
-import { AUDIT_TABLES, DECISIONS, SIGNALS, TOKEN_TIME_CODEC, TRUST_TRANSITIONS, WRITE_ONCE_TABLES } from './tables.ts';
+import { AUDIT_TABLES, DECISION_OFFSET_CODEC, DECISION_STORAGE_SETTINGS, DECISIONS, SIGNALS, TOKEN_TIME_CODEC, TRUST_TRANSITIONS, WRITE_ONCE_TABLES } from './tables.ts';
 
 export type DdlOptions = {
   database: string;
@@ -75,7 +75,7 @@ export const createTableStatements = (t: TableSpec, o: DdlOptions): string[] => 
     const window = o.dedupWindow ?? 10_000;
     return [
       `CREATE TABLE IF NOT EXISTS ${qualified(o.database, t.name)}\n${bodySql(t)}\n` +
-        storageSql(t, o, `${kind}(${t.version ?? ''})`, [`non_replicated_deduplication_window = ${window}`, ...common]),
+        storageSql(t, o, `${kind}(${t.version ?? ''})`, [...(t.storageSettings ?? []), `non_replicated_deduplication_window = ${window}`, ...common]),
     ];
   }
   const local = storageTable(t, o);
@@ -83,6 +83,7 @@ export const createTableStatements = (t: TableSpec, o: DdlOptions): string[] => 
   return [
     `CREATE TABLE IF NOT EXISTS ${qualified(o.database, local)}${onCluster(o)}\n${bodySql(t)}\n` +
       storageSql(t, o, `Replicated${kind}('${zkPath}', '{replica}'${t.version !== undefined ? `, ${t.version}` : ''})`, [
+        ...(t.storageSettings ?? []),
         `replicated_deduplication_window = ${o.dedupWindow ?? 10_000}`,
         ...common,
       ]),
@@ -107,7 +108,39 @@ export const createMigrationsTableStatement = (o: DdlOptions): string => {
   );
 };
 
-export type Migration = { version: number; name: string; statements: (o: DdlOptions) => string[] };
+export type Migration = {
+  version: number;
+  name: string;
+  statements: (o: DdlOptions) => string[];
+  /**
+   * After the statements, on a single node: the table is rebuilt into its
+   * current definition when the stored one lacks a setting of its
+   * storageSettings (services/lib/clickhouse-migrate.ts, rebuildTable).
+   */
+  rebuild?: TableSpec;
+};
+
+/** Whether a table's stored CREATE statement carries every setting of the spec's storageSettings. */
+export const hasStorageSettings = (t: TableSpec, createTableQuery: string): boolean => {
+  const m = /\bSETTINGS\s+(.*)$/s.exec(createTableQuery);
+  const stored = new Set((m?.[1] ?? '').split(',').map((x) => x.trim().replace(/\s+/g, ' ')));
+  return (t.storageSettings ?? []).every((s) => stored.has(s));
+};
+
+/**
+ * The copy a rebuild fills: `<table>_rebuild_<since>_<nonce>`. `since` (ms,
+ * the engine's clock) is a bound from before the copy began: after the swap
+ * the name is the previous table's, and its rows ingested from `since` on are
+ * copied again (those the sink stored while the copy ran). The nonce keeps
+ * two instances migrating at once off each other's copy.
+ */
+export const rebuildCopyName = (t: TableSpec, sinceMs: number, nonce: string): string => `${t.name}_rebuild_${sinceMs}_${nonce}`;
+
+/** `since` of a rebuild copy's name; undefined for a table that is not one of this table's copies. */
+export const rebuildCopySince = (t: TableSpec, name: string): number | undefined => {
+  const m = /^(.*)_rebuild_(\d+)_[0-9a-f]+$/.exec(name);
+  return m?.[1] === t.name && m[2] !== undefined ? Number(m[2]) : undefined;
+};
 
 /**
  * Append only: a released migration is never edited, a change is a new
@@ -164,6 +197,21 @@ export const MIGRATIONS: readonly Migration[] = [
         ...sources.map(([from, ns, key]) => evidence(from, ns, key)),
       ];
     },
+  },
+  {
+    version: 4,
+    name: 'decisions: granules of 2048 rows, compressed blocks of 16–256 KiB, Delta on kafka_offset (rebuilt)',
+    // A single node's table is rebuilt (rebuild): the granularity is fixed at creation. A cluster's replicated
+    // tables are not rebuilt here; they take the codec and block sizes (metadata: new parts and merges) and keep
+    // their granules until rebuilt by an operator. Tables created after this change have all of it from migration 1.
+    statements: (o) =>
+      o.cluster === undefined
+        ? []
+        : [
+            `ALTER TABLE ${qualified(o.database, storageTable(DECISIONS, o))}${onCluster(o)} MODIFY COLUMN IF EXISTS ${ident('kafka_offset')} CODEC(${DECISION_OFFSET_CODEC})`,
+            `ALTER TABLE ${qualified(o.database, storageTable(DECISIONS, o))}${onCluster(o)} MODIFY SETTING ${DECISION_STORAGE_SETTINGS.filter((s) => !s.startsWith('index_granularity')).join(', ')}`,
+          ],
+    rebuild: DECISIONS,
   },
 ];
 

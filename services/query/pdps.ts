@@ -20,7 +20,7 @@ import { LIMITS, timestamp, windowInOrder } from '../../schemas/events.ts';
 import type { Result } from '../../schemas/result.ts';
 import type { Caller } from '../lib/auth.ts';
 import { callerOf } from '../lib/http.ts';
-import { mergeParams, type Sql, type TenantScope } from './sql.ts';
+import { mergeParams, withReadSettings, type Sql, type TenantScope } from './sql.ts';
 
 export type PdpQuery = { from?: string | undefined; to?: string | undefined; pdp?: string | undefined; graceVersions: number; graceMs: number; limit: number };
 
@@ -125,7 +125,7 @@ export const summaryOfRow = (r: Row): PdpSummary => {
 };
 
 export const listPdps = async (client: ClickHouseClient, database: string, tenant: TenantScope, q: PdpQuery): Promise<{ items: PdpSummary[]; truncated: boolean }> => {
-  const rs = await client.query({ ...pdpsSql(database, tenant, q), format: 'JSONEachRow', clickhouse_settings: { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } });
+  const rs = await client.query({ ...withReadSettings(pdpsSql(database, tenant, q)), format: 'JSONEachRow' });
   const rows = (await rs.json<Row>()).map(summaryOfRow);
   return { items: rows.slice(0, q.limit), truncated: rows.length > q.limit };
 };

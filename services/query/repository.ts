@@ -13,12 +13,15 @@ import {
 } from '../../schemas/clickhouse/rows-read.ts';
 import type { SessionTrust, SignalEvent, Tier } from '../../schemas/events.ts';
 import {
+  conflictKey,
   conflictsSql,
   decisionByIdSql,
   delegatorSessionsSql,
   lastTiersSql,
   searchDecisionsSql,
   signalsByIdSql,
+  TIMELINE_CONFLICT_KEYS,
+  TIMELINE_CONFLICTS_RANK,
   TIMELINE_RANK,
   timelineSql,
   trustByVersionsSql,
@@ -31,6 +34,7 @@ import {
   type Sql,
   type TenantScope,
   type TimelineKey,
+  withReadSettings,
 } from './sql.ts';
 
 export type TrustTransition = { tenant: string; session_id: string; version: number; tier: Tier; updated_at: string; caused_by: string; state: SessionTrust };
@@ -91,7 +95,6 @@ const listed = (r: DecisionRecord & Flagged): ListedDecision => {
 
 type TrustRow = { tenant: string; session_id: string; version: string | number; tier: Tier; updated_at: string; caused_by: string; state: string };
 
-const SETTINGS = { date_time_output_format: 'iso', output_format_json_quote_64bit_integers: 0 } as const;
 
 const toTransition = (r: TrustRow): TrustTransition => ({
   tenant: r.tenant,
@@ -107,7 +110,7 @@ export type AuditRepository = ReturnType<typeof createAuditRepository>;
 
 export const createAuditRepository = (client: ClickHouseClient, database: string) => {
   const rows = async <T>(sql: Sql): Promise<T[]> => {
-    const rs = await client.query({ ...sql, format: 'JSONEachRow', clickhouse_settings: SETTINGS });
+    const rs = await client.query({ ...withReadSettings(sql), format: 'JSONEachRow' });
     return rs.json<T>();
   };
 
@@ -187,30 +190,46 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
   const signalsById = async (tenant: TenantScope, ids: readonly string[]): Promise<SignalEvent[]> =>
     ids.length === 0 ? [] : (await rows<SignalRecord>(signalsByIdSql(database, tenant, ids))).map(signalFromRecord);
 
+  /**
+   * One statement per page: the entries and the keys of the tenant's
+   * conflicting records (timelineSql, `listed`); only when those are more than
+   * TIMELINE_CONFLICT_KEYS is the page read again with the flags computed in
+   * the engine.
+   */
   const timeline = async (tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Promise<Page<TimelineEntry, TimelineKey>> => {
+    type Ranked = { rank: number; row: string };
+    let found = await rows<Ranked>(timelineSql(database, tenant, sessionId, limit + 1, after, 'listed'));
+    let listedKeys: Set<string> | undefined = new Set(found.filter((r) => r.rank === TIMELINE_CONFLICTS_RANK).map((r) => r.row));
+    if (found.filter((r) => r.rank === TIMELINE_CONFLICTS_RANK).length > TIMELINE_CONFLICT_KEYS) {
+      found = await rows<Ranked>(timelineSql(database, tenant, sessionId, limit + 1, after, 'inline'));
+      listedKeys = undefined;
+    }
+    const conflictedOf = (r: Flagged, key: string): boolean => (listedKeys === undefined ? flag(r) : listedKeys.has(key));
     const decisions: (DecisionRecord & Flagged)[] = [];
     const signals: (SignalRecord & Flagged)[] = [];
     const trust: (TrustRow & Flagged)[] = [];
-    for (const r of await rows<{ rank: number; row: string }>(timelineSql(database, tenant, sessionId, limit + 1, after))) {
+    for (const r of found) {
       if (r.rank === TIMELINE_RANK.decision) decisions.push(JSON.parse(r.row) as DecisionRecord & Flagged);
       else if (r.rank === TIMELINE_RANK.signal) signals.push(JSON.parse(r.row) as SignalRecord & Flagged);
-      else trust.push(JSON.parse(r.row) as TrustRow & Flagged);
+      else if (r.rank === TIMELINE_RANK.trust) trust.push(JSON.parse(r.row) as TrustRow & Flagged);
     }
     type Keyed = { key: TimelineKey; entry: TimelineEntry };
     const all: Keyed[] = [
       ...decisions.map((r): Keyed => {
         const d = decisionFromRecord(r);
-        return { key: { at: d.occurred_at, rank: TIMELINE_RANK.decision, id: d.event_id }, entry: { kind: 'decision', at: d.occurred_at, tenant: d.tenant_id, event_id: d.event_id, decision: d, conflicted: flag(r) } };
+        const conflicted = conflictedOf(r, conflictKey(r.tenant, 'event', r.event_id));
+        return { key: { at: d.occurred_at, rank: TIMELINE_RANK.decision, id: d.event_id }, entry: { kind: 'decision', at: d.occurred_at, tenant: d.tenant_id, event_id: d.event_id, decision: d, conflicted } };
       }),
       ...signals.map((r): Keyed => {
         const at = fromClickHouseTime(r.occurred_at);
-        return { key: { at, rank: TIMELINE_RANK.signal, id: r.event_id }, entry: { kind: 'signal', at, tenant: r.tenant, event_id: r.event_id, signal: signalFromRecord(r), conflicted: flag(r) } };
+        const conflicted = conflictedOf(r, conflictKey(r.tenant, 'event', r.event_id));
+        return { key: { at, rank: TIMELINE_RANK.signal, id: r.event_id }, entry: { kind: 'signal', at, tenant: r.tenant, event_id: r.event_id, signal: signalFromRecord(r), conflicted } };
       }),
       ...trust.map((r): Keyed => {
         const t = toTransition(r);
         return {
           key: { at: t.updated_at, rank: TIMELINE_RANK.trust, id: String(t.version).padStart(20, '0') },
-          entry: { kind: 'trust', at: t.updated_at, tenant: t.tenant, version: t.version, tier: t.tier, caused_by: t.caused_by, trust: t.state, conflicted: flag(r) },
+          entry: { kind: 'trust', at: t.updated_at, tenant: t.tenant, version: t.version, tier: t.tier, caused_by: t.caused_by, trust: t.state, conflicted: conflictedOf(r, conflictKey(r.tenant, 'trust', `${String(r.version)}:${r.session_id}`)) },
         };
       }),
     ];

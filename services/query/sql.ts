@@ -16,6 +16,18 @@ import { toClickHouseTime } from '../../schemas/clickhouse/rows-write.ts';
 
 export type Sql = { query: string; query_params: Record<string, unknown> };
 
+/**
+ * The read settings, as a statement's SETTINGS clause rather than the client's
+ * per-query settings: the embedded engine applies those with a SET on its
+ * session and resets them with a second statement after the query
+ * (services/lib/clickhouse.ts), two engine calls a read instead of one. Over
+ * HTTP both forms scope the settings to the one statement.
+ */
+export const READ_SETTINGS_SQL = "SETTINGS date_time_output_format = 'iso', output_format_json_quote_64bit_integers = 0";
+
+/** A statement of ./sql.ts with the read settings; every builder there leaves the SETTINGS clause to this. */
+export const withReadSettings = (sql: Sql): Sql => ({ query: `${sql.query}\n${READ_SETTINGS_SQL}`, query_params: sql.query_params });
+
 /** undefined = every tenant (an operator who named none). */
 export type TenantScope = string | undefined;
 
@@ -93,6 +105,33 @@ export const conflictedColumn = (database: string, tenant: TenantScope, namespac
 });
 const EVENT_KEY = 'toString(event_id)';
 const TRUST_KEY = "concat(toString(version), ':', session_id)";
+
+/**
+ * How a timeline statement says which of its records have a refused
+ * conflicting copy. `inline`: a `conflicted` column on every row, from a set
+ * each branch builds out of the conflicts table. `listed`: the branches carry
+ * no such column and one more branch lists the conflicting records' keys
+ * (conflictKey), which the caller matches: no subquery to plan per branch.
+ */
+export type TimelineFlags = 'inline' | 'listed';
+
+/** The `conflicted` column of a branch, or nothing when the statement lists the keys instead. */
+const flagColumn = (database: string, tenant: TenantScope, namespace: 'event' | 'trust', keyExpr: string, flags: TimelineFlags): { sql: string; params: Record<string, unknown> } => {
+  if (flags === 'listed') return { sql: '', params: {} };
+  const c = conflictedColumn(database, tenant, namespace, keyExpr);
+  return { sql: `, ${c.sql}`, params: c.params };
+};
+
+/** A record as the conflicts table keys it: tenant, namespace, record key (an event id; `version:session` for a trust transition). */
+export const conflictKey = (tenant: string, namespace: 'event' | 'trust', recordKey: string): string => `${tenant}\u0000${namespace}\u0000${recordKey}`;
+
+/**
+ * At most this many conflict rows are listed in a timeline statement; past
+ * it, the caller asks again with the flags computed in the engine (`inline`),
+ * so a tenant with many refused copies costs one more statement, never a long
+ * list.
+ */
+export const TIMELINE_CONFLICT_KEYS = 1000;
 
 export const decisionFilterWhere = (tenant: TenantScope, f: DecisionFilters): Where => {
   const w = new Where();
@@ -258,15 +297,15 @@ const afterKey = (w: Where, timeColumn: string, idExpr: string, rank: number, af
   });
 };
 
-export const timelineDecisionsSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Sql => {
+export const timelineDecisionsSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey, flags: TimelineFlags = 'inline'): Sql => {
   const w = new Where();
   tenantCondition(w, tenant);
   w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
   afterKey(w, 'occurred_at', 'toString(event_id)', TIMELINE_RANK.decision, after);
-  const conflicted = conflictedColumn(database, tenant, 'event', EVENT_KEY);
+  const conflicted = flagColumn(database, tenant, 'event', EVENT_KEY, flags);
   return {
     query:
-      `SELECT ${DECISION_SELECT}, ${conflicted.sql} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
+      `SELECT ${DECISION_SELECT}${conflicted.sql} FROM ${qualified(database, 'decisions')}\nWHERE ${w.sql()}\n` +
       `ORDER BY occurred_at ASC, toString(event_id) ASC, kafka_offset ASC\nLIMIT 1 BY tenant, event_id\nLIMIT {limit:UInt32}`,
     query_params: mergeParams(w.params, conflicted.params, { limit }),
   };
@@ -277,31 +316,31 @@ export const timelineDecisionsSql = (database: string, tenant: TenantScope, sess
  * causes (a user's role, a freeze): the ids come from a subquery over the
  * session's trust transitions, so no round trip is spent fetching them first.
  */
-export const timelineSignalsSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Sql => {
+export const timelineSignalsSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey, flags: TimelineFlags = 'inline'): Sql => {
   const referenced = referencedSignalIdsSql(database, tenant, sessionId);
   const w = new Where();
   tenantCondition(w, tenant);
   w.add((p) => `(session_id = ${p('session', 'String', sessionId)} OR event_id IN (SELECT toUUIDOrZero(id) FROM (\n${referenced.query}\n)))`);
   afterKey(w, 'occurred_at', 'toString(event_id)', TIMELINE_RANK.signal, after);
-  const conflicted = conflictedColumn(database, tenant, 'event', EVENT_KEY);
+  const conflicted = flagColumn(database, tenant, 'event', EVENT_KEY, flags);
   return {
     query:
-      `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload, ${conflicted.sql} FROM ${qualified(database, 'signals')}\n` +
+      `SELECT tenant, session_id, occurred_at, event_id, kind, subject, ref, payload${conflicted.sql} FROM ${qualified(database, 'signals')}\n` +
       `WHERE ${w.sql()}\nORDER BY occurred_at ASC, event_id ASC, kafka_offset ASC\nLIMIT 1 BY tenant, event_id\nLIMIT {limit:UInt32}`,
     query_params: mergeParams(referenced.query_params, conflicted.params, { ...w.params, limit }),
   };
 };
 
-export const timelineTrustSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Sql => {
+export const timelineTrustSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey, flags: TimelineFlags = 'inline'): Sql => {
   const w = new Where();
   tenantCondition(w, tenant);
   w.add((p) => `session_id = ${p('session', 'String', sessionId)}`);
   // Versions sort like strings only when padded; the id of a trust row is its zero-padded version.
   afterKey(w, 'updated_at', "leftPad(toString(version), 20, '0')", TIMELINE_RANK.trust, after);
-  const conflicted = conflictedColumn(database, tenant, 'trust', TRUST_KEY);
+  const conflicted = flagColumn(database, tenant, 'trust', TRUST_KEY, flags);
   return {
     query:
-      `SELECT tenant, session_id, version, tier, updated_at, caused_by, state, ${conflicted.sql} FROM ${qualified(database, 'trust_transitions')}\n` +
+      `SELECT tenant, session_id, version, tier, updated_at, caused_by, state${conflicted.sql} FROM ${qualified(database, 'trust_transitions')}\n` +
       `WHERE ${w.sql()}\nORDER BY updated_at ASC, version ASC, kafka_offset ASC\nLIMIT 1 BY tenant, version\nLIMIT {limit:UInt32}`,
     query_params: mergeParams(w.params, conflicted.params, { limit }),
   };
@@ -322,22 +361,41 @@ export const referencedSignalIdsSql = (database: string, tenant: TenantScope, se
   };
 };
 
+/** The rank of a `listed` timeline statement's rows that name a conflicting record (conflictKey) rather than an entry. */
+export const TIMELINE_CONFLICTS_RANK = 3;
+
+/** Keys (conflictKey) of the records with a refused conflicting copy, in the tenant (every tenant: none named); TIMELINE_CONFLICT_KEYS + 1 rows at most. */
+export const timelineConflictKeysSql = (database: string, tenant: TenantScope): Sql => {
+  const w = new Where();
+  tenantCondition(w, tenant);
+  return {
+    query: `SELECT concat(tenant, '\\0', namespace, '\\0', record_key) AS key FROM ${qualified(database, 'conflicts')}\nWHERE ${w.sql()}\nLIMIT {conflict_keys:UInt32}`,
+    query_params: { ...w.params, conflict_keys: TIMELINE_CONFLICT_KEYS + 1 },
+  };
+};
+
 /**
  * The whole timeline page in one statement: signals, trust transitions and
  * decisions as three UNION ALL branches, which the engine runs side by side,
  * each row rendered as one JSON object in `row` (the same text JSONEachRow
  * would give for that branch alone) and tagged with its `rank`. One round
  * trip instead of four on a client that runs one operation at a time.
+ * `listed` (the default) adds the conflicting records' keys as a fourth
+ * branch instead of a `conflicted` column per row (TimelineFlags).
  */
-export const timelineSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Sql => {
+export const timelineSql = (database: string, tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey, flags: TimelineFlags = 'listed'): Sql => {
   const branches: [number, Sql][] = [
-    [TIMELINE_RANK.signal, timelineSignalsSql(database, tenant, sessionId, limit, after)],
-    [TIMELINE_RANK.trust, timelineTrustSql(database, tenant, sessionId, limit, after)],
-    [TIMELINE_RANK.decision, timelineDecisionsSql(database, tenant, sessionId, limit, after)],
+    [TIMELINE_RANK.signal, timelineSignalsSql(database, tenant, sessionId, limit, after, flags)],
+    [TIMELINE_RANK.trust, timelineTrustSql(database, tenant, sessionId, limit, after, flags)],
+    [TIMELINE_RANK.decision, timelineDecisionsSql(database, tenant, sessionId, limit, after, flags)],
   ];
+  const keys = flags === 'listed' ? [timelineConflictKeysSql(database, tenant)] : [];
   return {
-    query: branches.map(([rank, b]) => `SELECT toUInt8(${rank}) AS rank, formatRowNoNewline('JSONEachRow', *) AS row FROM (\n${b.query}\n)`).join('\nUNION ALL\n'),
-    query_params: mergeParams(...branches.map(([, b]) => b.query_params)),
+    query: [
+      ...branches.map(([rank, b]) => `SELECT toUInt8(${rank}) AS rank, formatRowNoNewline('JSONEachRow', *) AS row FROM (\n${b.query}\n)`),
+      ...keys.map((k) => `SELECT toUInt8(${TIMELINE_CONFLICTS_RANK}) AS rank, key AS row FROM (\n${k.query}\n)`),
+    ].join('\nUNION ALL\n'),
+    query_params: mergeParams(...branches.map(([, b]) => b.query_params), ...keys.map((k) => k.query_params)),
   };
 };
 

@@ -8,16 +8,17 @@ import type { DecisionRecord } from '../../schemas/clickhouse/rows-read.ts';
 import { decisionRow } from '../../schemas/clickhouse/rows-write.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
 import { createAuditRepository } from '../../services/query/repository.ts';
+import { conflictKey, TIMELINE_CONFLICT_KEYS, TIMELINE_CONFLICTS_RANK } from '../../services/query/sql.ts';
 import { decisionFixture } from '../fixtures/events.ts';
 
-type Sent = { query: string; query_params: Record<string, unknown> };
+type Sent = { query: string; query_params: Record<string, unknown>; clickhouse_settings?: Record<string, unknown> };
 
 /** A client whose every query answers with the next scripted list of rows, and remembers what it was asked. */
 const scripted = (answers: unknown[][]): { client: ClickHouseClient; sent: Sent[] } => {
   const sent: Sent[] = [];
   const client = {
     query: async (p: Sent) => {
-      sent.push({ query: p.query, query_params: p.query_params });
+      sent.push({ query: p.query, query_params: p.query_params, ...(p.clickhouse_settings !== undefined ? { clickhouse_settings: p.clickhouse_settings } : {}) });
       const rows = answers.shift() ?? [];
       return { json: async () => rows };
     },
@@ -88,5 +89,50 @@ describe('timeline', () => {
     assert.equal(page.items.length, 1);
     assert.equal(page.items[0]?.kind, 'decision');
     assert.equal(page.next, undefined);
+  });
+
+  test('entries whose key the statement lists as conflicting are flagged, the others not', async () => {
+    const [one, two] = [stored(1, 5), stored(2, 6)];
+    const { client, sent } = scripted([
+      [
+        { rank: 2, row: JSON.stringify(one) },
+        { rank: 2, row: JSON.stringify(two) },
+        { rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('acme', 'event', two.event_id) },
+        { rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('acme', 'trust', '3:S-9') },
+        { rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('globex', 'event', one.event_id) },
+      ],
+    ]);
+    const page = await createAuditRepository(client, 'tf').timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 1);
+    assert.deepEqual(page.items.map((e) => [e.kind, e.conflicted]), [['decision', false], ['decision', true]]);
+    assert.doesNotMatch(sent[0]?.query ?? '', /AS conflicted/);
+  });
+
+  test('more conflicting keys than listed: the page is read again with the flags from the engine', async () => {
+    const many = Array.from({ length: TIMELINE_CONFLICT_KEYS + 1 }, (_, i) => ({ rank: TIMELINE_CONFLICTS_RANK, row: conflictKey('acme', 'event', `k-${i}`) }));
+    const { client, sent } = scripted([
+      [{ rank: 2, row: JSON.stringify(stored(1, 5)) }, ...many],
+      [{ rank: 2, row: JSON.stringify({ ...stored(1, 5), conflicted: 1 }) }],
+    ]);
+    const page = await createAuditRepository(client, 'tf').timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 2);
+    assert.match(sent[1]?.query ?? '', /AS conflicted/);
+    assert.deepEqual(page.items.map((e) => e.conflicted), [true]);
+  });
+});
+
+describe('read settings', () => {
+  test('travel in each statement, never as client settings (the embedded engine would spend a SET and a reset on them)', async () => {
+    const { client, sent } = scripted([[], [], [], [], []]);
+    const repo = createAuditRepository(client, 'tf');
+    await repo.timeline('acme', 'S-9', 10);
+    await repo.searchDecisions('acme', { session: 'S-9' }, { limit: 2, order: 'asc' });
+    await repo.trustHistory('acme', 'S-9');
+    await repo.delegatorSessions('acme', 'U-1', {}, 10);
+    assert.equal(sent.length, 4);
+    for (const s of sent) {
+      assert.equal(s.clickhouse_settings, undefined);
+      assert.match(s.query, /\nSETTINGS date_time_output_format = 'iso', output_format_json_quote_64bit_integers = 0$/);
+    }
   });
 });

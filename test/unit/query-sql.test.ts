@@ -133,11 +133,12 @@ describe('timeline and delegator SQL', () => {
     assert.match(sig.query, /event_id IN \(SELECT toUUIDOrZero\(id\) FROM \(\nSELECT DISTINCT arrayJoin/);
   });
 
-  test('the timeline is one statement: three ranked branches whose shared parameters agree', () => {
+  test('the timeline is one statement: three ranked branches (and the conflicting keys) whose shared parameters agree', () => {
     const after = { at: '2026-06-09T14:01:57.000Z', rank: 1, id: '00000000000000000002' };
     const s = timelineSql('tf', 'acme', HOSTILE, 11, after);
     assertWellFormed(s);
-    assert.equal(s.query.split('UNION ALL').length, 3);
+    assert.equal(s.query.split('UNION ALL').length, 4);
+    assert.equal(timelineSql('tf', 'acme', HOSTILE, 11, after, 'inline').query.split('UNION ALL').length, 3);
     for (const rank of [0, 1, 2]) assert.match(s.query, new RegExp(`SELECT toUInt8\\(${rank}\\) AS rank, formatRowNoNewline\\('JSONEachRow', \\*\\) AS row`));
     assert.equal(s.query_params['session'], HOSTILE);
     assert.equal(s.query_params['limit'], 11);
@@ -185,8 +186,19 @@ describe('trust lag and conflict flags SQL', () => {
     const scoped = search('tf', 'acme', {}, { limit: 10, order: 'asc' });
     assert.match(scoped.query, /\(tenant, toString\(event_id\)\) IN \(SELECT tenant, record_key FROM `tf`\.`conflicts` WHERE namespace = 'event' AND tenant = \{tenant:String\}\) AS conflicted/);
     assert.doesNotMatch(search('tf', undefined, {}, { limit: 10, order: 'asc' }).query, /\{tenant:String\}/, 'an operator reading all tenants');
-    const t = timeline('tf', 'acme', 'S-9', 10);
+    const t = timeline('tf', 'acme', 'S-9', 10, undefined, 'inline');
     assert.equal(t.query.match(/AS conflicted/g)?.length, 3);
     assert.match(t.query, /concat\(toString\(version\), ':', session_id\)\) IN \(SELECT tenant, record_key FROM `tf`\.`conflicts` WHERE namespace = 'trust'/);
+  });
+
+  test('a listed timeline carries no per-branch set: a fourth branch lists the conflicting keys, one past the cap', async () => {
+    const { timelineSql: timeline, TIMELINE_CONFLICT_KEYS, TIMELINE_CONFLICTS_RANK } = await import('../../services/query/sql.ts');
+    const t = timeline('tf', 'acme', 'S-9', 10);
+    assert.doesNotMatch(t.query, /conflicted|IN \(SELECT tenant, record_key/);
+    const branches = t.query.split('\nUNION ALL\n');
+    assert.equal(branches.length, 4);
+    assert.match(branches[3] ?? '', new RegExp(`^SELECT toUInt8\\(${TIMELINE_CONFLICTS_RANK}\\) AS rank, key AS row FROM \\(\\nSELECT concat\\(tenant, '\\\\0', namespace, '\\\\0', record_key\\) AS key FROM \`tf\`\\.\`conflicts\`\\nWHERE tenant = \\{tenant:String\\}\\nLIMIT \\{conflict_keys:UInt32\\}`));
+    assert.equal(t.query_params['conflict_keys'], TIMELINE_CONFLICT_KEYS + 1);
+    assert.doesNotMatch(timeline('tf', undefined, 'S-9', 10).query.split('\nUNION ALL\n')[3] ?? '', /tenant = /, 'an operator: every tenant\'s keys');
   });
 });

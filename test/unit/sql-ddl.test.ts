@@ -3,9 +3,12 @@ import { describe, test } from 'node:test';
 import {
   createMigrationsTableStatement,
   createTableStatements,
+  hasStorageSettings,
   ident,
   MIGRATIONS,
   modifyTtlStatement,
+  rebuildCopyName,
+  rebuildCopySince,
   ttlDaysOf,
 } from '../../schemas/clickhouse/ddl.ts';
 import { AUDIT_TABLES, DECISIONS, SIGNALS } from '../../schemas/clickhouse/tables.ts';
@@ -97,6 +100,37 @@ describe('migrations and identifiers', () => {
     }
     const [clustered] = m.statements({ database: 'tf', ttlDays: 1, cluster: 'c1' });
     assert.match(clustered ?? '', /^ALTER TABLE `tf`\.`decisions_local` ON CLUSTER `c1`/);
+  });
+  test('migration 4 rebuilds a single node\'s decisions table; a cluster takes what can be ALTERed', () => {
+    const m = MIGRATIONS.find((x) => x.version === 4);
+    assert.ok(m);
+    assert.equal(m.rebuild, DECISIONS);
+    assert.deepEqual(m.statements({ database: 'tf', ttlDays: 1 }), []);
+    const [codec, settings, ...none] = m.statements({ database: 'tf', ttlDays: 1, cluster: 'c1' });
+    assert.equal(none.length, 0);
+    assert.equal(codec, 'ALTER TABLE `tf`.`decisions_local` ON CLUSTER `c1` MODIFY COLUMN IF EXISTS `kafka_offset` CODEC(Delta, ZSTD(1))');
+    assert.equal(settings, 'ALTER TABLE `tf`.`decisions_local` ON CLUSTER `c1` MODIFY SETTING min_compress_block_size = 16384, max_compress_block_size = 262144');
+    // New tables have it all from migration 1.
+    const [sql = ''] = createTableStatements(DECISIONS, { database: 'tf', ttlDays: 90 });
+    assert.match(sql, /`kafka_offset` UInt64 CODEC\(Delta, ZSTD\(1\)\)/);
+    assert.match(sql, /SETTINGS index_granularity = 2048, min_compress_block_size = 16384, max_compress_block_size = 262144, non_replicated_deduplication_window = 10000/);
+  });
+  test('a stored definition has the storage settings only when it carries every one', () => {
+    const stored = (settings: string): string =>
+      `CREATE TABLE tf.decisions (\`tenant\` LowCardinality(String)) ENGINE = ReplacingMergeTree(kafka_offset) PARTITION BY toYYYYMM(occurred_at) ORDER BY (tenant, session_id) TTL toDateTime(occurred_at) + toIntervalDay(90) SETTINGS ${settings}`;
+    assert.equal(hasStorageSettings(DECISIONS, stored('index_granularity = 8192, non_replicated_deduplication_window = 10000')), false);
+    assert.equal(hasStorageSettings(DECISIONS, stored('index_granularity = 20480, min_compress_block_size = 16384, max_compress_block_size = 262144')), false);
+    assert.equal(hasStorageSettings(DECISIONS, stored('index_granularity = 2048, min_compress_block_size = 16384')), false);
+    assert.equal(hasStorageSettings(DECISIONS, stored('index_granularity = 2048, min_compress_block_size = 16384, max_compress_block_size = 262144, non_replicated_deduplication_window = 10000')), true);
+    assert.equal(hasStorageSettings(SIGNALS, stored('index_granularity = 8192')), true, 'a table with no storage settings has them all');
+  });
+  test('a rebuild copy names the table and its catch-up bound; other tables are not copies', () => {
+    const name = rebuildCopyName(DECISIONS, 1780000000000, '0a1b2c3d');
+    assert.equal(name, 'decisions_rebuild_1780000000000_0a1b2c3d');
+    assert.equal(ident(name), `\`${name}\``);
+    assert.equal(rebuildCopySince(DECISIONS, name), 1780000000000);
+    assert.equal(rebuildCopySince(SIGNALS, name), undefined);
+    for (const other of ['decisions', 'decisions_next', 'decisions_rebuild_x_0a', 'decisions_rebuild_1_']) assert.equal(rebuildCopySince(DECISIONS, other), undefined);
   });
   test('identifiers that are not plain names are refused', () => {
     assert.equal(ident('trustfold_1'), '`trustfold_1`');
