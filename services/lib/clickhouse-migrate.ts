@@ -44,6 +44,9 @@ const COPY_SETTINGS = { max_partitions_per_insert_block: '0' };
  */
 export const REBUILD_CATCH_UP_MS = 10 * 60_000;
 
+/** How long after the swap the catch-up waits for inserts already under way into the previous table. */
+export const REBUILD_SETTLE_MS = 5_000;
+
 /**
  * Rebuilds a single node's table into its current definition (a setting the
  * engine cannot ALTER, such as index_granularity), without stopping writers
@@ -53,8 +56,9 @@ export const REBUILD_CATCH_UP_MS = 10 * 60_000;
  *    current definition, and the two tables are swapped in one EXCHANGE, so a
  *    writer never finds the table missing;
  * 2. from the previous table, now under the copy's name, the rows ingested
- *    from `since` on (what the sink stored during the copy) are copied again;
- *    it is then dropped.
+ *    from `since` on (what the sink stored during the copy) are copied again,
+ *    once inserts begun before the swap have landed (REBUILD_SETTLE_MS); it is
+ *    then dropped.
  *
  * Interrupted in 1 (the table still has the old definition): the next run
  * drops the partial copy and starts again. Interrupted in 2: the table has the
@@ -91,10 +95,17 @@ export const rebuildTable = async (client: ClickHouseClient, o: DdlOptions, t: T
     query_params: { db: o.database, prefix: `${t.name}_rebuild_` },
     format: 'JSONEachRow',
   });
+  let settled = false;
   for (const { name } of await copies.json<{ name: string }>()) {
     const since = rebuildCopySince(t, name);
     if (since === undefined) continue;
     const q = await createQueryOf(name);
+    // An insert another instance began before the swap still completes into the previous table: let it land
+    // before the catch-up reads that table, or the DROP below would take its rows with it.
+    if (q !== undefined && !hasStorageSettings(t, q) && !settled) {
+      await new Promise((r) => setTimeout(r, REBUILD_SETTLE_MS));
+      settled = true;
+    }
     // The previous table (old definition): what was stored in it while it was being copied goes over again.
     // A copy with the new definition was never swapped in (an interrupted or a redundant one): dropped.
     if (q !== undefined && !hasStorageSettings(t, q)) {
