@@ -53,7 +53,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
   const tasks = new Map<number, Task>();
   let assigned = new Set<number>();
   let joined = false;
-  /** Assignments received so far (a fenced partition waits for the next one). */
+  /** Assignments received so far (a fenced partition's reopen is void once another came). */
   let joins = 0;
   const opening = new Set<Promise<void>>();
   /**
@@ -185,7 +185,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         // Idempotent: fenced while claiming = another instance took the partition after this one's fence: as taskFailed.
         const fenced = delivery === 'idempotent' && isFenced(e);
         logger.error({ err: errorMessage(e), partitions, attempt, fenced }, fenced ? 'opening projector partitions fenced; reopened by the next assignment' : 'opening projector partitions failed; retrying');
-        if (fenced) reopenIfOrphaned(partitions);
+        if (fenced) reopenWhenConfirmed(partitions);
         else setTimeout(() => reopen(partitions, attempt + 1), Math.min(5_000, 200 * 2 ** attempt)).unref();
       }
     })();
@@ -205,27 +205,38 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
     pausePartition(consumer, t.partition);
     stats.recoveries++;
     void t.close();
-    if (fenced) reopenIfOrphaned([t.partition]);
+    if (fenced) reopenWhenConfirmed([t.partition]);
     else setTimeout(() => reopen([t.partition], 0), 200).unref();
   };
 
   /**
-   * Fenced: another instance opened the partition, so the group has moved it
-   * or will — the fencer is its new owner, or a member the coordinator already
-   * dropped, which rejoins and so starts a rebalance. Either way the next
-   * assignment says who owns it, and onJoin opens it here if it is still
-   * this member's. No retry by timer: a timer fired before this member
+   * Fenced: another instance opened the partition. Who owns it is what the
+   * group says, and this member's view of that may be stale: it may have been
+   * dropped without knowing yet (the fencer is then the owner), or the fencer
+   * may be a member that opened the partition for an earlier generation and
+   * has since been revoked (this member is then the owner, and nobody else
+   * will open it). So: no retry by timer — one that fired before this member
    * learnt of its own expulsion fenced the real owner back, which fenced it
-   * again on its next round (the ping-pong seen after restarts under load).
-   * Only when no assignment at all came for 10 session timeouts (30 s at
-   * least) — the group is quiet and still gives the partition to this member —
-   * is it opened again.
+   * again (a ping-pong after restarts under load) — and no waiting for a
+   * rebalance either, which may never come. The partition is opened again
+   * once two heartbeats have succeeded since the fence with no new
+   * assignment in between: the coordinator then holds this member in the
+   * generation whose assignment gives it the partition. Dropped, its
+   * heartbeats fail and it rejoins; onJoin then opens what is still its own.
    */
-  const reopenIfOrphaned = (ps: number[]): void => {
-    const at = joins;
-    setTimeout(() => {
-      if (joins === at) reopen(ps, 0);
-    }, Math.max(30_000, 10 * sessionTimeout)).unref();
+  const reopenWhenConfirmed = (ps: number[]): void => {
+    afterHeartbeats.push({ beats: heartbeats + 2, joins, ps });
+  };
+  /** Fenced partitions waiting for the membership to be confirmed. */
+  let afterHeartbeats: { beats: number; joins: number; ps: number[] }[] = [];
+  let heartbeats = 0;
+  const onHeartbeat = (): void => {
+    heartbeats++;
+    const due = afterHeartbeats.filter((w) => w.beats <= heartbeats);
+    if (due.length === 0) return;
+    afterHeartbeats = afterHeartbeats.filter((w) => w.beats > heartbeats);
+    // An assignment came in between: onJoin has already opened what is this member's.
+    for (const w of due) if (w.joins === joins) reopen(w.ps, 0);
   };
 
   const onJoin = (c: Consumer, assignment: IMemberAssignment): void => {
@@ -302,6 +313,9 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         });
         consumer = c;
         c.on(c.events.GROUP_JOIN, (e) => onJoin(c, e.payload.memberAssignment));
+        c.on(c.events.HEARTBEAT, () => {
+          if (consumer === c) onHeartbeat();
+        });
         // When this member learnt of a rebalance (a failover's detection: the group's session timeout, then a heartbeat).
         c.on(c.events.REBALANCING, () => logger.info({ partitions: [...assigned].sort((a, b) => a - b) }, 'projector group rebalancing'));
         c.on(c.events.CRASH, (e) => {
