@@ -6,8 +6,12 @@
 // TrustView is — received the state the probe caused). Per kill, the failover
 // is the time from the kill to the first state committed on a partition the
 // killed member owned (its partitions: the group's own description before the
-// kill, the member that is gone after it). Afterwards: every session's
-// published trust equals a fresh fold, and each version was committed once.
+// kill, the member that is gone after it) by its new owner: a state whose
+// producer (id, epoch) is not the one that wrote the partition's last state
+// before the kill (the new owner's fence bumps the epoch; the killed
+// process's last commit can still become visible just after the kill).
+// Afterwards: every session's published trust equals a fresh fold, and each
+// version was committed once.
 import assert from 'node:assert/strict';
 import { loadavg } from 'node:os';
 import { AssignerProtocol, type Kafka } from 'kafkajs';
@@ -127,7 +131,14 @@ export const runFailoverScenario = async (o: FailoverOptions): Promise<Figure> =
 
   // What a PDP sees: every committed state, with its partition and when it arrived.
   const caused = new Map<string, number>();
-  const arrivals: { partition: number; at: number }[] = [];
+  /** States read: partition, when they arrived, their producer (id/epoch) — one entry per run of one producer in a batch. */
+  const arrivals: { partition: number; at: number; producer: string }[] = [];
+  /** kafkajs keeps each record's batch header (producer id and epoch) beside it; its types do not say so. */
+  const producerOf = (m: object): string => {
+    const c = (m as { batchContext?: { producerId?: unknown; producerEpoch?: unknown } }).batchContext;
+    return `${String(c?.producerId)}/${String(c?.producerEpoch)}`;
+  };
+  const lastProducer = (p: number, before: number): string | undefined => arrivals.findLast((a) => a.partition === p && a.at <= before)?.producer;
   const reader = kafka.consumer({ groupId: `${groupId}-pdp-${uuidv7()}`, maxWaitTimeInMs: 50, readUncommitted: false });
   await reader.connect();
   await reader.subscribe({ topic: config.topics.sessionTrust, fromBeginning: true });
@@ -141,7 +152,13 @@ export const runFailoverScenario = async (o: FailoverOptions): Promise<Figure> =
         if (!d.ok) continue;
         if (!caused.has(d.value.caused_by)) caused.set(d.value.caused_by, at);
       }
-      if (batch.messages.length > 0) arrivals.push({ partition: batch.partition, at });
+      // One arrival per run of records by one producer (a fetch can hold the old owner's last commit and the new owner's first).
+      let previous: string | undefined;
+      for (const m of batch.messages) {
+        const producer = producerOf(m);
+        if (producer !== previous) arrivals.push({ partition: batch.partition, at, producer });
+        previous = producer;
+      }
     },
   });
 
@@ -238,11 +255,11 @@ export const runFailoverScenario = async (o: FailoverOptions): Promise<Figure> =
           60_000,
           100,
         );
-        // Only states that arrived once the group had moved the partitions are the new owner's: the killed
-        // process's last commit may still become visible right after the kill.
-        const rebalanced = Date.now();
-        await waitUntil('a state on every moved partition', async () => moved.every((p) => arrivals.some((a) => a.partition === p && a.at > rebalanced)), 60_000, 50);
-        const took = Math.max(...moved.map((p) => Math.min(...arrivals.filter((a) => a.partition === p && a.at > rebalanced).map((a) => a.at)) - tKill));
+        // The new owner's states: written by another producer (id/epoch) than the partition's last before the kill.
+        const killedProducer = new Map(moved.map((p) => [p, lastProducer(p, tKill)] as const));
+        const byNewOwner = (p: number) => arrivals.filter((a) => a.partition === p && a.at > tKill && a.producer !== killedProducer.get(p));
+        await waitUntil('a state by the new owner on every moved partition', async () => moved.every((p) => byNewOwner(p).length > 0), 60_000, 50);
+        const took = Math.max(...moved.map((p) => Math.min(...byNewOwner(p).map((a) => a.at)) - tKill));
         failovers.push(took);
         log(`kill ${kills} (at ${tKill}, pid ${victim?.child.pid ?? '?'}): partitions [${moved.join(',')}] back after ${took} ms (load ${loadavg()[0]?.toFixed(1)})`);
         const fresh = spawnRole('projector', env);
