@@ -148,8 +148,11 @@ export const startSystem = async (o: SystemOptions): Promise<System> => {
     const modules: RoleModule[] = [];
     let projector: ProjectorRole | undefined;
     let view: TrustViewRole | undefined;
+    // The view first, read to its start-time end before the projector joins its group: catching up on the
+    // whole session-trust topic right after the join starved a restarted instance's heartbeats, and the group
+    // dropped it (projector README, "Scaling out").
+    if (has('projector') || has('ssf')) modules.push((view = trustViewRole(ctx, readUncommitted, { waitForCatchUp: has('projector') })));
     if (has('projector') && pc !== undefined) modules.push((projector = projectorRole(ctx, pc)));
-    if (has('projector') || has('ssf')) modules.push((view = trustViewRole(ctx, readUncommitted)));
     // The log writer is hooked into a sink of this process (started before it,
     // stopped after it); alone it reads the topics itself.
     if (has('audit-log') && alc !== undefined && signer !== undefined) {

@@ -11,7 +11,8 @@ export type TrustViewRole = RoleModule & {
   view(): TrustView | undefined;
 };
 
-export const trustViewRole = (ctx: RoleContext, readUncommitted: boolean): TrustViewRole => {
+/** `waitForCatchUp`: start returns once the view has read the topic to its start-time end (before a projector of the same process joins its group). */
+export const trustViewRole = (ctx: RoleContext, readUncommitted: boolean, o: { waitForCatchUp?: boolean } = {}): TrustViewRole => {
   let view: TrustView | undefined;
   return {
     view: () => view,
@@ -27,6 +28,7 @@ export const trustViewRole = (ctx: RoleContext, readUncommitted: boolean): Trust
           for (const [reason, n] of Object.entries(v.refused())) this.set({ reason }, n);
         },
       });
+      if (o.waitForCatchUp === true) await v.ready();
     },
     readiness: () => [{ name: 'trust_view', check: async () => (view?.isReady() === true ? true : 'catching up') }],
     async routes(app) {
