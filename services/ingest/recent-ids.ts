@@ -159,8 +159,10 @@ export const createRecentIds = (capacity: number): RecentIds => {
     }
     table[hole] = EMPTY;
   };
+  // Word by word: a subarray per copy would be a heap object per entry.
   const setDigest = (slot: number, from: Int32Array, d: number): void => {
-    digests.set(from.subarray(d, d + DIGEST_WORDS), slot * DIGEST_WORDS);
+    const s = slot * DIGEST_WORDS;
+    for (let w = 0; w < DIGEST_WORDS; w++) digests[s + w] = from[d + w] ?? 0;
   };
   /** Records one entry; a known key takes the new digest and moves to the young end. Returns its slot. */
   const put = (fromKeys: Int32Array, k: number, fromDigests: Int32Array, d: number): number => {
@@ -181,7 +183,8 @@ export const createRecentIds = (capacity: number): RecentIds => {
       unlink(slot);
       if (others.size > 0) others.delete(slot);
     }
-    keys.set(fromKeys.subarray(k, k + KEY_WORDS), slot * KEY_WORDS);
+    const s = slot * KEY_WORDS;
+    for (let w = 0; w < KEY_WORDS; w++) keys[s + w] = fromKeys[k + w] ?? 0;
     setDigest(slot, fromDigests, d);
     let p = home(fromKeys[k] ?? 0);
     while (table[p] !== EMPTY) p = (p + 1) & mask;
