@@ -24,7 +24,7 @@ import { ok, type FieldError, type Result } from '../../schemas/result.ts';
 import { canAccessTenant, EVENT_KIND_SCOPES, type Caller } from '../lib/auth.ts';
 import { eventTimeError, type EventTimeBounds } from '../lib/event-time.ts';
 import { compileFastParse, DECLINE } from './fast-parse.ts';
-import { tenantIdKey, type RecentIds } from './recent-ids.ts';
+import { DIGEST_WORDS, KEY_WORDS, writeDigestWords, writeRecentKey, type RecentIds } from './recent-ids.ts';
 
 export type Rejection = { index: number; event_id?: string; errors: FieldError[] };
 export type RejectReason = 'invalid' | 'tenant_mismatch' | 'missing_scope' | 'actor_mismatch' | 'occurred_at_out_of_bounds' | 'id_conflict' | 'encode';
@@ -104,8 +104,8 @@ const parse = (input: unknown): Result<TrustfoldEvent, FieldError[]> => {
   return r === DECLINE ? parseEvent(input) : ok(r);
 };
 
-/** An event past every check but the duplicate one. */
-export type CheckedEvent = { index: number; event: TrustfoldEvent; digest: string; bytes?: Buffer };
+/** An event past every check but the duplicate one; `sha`: with `bytes`, the 32 bytes whose base64url form `digest` is. */
+export type CheckedEvent = { index: number; event: TrustfoldEvent; digest: string; bytes?: Buffer; sha?: Buffer };
 export type Checked = { events: CheckedEvent[]; rejected: Rejection[]; reasons: RejectReason[] };
 
 /**
@@ -160,14 +160,38 @@ export const checkEvents = (raw: readonly unknown[], ctx: Omit<AdmitContext, 're
       reject(index, 'encode', [{ path: '(root)', message: `cannot encode: ${errorMessage(x)}` }], e.event_id);
       continue;
     }
-    out.events.push({ index, event: e, digest: hash('sha256', bytes, 'base64url'), bytes });
+    const sha = hash('sha256', bytes, 'buffer');
+    out.events.push({ index, event: e, digest: sha.toString('base64url'), bytes, sha });
   }
   return out;
 };
 
-/** What the duplicate check needs of an event; `idKey`: tenantIdKey(tenant, id) when known (prepared on another thread). */
+/** What the duplicate check needs of an event; `idKey`: tenantIdKey(tenant, id) when known. */
 export type Dedupable = { index: number; tenant: string; id: string; digest: string; idKey?: string };
-export type Deduped<T> = { kept: T[]; rejected: Rejection[]; reasons: RejectReason[]; duplicatesInRequest: number; duplicatesRecent: number };
+/**
+ * The duplicate check's view of a list of events: the i-th event's key (see
+ * recent-ids.ts) at KEY_WORDS·i of `keys`, its content digest at
+ * DIGEST_WORDS·i of `digests`.
+ */
+export type DedupeColumns = { keys: Int32Array; digests: Int32Array };
+/** `keys`/`digests`: the columns of `kept`, in its order, for `recent` once Kafka acknowledged them. */
+export type Deduped<T> = { kept: T[]; rejected: Rejection[]; reasons: RejectReason[]; duplicatesInRequest: number; duplicatesRecent: number } & DedupeColumns;
+
+/** The columns of events given by strings (the preparing threads send them ready-made). */
+export const dedupeColumnsOf = (events: readonly Dedupable[]): DedupeColumns => {
+  const keys = new Int32Array(KEY_WORDS * events.length);
+  const digests = new Int32Array(DIGEST_WORDS * events.length);
+  events.forEach((c, i) => {
+    writeRecentKey(c.tenant, c.id, keys, KEY_WORDS * i, c.idKey);
+    writeDigestWords(c.digest, digests, DIGEST_WORDS * i);
+  });
+  return { keys, digests };
+};
+
+const sameWords = (a: Int32Array, i: number, b: Int32Array, j: number, n: number): boolean => {
+  for (let w = 0; w < n; w++) if (a[i + w] !== b[j + w]) return false;
+  return true;
+};
 
 /**
  * The duplicate check by (tenant, event_id) with the content digest, in
@@ -175,25 +199,57 @@ export type Deduped<T> = { kept: T[]; rejected: Rejection[]; reasons: RejectReas
  * with another digest is a conflict (rejected), with the same one a duplicate
  * (counted, skipped).
  */
-export const dedupeEvents = <T extends Dedupable>(events: readonly T[], recent: RecentIds): Deduped<T> => {
-  const out: Deduped<T> = { kept: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
-  const inRequest = new Map<string, string>();
-  for (const c of events) {
-    const key = c.idKey ?? tenantIdKey(c.tenant, c.id);
-    const seen = inRequest.get(key) ?? recent.digestOf(c.tenant, c.id, key);
-    if (seen !== undefined) {
-      if (seen !== c.digest) {
-        const message = 'this event_id was already sent with different content; a changed event needs a new event_id';
-        out.rejected.push({ index: c.index, event_id: c.id, errors: [{ path: 'event_id', message }] });
-        out.reasons.push('id_conflict');
-      } else if (inRequest.has(key)) out.duplicatesInRequest++;
+export const dedupeEvents = <T extends Dedupable>(events: readonly T[], recent: RecentIds): Deduped<T> => dedupeByColumns(events, dedupeColumnsOf(events), recent);
+
+/** dedupeEvents with the columns at hand: `cols` describes `events`, position by position. */
+export const dedupeByColumns = <T extends { index: number; id: string }>(events: readonly T[], cols: DedupeColumns, recent: RecentIds): Deduped<T> => {
+  const n = events.length;
+  const keptAt: number[] = [];
+  const out: Omit<Deduped<T>, 'keys' | 'digests'> = { kept: [], rejected: [], reasons: [], duplicatesInRequest: 0, duplicatesRecent: 0 };
+  const { keys, digests } = cols;
+  // Kept events by their key's first word; `chain` links those sharing one.
+  const inRequest = new Map<number, number>();
+  const chain = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = events[i];
+    if (c === undefined) continue;
+    const k = KEY_WORDS * i;
+    const d = DIGEST_WORDS * i;
+    const first = keys[k] ?? 0;
+    const head = inRequest.get(first);
+    let earlier = head ?? -1;
+    while (earlier !== -1 && !sameWords(keys, KEY_WORDS * earlier, keys, k, KEY_WORDS)) earlier = chain[earlier] ?? -1;
+    let verdict: 'new' | 'same' | 'other';
+    const slot = earlier === -1 ? recent.find(keys, k) : -1;
+    if (earlier !== -1) verdict = sameWords(digests, DIGEST_WORDS * earlier, digests, d, DIGEST_WORDS) ? 'same' : 'other';
+    else if (slot !== -1) verdict = recent.sameDigest(slot, digests, d) ? 'same' : 'other';
+    else verdict = 'new';
+    if (verdict === 'other') {
+      const message = 'this event_id was already sent with different content; a changed event needs a new event_id';
+      out.rejected.push({ index: c.index, event_id: c.id, errors: [{ path: 'event_id', message }] });
+      out.reasons.push('id_conflict');
+      continue;
+    }
+    if (verdict === 'same') {
+      if (earlier !== -1) out.duplicatesInRequest++;
       else out.duplicatesRecent++;
       continue;
     }
-    inRequest.set(key, c.digest);
+    chain[i] = head ?? -1;
+    inRequest.set(first, i);
+    keptAt.push(i);
     out.kept.push(c);
   }
-  return out;
+  const m = keptAt.length;
+  const keptKeys = m === n ? keys : new Int32Array(KEY_WORDS * m);
+  const keptDigests = m === n ? digests : new Int32Array(DIGEST_WORDS * m);
+  if (m !== n) {
+    keptAt.forEach((i, j) => {
+      keptKeys.set(keys.subarray(KEY_WORDS * i, KEY_WORDS * (i + 1)), KEY_WORDS * j);
+      keptDigests.set(digests.subarray(DIGEST_WORDS * i, DIGEST_WORDS * (i + 1)), DIGEST_WORDS * j);
+    });
+  }
+  return { ...out, keys: keptKeys, digests: keptDigests };
 };
 
 export const admitEvents = (raw: readonly unknown[], ctx: AdmitContext): Admission => {

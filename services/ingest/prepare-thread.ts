@@ -32,15 +32,16 @@ export type PrepareRequest = { id: number; input: PrepareInput };
  * end to end in one transferred buffer. The strings a batch repeats (tenant,
  * kind, record key) cross once each, in `words`; `numbers` holds per event
  * its index, value length, key hash and the word numbers of its tenant, kind
- * and key; `streams` is 0 for decisions, 1 for signals.
+ * and key; `streams` is 0 for decisions, 1 for signals; `keys` and
+ * `digests` are the duplicate check's columns (Prepared).
  */
 type WireEvents = {
   numbers: Int32Array;
   streams: Uint8Array;
   words: string[];
   ids: string[];
-  idKeys: string[];
-  digests: string[];
+  keys: Int32Array;
+  digests: Int32Array;
   values: ArrayBuffer;
 };
 const PER_EVENT = 6;
@@ -53,7 +54,7 @@ export type PrepareAnswer =
 export const answer = (encode: EventEncoder, r: PrepareRequest): { message: PrepareAnswer; transfer: ArrayBuffer[] } => {
   const p = prepareBody(r.input, encode);
   if (!p.ok) return { message: { id: r.id, ok: false, error: p.error }, transfer: [] };
-  const events = p.value.events;
+  const { events, keys, digests } = p.value;
   const n = events.length;
   const numbers = new Int32Array(PER_EVENT * n);
   const streams = new Uint8Array(n);
@@ -68,8 +69,6 @@ export const answer = (encode: EventEncoder, r: PrepareRequest): { message: Prep
     return i;
   };
   const ids = new Array<string>(n);
-  const idKeys = new Array<string>(n);
-  const digests = new Array<string>(n);
   let total = 0;
   for (const e of events) total += e.value.length;
   const values = new ArrayBuffer(total);
@@ -87,14 +86,12 @@ export const answer = (encode: EventEncoder, r: PrepareRequest): { message: Prep
     numbers[k + 5] = word(e.key);
     streams[i] = e.stream === 'decisions' ? 0 : 1;
     ids[i] = e.id;
-    idKeys[i] = e.idKey;
-    digests[i] = e.digest;
     into.set(e.value, at);
     at += e.value.length;
   }
   return {
-    message: { id: r.id, ok: true, numbers, streams, words, ids, idKeys, digests, values, rejected: p.value.rejected, reasons: p.value.reasons },
-    transfer: [values, numbers.buffer as ArrayBuffer, streams.buffer as ArrayBuffer],
+    message: { id: r.id, ok: true, numbers, streams, words, ids, keys, digests, values, rejected: p.value.rejected, reasons: p.value.reasons },
+    transfer: [values, numbers.buffer as ArrayBuffer, streams.buffer as ArrayBuffer, keys.buffer as ArrayBuffer, digests.buffer as ArrayBuffer],
   };
 };
 
@@ -111,8 +108,6 @@ const fromWire = (a: Extract<PrepareAnswer, { ok: true }>): Prepared => {
       index: numbers[k] ?? 0,
       tenant: words[numbers[k + 3] ?? 0] ?? '',
       id: a.ids[i] ?? '',
-      idKey: a.idKeys[i] ?? '',
-      digest: a.digests[i] ?? '',
       kind: words[numbers[k + 4] ?? 0] ?? '',
       stream: a.streams[i] === 0 ? 'decisions' : 'signals',
       key: words[numbers[k + 5] ?? 0] ?? '',
@@ -121,7 +116,7 @@ const fromWire = (a: Extract<PrepareAnswer, { ok: true }>): Prepared => {
     };
     at += length;
   }
-  return { events, rejected: a.rejected, reasons: a.reasons };
+  return { events, rejected: a.rejected, reasons: a.reasons, keys: a.keys, digests: a.digests };
 };
 
 /** On the calling thread: tests, a custom codec, or the fallback. Without `codec`, the default one with the fast writer. */

@@ -13,7 +13,7 @@ import { partitionKeyOf } from '../lib/kafka.ts';
 import { checkEvents, type Rejection, type RejectReason } from './admit.ts';
 import { parseBody, type BodyError, type BodyFormat } from './body.ts';
 import { createFastEventEncoder } from './fast-avro.ts';
-import { tenantIdKey } from './recent-ids.ts';
+import { DIGEST_WORDS, KEY_WORDS, writeDigestBytes, writeRecentKey } from './recent-ids.ts';
 import { murmur2 } from './murmur2.ts';
 
 /** `body`: the request body as read (bytes, decoded here as UTF-8, as fastify's string parser would) or as text. */
@@ -23,23 +23,25 @@ const textOf = (body: string | Uint8Array): string => (typeof body === 'string' 
 
 /**
  * One event ready for Kafka: `stream` picks the topic, `kind` the metric
- * label; `idKey` is tenantIdKey(tenant, id) for the duplicate check, `hash`
- * the murmur2 of the record key (the sink's lane).
+ * label, `hash` the murmur2 of the record key (the sink's lane). What the
+ * duplicate check needs of it is in the batch's columns (Prepared).
  */
 export type PreparedEvent = {
   index: number;
   tenant: string;
   id: string;
-  idKey: string;
-  digest: string;
   kind: string;
   stream: 'decisions' | 'signals';
   key: string;
   hash: number;
   value: Buffer;
 };
-/** `reasons[i]` is why `rejected[i]` was refused. */
-export type Prepared = { events: PreparedEvent[]; rejected: Rejection[]; reasons: RejectReason[] };
+/**
+ * `reasons[i]` is why `rejected[i]` was refused; `keys`/`digests`: the
+ * duplicate check's columns of `events` (admit.ts DedupeColumns), hashed
+ * here so that the thread holding the recent-id cache does not.
+ */
+export type Prepared = { events: PreparedEvent[]; rejected: Rejection[]; reasons: RejectReason[]; keys: Int32Array; digests: Int32Array };
 
 /** An event → its bytes for Kafka (throws when the Avro schema refuses it). */
 export type EventEncoder = (e: TrustfoldEvent) => Buffer;
@@ -61,16 +63,18 @@ export const prepareBody = (input: PrepareInput, encode: EventEncoder): Result<P
   if (!parsed.ok) return parsed;
   const checked = checkEvents(parsed.value, { caller: input.caller, nowMs: input.nowMs, bounds: input.bounds, encode });
   const events: PreparedEvent[] = [];
+  const keys = new Int32Array(KEY_WORDS * checked.events.length);
+  const digests = new Int32Array(DIGEST_WORDS * checked.events.length);
   for (const c of checked.events) {
     const e = c.event;
-    if (c.bytes === undefined) continue; // not reached: checkEvents encodes every event it passes when given `encode`
+    if (c.bytes === undefined || c.sha === undefined) continue; // not reached: checkEvents encodes every event it passes when given `encode`
     const key = partitionKeyOf(e);
+    writeRecentKey(e.tenant_id, e.event_id, keys, KEY_WORDS * events.length);
+    writeDigestBytes(c.sha, digests, DIGEST_WORDS * events.length);
     events.push({
       index: c.index,
       tenant: e.tenant_id,
       id: e.event_id,
-      idKey: tenantIdKey(e.tenant_id, e.event_id),
-      digest: c.digest,
       kind: e.type === 'decision' ? 'decision' : e.kind,
       stream: e.type === 'decision' ? 'decisions' : 'signals',
       key,
@@ -78,5 +82,6 @@ export const prepareBody = (input: PrepareInput, encode: EventEncoder): Result<P
       value: c.bytes,
     });
   }
-  return ok({ events, rejected: checked.rejected, reasons: checked.reasons });
+  const n = events.length;
+  return ok({ events, rejected: checked.rejected, reasons: checked.reasons, keys: n === checked.events.length ? keys : keys.slice(0, KEY_WORDS * n), digests: n === checked.events.length ? digests : digests.slice(0, DIGEST_WORDS * n) });
 };

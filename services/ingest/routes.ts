@@ -23,12 +23,12 @@ import { DEFAULT_EVENT_TIME_BOUNDS, type EventTimeBounds } from '../lib/event-ti
 import { callerOf, requireAnyScope, requireScope, sendError, type ReadinessCheck } from '../lib/http.ts';
 import { partitionKeyOf, topicOf } from '../lib/kafka.ts';
 import type { Registry } from 'prom-client';
-import { dedupeEvents, type Rejection } from './admit.ts';
+import { dedupeByColumns, type DedupeColumns, type Rejection } from './admit.ts';
 import { formatOf, NDJSON_CONTENT_TYPES, type BodyError, type BodyFormat } from './body.ts';
 import { inlinePreparer, threadPreparer, type Preparer } from './prepare-thread.ts';
 import { uuidv7 } from '../../schemas/ids.ts';
 import { createIngestMetrics } from './metrics.ts';
-import { createRecentIds, type RecentEntry } from './recent-ids.ts';
+import { createRecentIds } from './recent-ids.ts';
 import type { EventSink, OutboundRecord } from './sink.ts';
 
 export type IngestDeps = {
@@ -158,18 +158,16 @@ export const ingestRoutes =
      * ids and the per-kind counts — not the parsed events, so those die young
      * while the request waits for the ack (cheaper garbage collection).
      */
-    type Outbound = { records: OutboundRecord[]; recent: RecentEntry[]; kinds: Map<string, number> };
+    type Outbound = { records: OutboundRecord[]; recent?: DedupeColumns; kinds: Map<string, number> };
     /** Events the server made itself (freezes): fresh ids, nothing for the duplicate cache. */
     const outboundOf = (events: readonly TrustfoldEvent[]): Outbound => {
-      const out: Outbound = { records: [], recent: [], kinds: new Map() };
-      for (const e of events) add(out, e, toRecord(e));
+      const out: Outbound = { records: [], kinds: new Map() };
+      for (const e of events) {
+        const kind = e.type === 'decision' ? 'decision' : e.kind;
+        out.records.push(toRecord(e));
+        out.kinds.set(kind, (out.kinds.get(kind) ?? 0) + 1);
+      }
       return out;
-    };
-    const add = (out: Outbound, e: TrustfoldEvent, record: OutboundRecord, digest?: string): void => {
-      const kind = e.type === 'decision' ? 'decision' : e.kind;
-      out.records.push(record);
-      if (digest !== undefined) out.recent.push({ tenant: e.tenant_id, id: e.event_id, digest });
-      out.kinds.set(kind, (out.kinds.get(kind) ?? 0) + 1);
     };
 
     /** Hands events to Kafka; true once acked, false after answering 503. */
@@ -178,7 +176,7 @@ export const ingestRoutes =
       try {
         await deps.sink.send(out.records);
         metrics.produceSeconds.observe({ outcome: 'acked' }, Number(process.hrtime.bigint() - started) / 1e9);
-        recent.addAll(out.recent);
+        if (out.recent !== undefined) recent.addColumns(out.recent.keys, out.recent.digests, out.records.length);
         for (const [kind, n] of out.kinds) metrics.accepted.inc({ kind }, n);
         return true;
       } catch (e) {
@@ -205,16 +203,15 @@ export const ingestRoutes =
       const prepared = await preparer.prepare(input);
       if (!prepared.ok) return prepared;
       const p = prepared.value;
-      const d = dedupeEvents(p.events, recent);
+      const d = dedupeByColumns(p.events, p, recent);
       for (const r of p.reasons) metrics.rejected.inc({ reason: r });
       for (const r of d.reasons) metrics.rejected.inc({ reason: r });
       const duplicates = d.duplicatesInRequest + d.duplicatesRecent;
       if (d.duplicatesInRequest > 0) metrics.duplicates.inc({ where: 'request' }, d.duplicatesInRequest);
       if (d.duplicatesRecent > 0) metrics.duplicates.inc({ where: 'recent' }, d.duplicatesRecent);
-      const out: Outbound = { records: [], recent: [], kinds: new Map() };
+      const out: Outbound = { records: [], recent: { keys: d.keys, digests: d.digests }, kinds: new Map() };
       for (const e of d.kept) {
         out.records.push({ topic: e.stream === 'decisions' ? deps.topics.decisions : deps.topics.signals, key: e.key, value: e.value, hash: e.hash });
-        out.recent.push({ tenant: e.tenant, id: e.id, digest: e.digest, key: e.idKey });
         out.kinds.set(e.kind, (out.kinds.get(e.kind) ?? 0) + 1);
       }
       const rejected = d.rejected.length === 0 ? p.rejected : [...p.rejected, ...d.rejected].sort((a, b) => a.index - b.index);
