@@ -184,7 +184,7 @@ export const createScaledProjector = (deps: ProjectorDeps): Projector => {
         if (!running) return;
         // Idempotent: fenced while claiming = another instance took the partition after this one's fence: as taskFailed.
         const fenced = delivery === 'idempotent' && isFenced(e);
-        logger.error({ err: errorMessage(e), partitions, attempt, fenced }, fenced ? 'opening projector partitions fenced; reopened by the next assignment' : 'opening projector partitions failed; retrying');
+        logger.error({ err: errorMessage(e), partitions, attempt, fenced }, fenced ? 'opening projector partitions fenced; reopened once heartbeats confirm the assignment' : 'opening projector partitions failed; retrying');
         if (fenced) reopenWhenConfirmed(partitions);
         else setTimeout(() => reopen(partitions, attempt + 1), Math.min(5_000, 200 * 2 ** attempt)).unref();
       }
