@@ -199,8 +199,9 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
   const timeline = async (tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Promise<Page<TimelineEntry, TimelineKey>> => {
     type Ranked = { rank: number; row: string };
     let found = await rows<Ranked>(timelineSql(database, tenant, sessionId, limit + 1, after, 'listed'));
-    let listedKeys: Set<string> | undefined = new Set(found.filter((r) => r.rank === TIMELINE_CONFLICTS_RANK).map((r) => r.row));
-    if (found.filter((r) => r.rank === TIMELINE_CONFLICTS_RANK).length > TIMELINE_CONFLICT_KEYS) {
+    const listedRows = found.filter((r) => r.rank === TIMELINE_CONFLICTS_RANK);
+    let listedKeys: Set<string> | undefined = new Set(listedRows.map((r) => r.row));
+    if (listedRows.length > TIMELINE_CONFLICT_KEYS) {
       found = await rows<Ranked>(timelineSql(database, tenant, sessionId, limit + 1, after, 'inline'));
       listedKeys = undefined;
     }
