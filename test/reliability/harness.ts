@@ -17,6 +17,7 @@ import { exitIfStuck } from '../helpers/exit.ts';
 
 // The topic readers live in topics.ts; every scenario takes its tools from here.
 export * from './topics.ts';
+export * from './wait.ts';
 
 export const codec = createCodec();
 export const SECRET = 'reliability-secret-of-at-least-32-characters';
@@ -31,7 +32,6 @@ export const REL_SCOPES = ['events:write', 'trust:write'];
 export const METRICS_TOKEN = 'reliability-metrics-token-0123456789abcdef';
 export const ROOT = join(import.meta.dirname, '../..');
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export const envInt = (name: string, fallback: number): number => {
   const v = process.env[name];
@@ -41,14 +41,6 @@ export const envInt = (name: string, fallback: number): number => {
   return n;
 };
 
-export const waitUntil = async (what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<number> => {
-  const started = Date.now();
-  for (;;) {
-    if (await cond()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-};
 
 // ---------------------------------------------------------------------------
 // Figures: one line per scenario; scripts/reliability.mjs collects them into a table.
