@@ -23,6 +23,7 @@ import type { HashedLeaf } from '../../schemas/audit-log/leaf-batch.ts';
 import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
 import { inlineDecoder, threadDecoderPool, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';
+import { createWriteOnceFilter, filterSupported, type WriteOnceFilter } from './write-once-filter.ts';
 import { createBlockWriter } from './write.ts';
 
 export type InsertedBlock = { table: string; topic: string; partition: number; rows: number; token: string };
@@ -83,6 +84,12 @@ export type AuditSinkDeps = {
    * is read again, so the hook sees every accepted record at least once.
    */
   onStored?: (batch: StoredBatch) => Promise<void>;
+  /**
+   * Mirror the write-once index in memory (./write-once-filter.ts) so only ids
+   * it may hold are looked up. Default true; it stays off where record_ids is
+   * not a plain MergeTree on one server (a cluster, a replicated table).
+   */
+  writeOnceFilter?: boolean;
   /** Called at every group join with the partitions this sink now owns (a partition may have moved away and back). */
   onAssigned?: (assignment: Readonly<Record<string, readonly number[]>>) => void;
 };
@@ -136,6 +143,10 @@ type Metrics = {
   duplicates: Counter<'table'>;
   conflicts: Counter<'table'>;
   replays: Counter<'table'>;
+  lookupIds: Counter;
+  filterKeys: Gauge;
+  filterBytes: Gauge;
+  filterCatchUpRows: Counter;
 };
 
 const metric = <T>(registry: Registry, name: string, make: () => T): T =>
@@ -164,6 +175,14 @@ const createMetrics = (registry: Registry): Metrics => ({
     new Counter({ name: 'trustfold_audit_sink_conflicts_total', help: 'Later copies of a stored id with other content (kept as evidence, never as the record)', labelNames: ['table'], registers: [registry] })),
   replays: metric(registry, 'trustfold_audit_sink_replays_total', () =>
     new Counter({ name: 'trustfold_audit_sink_replays_total', help: 'Records read again after a crash or rebalance, already stored (skipped)', labelNames: ['table'], registers: [registry] })),
+  lookupIds: metric(registry, 'trustfold_audit_sink_lookup_ids_total', () =>
+    new Counter({ name: 'trustfold_audit_sink_lookup_ids_total', help: 'Ids looked up in the write-once index (with the filter on: only those it may hold)', registers: [registry] })),
+  filterKeys: metric(registry, 'trustfold_audit_sink_filter_keys', () =>
+    new Gauge({ name: 'trustfold_audit_sink_filter_keys', help: 'Keys added to the in-memory write-once filter', registers: [registry] })),
+  filterBytes: metric(registry, 'trustfold_audit_sink_filter_bytes', () =>
+    new Gauge({ name: 'trustfold_audit_sink_filter_bytes', help: 'Memory of the in-memory write-once filter', registers: [registry] })),
+  filterCatchUpRows: metric(registry, 'trustfold_audit_sink_filter_catch_up_rows_total', () =>
+    new Counter({ name: 'trustfold_audit_sink_filter_catch_up_rows_total', help: 'Index rows the filter read back from record_ids (every instance\'s, including this one\'s)', registers: [registry] })),
 });
 
 /** Runs tasks one after another: the write-once check and the inserts it decides must not interleave. */
@@ -202,6 +221,16 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
   let stopping = false;
   let producer: Producer | undefined;
   let running = false;
+  let filter: WriteOnceFilter | undefined;
+
+  /** Brings the filter up to the index: every instance's rows visible now (nothing to do with the filter off). */
+  const catchUp = async (): Promise<void> => {
+    if (filter === undefined) return;
+    const c = await filter.catchUp();
+    metrics.filterCatchUpRows.inc(c.rows);
+    metrics.filterKeys.set(filter.keys());
+    metrics.filterBytes.set(filter.bytes());
+  };
 
   const insertValues = async (table: TableSpec, values: CellValue[][], token: string): Promise<void> => {
     const end = metrics.insertSeconds.startTimer({ table: table.name });
@@ -248,7 +277,10 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
    */
   const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[], heartbeat: () => Promise<void>, outcomes: Map<string, StoredOutcome>): Promise<number> => {
     const endLookup = metrics.lookupSeconds.startTimer();
-    const stored = await lookupStoredCopies(deps.clickhouse, deps.database, rows.ids);
+    await catchUp();
+    const asked = filter === undefined ? rows.ids : filter.candidates(rows.ids);
+    metrics.lookupIds.inc(asked.length);
+    const stored = await lookupStoredCopies(deps.clickhouse, deps.database, asked);
     endLookup();
     const verdict = judgeWriteOnce(rows, { topic, partition }, stored);
     const mark = (indexes: readonly number[], outcome: StoredOutcome): void => {
@@ -274,6 +306,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
         done.ids.map((id, i) => recordIdRow(id, { topic, partition, offset: done.offsets[i] ?? '' })),
         blockToken({ ...done, table: RECORD_IDS }, topic, partition),
       );
+      filter?.recorded(done.ids);
       await heartbeat();
     }
     const conflicts = pick(rows, verdict.conflicts.map((c) => c.index));
@@ -296,6 +329,22 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       );
     }
     return inserted;
+  };
+
+  /** Reads the whole index into the filter before the first batch, if record_ids allows it (./write-once-filter.ts). */
+  const startFilter = async (): Promise<void> => {
+    const support = await filterSupported(deps.clickhouse, deps.database, deps.cluster);
+    if (!support.ok) {
+      deps.log.info({ why: support.why }, 'audit sink: write-once filter off; every id is looked up in record_ids');
+      return;
+    }
+    const f = createWriteOnceFilter(deps.clickhouse, deps.database);
+    const c = await f.catchUp((n) => deps.log.info({ rows: n }, 'audit sink: reading the write-once index into memory'));
+    filter = f;
+    metrics.filterCatchUpRows.inc(c.rows);
+    metrics.filterKeys.set(f.keys());
+    metrics.filterBytes.set(f.bytes());
+    deps.log.info({ rows: c.rows, ms: Math.round(c.ms), bytes: f.bytes(), watermark: c.watermark }, 'audit sink: write-once filter ready');
   };
 
   const handleBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {
@@ -375,6 +424,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       if (running) return;
       producer = deps.kafka.producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
       await producer.connect();
+      if (deps.writeOnceFilter !== false && filter === undefined) await startFilter();
       decoder ??= deps.codec !== undefined || deps.decodeThread === false ? inlineDecoder(deps.codec) : threadDecoderPool(deps.log, deps.decodeThreads ?? DEFAULT_DECODE_THREADS);
       const c = deps.kafka.consumer({
         groupId: deps.groupId,
