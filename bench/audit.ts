@@ -40,6 +40,10 @@ const GEN_LABEL = N_GEN % 1_000_000 === 0 ? `${N_GEN / 1_000_000}M` : String(N_G
 const KEEP_DIR = process.env['AUDIT_BENCH_DIR'];
 const PARTS = new Set((process.env['AUDIT_BENCH_PARTS'] ?? 'sink,latency,queries').split(',').map((x) => x.trim()));
 const PARTITIONS = 6;
+/** --index=N: random ids already in the write-once index before the sink starts (default 0: a new store). */
+const N_INDEX = arg('index', envNumber('AUDIT_BENCH_INDEX') ?? 0);
+/** --compare-filter=1: run the sink with its write-once filter off first, on the same decisions (A/B). */
+const COMPARE_FILTER = arg('compare-filter', 0) === 1;
 
 const codec = createCodec();
 const log = createLogger('bench', 'silent');
@@ -113,7 +117,6 @@ const main = async (): Promise<void> => {
     if (needKafka) {
 
     // ---- 1. sink throughput vs raw insert of the same rows ------------------
-    await migrate(writer, { database: 'sink', ttlDays: 3650 });
     await migrate(writer, { database: 'raw', ttlDays: 3650 });
     const base = Date.now() - 3_600_000;
     const events = Array.from({ length: N_SINK }, (_, i) => decisionAt(i, new Date(base + i)));
@@ -121,56 +124,86 @@ const main = async (): Promise<void> => {
     await produceAll(kafka, topics.decisions, events);
     say(`\n[sink] produced ${fmt(N_SINK, 0)} decisions (Avro, ${PARTITIONS} partitions) in ${fmt((performance.now() - tProduce) / 1000, 2)} s`);
 
-    const blocks: number[] = [];
-    let firstInsertAt = 0;
-    let lastInsertAt = 0;
-    const sinkRegistry = new Registry();
-    const sink = createAuditSink({
-      kafka,
-      clickhouse: writer,
-      database: 'sink',
-      topics,
-      groupId: `bench-sink-${stamp}`,
-      registry: sinkRegistry,
-      log,
-      subscribe: [topics.decisions],
-      afterInsert: (b) => {
-        if (firstInsertAt === 0) firstInsertAt = performance.now();
-        lastInsertAt = performance.now();
-        blocks.push(b.rows);
-      },
-    });
-    const cpuSink0 = process.cpuUsage();
-    const tStart = performance.now();
-    await sink.start();
-    // kafkajs resolves run() once the group is joined: what follows is the sink's own pace.
-    const tJoined = performance.now();
-    // Done when the table holds every row. (Not when the inserted rows add up: a batch read again after a
-    // rebalance under load finds its rows stored — replays, 0 rows inserted — so the sum could stay short.)
-    let stored = 0;
-    while (blocks.reduce((a, b) => a + b, 0) < N_SINK && (stored = await scalar(reader, 'SELECT count() FROM sink.decisions')) < N_SINK) {
-      await delay(50);
-      if (performance.now() - tStart > 600_000) throw new Error('sink did not finish in 10 minutes');
-    }
-    const tEnd = performance.now();
-    const cpuSink = process.cpuUsage(cpuSink0);
-    stored = await scalar(reader, 'SELECT count() FROM sink.decisions');
-    const sinkRate = N_SINK / ((tEnd - tStart) / 1000);
-    const sinkSteady = blocks.length > 1 ? (N_SINK - (blocks[0] ?? 0)) / ((lastInsertAt - firstInsertAt) / 1000) : sinkRate;
-    const replays = (await sinkRegistry.getSingleMetricAsString('trustfold_audit_sink_replays_total')).split('\n').filter((l) => !l.startsWith('#')).reduce((n, l) => n + Number(l.split(' ').pop() ?? 0), 0);
-    say(`[sink] ${fmt(stored, 0)} rows stored in ${blocks.filter((b) => b > 0).length} blocks (avg ${fmt(N_SINK / Math.max(1, blocks.filter((b) => b > 0).length), 0)} rows/block); ${fmt(replays, 0)} records read again after a rebalance (replays)`);
-    const sinkJoined = N_SINK / ((tEnd - tJoined) / 1000);
-    // Where the sink's wall time went, from its own histograms (seconds summed over all chunks).
-    const sums = new Map<string, number>();
-    for (const m of await sinkRegistry.getMetricsAsJSON()) {
-      for (const v of m.values as { metricName?: string; value: number; labels: Record<string, string | number> }[]) {
-        if (v.metricName?.endsWith('_sum') !== true) continue;
-        const table = v.labels['table'];
-        sums.set(`${m.name.replace('trustfold_audit_sink_', '')}${table !== undefined ? `{${String(table)}}` : ''}`, v.value);
+    /**
+     * One sink over the produced decisions into `database`, from a group of its own. `prefill`: random ids
+     * put in the write-once index first, as a long-running store holds them (the lookup's cost grows with it).
+     */
+    const runSink = async (database: string, writeOnceFilter: boolean) => {
+      await migrate(writer, { database, ttlDays: 3650 });
+      if (N_INDEX > 0) {
+        await writer.command({
+          query: `INSERT INTO ${database}.record_ids (tenant, namespace, record_key, digest, occurred_at, kafka_topic, kafka_partition, kafka_offset)
+            SELECT 'bench', 'event', toString(generateUUIDv4(number)), repeat('0', 64), now64(3), 'prefill', 0, number FROM numbers(${N_INDEX})`,
+        });
       }
+      const label = writeOnceFilter ? 'sink' : 'sink, filter off';
+      const blocks: number[] = [];
+      let firstInsertAt = 0;
+      let lastInsertAt = 0;
+      const sinkRegistry = new Registry();
+      const sink = createAuditSink({
+        kafka,
+        clickhouse: writer,
+        database,
+        topics,
+        groupId: `bench-${database}-${stamp}`,
+        registry: sinkRegistry,
+        log,
+        subscribe: [topics.decisions],
+        writeOnceFilter,
+        afterInsert: (b) => {
+          if (firstInsertAt === 0) firstInsertAt = performance.now();
+          lastInsertAt = performance.now();
+          blocks.push(b.rows);
+        },
+      });
+      const cpu0 = process.cpuUsage();
+      const tStart = performance.now();
+      await sink.start();
+      // kafkajs resolves run() once the group is joined: what follows is the sink's own pace.
+      const tJoined = performance.now();
+      // Done when the table holds every row. (Not when the inserted rows add up: a batch read again after a
+      // rebalance under load finds its rows stored — replays, 0 rows inserted — so the sum could stay short.)
+      while (blocks.reduce((a, b) => a + b, 0) < N_SINK && (await scalar(reader, `SELECT count() FROM ${database}.decisions`)) < N_SINK) {
+        await delay(50);
+        if (performance.now() - tStart > 600_000) throw new Error('sink did not finish in 10 minutes');
+      }
+      const tEnd = performance.now();
+      const cpu = process.cpuUsage(cpu0);
+      const stored = await scalar(reader, `SELECT count() FROM ${database}.decisions`);
+      const rate = N_SINK / ((tEnd - tStart) / 1000);
+      const steady = blocks.length > 1 ? (N_SINK - (blocks[0] ?? 0)) / ((lastInsertAt - firstInsertAt) / 1000) : rate;
+      const total = async (name: string): Promise<number> =>
+        (await sinkRegistry.getSingleMetricAsString(name)).split('\n').filter((l) => !l.startsWith('#')).reduce((n, l) => n + Number(l.split(' ').pop() ?? 0), 0);
+      const replays = await total('trustfold_audit_sink_replays_total');
+      say(`[${label}] ${fmt(stored, 0)} rows stored in ${blocks.filter((b) => b > 0).length} blocks (avg ${fmt(N_SINK / Math.max(1, blocks.filter((b) => b > 0).length), 0)} rows/block); ${fmt(replays, 0)} records read again after a rebalance (replays)`);
+      const joined = N_SINK / ((tEnd - tJoined) / 1000);
+      // Where the sink's wall time went, from its own histograms (seconds summed over all chunks).
+      const sums = new Map<string, number>();
+      for (const m of await sinkRegistry.getMetricsAsJSON()) {
+        for (const v of m.values as { metricName?: string; value: number; labels: Record<string, string | number> }[]) {
+          if (v.metricName?.endsWith('_sum') !== true) continue;
+          const table = v.labels['table'];
+          sums.set(`${m.name.replace('trustfold_audit_sink_', '')}${table !== undefined ? `{${String(table)}}` : ''}`, v.value);
+        }
+      }
+      say(`[${label}] time in: ${[...sums].map(([k, v]) => `${k} ${fmt(v, 2)} s`).join(', ')}`);
+      say(
+        `[${label}] write-once index of ${fmt(N_INDEX + N_SINK, 0)} ids at the end: ${fmt(await total('trustfold_audit_sink_lookup_ids_total'), 0)} ids looked up; ` +
+          (writeOnceFilter ? `filter read ${fmt(await total('trustfold_audit_sink_filter_catch_up_rows_total'), 0)} index rows, in ${fmt((await total('trustfold_audit_sink_filter_bytes')) / 1048576, 1)} MiB` : 'filter off'),
+      );
+      say(`[${label}] throughput incl. consumer start/join: ${fmt(rate, 0)} decisions/s (join took ${fmt((tJoined - tStart) / 1000, 2)} s); joined→all stored: ${fmt(joined, 0)} decisions/s; first→last insert: ${fmt(steady, 0)} decisions/s`);
+      return { sink, blocks, rate, joined, steady, cpu, label };
+    };
+    const runs = [];
+    if (COMPARE_FILTER) {
+      const off = await runSink('sink_lookup', false);
+      await off.sink.stop();
+      runs.push(off);
     }
-    say(`[sink] time in: ${[...sums].map(([k, v]) => `${k} ${fmt(v, 2)} s`).join(', ')}`);
-    say(`[sink] throughput incl. consumer start/join: ${fmt(sinkRate, 0)} decisions/s (join took ${fmt((tJoined - tStart) / 1000, 2)} s); joined→all stored: ${fmt(sinkJoined, 0)} decisions/s; first→last insert: ${fmt(sinkSteady, 0)} decisions/s`);
+    const main = await runSink('sink', true);
+    runs.push(main);
+    const { sink, blocks } = main;
 
     // Raw: the same rows, already mapped, the same block sizes, same client and format.
     const rows: CellValue[][] = events.map((e, i) => compact(DECISIONS, decisionRow(e, { topic: topics.decisions, partition: 0, offset: String(i) })));
@@ -188,7 +221,7 @@ const main = async (): Promise<void> => {
     const cpuPer = (c: NodeJS.CpuUsage, n: number): number => (c.user + c.system) / Math.max(1, n);
     say(`[raw ] same rows, same blocks, JSONCompactEachRow: ${fmt(rawRate, 0)} rows/s`);
     // CPU of this process (main thread, decoding threads, the embedded engine; not the broker): what survives a loaded host.
-    say(`[cpu ] this process per decision: sink ${fmt(cpuPer(cpuSink, N_SINK), 0)} µs, raw insert ${fmt(cpuPer(cpuRaw, at), 0)} µs (raw ÷ sink ${fmt(cpuPer(cpuRaw, at) / cpuPer(cpuSink, N_SINK), 2)})`);
+    for (const r of runs) say(`[cpu ] this process per decision: ${r.label} ${fmt(cpuPer(r.cpu, N_SINK), 0)} µs, raw insert ${fmt(cpuPer(cpuRaw, at), 0)} µs (raw ÷ sink ${fmt(cpuPer(cpuRaw, at) / cpuPer(r.cpu, N_SINK), 2)})`);
     const tRawEach = performance.now();
     at = 0;
     const objects = rows.map((r) => Object.fromEntries(cols.map((c, i) => [c, r[i]])));
@@ -201,7 +234,8 @@ const main = async (): Promise<void> => {
     const tDecode = performance.now();
     for (const e of events.slice(0, 50_000)) codec.decodeEvent(codec.encodeEvent(e));
     say(`[cpu ] Avro encode+decode+zod of one decision: ${fmt((performance.now() - tDecode) / 50_000 * 1000, 1)} µs (one core)`);
-    say(`[sink] ratio sink/raw: ${fmt(sinkRate / rawRate, 2)} (joined→all stored: ${fmt(sinkJoined / rawRate, 2)}; first→last insert: ${fmt(sinkSteady / rawRate, 2)})`);
+    for (const r of runs) say(`[${r.label}] ratio sink/raw: ${fmt(r.rate / rawRate, 2)} (joined→all stored: ${fmt(r.joined / rawRate, 2)}; first→last insert: ${fmt(r.steady / rawRate, 2)})`);
+    const sinkRate = main.rate;
     printTargets([
       { what: 'audit sink, Kafka → ClickHouse', value: sinkRate, unit: 'decisions/s', bound: 'min', goal: 100_000 },
       { what: 'audit sink ÷ raw insert of the same rows, same run', value: sinkRate / rawRate, unit: '×', bound: 'min', goal: 0.7 },

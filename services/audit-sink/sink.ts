@@ -147,6 +147,7 @@ type Metrics = {
   filterKeys: Gauge;
   filterBytes: Gauge;
   filterCatchUpRows: Counter;
+  filterCatchUpSeconds: Histogram;
 };
 
 const metric = <T>(registry: Registry, name: string, make: () => T): T =>
@@ -178,9 +179,11 @@ const createMetrics = (registry: Registry): Metrics => ({
   lookupIds: metric(registry, 'trustfold_audit_sink_lookup_ids_total', () =>
     new Counter({ name: 'trustfold_audit_sink_lookup_ids_total', help: 'Ids looked up in the write-once index (with the filter on: only those it may hold)', registers: [registry] })),
   filterKeys: metric(registry, 'trustfold_audit_sink_filter_keys', () =>
-    new Gauge({ name: 'trustfold_audit_sink_filter_keys', help: 'Keys added to the in-memory write-once filter', registers: [registry] })),
+    new Gauge({ name: 'trustfold_audit_sink_filter_keys', help: 'Index rows added to the in-memory write-once filter (a row read again counts again)', registers: [registry] })),
   filterBytes: metric(registry, 'trustfold_audit_sink_filter_bytes', () =>
     new Gauge({ name: 'trustfold_audit_sink_filter_bytes', help: 'Memory of the in-memory write-once filter', registers: [registry] })),
+  filterCatchUpSeconds: metric(registry, 'trustfold_audit_sink_filter_catch_up_seconds', () =>
+    new Histogram({ name: 'trustfold_audit_sink_filter_catch_up_seconds', help: 'Reading the index rows made visible since the last catch-up, per chunk', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] })),
   filterCatchUpRows: metric(registry, 'trustfold_audit_sink_filter_catch_up_rows_total', () =>
     new Counter({ name: 'trustfold_audit_sink_filter_catch_up_rows_total', help: 'Index rows the filter read back from record_ids (every instance\'s, including this one\'s)', registers: [registry] })),
 });
@@ -226,7 +229,9 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
   /** Brings the filter up to the index: every instance's rows visible now (nothing to do with the filter off). */
   const catchUp = async (): Promise<void> => {
     if (filter === undefined) return;
+    const end = metrics.filterCatchUpSeconds.startTimer();
     const c = await filter.catchUp();
+    end();
     metrics.filterCatchUpRows.inc(c.rows);
     metrics.filterKeys.set(filter.keys());
     metrics.filterBytes.set(filter.bytes());
@@ -276,8 +281,8 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
    * evidence table. Returns the rows inserted.
    */
   const storeWriteOnce = async (rows: TableRows, topic: string, partition: number, rejected: Rejected[], heartbeat: () => Promise<void>, outcomes: Map<string, StoredOutcome>): Promise<number> => {
-    const endLookup = metrics.lookupSeconds.startTimer();
     await catchUp();
+    const endLookup = metrics.lookupSeconds.startTimer();
     const asked = filter === undefined ? rows.ids : filter.candidates(rows.ids);
     metrics.lookupIds.inc(asked.length);
     const stored = await lookupStoredCopies(deps.clickhouse, deps.database, asked);
@@ -306,7 +311,6 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
         done.ids.map((id, i) => recordIdRow(id, { topic, partition, offset: done.offsets[i] ?? '' })),
         blockToken({ ...done, table: RECORD_IDS }, topic, partition),
       );
-      filter?.recorded(done.ids);
       await heartbeat();
     }
     const conflicts = pick(rows, verdict.conflicts.map((c) => c.index));

@@ -155,6 +155,48 @@ describe('write-once audit', () => {
     await checkReads();
   });
 
+  test('two sink instances in one group: a forged copy on the other instance\'s partition, sent after both started and the first copy was stored, is a conflict there', { timeout: 120_000 }, async () => {
+    const topics = await newTopics();
+    const { database, writer, reader } = await freshAuditDatabase('once_two');
+    const groupId = uniqueName('sink-pair');
+    const owned = [new Set<number>(), new Set<number>()];
+    const registries = [new Registry(), new Registry()];
+    for (const i of [0, 1]) {
+      const sink = createAuditSink({
+        kafka, clickhouse: writer, database, topics, groupId, registry: registries[i] as Registry, log,
+        consumer: { sessionTimeoutMs: 6_000 },
+        onAssigned: (a) => {
+          owned[i] = new Set(a[topics.decisions] ?? []);
+        },
+      });
+      sinks.push(sink);
+      await sink.start();
+    }
+    // Both members hold partitions of the decisions topic (3 of them), and neither holds the other's.
+    await waitFor('both sinks assigned', async () => owned.map((o) => o.size), (n) => (n[0] ?? 0) > 0 && (n[1] ?? 0) > 0 && (n[0] ?? 0) + (n[1] ?? 0) === 3);
+    const [pA] = [...(owned[0] ?? [])];
+    const [pB] = [...(owned[1] ?? [])];
+    assert.ok(pA !== undefined && pB !== undefined);
+
+    const first = incident().denied;
+    const forged: DecisionEvent = { ...first, decision: { ...first.decision, effect: 'allow', rule_id: 'allow-everything', reasons: ['forged'] } };
+    const sendTo = (partition: number, e: DecisionEvent) => producer.send({ topic: topics.decisions, acks: -1, messages: [{ partition, key: partitionKeyOf(e), value: codec.encodeEvent(e) }] });
+    await sendTo(pA, first);
+    const count = async (): Promise<number> => {
+      const rs = await reader.query({ query: `SELECT count() AS n FROM ${database}.decisions`, format: 'JSONEachRow' });
+      return Number((await rs.json<{ n: string }>())[0]?.n);
+    };
+    await waitFor('the first copy stored by the first instance', count, (n) => n === 1);
+    await sendTo(pB, forged);
+    await sendTo(pB, first);
+    assert.equal(await waitFor('the forged copy refused by the second instance', () => counter(registries[1] as Registry, 'trustfold_audit_sink_conflicts_total'), (n) => n >= 1), 1);
+    assert.equal(await waitFor('the identical copy dropped by the second instance', () => counter(registries[1] as Registry, 'trustfold_audit_sink_duplicates_total'), (n) => n >= 1), 1);
+    await writer.command({ query: `OPTIMIZE TABLE ${database}.decisions FINAL` });
+    assert.equal(await count(), 1);
+    const rs = await reader.query({ query: `SELECT effect FROM ${database}.decisions`, format: 'JSONEachRow' });
+    assert.deepEqual(await rs.json(), [{ effect: 'deny' }]);
+  });
+
   test('an id in upper case is the same id: a forged copy under it is refused as a conflict, an identical one is a duplicate', { timeout: 120_000 }, async () => {
     const topics = await newTopics();
     const { database, writer, reader } = await freshAuditDatabase('once_case');
