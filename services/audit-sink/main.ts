@@ -80,6 +80,7 @@ const main = async (): Promise<void> => {
     clickhouse,
     database: config.clickhouse.database,
     cluster: config.clickhouse.cluster,
+    writeOnceFilter: config.clickhouse.writeOnceFilter,
     topics: config.topics,
     groupId,
     registry,

@@ -39,6 +39,8 @@ const envSchema = z.object({
   TRUSTFOLD_CLICKHOUSE_CLUSTER: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional(),
   // TTL is computed as a DateTime (up to 2106): a longer retention overflows and expires every row at insert.
   TRUSTFOLD_AUDIT_TTL_DAYS: int(400, 1, 25_000),
+  // The sink's in-memory mirror of the write-once index (services/audit-sink/write-once-filter.ts); false: look every id up.
+  TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER: z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1').default(true),
   TRUSTFOLD_DATA_DIR: z.string().min(1).default('.data'),
   PORT: int(8080, 0, 65535),
   HOST: z.string().default('127.0.0.1'),
@@ -92,6 +94,8 @@ export type Config = {
     database: string;
     cluster: string | undefined;
     ttlDays: number;
+    /** The audit sink mirrors the write-once index in memory (off by itself on a cluster or a non-MergeTree index). */
+    writeOnceFilter: boolean;
     /** Embedded engine's data directory, used when `url` is unset. */
     path: string;
   };
@@ -188,6 +192,7 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       database: e.CLICKHOUSE_DATABASE,
       cluster: e.TRUSTFOLD_CLICKHOUSE_CLUSTER,
       ttlDays: e.TRUSTFOLD_AUDIT_TTL_DAYS,
+      writeOnceFilter: e.TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER,
       path: `${e.TRUSTFOLD_DATA_DIR}/clickhouse`,
     },
     dataDir: e.TRUSTFOLD_DATA_DIR,

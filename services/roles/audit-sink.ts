@@ -13,6 +13,7 @@ export const auditSinkRole = (ctx: RoleContext, hooks?: AuditSinkHooks): RoleMod
     clickhouse: ctx.openClickHouse(),
     database: config.clickhouse.database,
     cluster: config.clickhouse.cluster,
+    writeOnceFilter: config.clickhouse.writeOnceFilter,
     topics: config.topics,
     groupId: auditSinkGroupOf(config.kafka.clientId),
     registry: ctx.registry,
