@@ -81,6 +81,7 @@ const main = async (): Promise<void> => {
     database: config.clickhouse.database,
     cluster: config.clickhouse.cluster,
     writeOnceFilter: config.clickhouse.writeOnceFilter,
+    writeOnceFilterMaxBytes: config.clickhouse.writeOnceFilterMaxBytes,
     topics: config.topics,
     groupId,
     registry,

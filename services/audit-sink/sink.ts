@@ -23,7 +23,7 @@ import type { HashedLeaf } from '../../schemas/audit-log/leaf-batch.ts';
 import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
 import { inlineDecoder, threadDecoderPool, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';
-import { createWriteOnceFilter, filterSupported, type WriteOnceFilter } from './write-once-filter.ts';
+import { createWriteOnceFilter, DEFAULT_FILTER_MAX_BYTES, FilterOverBudget, filterSupported, type WriteOnceFilter } from './write-once-filter.ts';
 import { createBlockWriter } from './write.ts';
 
 export type InsertedBlock = { table: string; topic: string; partition: number; rows: number; token: string };
@@ -90,6 +90,8 @@ export type AuditSinkDeps = {
    * not a plain MergeTree on one server (a cluster, a replicated table).
    */
   writeOnceFilter?: boolean;
+  /** The filter's memory budget (default DEFAULT_FILTER_MAX_BYTES); a filter that would outgrow it is dropped. */
+  writeOnceFilterMaxBytes?: number;
   /** Called at every group join with the partitions this sink now owns (a partition may have moved away and back). */
   onAssigned?: (assignment: Readonly<Record<string, readonly number[]>>) => void;
 };
@@ -230,11 +232,25 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
   const catchUp = async (): Promise<void> => {
     if (filter === undefined) return;
     const end = metrics.filterCatchUpSeconds.startTimer();
-    const c = await filter.catchUp();
-    end();
-    metrics.filterCatchUpRows.inc(c.rows);
-    metrics.filterKeys.set(filter.keys());
-    metrics.filterBytes.set(filter.bytes());
+    try {
+      const c = await filter.catchUp();
+      metrics.filterCatchUpRows.inc(c.rows);
+      metrics.filterKeys.set(filter.keys());
+      metrics.filterBytes.set(filter.bytes());
+    } catch (e) {
+      if (!(e instanceof FilterOverBudget)) throw e;
+      dropFilter(e);
+    } finally {
+      end();
+    }
+  };
+
+  /** A filter past its budget is let go: from now on every id is looked up, as with the filter off. */
+  const dropFilter = (e: FilterOverBudget): void => {
+    filter = undefined;
+    metrics.filterKeys.set(0);
+    metrics.filterBytes.set(0);
+    deps.log.warn({ keys: e.keys, bytes: e.bytes, budget: e.budget }, 'audit sink: write-once filter off, past its memory budget (TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER_MB); every id is looked up in record_ids');
   };
 
   const insertValues = async (table: TableSpec, values: CellValue[][], token: string): Promise<void> => {
@@ -342,8 +358,13 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       deps.log.info({ why: support.why }, 'audit sink: write-once filter off; every id is looked up in record_ids');
       return;
     }
-    const f = createWriteOnceFilter(deps.clickhouse, deps.database);
-    const c = await f.catchUp((n) => deps.log.info({ rows: n }, 'audit sink: reading the write-once index into memory'));
+    const f = createWriteOnceFilter(deps.clickhouse, deps.database, { maxBytes: deps.writeOnceFilterMaxBytes ?? DEFAULT_FILTER_MAX_BYTES });
+    const c = await f.catchUp((n) => deps.log.info({ rows: n }, 'audit sink: reading the write-once index into memory')).catch((e: unknown) => {
+      if (!(e instanceof FilterOverBudget)) throw e;
+      dropFilter(e);
+      return undefined;
+    });
+    if (c === undefined) return;
     filter = f;
     metrics.filterCatchUpRows.inc(c.rows);
     metrics.filterKeys.set(f.keys());

@@ -161,6 +161,16 @@ export const filterSupported = async (client: ClickHouseClient, database: string
 
 export type CatchUp = { rows: number; watermark: number; ms: number };
 
+/** Memory a filter may take by default: ~220M–440M ids at 0.01 %. Past it the sink looks every id up. */
+export const DEFAULT_FILTER_MAX_BYTES = 1024 * 1024 * 1024;
+
+/** Thrown by a catch-up that would take the filter past its memory budget; the filter is then of no further use. */
+export class FilterOverBudget extends Error {
+  constructor(readonly keys: number, readonly bytes: number, readonly budget: number) {
+    super(`the write-once filter would hold more than ${keys} keys in more than ${bytes} bytes, past its budget of ${budget}`);
+  }
+}
+
 export type WriteOnceFilter = {
   /** Reads every index row made visible since the last catch-up, by any instance. */
   catchUp(onProgress?: (rows: number) => void): Promise<CatchUp>;
@@ -174,7 +184,9 @@ export type WriteOnceFilter = {
 
 type Row = [string, string, string, string | number];
 
-export const createWriteOnceFilter = (client: ClickHouseClient, database: string, filter: KeyFilter = createKeyFilter()): WriteOnceFilter => {
+export const createWriteOnceFilter = (client: ClickHouseClient, database: string, opts: { maxBytes?: number; filter?: KeyFilter } = {}): WriteOnceFilter => {
+  const filter = opts.filter ?? createKeyFilter();
+  const maxBytes = opts.maxBytes ?? DEFAULT_FILTER_MAX_BYTES;
   let watermark = 0;
   const query = indexSinceSql(database);
   return {
@@ -187,6 +199,10 @@ export const createWriteOnceFilter = (client: ClickHouseClient, database: string
         for (const r of batch) {
           const [tenant, namespace, key, block] = r.json();
           filter.add(tenant, namespace as RecordNamespace, key);
+          if (filter.bytes() > maxBytes) {
+            rs.close();
+            throw new FilterOverBudget(filter.keys(), filter.bytes(), maxBytes);
+          }
           const b = Number(block);
           if (b > highest) highest = b;
           rows++;

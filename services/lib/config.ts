@@ -41,6 +41,7 @@ const envSchema = z.object({
   TRUSTFOLD_AUDIT_TTL_DAYS: int(400, 1, 25_000),
   // The sink's in-memory mirror of the write-once index (services/audit-sink/write-once-filter.ts); false: look every id up.
   TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER: z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1').default(true),
+  TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER_MB: int(1024, 1, 1024 * 1024),
   TRUSTFOLD_DATA_DIR: z.string().min(1).default('.data'),
   PORT: int(8080, 0, 65535),
   HOST: z.string().default('127.0.0.1'),
@@ -96,6 +97,8 @@ export type Config = {
     ttlDays: number;
     /** The audit sink mirrors the write-once index in memory (off by itself on a cluster or a non-MergeTree index). */
     writeOnceFilter: boolean;
+    /** Memory budget of that filter, in bytes; past it the sink looks every id up. */
+    writeOnceFilterMaxBytes: number;
     /** Embedded engine's data directory, used when `url` is unset. */
     path: string;
   };
@@ -193,6 +196,7 @@ export const parseConfig = (env: Record<string, string | undefined>): Result<Con
       cluster: e.TRUSTFOLD_CLICKHOUSE_CLUSTER,
       ttlDays: e.TRUSTFOLD_AUDIT_TTL_DAYS,
       writeOnceFilter: e.TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER,
+      writeOnceFilterMaxBytes: e.TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER_MB * 1024 * 1024,
       path: `${e.TRUSTFOLD_DATA_DIR}/clickhouse`,
     },
     dataDir: e.TRUSTFOLD_DATA_DIR,

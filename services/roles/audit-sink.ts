@@ -14,6 +14,7 @@ export const auditSinkRole = (ctx: RoleContext, hooks?: AuditSinkHooks): RoleMod
     database: config.clickhouse.database,
     cluster: config.clickhouse.cluster,
     writeOnceFilter: config.clickhouse.writeOnceFilter,
+    writeOnceFilterMaxBytes: config.clickhouse.writeOnceFilterMaxBytes,
     topics: config.topics,
     groupId: auditSinkGroupOf(config.kafka.clientId),
     registry: ctx.registry,

@@ -12,7 +12,7 @@ import { qualified } from '../../schemas/clickhouse/ddl.ts';
 import { recordIdRow, type RecordIdentity } from '../../schemas/clickhouse/rows-identity.ts';
 import { insertColumns, RECORD_IDS } from '../../schemas/clickhouse/tables.ts';
 import { toClickHouseTime } from '../../schemas/clickhouse/rows-write.ts';
-import { createWriteOnceFilter, filterSupported } from '../../services/audit-sink/write-once-filter.ts';
+import { createWriteOnceFilter, FilterOverBudget, filterSupported } from '../../services/audit-sink/write-once-filter.ts';
 import { closeTestClickHouse, freshAuditDatabase, newClient } from '../helpers/clickhouse.ts';
 
 after(closeTestClickHouse);
@@ -87,6 +87,15 @@ test('a second filter started later reads the whole index at its first catch-up'
   assert.equal(c.rows, 1200);
   assert.deepEqual(progress, [], 'progress is reported per million rows');
   assert.equal(late.candidates(ids).length, 1200);
+});
+
+test('a catch-up that would take the filter past its memory budget stops reading and says so', { timeout: 60_000 }, async () => {
+  const { database, writer, reader } = await freshAuditDatabase('filter4');
+  await record(writer, database, Array.from({ length: 300 }, () => identity()), 0);
+  const tiny = createWriteOnceFilter(reader, database, { maxBytes: 1024 });
+  await assert.rejects(tiny.catchUp(), (e: unknown) => e instanceof FilterOverBudget && e.budget === 1024 && e.keys === 1);
+  const enough = createWriteOnceFilter(reader, database, { maxBytes: 64 * 1024 * 1024 });
+  assert.equal((await enough.catchUp()).rows, 300);
 });
 
 test('the filter refuses a cluster and a table that is not a plain MergeTree', { timeout: 60_000 }, async () => {

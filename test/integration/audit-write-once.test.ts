@@ -155,7 +155,8 @@ describe('write-once audit', () => {
     await checkReads();
   });
 
-  test('two sink instances in one group: a forged copy on the other instance\'s partition, sent after both started and the first copy was stored, is a conflict there', { timeout: 120_000 }, async () => {
+  for (const [how, budget] of [['with the write-once filter', undefined], ['with the filter dropped past its memory budget', 1]] as const)
+  test(`two sink instances in one group, ${how}: a forged copy on the other instance's partition, sent after both started and the first copy was stored, is a conflict there`, { timeout: 120_000 }, async () => {
     const topics = await newTopics();
     const { database, writer, reader } = await freshAuditDatabase('once_two');
     const groupId = uniqueName('sink-pair');
@@ -165,6 +166,7 @@ describe('write-once audit', () => {
       const sink = createAuditSink({
         kafka, clickhouse: writer, database, topics, groupId, registry: registries[i] as Registry, log,
         consumer: { sessionTimeoutMs: 6_000 },
+        ...(budget !== undefined ? { writeOnceFilterMaxBytes: budget } : {}),
         onAssigned: (a) => {
           owned[i] = new Set(a[topics.decisions] ?? []);
         },
@@ -191,6 +193,9 @@ describe('write-once audit', () => {
     await sendTo(pB, first);
     assert.equal(await waitFor('the forged copy refused by the second instance', () => counter(registries[1] as Registry, 'trustfold_audit_sink_conflicts_total'), (n) => n >= 1), 1);
     assert.equal(await waitFor('the identical copy dropped by the second instance', () => counter(registries[1] as Registry, 'trustfold_audit_sink_duplicates_total'), (n) => n >= 1), 1);
+    const bytes = await counter(registries[1] as Registry, 'trustfold_audit_sink_filter_bytes');
+    if (budget === undefined) assert.ok(bytes > 0, 'the second instance judged with its filter');
+    else assert.equal(bytes, 0, 'the second instance let its filter go and looked the id up');
     await writer.command({ query: `OPTIMIZE TABLE ${database}.decisions FINAL` });
     assert.equal(await count(), 1);
     const rs = await reader.query({ query: `SELECT effect FROM ${database}.decisions`, format: 'JSONEachRow' });
