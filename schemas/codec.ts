@@ -12,6 +12,7 @@ import avro from 'avsc';
 import type { Schema as AvscSchema, Type } from 'avsc';
 import type { z } from 'zod';
 import { EVENT_SCHEMAS, PREVIOUS_SCHEMAS, SESSION_TRUST_SCHEMA, type EventSchemaKey, type Schema } from './avro.ts';
+import { compilePlainReader } from './avro-plain.ts';
 import {
   decisionEventSchema,
   eventSchema,
@@ -70,7 +71,8 @@ export type Framing =
   | { kind: 'confluent'; schemaIds: Partial<Record<CodecKey, number>>; previousIds?: Record<number, Schema> };
 
 type Entry = { key: CodecKey; type: Type };
-type Reader = { key: CodecKey; read: (body: Buffer) => unknown };
+/** `plain`: the compiled reader of ./avro-plain.ts (bytes of the reader schema itself only); undefined from it means "read with avsc". */
+type Reader = { key: CodecKey; read: (body: Buffer) => unknown; plain?: ((body: Buffer) => unknown) | undefined };
 
 const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
 
@@ -106,6 +108,12 @@ export type CodecOptions = {
   previous?: Partial<Record<CodecKey, readonly Schema[]>>;
   /** Validate decoded values with zod (default true). */
   validate?: boolean;
+  /**
+   * Read bodies written with the reader schema itself through ./avro-plain.ts
+   * (the same value, built without avsc's record instances; any body it is
+   * not sure of is read by avsc). Default false; the audit sink turns it on.
+   */
+  compiledReaders?: boolean;
 };
 
 export type Codec = {
@@ -123,6 +131,7 @@ export const keyOf = (event: TrustfoldEvent): EventSchemaKey => (event.type === 
 export const createCodec = (opts: CodecOptions = {}): Codec => {
   const framing = opts.framing ?? { kind: 'single-object' };
   const validate = opts.validate ?? true;
+  const compiled = opts.compiledReaders ?? false;
   const schemas = { ...currentSchemas(), ...opts.schemas };
   const previous = { ...PREVIOUS_SCHEMAS, ...opts.previous };
 
@@ -135,13 +144,13 @@ export const createCodec = (opts: CodecOptions = {}): Codec => {
     let header: Buffer;
     if (framing.kind === 'single-object') {
       header = Buffer.concat([SINGLE_OBJECT_MAGIC, fp]);
-      readers.set(fp.toString('hex'), { key: k, read: (b) => type.fromBuffer(b) });
+      readers.set(fp.toString('hex'), { key: k, read: (b) => type.fromBuffer(b), plain: compiled ? compilePlainReader(schema) : undefined });
     } else {
       const id = framing.schemaIds[k];
       if (id === undefined) continue;
       header = Buffer.alloc(5);
       header.writeUInt32BE(id, 1);
-      readers.set(`id:${id}`, { key: k, read: (b) => type.fromBuffer(b) });
+      readers.set(`id:${id}`, { key: k, read: (b) => type.fromBuffer(b), plain: compiled ? compilePlainReader(schema) : undefined });
     }
     writers.set(k, { key: k, type, header });
     for (const old of previous[k] ?? []) {
@@ -205,13 +214,16 @@ export const createCodec = (opts: CodecOptions = {}): Codec => {
       if (!reader) return err({ code: 'unknown_schema', message: `unknown schema id ${id}` });
       body = bytes.subarray(5);
     }
-    let raw: unknown;
-    try {
-      raw = reader.read(body);
-    } catch (e) {
-      return err({ code: 'bad_avro', message: `cannot decode ${reader.key}: ${(e as Error).message}` });
+    let plain = reader.plain?.(body);
+    if (plain === undefined) {
+      let raw: unknown;
+      try {
+        raw = reader.read(body);
+      } catch (e) {
+        return err({ code: 'bad_avro', message: `cannot decode ${reader.key}: ${(e as Error).message}` });
+      }
+      plain = toPlain(raw);
     }
-    const plain = toPlain(raw);
     if (!validate) return ok({ key: reader.key, value: plain });
     const parsed = validators[reader.key].safeParse(plain);
     if (!parsed.success) {

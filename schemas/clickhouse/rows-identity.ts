@@ -2,7 +2,7 @@
 // (tenant, namespace, key), its content digest over canonical JSON, and the
 // index and evidence rows (record_ids, conflicts). The rule that judges them
 // is pure and lives with the sink (services/audit-sink/batch.ts).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { DecisionEvent, SessionTrust, SignalEvent } from '../events.ts';
 import { compact, toClickHouseTime, type CellValue, type KafkaCoordinates } from './rows-write.ts';
 import { CONFLICTS, RECORD_IDS, type RecordNamespace } from './tables.ts';
@@ -43,7 +43,8 @@ export const canonicalJson = (v: unknown): string => {
   return `${out}}`;
 };
 
-export const contentDigest = (canonical: string): string => createHash('sha256').update(canonical).digest('hex');
+// crypto.hash: one call, no Hash object per record (the sink digests every record); the same SHA-256 hex as createHash.
+export const contentDigest = (canonical: string): string => hash('sha256', canonical, 'hex');
 
 /** The write-once key of a trust transition: its version, then its session (versions are digits, so the first ':' splits). */
 export const trustRecordKey = (s: Pick<SessionTrust, 'version' | 'session_id'>): string => `${s.version}:${s.session_id}`;

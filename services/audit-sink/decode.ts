@@ -24,7 +24,7 @@ const validators: Record<CodecKey, z.ZodType> = {
 };
 
 export const createSinkDecoder = (): SinkDecoder => {
-  const avro = createCodec({ validate: false });
+  const avro = createCodec({ validate: false, compiledReaders: true });
   const checked = (bytes: Buffer): Result<{ key: CodecKey; value: unknown }, DecodeError> => {
     const r = avro.decode(bytes);
     if (!r.ok) return r;

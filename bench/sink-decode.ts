@@ -1,0 +1,120 @@
+// The audit sink's decoding path alone, CPU per decision: mapBatch (Avro,
+// contract, rows, write-once identities) on Avro-encoded decisions in the
+// sink's decode chunks, and with --wire also the hand-back to the main thread
+// (the decoding thread's answer through v8's serializer, which postMessage
+// uses, and back). With --baseline=<another checkout> the same run times that
+// checkout's mapBatch too, interleaved round by round in this one process, and
+// first checks that both give the same answer on every chunk.
+//
+//   node --import tsx bench/sink-decode.ts [--n=65536] [--rounds=9] [--wire] [--leaves] [--baseline=/work/main]
+import { randomBytes, randomUUID } from 'node:crypto';
+import assert from 'node:assert/strict';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { deserialize, serialize } from 'node:v8';
+import { createCodec } from '../schemas/codec.ts';
+import type { DecisionEvent } from '../schemas/events.ts';
+import type * as BatchModule from '../services/audit-sink/batch.ts';
+import type * as DecodeModule from '../services/audit-sink/decode.ts';
+import type * as ThreadModule from '../services/audit-sink/decode-thread.ts';
+
+const arg = (name: string): string | undefined => process.argv.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3);
+const flag = (name: string): boolean => process.argv.includes(`--${name}`);
+const N = Number(arg('n') ?? 65_536);
+const ROUNDS = Number(arg('rounds') ?? 9);
+const CHUNK = 8192;
+const WIRE = flag('wire');
+const LEAVES = flag('leaves');
+const BASELINE = arg('baseline');
+
+// The decisions bench/audit.ts produces (its decisionAt), so the figures compare with its sink run.
+const decisionAt = (i: number, at: Date, tenant = 'bench'): DecisionEvent => ({
+  type: 'decision',
+  event_id: randomUUID(),
+  tenant_id: tenant,
+  occurred_at: at.toISOString(),
+  session_id: `S-${i % 5000}`,
+  chain: [
+    { kind: 'human', id: `U-${i % 1000}` },
+    { kind: 'agent', id: `A-${i % 50}`, version: '3.2', owner: 'team-payments' },
+  ],
+  token: { jti: `J-${i % 5000}`, scopes: ['repo:write'], audience: 'git-gateway', issued_at: at.toISOString(), expires_at: new Date(at.getTime() + 600_000).toISOString(), trust_level: 'trusted', consent_ref: 'C-88', policy_version: '11' },
+  intent: { task_class: 'refactor', statement: 'clean up obsolete code' },
+  request: { tool: 'git', action: ['read_file', 'edit_file', 'delete_file'][i % 3] ?? 'read_file', resource: `repo:R-${i % 200}/file-${i % 997}.ts`, args_digest: `sha256:${randomBytes(32).toString('hex')}` },
+  decision: { effect: i % 7 === 0 ? 'deny' : 'allow', policy_id: `P-${i % 20}`, policy_version: '12', rule_id: `rule-${i % 30}`, reasons: ['within scope'], trust_version: 1 + (i % 4), pdp_id: 'pdp-1', latency_us: 300 + (i % 200) },
+  outcome: { status: i % 7 === 0 ? 'blocked' : 'executed' },
+  provenance: { model: 'model-x-2026-05', prompt_digest: 'sha256:aa11', output_digest: 'sha256:bb22', tool_schema_digest: 'sha256:cc33' },
+});
+
+type Impl = { name: string; batch: typeof BatchModule; decode: typeof DecodeModule; thread: typeof ThreadModule };
+
+const load = async (name: string, root: string): Promise<Impl> => {
+  const at = (p: string) => pathToFileURL(join(root, p)).href;
+  return {
+    name,
+    batch: (await import(at('services/audit-sink/batch.ts'))) as typeof BatchModule,
+    decode: (await import(at('services/audit-sink/decode.ts'))) as typeof DecodeModule,
+    thread: (await import(at('services/audit-sink/decode-thread.ts'))) as typeof ThreadModule,
+  };
+};
+
+const main = async (): Promise<void> => {
+  const here = resolve(import.meta.dirname, '..');
+  const impls = [await load('this tree', here)];
+  if (BASELINE !== undefined) impls.unshift(await load(`baseline ${BASELINE}`, resolve(BASELINE)));
+  const codec = createCodec();
+  const base = Date.now() - 3_600_000;
+  const chunks: BatchModule.SinkMessage[][] = [];
+  for (let i = 0; i < N; i += CHUNK) {
+    chunks.push(Array.from({ length: Math.min(CHUNK, N - i) }, (_, j) => ({ offset: String(i + j), key: null, value: codec.encodeEvent(decisionAt(i + j, new Date(base + i + j))) })));
+  }
+  const runners = impls.map((impl) => {
+    const decoder = impl.decode.createSinkDecoder();
+    // The decoding thread's side (answer: mapBatch + the wire form) and, with --wire, the clone both ways.
+    const one = (part: readonly BatchModule.SinkMessage[]): unknown => {
+      if (!WIRE) return impl.batch.mapBatch(decoder, 'events', 'decisions', 0, part, LEAVES);
+      const packed = impl.thread.pack(part);
+      const a = impl.thread.answer(decoder, { id: 0, role: 'events', topic: 'decisions', partition: 0, withLeaves: LEAVES, ...packed });
+      return deserialize(serialize(a));
+    };
+    return { name: impl.name, one };
+  });
+  if (runners.length > 1) {
+    for (const part of chunks) {
+      const [a, b] = runners.map((r) => r.one(part));
+      assert.deepEqual(b, a, 'this tree answers a chunk otherwise than the baseline');
+    }
+    process.stdout.write(`same answers on all ${N} decisions (${chunks.length} chunks)\n`);
+  }
+  const cpu: number[][] = runners.map(() => []);
+  const wall: number[][] = runners.map(() => []);
+  for (let round = 0; round < ROUNDS + 1; round++) {
+    // Alternate which runs first; round 0 warms up and is not counted.
+    const order = round % 2 === 0 ? runners.map((_, i) => i) : runners.map((_, i) => runners.length - 1 - i);
+    for (const i of order) {
+      const r = runners[i];
+      if (r === undefined) continue;
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (const part of chunks) r.one(part);
+      const t = performance.now() - t0;
+      const c = process.cpuUsage(c0);
+      if (round > 0) {
+        cpu[i]?.push(((c.user + c.system) / N));
+        wall[i]?.push((t * 1000) / N);
+      }
+    }
+  }
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.floor(s.length / 2)] ?? NaN;
+  };
+  process.stdout.write(`sink decode path, ${N} decisions in chunks of ${CHUNK}, ${ROUNDS} rounds${WIRE ? ', with the hand-back (v8 serialize + deserialize)' : ''}${LEAVES ? ', with leaves' : ''}; load ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
+  runners.forEach((r, i) => {
+    process.stdout.write(`  ${r.name}: CPU ${median(cpu[i] ?? []).toFixed(2)} µs/decision (median; min ${Math.min(...(cpu[i] ?? [])).toFixed(2)}), wall ${median(wall[i] ?? []).toFixed(2)} µs/decision\n`);
+  });
+  if (runners.length === 2) process.stdout.write(`  this tree ÷ baseline, CPU: ${(median(cpu[1] ?? []) / median(cpu[0] ?? [])).toFixed(2)}\n`);
+};
+
+await main();
