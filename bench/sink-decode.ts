@@ -81,9 +81,13 @@ const main = async (): Promise<void> => {
     return { name: impl.name, one };
   });
   if (runners.length > 1) {
+    // Rows may cross as cells or as their JSONCompactEachRow lines (services/audit-sink/batch.ts EncodedRow): compared as lines.
+    const lines = (answer: unknown): unknown =>
+      JSON.parse(JSON.stringify(answer, (k, v: unknown) => (k === 'rows' && Array.isArray(v) ? v.map((r: unknown) => (typeof r === 'string' ? r : JSON.stringify(r))) : v)));
     for (const part of chunks) {
-      const [a, b] = runners.map((r) => r.one(part));
-      assert.deepEqual(b, a, 'this tree answers a chunk otherwise than the baseline');
+      const [a, b] = runners.map((r) => lines(r.one(part)));
+      // Not assert.deepEqual: its diff of two 8,192-row answers does not fit in memory.
+      assert.ok(JSON.stringify(a) === JSON.stringify(b), 'this tree answers a chunk otherwise than the baseline');
     }
     process.stdout.write(`same answers on all ${N} decisions (${chunks.length} chunks)\n`);
   }

@@ -16,10 +16,22 @@ export type RejectReason = 'decode_failed' | 'invalid_event' | 'wrong_topic' | '
 export type Rejected = { offset: string; key: Buffer | null; value: Buffer | null; reason: RejectReason; message: string };
 
 /**
+ * One row as its JSONCompactEachRow line, without the newline: exactly what
+ * @clickhouse/client writes for the row's compact cells (JSON.stringify of
+ * `compact(table, row)`). The decoding threads encode rows this way, so a row
+ * crosses to the main thread as one flat string, not a tree of cells to copy,
+ * and the main thread only joins the lines of a block (./sink.ts insertValues).
+ */
+export type EncodedRow = string;
+
+/** The line of one row (see EncodedRow). */
+export const encodeRow = (cells: readonly CellValue[]): EncodedRow => JSON.stringify(cells);
+
+/**
  * Rows for one table, each with the offset it came from (so a rejected row can
  * be traced back) and its write-once identity; the three arrays are parallel.
  */
-export type TableRows = { table: TableSpec; rows: CellValue[][]; offsets: string[]; ids: RecordIdentity[] };
+export type TableRows = { table: TableSpec; rows: EncodedRow[]; offsets: string[]; ids: RecordIdentity[] };
 
 /**
  * `leaves`: the tamper-evident log's leaf (docs/audit-log.md, "The leaf rule")
@@ -67,7 +79,7 @@ export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, par
         continue;
       }
       const row = trustRow(r.value, at);
-      trust.rows.push(compact(TRUST_TRANSITIONS, row));
+      trust.rows.push(encodeRow(compact(TRUST_TRANSITIONS, row)));
       trust.offsets.push(m.offset);
       trust.ids.push(trustIdentity(r.value, decodedCanonicalJson('session_trust', r.value)));
       if (leaves) hashed.push(hashedLeaf(m.offset, leafOfTrustRow(row, at)));
@@ -81,13 +93,13 @@ export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, par
     const e = r.value;
     if (e.type === 'decision') {
       const row = decisionRow(e, at);
-      decisions.rows.push(compact(DECISIONS, row));
+      decisions.rows.push(encodeRow(compact(DECISIONS, row)));
       decisions.offsets.push(m.offset);
       decisions.ids.push(eventIdentity(e, decodedCanonicalJson('decision', e)));
       if (leaves) hashed.push(hashedLeaf(m.offset, leafOfDecisionRow(row, at)));
     } else {
       const row = signalRow(e, at);
-      signals.rows.push(compact(SIGNALS, row));
+      signals.rows.push(encodeRow(compact(SIGNALS, row)));
       signals.offsets.push(m.offset);
       signals.ids.push(eventIdentity(e, decodedCanonicalJson(e.kind, e)));
       if (leaves) hashed.push(hashedLeaf(m.offset, leafOfSignalRow(row, at)));
@@ -99,7 +111,7 @@ export const mapBatch = (codec: SinkDecoder, role: TopicRole, topic: string, par
 /** The rows at the given indexes, arrays kept parallel. */
 export const pick = (t: TableRows, indexes: readonly number[]): TableRows => ({
   table: t.table,
-  rows: indexes.map((i) => t.rows[i] ?? []),
+  rows: indexes.map((i) => t.rows[i] ?? ''),
   offsets: indexes.map((i) => t.offsets[i] ?? ''),
   ids: indexes.flatMap((i) => (t.ids[i] !== undefined ? [t.ids[i]] : [])),
 });

@@ -8,6 +8,8 @@
 // index and the tokens make its retry a no-op, and ReplacingMergeTree plus the
 // query side's dedup cover a re-read whose batch boundaries moved.
 import type { ClickHouseClient } from '@clickhouse/client';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Codec } from '../../schemas/codec.ts';
@@ -20,7 +22,7 @@ import { errorMessage, TrustfoldError } from '../lib/errors.ts';
 import { sendToDeadLetter } from '../lib/kafka.ts';
 import type { Logger } from '../lib/log.ts';
 import type { HashedLeaf } from '../../schemas/audit-log/leaf-batch.ts';
-import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
+import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type EncodedRow, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
 import { inlineDecoder, threadDecoderPool, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';
 import { createWriteOnceFilter, DEFAULT_FILTER_MAX_BYTES, FilterOverBudget, filterSupported, type WriteOnceFilter } from './write-once-filter.ts';
@@ -190,6 +192,9 @@ const createMetrics = (registry: Registry): Metrics => ({
     new Counter({ name: 'trustfold_audit_sink_filter_catch_up_rows_total', help: 'Index rows the filter read back from record_ids (every instance\'s, including this one\'s)', registers: [registry] })),
 });
 
+/** Rows the decoding threads encoded (a table's rows are all one kind or all the other). */
+const isEncoded = (values: readonly CellValue[][] | readonly EncodedRow[]): values is readonly EncodedRow[] => typeof values[0] === 'string';
+
 /** Runs tasks one after another: the write-once check and the inserts it decides must not interleave. */
 const createSerial = () => {
   let tail: Promise<unknown> = Promise.resolve();
@@ -253,20 +258,39 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     deps.log.warn({ keys: e.keys, bytes: e.bytes, budget: e.budget }, 'audit sink: write-once filter off, past its memory budget (TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER_MB); every id is looked up in record_ids');
   };
 
-  const insertValues = async (table: TableSpec, values: CellValue[][], token: string): Promise<void> => {
+  /**
+   * One insert. Rows as cells (the index and the evidence tables) go through
+   * the client's insert, which JSON-encodes each; rows the decoding threads
+   * already encoded (EncodedRow, the record tables) are joined into the very
+   * body that insert would send — its `INSERT … FORMAT JSONCompactEachRow`
+   * statement, one line per row — and sent with exec: the client's insert
+   * takes JSON formats only as values to encode (a stream of them in object
+   * mode included), not as text. Over HTTP both send the statement in the URL
+   * and the rows as the body; the embedded engine joins both to one
+   * statement; errors are the same ClickHouseError either way.
+   */
+  const insertValues = async (table: TableSpec, values: readonly CellValue[][] | readonly EncodedRow[], token: string): Promise<void> => {
+    if (values.length === 0) return;
     const end = metrics.insertSeconds.startTimer({ table: table.name });
-    await deps.clickhouse.insert({
-      table: qualified(deps.database, table.name),
-      values,
-      columns: insertColumns(table) as [string, ...string[]],
-      format: 'JSONCompactEachRow',
-      clickhouse_settings: {
-        insert_deduplicate: 1,
-        insert_deduplication_token: token,
-        max_partitions_per_insert_block: String(MAX_PARTITIONS_PER_INSERT),
-        ...insertSettings,
-      },
-    });
+    const columns = insertColumns(table) as [string, ...string[]];
+    const clickhouse_settings = {
+      insert_deduplicate: 1 as const,
+      insert_deduplication_token: token,
+      max_partitions_per_insert_block: String(MAX_PARTITIONS_PER_INSERT),
+      ...insertSettings,
+    };
+    if (isEncoded(values)) {
+      const r = await deps.clickhouse.exec({
+        query: `INSERT INTO ${qualified(deps.database, table.name)} (${columns.join(', ')}) FORMAT JSONCompactEachRow`,
+        values: Readable.from([`${values.join('\n')}\n`]),
+        clickhouse_settings,
+      });
+      // Nothing useful comes back; read it to the end so the connection is free again (as insert does).
+      r.stream.resume();
+      await finished(r.stream);
+    } else {
+      await deps.clickhouse.insert({ table: qualified(deps.database, table.name), values: values as CellValue[][], columns, format: 'JSONCompactEachRow', clickhouse_settings });
+    }
     end();
   };
 

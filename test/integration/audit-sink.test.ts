@@ -130,7 +130,8 @@ describe('audit sink', () => {
     for (let attempt = 0; attempt < 3; attempt++) {
       await writer.insert({
         table: `${database}.decisions`,
-        values: block.rows,
+        // The rows as the decoding threads encode them (JSONCompactEachRow lines), back to cells for the client's insert.
+        values: block.rows.map((line) => JSON.parse(line) as unknown[]),
         columns: insertColumns(block.table) as [string, ...string[]],
         format: 'JSONCompactEachRow',
         clickhouse_settings: { insert_deduplication_token: dedupToken('decisions', 'd', 0, '0', '2') },
