@@ -95,8 +95,49 @@ const readBoolean = (c: Cursor): boolean => {
   return (c.buf[c.pos++] as number) !== 0;
 };
 
-// The codec's TimestampMillis._fromValue; a RangeError (an instant past ±8.64e15 ms) is avsc's to report.
-const readTimestamp = (c: Cursor): string => new Date(readSafeLong(c)).toISOString();
+// The codec's TimestampMillis._fromValue is `new Date(ms).toISOString()`: a Date and a string per timestamp,
+// three per decision. For years 0000-9999 (the 24-character form) the same text is written here without a
+// Date, the day's part kept from the last timestamp on that day (a batch's timestamps share a few days);
+// any other instant goes through Date as before, and a RangeError there (past ±8.64e15 ms) is avsc's to report.
+const MIN_ISO_MS = -62167219200000; // 0000-01-01T00:00:00.000Z
+const MAX_ISO_MS = 253402300799999; // 9999-12-31T23:59:59.999Z
+const DAY_MS = 86400000;
+const two = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
+const three = (n: number): string => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
+let lastDay = NaN;
+let lastDayText = '';
+
+/** 'YYYY-MM-DD' of a day counted from 1970-01-01 (Hinnant's civil_from_days, proleptic Gregorian as Date). */
+const dayText = (days: number): string => {
+  const z = days + 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  return `${y < 10 ? `000${y}` : y < 100 ? `00${y}` : y < 1000 ? `0${y}` : `${y}`}-${two(m)}-${two(d)}`;
+};
+
+export const isoOfMillis = (ms: number): string => {
+  if (!(ms >= MIN_ISO_MS && ms <= MAX_ISO_MS)) return new Date(ms).toISOString();
+  const days = Math.floor(ms / DAY_MS);
+  if (days !== lastDay) {
+    lastDayText = dayText(days);
+    lastDay = days;
+  }
+  let t = ms - days * DAY_MS;
+  const milli = t % 1000;
+  t = (t - milli) / 1000;
+  const sec = t % 60;
+  t = (t - sec) / 60;
+  const min = t % 60;
+  return `${lastDayText}T${two((t - min) / 60)}:${two(min)}:${two(sec)}.${three(milli)}Z`;
+};
+
+const readTimestamp = (c: Cursor): string => isoOfMillis(readSafeLong(c));
 
 type NamedSchema = { type: string; name?: string; fields?: { name: string; type: Schema }[]; items?: Schema; symbols?: string[]; logicalType?: string };
 
@@ -199,15 +240,16 @@ const compile = (s: Schema, named: Map<string, () => Read>): Read | undefined =>
  * schema uses a type it does not read. The reader returns undefined when it
  * is not sure of a body; decode that body with avsc.
  */
-export const compilePlainReader = (schema: Schema): ((body: Buffer) => unknown) | undefined => {
+export const compilePlainReader = (schema: Schema): ((bytes: Buffer, start?: number) => unknown) | undefined => {
   const read = compile(schema, new Map());
   if (read === undefined) return undefined;
-  return (body) => {
-    const c: Cursor = { buf: body, pos: 0 };
+  // The body runs from `start` to the end of `bytes` (after the framing: no subarray per message).
+  return (bytes, start = 0) => {
+    const c: Cursor = { buf: bytes, pos: start };
     try {
       const v = read(c);
       // Trailing bytes: avsc's 'trailing data'.
-      return c.pos === body.length ? v : undefined;
+      return c.pos === bytes.length ? v : undefined;
     } catch {
       // UNSURE, or toISOString's RangeError: avsc reads it and says what is wrong.
       return undefined;

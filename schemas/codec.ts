@@ -72,7 +72,7 @@ export type Framing =
 
 type Entry = { key: CodecKey; type: Type };
 /** `plain`: the compiled reader of ./avro-plain.ts (bytes of the reader schema itself only); undefined from it means "read with avsc". */
-type Reader = { key: CodecKey; read: (body: Buffer) => unknown; plain?: ((body: Buffer) => unknown) | undefined };
+type Reader = { key: CodecKey; read: (body: Buffer) => unknown; plain?: ((bytes: Buffer, start: number) => unknown) | undefined };
 
 const SINGLE_OBJECT_MAGIC = Buffer.from([0xc3, 0x01]);
 
@@ -194,17 +194,27 @@ export const createCodec = (opts: CodecOptions = {}): Codec => {
     return out;
   };
 
+  // The reader of the last fingerprint seen, by its two 32-bit halves: a topic's messages nearly all
+  // carry the same one, and this skips a hex string and a map lookup per message.
+  let lastFp: { lo: number; hi: number; reader: Reader } | undefined;
+
   const decode = (bytes: Buffer): Result<{ key: CodecKey; value: unknown }, DecodeError> => {
     let reader: Reader | undefined;
-    let body: Buffer;
+    let start: number;
     if (framing.kind === 'single-object') {
       if (bytes.length < 10 || bytes[0] !== 0xc3 || bytes[1] !== 0x01) {
         return err({ code: 'bad_framing', message: 'not Avro single-object encoding (expected 0xC3 0x01 + fingerprint)' });
       }
-      const fp = bytes.subarray(2, 10).toString('hex');
-      reader = readers.get(fp);
-      if (!reader) return err({ code: 'unknown_schema', message: `unknown writer schema fingerprint ${fp}` });
-      body = bytes.subarray(10);
+      const lo = bytes.readUInt32LE(2);
+      const hi = bytes.readUInt32LE(6);
+      if (lastFp !== undefined && lastFp.lo === lo && lastFp.hi === hi) reader = lastFp.reader;
+      else {
+        const fp = bytes.subarray(2, 10).toString('hex');
+        reader = readers.get(fp);
+        if (!reader) return err({ code: 'unknown_schema', message: `unknown writer schema fingerprint ${fp}` });
+        lastFp = { lo, hi, reader };
+      }
+      start = 10;
     } else {
       if (bytes.length < 5 || bytes[0] !== 0x00) {
         return err({ code: 'bad_framing', message: 'not Confluent framing (expected 0x00 + 4-byte schema id)' });
@@ -212,10 +222,11 @@ export const createCodec = (opts: CodecOptions = {}): Codec => {
       const id = bytes.readUInt32BE(1);
       reader = readers.get(`id:${id}`);
       if (!reader) return err({ code: 'unknown_schema', message: `unknown schema id ${id}` });
-      body = bytes.subarray(5);
+      start = 5;
     }
-    let plain = reader.plain?.(body);
+    let plain = reader.plain?.(bytes, start);
     if (plain === undefined) {
+      const body = bytes.subarray(start);
       let raw: unknown;
       try {
         raw = reader.read(body);

@@ -32,10 +32,29 @@ const isOptCount = (v: unknown): boolean => v === undefined || isCount(v);
  * 24-character form the contract's ISO check accepts and normalises to
  * itself: years 0000-9999 only (outside them toISOString writes ±YYYYYY).
  */
-const isTimestamp = (v: unknown): boolean => {
-  if (typeof v !== 'string' || v.length !== 24) return false;
-  const ms = Date.parse(v);
-  return !Number.isNaN(ms) && new Date(ms).toISOString() === v;
+export const isTimestamp = (v: unknown): boolean => typeof v === 'string' && v.length === 24 && isIsoMillis(v);
+
+// Without Date: `YYYY-MM-DDTHH:MM:SS.sssZ` with a real calendar day (proleptic Gregorian, as Date), hours
+// 00-23, minutes and seconds 00-59 — exactly the 24-character strings for which
+// `new Date(Date.parse(v)).toISOString() === v` (test/unit/audit-sink-contract.test.ts holds the two
+// against each other); three of these per decision made a Date, a parse and a string each.
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const digit = (s: string, i: number): number => {
+  const d = s.charCodeAt(i) - 48;
+  return d >= 0 && d <= 9 ? d : NaN; // a field with a non-digit is NaN, and fails every range test below
+};
+const isIsoMillis = (s: string): boolean => {
+  if (s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(10) !== 84 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58 || s.charCodeAt(19) !== 46 || s.charCodeAt(23) !== 90) return false;
+  const year = digit(s, 0) * 1000 + digit(s, 1) * 100 + digit(s, 2) * 10 + digit(s, 3);
+  const month = digit(s, 5) * 10 + digit(s, 6);
+  const day = digit(s, 8) * 10 + digit(s, 9);
+  const hour = digit(s, 11) * 10 + digit(s, 12);
+  const minute = digit(s, 14) * 10 + digit(s, 15);
+  const second = digit(s, 17) * 10 + digit(s, 18);
+  const ms = digit(s, 20) * 100 + digit(s, 21) * 10 + digit(s, 22);
+  if (!(year >= 0 && month >= 1 && month <= 12 && day >= 1 && hour >= 0 && hour <= 23 && minute >= 0 && minute <= 59 && second >= 0 && second <= 59 && ms >= 0)) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= (month === 2 && leap ? 29 : (DAYS[month - 1] ?? 0));
 };
 const isOptTimestamp = (v: unknown): boolean => v === undefined || isTimestamp(v);
 

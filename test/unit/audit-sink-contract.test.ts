@@ -11,7 +11,7 @@ import { canonicalJson } from '../../schemas/clickhouse/rows-identity.ts';
 import { createCodec, type CodecKey } from '../../schemas/codec.ts';
 import { LIMITS, type DecisionEvent } from '../../schemas/events.ts';
 import { decodedCanonicalJson } from '../../services/audit-sink/canonical.ts';
-import { decisionWithinContract } from '../../services/audit-sink/contract.ts';
+import { decisionWithinContract, isTimestamp } from '../../services/audit-sink/contract.ts';
 import { createSinkDecoder } from '../../services/audit-sink/decode.ts';
 import { incident } from '../helpers/audit-incident.ts';
 
@@ -133,6 +133,36 @@ describe('the sink decoder', () => {
       const r = raw.decode(bytes);
       assert.ok(r.ok);
       assert.equal(decodedCanonicalJson(r.value.key, r.value.value as object), canonicalJson(e));
+    }
+  });
+
+  test('the timestamp check without Date: true exactly when the string is its own Date round trip', () => {
+    const roundTrip = (v: string): boolean => {
+      if (v.length !== 24) return false;
+      const ms = Date.parse(v);
+      return !Number.isNaN(ms) && new Date(ms).toISOString() === v;
+    };
+    const chars = '0123456789-T:.Z+ x';
+    const isoOf = fc.integer({ min: -8.64e15, max: 8.64e15 }).map((ms) => new Date(ms).toISOString());
+    // Canonical texts, then the same with a few characters changed (mostly digits: days past a month's end, hour 24, ...).
+    const edited = fc.tuple(isoOf, fc.array(fc.tuple(fc.nat(23), fc.nat(chars.length - 1), fc.boolean()), { maxLength: 3 })).map(([s, edits]) => {
+      const a = [...s.padEnd(24, '0').slice(0, 24)];
+      for (const [at, c, digitOnly] of edits) a[at] = chars[digitOnly ? c % 10 : c] ?? '0';
+      return a.join('');
+    });
+    fc.assert(
+      fc.property(fc.oneof(isoOf, edited, fc.string({ minLength: 24, maxLength: 24 })), (v) => {
+        assert.equal(isTimestamp(v), roundTrip(v), v);
+      }),
+      { numRuns: 20000 },
+    );
+    for (const y of ['0000', '0004', '0100', '0400', '1900', '2000', '2024', '2100', '9999']) {
+      for (const md of ['02-28', '02-29', '02-30', '04-30', '04-31', '12-31', '12-32', '13-01', '00-10', '01-00']) {
+        for (const t of ['00:00:00.000', '23:59:59.999', '24:00:00.000', '12:60:00.000', '12:00:60.000']) {
+          const v = `${y}-${md}T${t}Z`;
+          assert.equal(isTimestamp(v), roundTrip(v), v);
+        }
+      }
     }
   });
 });

@@ -7,7 +7,7 @@ import avro from 'avsc';
 import type { Schema as AvscSchema } from 'avsc';
 import fc from 'fast-check';
 import { EVENT_SCHEMAS, SESSION_TRUST_SCHEMA, type Schema } from '../../schemas/avro.ts';
-import { compilePlainReader } from '../../schemas/avro-plain.ts';
+import { compilePlainReader, isoOfMillis } from '../../schemas/avro-plain.ts';
 import { createCodec, type CodecKey } from '../../schemas/codec.ts';
 import { incident } from '../helpers/audit-incident.ts';
 
@@ -154,6 +154,31 @@ describe('compiled Avro reader', () => {
         assert.deepEqual(read(body), { ...(type.fromBuffer(body) as object) });
       }),
       { numRuns: 2000 },
+    );
+  });
+
+  test('timestamps: the text new Date(ms).toISOString() writes, or its RangeError, for any long', () => {
+    const iso = (ms: number): string => {
+      try {
+        return new Date(ms).toISOString();
+      } catch (e) {
+        return `throws ${(e as Error).name}`;
+      }
+    };
+    const ours = (ms: number): string => {
+      try {
+        return isoOfMillis(ms);
+      } catch (e) {
+        return `throws ${(e as Error).name}`;
+      }
+    };
+    const edges = [0, -1, 1, -62167219200000, -62167219200001, 253402300799999, 253402300800000, 8.64e15, -8.64e15, 8.64e15 + 1, -8.64e15 - 1, 951782400000, 951868799999, 4107542400000];
+    for (const ms of edges) for (const d of [-86400001, -1, 0, 1, 86400000]) assert.equal(ours(ms + d), iso(ms + d), String(ms + d));
+    fc.assert(
+      fc.property(fc.oneof(fc.integer({ min: -62167219200000 - 86400000, max: 253402300799999 + 86400000 }), fc.integer({ min: -8.7e15, max: 8.7e15 }), fc.integer()), (ms) => {
+        assert.equal(ours(ms), iso(ms));
+      }),
+      { numRuns: 20000 },
     );
   });
 });
