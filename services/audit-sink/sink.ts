@@ -7,7 +7,7 @@
 // offset. A crash anywhere before the commit re-reads the same batch: the
 // index and the tokens make its retry a no-op, and ReplacingMergeTree plus the
 // query side's dedup cover a re-read whose batch boundaries moved.
-import type { ClickHouseClient } from '@clickhouse/client';
+import type { ClickHouseClient, ClickHouseSettings } from '@clickhouse/client';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
@@ -195,6 +195,41 @@ const createMetrics = (registry: Registry): Metrics => ({
 /** Rows the decoding threads encoded (a table's rows are all one kind or all the other). */
 const isEncoded = (values: readonly CellValue[][] | readonly EncodedRow[]): values is readonly EncodedRow[] => typeof values[0] === 'string';
 
+/**
+ * One insert of one table's rows. Rows as cells (the index and the evidence
+ * tables) go through the client's insert, which JSON-encodes each; rows the
+ * decoding threads already encoded (EncodedRow, the record tables) are joined
+ * into the very body that insert would send for their cells — its `INSERT …
+ * FORMAT JSONCompactEachRow` statement, one line per row — and sent with exec:
+ * the client's insert takes JSON formats only as values to encode (a stream
+ * of them in object mode included), never as text. Over HTTP both send the
+ * statement in the URL and the rows as the body; the embedded engine joins
+ * both to one statement; a refused row fails either way with the same
+ * ClickHouseError (test/integration/audit-sink-insert.test.ts).
+ */
+export const insertRows = async (
+  clickhouse: ClickHouseClient,
+  database: string,
+  table: TableSpec,
+  values: readonly CellValue[][] | readonly EncodedRow[],
+  clickhouse_settings: ClickHouseSettings,
+): Promise<void> => {
+  if (values.length === 0) return;
+  const columns = insertColumns(table) as [string, ...string[]];
+  if (isEncoded(values)) {
+    const r = await clickhouse.exec({
+      query: `INSERT INTO ${qualified(database, table.name)} (${columns.join(', ')}) FORMAT JSONCompactEachRow`,
+      values: Readable.from([`${values.join('\n')}\n`]),
+      clickhouse_settings,
+    });
+    // Nothing useful comes back; read it to the end so the connection is free again (as insert does).
+    r.stream.resume();
+    await finished(r.stream);
+    return;
+  }
+  await clickhouse.insert({ table: qualified(database, table.name), values: values as CellValue[][], columns, format: 'JSONCompactEachRow', clickhouse_settings });
+};
+
 /** Runs tasks one after another: the write-once check and the inserts it decides must not interleave. */
 const createSerial = () => {
   let tail: Promise<unknown> = Promise.resolve();
@@ -258,39 +293,15 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     deps.log.warn({ keys: e.keys, bytes: e.bytes, budget: e.budget }, 'audit sink: write-once filter off, past its memory budget (TRUSTFOLD_AUDIT_WRITE_ONCE_FILTER_MB); every id is looked up in record_ids');
   };
 
-  /**
-   * One insert. Rows as cells (the index and the evidence tables) go through
-   * the client's insert, which JSON-encodes each; rows the decoding threads
-   * already encoded (EncodedRow, the record tables) are joined into the very
-   * body that insert would send — its `INSERT … FORMAT JSONCompactEachRow`
-   * statement, one line per row — and sent with exec: the client's insert
-   * takes JSON formats only as values to encode (a stream of them in object
-   * mode included), not as text. Over HTTP both send the statement in the URL
-   * and the rows as the body; the embedded engine joins both to one
-   * statement; errors are the same ClickHouseError either way.
-   */
   const insertValues = async (table: TableSpec, values: readonly CellValue[][] | readonly EncodedRow[], token: string): Promise<void> => {
     if (values.length === 0) return;
     const end = metrics.insertSeconds.startTimer({ table: table.name });
-    const columns = insertColumns(table) as [string, ...string[]];
-    const clickhouse_settings = {
-      insert_deduplicate: 1 as const,
+    await insertRows(deps.clickhouse, deps.database, table, values, {
+      insert_deduplicate: 1,
       insert_deduplication_token: token,
       max_partitions_per_insert_block: String(MAX_PARTITIONS_PER_INSERT),
       ...insertSettings,
-    };
-    if (isEncoded(values)) {
-      const r = await deps.clickhouse.exec({
-        query: `INSERT INTO ${qualified(deps.database, table.name)} (${columns.join(', ')}) FORMAT JSONCompactEachRow`,
-        values: Readable.from([`${values.join('\n')}\n`]),
-        clickhouse_settings,
-      });
-      // Nothing useful comes back; read it to the end so the connection is free again (as insert does).
-      r.stream.resume();
-      await finished(r.stream);
-    } else {
-      await deps.clickhouse.insert({ table: qualified(deps.database, table.name), values: values as CellValue[][], columns, format: 'JSONCompactEachRow', clickhouse_settings });
-    }
+    });
     end();
   };
 
