@@ -66,9 +66,6 @@ const readSafeLong = (c: Cursor): number => {
   return n;
 };
 
-/** Strings up to this many bytes, all ASCII, are built in JS: cheaper than a call into the UTF-8 decoder. */
-const SHORT_ASCII = 24;
-
 const readString = (c: Cursor): string => {
   const len = readLong(c);
   const buf = c.buf;
@@ -76,16 +73,6 @@ const readString = (c: Cursor): string => {
   const stop = start + len;
   if (len < 0 || stop > buf.length) throw UNSURE;
   c.pos = stop;
-  if (len <= SHORT_ASCII) {
-    let s = '';
-    let i = start;
-    for (; i < stop; i++) {
-      const b = buf[i] as number;
-      if (b >= 0x80) break;
-      s += String.fromCharCode(b);
-    }
-    if (i === stop) return s;
-  }
   // The same decoder avsc's Tap.readString uses (utf8Slice), malformed bytes replaced alike.
   return buf.toString('utf8', start, stop);
 };
