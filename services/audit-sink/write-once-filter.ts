@@ -57,19 +57,33 @@ const layerFor = (capacity: number, falsePositive: number): Layer => {
 };
 
 /**
- * Two 32-bit hashes of one string (UTF-16 code units), seeded per process so
- * nobody can choose ids that collide in every sink's filter: a collision only
- * costs a lookup, never a wrong verdict.
+ * Two 32-bit hashes of (tenant, namespace, key) as UTF-16 code units with a
+ * separator after each part, seeded per process so nobody can choose ids
+ * that collide in every sink's filter: a collision only costs a lookup, never
+ * a wrong verdict. Written to `pair` (no string joined, no array per call:
+ * the sink hashes every id of every chunk and every index row it reads).
  */
-const hashPair = (s: string, seed1: number, seed2: number): [number, number] => {
-  let h1 = seed1 >>> 0;
-  let h2 = seed2 >>> 0;
+const pair = new Uint32Array(2);
+let h1 = 0;
+let h2 = 0;
+const mixIn = (s: string): void => {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     h1 = Math.imul(h1 ^ c, 0x01000193);
     h2 = Math.imul(h2 ^ c, 0x5bd1e995);
     h2 ^= h2 >>> 15;
   }
+  // The separator (0x10000, past every UTF-16 code unit) keeps ("a", "bc") apart from ("ab", "c").
+  h1 = Math.imul(h1 ^ 0x10000, 0x01000193);
+  h2 = Math.imul(h2 ^ 0x10000, 0x5bd1e995);
+  h2 ^= h2 >>> 15;
+};
+const hashParts = (tenant: string, namespace: string, key: string, seed1: number, seed2: number): void => {
+  h1 = seed1 >>> 0;
+  h2 = seed2 >>> 0;
+  mixIn(tenant);
+  mixIn(namespace);
+  mixIn(key);
   // murmur3's finaliser on each, so every bit of the input reaches every bit of the output.
   h1 ^= h1 >>> 16;
   h1 = Math.imul(h1, 0x85ebca6b);
@@ -81,7 +95,8 @@ const hashPair = (s: string, seed1: number, seed2: number): [number, number] => 
   h2 ^= h2 >>> 13;
   h2 = Math.imul(h2, 0xc2b2ae35);
   h2 ^= h2 >>> 16;
-  return [h1 >>> 0, (h2 | 1) >>> 0];
+  pair[0] = h1;
+  pair[1] = h2 | 1;
 };
 
 export type KeyFilter = {
@@ -101,7 +116,6 @@ export const createKeyFilter = (opts: { firstLayerKeys?: number; falsePositive?:
   const [seed1, seed2] = opts.seed ?? [randomInt(2 ** 32 - 1), randomInt(2 ** 32 - 1)];
   const layers: Layer[] = [layerFor(opts.firstLayerKeys ?? FILTER_FIRST_LAYER_KEYS, falsePositive)];
   let total = 0;
-  const text = (tenant: string, namespace: string, key: string): string => `${tenant}\u0000${namespace}\u0000${key}`;
   const has = (l: Layer, h1: number, h2: number): boolean => {
     for (let i = 0; i < l.hashes; i++) {
       const bit = (h1 + Math.imul(i, h2)) & l.mask;
@@ -111,7 +125,9 @@ export const createKeyFilter = (opts: { firstLayerKeys?: number; falsePositive?:
   };
   return {
     add: (tenant, namespace, key) => {
-      const [h1, h2] = hashPair(text(tenant, namespace, key), seed1, seed2);
+      hashParts(tenant, namespace, key, seed1, seed2);
+      const h1 = pair[0] as number;
+      const h2 = pair[1] as number;
       let l = layers[layers.length - 1] as Layer;
       if (l.keys >= l.capacity) {
         l = layerFor(l.capacity * 2, falsePositive);
@@ -126,7 +142,9 @@ export const createKeyFilter = (opts: { firstLayerKeys?: number; falsePositive?:
       total++;
     },
     mightContain: (tenant, namespace, key) => {
-      const [h1, h2] = hashPair(text(tenant, namespace, key), seed1, seed2);
+      hashParts(tenant, namespace, key, seed1, seed2);
+      const h1 = pair[0] as number;
+      const h2 = pair[1] as number;
       for (const l of layers) if (has(l, h1, h2)) return true;
       return false;
     },
