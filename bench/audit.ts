@@ -97,6 +97,8 @@ const main = async (): Promise<void> => {
   const target = { kind: 'embedded' as const, path: join(dir, 'clickhouse'), database: 'bench' };
   const writer = createClickHouse(target);
   const reader = createClickHouse(target);
+  // The sink's write-once filter reads the index on a connection of its own, as `serve` and the sink process give it.
+  const indexReader = createClickHouse(target);
   const out: string[] = [];
   const say = (s: string) => {
     out.push(s);
@@ -151,6 +153,7 @@ const main = async (): Promise<void> => {
         log,
         subscribe: [topics.decisions],
         writeOnceFilter,
+        indexClient: indexReader,
         afterInsert: (b) => {
           if (firstInsertAt === 0) firstInsertAt = performance.now();
           lastInsertAt = performance.now();
@@ -384,6 +387,7 @@ const main = async (): Promise<void> => {
   } finally {
     await writer.close();
     await reader.close();
+    await indexReader.close();
     await broker?.stop();
     if (KEEP_DIR === undefined || KEEP_DIR === '') rmSync(dir, { recursive: true, force: true });
   }

@@ -75,12 +75,15 @@ const main = async (): Promise<void> => {
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const indexClient = createClickHouse(clickhouseTarget(config.clickhouse));
   const sink = createAuditSink({
     kafka,
     clickhouse,
     database: config.clickhouse.database,
     cluster: config.clickhouse.cluster,
     writeOnceFilter: config.clickhouse.writeOnceFilter,
+    // The write-once filter reads the index on its own connection, beside consuming.
+    indexClient,
     writeOnceFilterMaxBytes: config.clickhouse.writeOnceFilterMaxBytes,
     topics: config.topics,
     groupId,
@@ -106,6 +109,7 @@ const main = async (): Promise<void> => {
     // After the sink: the last checkpoint covers everything it handed over.
     await writer?.stop();
     await clickhouse.close();
+    await indexClient.close();
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));

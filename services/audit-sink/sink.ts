@@ -92,6 +92,13 @@ export type AuditSinkDeps = {
    * not a plain MergeTree on one server (a cluster, a replicated table).
    */
   writeOnceFilter?: boolean;
+  /**
+   * A connection of the filter's own: the index is then read beside consuming
+   * (batches are looked up until it is ready) rather than before the sink
+   * joins its group, and the catch-ups run on it. The embedded engine's
+   * connection runs one operation at a time, so this must be another one.
+   */
+  indexClient?: ClickHouseClient;
   /** The filter's memory budget (default DEFAULT_FILTER_MAX_BYTES); a filter that would outgrow it is dropped. */
   writeOnceFilterMaxBytes?: number;
   /** Called at every group join with the partitions this sink now owns (a partition may have moved away and back). */
@@ -267,6 +274,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
   let producer: Producer | undefined;
   let running = false;
   let filter: WriteOnceFilter | undefined;
+  let loading: Promise<void> | undefined;
 
   /** Brings the filter up to the index: every instance's rows visible now (nothing to do with the filter off). */
   const catchUp = async (): Promise<void> => {
@@ -386,25 +394,47 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     return inserted;
   };
 
-  /** Reads the whole index into the filter before the first batch, if record_ids allows it (./write-once-filter.ts). */
-  const startFilter = async (): Promise<void> => {
-    const support = await filterSupported(deps.clickhouse, deps.database, deps.cluster);
+  /** Reads the whole index into a new filter, if record_ids allows one (./write-once-filter.ts); undefined: the filter stays off. */
+  const loadFilter = async (client: ClickHouseClient): Promise<WriteOnceFilter | undefined> => {
+    const support = await filterSupported(client, deps.database, deps.cluster);
     if (!support.ok) {
       deps.log.info({ why: support.why }, 'audit sink: write-once filter off; every id is looked up in record_ids');
-      return;
+      return undefined;
     }
-    const f = createWriteOnceFilter(deps.clickhouse, deps.database, { maxBytes: deps.writeOnceFilterMaxBytes ?? DEFAULT_FILTER_MAX_BYTES });
+    const f = createWriteOnceFilter(client, deps.database, { maxBytes: deps.writeOnceFilterMaxBytes ?? DEFAULT_FILTER_MAX_BYTES });
     const c = await f.catchUp((n) => deps.log.info({ rows: n }, 'audit sink: reading the write-once index into memory')).catch((e: unknown) => {
       if (!(e instanceof FilterOverBudget)) throw e;
       dropFilter(e);
       return undefined;
     });
-    if (c === undefined) return;
-    filter = f;
+    if (c === undefined) return undefined;
     metrics.filterCatchUpRows.inc(c.rows);
     metrics.filterKeys.set(f.keys());
     metrics.filterBytes.set(f.bytes());
     deps.log.info({ rows: c.rows, ms: Math.round(c.ms), bytes: f.bytes(), watermark: c.watermark }, 'audit sink: write-once filter ready');
+    return f;
+  };
+
+  /**
+   * The filter, before the first batch or beside consuming. With `indexClient`
+   * (a connection of its own) the index is read while batches are judged by
+   * lookups, and the filter is put in place through the serial queue — between
+   * two chunks, never inside one, so the next chunk's catch-up brings it from
+   * the load's snapshot to the present before it is asked anything.
+   */
+  const startFilter = async (): Promise<void> => {
+    if (deps.indexClient === undefined) {
+      filter = await loadFilter(deps.clickhouse);
+      return;
+    }
+    loading ??= loadFilter(deps.indexClient)
+      .then((f) => serial(async () => {
+        filter = f;
+      }))
+      .catch((e: unknown) => deps.log.warn({ err: e }, 'audit sink: the write-once index could not be read; every id is looked up until the next start'))
+      .finally(() => {
+        loading = undefined;
+      });
   };
 
   const handleBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {

@@ -11,6 +11,8 @@ export const auditSinkRole = (ctx: RoleContext, hooks?: AuditSinkHooks): RoleMod
   const sink = createAuditSink({
     kafka: ctx.kafka,
     clickhouse: ctx.openClickHouse(),
+    // The write-once filter reads the index on its own connection, beside consuming.
+    indexClient: ctx.openClickHouse(),
     database: config.clickhouse.database,
     cluster: config.clickhouse.cluster,
     writeOnceFilter: config.clickhouse.writeOnceFilter,

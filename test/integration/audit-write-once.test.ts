@@ -21,7 +21,7 @@ import { buildBaseApp } from '../../services/lib/http.ts';
 import { AmbiguousTenantError, createAuditRepository } from '../../services/query/repository.ts';
 import { auditRoutes } from '../../services/query/routes.ts';
 import { incident } from '../helpers/audit-incident.ts';
-import { closeTestClickHouse, freshAuditDatabase } from '../helpers/clickhouse.ts';
+import { closeTestClickHouse, freshAuditDatabase, newClient } from '../helpers/clickhouse.ts';
 import { createAuditTopics, getTestKafka, uniqueName, waitForValue, type TestKafka } from '../helpers/kafka.ts';
 import { opaEvent } from '../unit/adapters-fixtures.ts';
 
@@ -155,7 +155,11 @@ describe('write-once audit', () => {
     await checkReads();
   });
 
-  for (const [how, budget] of [['with the write-once filter', undefined], ['with the filter dropped past its memory budget', 1]] as const)
+  for (const [how, budget, beside] of [
+    ['with the write-once filter read before joining', undefined, false],
+    ['with the filter read on its own connection beside consuming', undefined, true],
+    ['with the filter dropped past its memory budget', 1, false],
+  ] as const)
   test(`two sink instances in one group, ${how}: a forged copy on the other instance's partition, sent after both started and the first copy was stored, is a conflict there`, { timeout: 120_000 }, async () => {
     const topics = await newTopics();
     const { database, writer, reader } = await freshAuditDatabase('once_two');
@@ -167,6 +171,7 @@ describe('write-once audit', () => {
         kafka, clickhouse: writer, database, topics, groupId, registry: registries[i] as Registry, log,
         consumer: { sessionTimeoutMs: 6_000 },
         ...(budget !== undefined ? { writeOnceFilterMaxBytes: budget } : {}),
+        ...(beside ? { indexClient: newClient(database) } : {}),
         onAssigned: (a) => {
           owned[i] = new Set(a[topics.decisions] ?? []);
         },
