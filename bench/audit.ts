@@ -3,7 +3,7 @@
 // decisions. Embedded ClickHouse (chdb) and a real local Kafka broker unless
 // KAFKA_BROKERS is set. Usage: npm run bench:audit [-- --decisions=10000000 --sink=200000]
 import type { ClickHouseClient } from '@clickhouse/client';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import { startKafkaBroker } from '../services/local-kafka/index.ts';
 import { createLogger } from '../services/lib/log.ts';
 import { createAuditRepository } from '../services/query/repository.ts';
 import { printTargets } from './target.ts';
+import { decisionAt } from './decisions.ts';
 
 const arg = (name: string, def: number): number => {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -54,23 +55,6 @@ const pct = (xs: number[], p: number): number => {
 const fmt = (n: number, d = 1): string => n.toLocaleString('en-US', { maximumFractionDigits: d });
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const decisionAt = (i: number, at: Date, tenant = 'bench'): DecisionEvent => ({
-  type: 'decision',
-  event_id: randomUUID(),
-  tenant_id: tenant,
-  occurred_at: at.toISOString(),
-  session_id: `S-${i % 5000}`,
-  chain: [
-    { kind: 'human', id: `U-${i % 1000}` },
-    { kind: 'agent', id: `A-${i % 50}`, version: '3.2', owner: 'team-payments' },
-  ],
-  token: { jti: `J-${i % 5000}`, scopes: ['repo:write'], audience: 'git-gateway', issued_at: at.toISOString(), expires_at: new Date(at.getTime() + 600_000).toISOString(), trust_level: 'trusted', consent_ref: 'C-88', policy_version: '11' },
-  intent: { task_class: 'refactor', statement: 'clean up obsolete code' },
-  request: { tool: 'git', action: ['read_file', 'edit_file', 'delete_file'][i % 3] ?? 'read_file', resource: `repo:R-${i % 200}/file-${i % 997}.ts`, args_digest: `sha256:${randomBytes(32).toString('hex')}` },
-  decision: { effect: i % 7 === 0 ? 'deny' : 'allow', policy_id: `P-${i % 20}`, policy_version: '12', rule_id: `rule-${i % 30}`, reasons: ['within scope'], trust_version: 1 + (i % 4), pdp_id: 'pdp-1', latency_us: 300 + (i % 200) },
-  outcome: { status: i % 7 === 0 ? 'blocked' : 'executed' },
-  provenance: { model: 'model-x-2026-05', prompt_digest: 'sha256:aa11', output_digest: 'sha256:bb22', tool_schema_digest: 'sha256:cc33' },
-});
 
 const scalar = async (ch: ClickHouseClient, query: string): Promise<number> => {
   const rs = await ch.query({ query, format: 'JSONEachRow' });
