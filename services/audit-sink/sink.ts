@@ -25,7 +25,7 @@ import type { HashedLeaf } from '../../schemas/audit-log/leaf-batch.ts';
 import { blockToken, byMonths, dedupToken, judgeWriteOnce, MAX_PARTITIONS_PER_INSERT, nextOffset, pick, topicRole, type EncodedRow, type MappedBatch, type Rejected, type TableRows } from './batch.ts';
 import { inlineDecoder, threadDecoderPool, type BatchDecoder } from './decode-thread.ts';
 import { lookupStoredCopies } from './write-once.ts';
-import { createWriteOnceFilter, DEFAULT_FILTER_MAX_BYTES, FilterOverBudget, filterSupported, type WriteOnceFilter } from './write-once-filter.ts';
+import { createWriteOnceFilter, DEFAULT_FILTER_MAX_BYTES, FilterOverBudget, filterSupported, type CatchUp, type WriteOnceFilter } from './write-once-filter.ts';
 import { createBlockWriter } from './write.ts';
 
 export type InsertedBlock = { table: string; topic: string; partition: number; rows: number; token: string };
@@ -281,16 +281,20 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
     if (filter === undefined) return;
     const end = metrics.filterCatchUpSeconds.startTimer();
     try {
-      const c = await filter.catchUp();
-      metrics.filterCatchUpRows.inc(c.rows);
-      metrics.filterKeys.set(filter.keys());
-      metrics.filterBytes.set(filter.bytes());
+      counted(filter, await filter.catchUp());
     } catch (e) {
       if (!(e instanceof FilterOverBudget)) throw e;
       dropFilter(e);
     } finally {
       end();
     }
+  };
+
+  /** A catch-up's rows, and the filter's size after it, in the metrics. */
+  const counted = (f: WriteOnceFilter, c: CatchUp): void => {
+    metrics.filterCatchUpRows.inc(c.rows);
+    metrics.filterKeys.set(f.keys());
+    metrics.filterBytes.set(f.bytes());
   };
 
   /** A filter past its budget is let go: from now on every id is looked up, as with the filter off. */
@@ -408,9 +412,7 @@ export const createAuditSink = (deps: AuditSinkDeps): AuditSink => {
       return undefined;
     });
     if (c === undefined) return undefined;
-    metrics.filterCatchUpRows.inc(c.rows);
-    metrics.filterKeys.set(f.keys());
-    metrics.filterBytes.set(f.bytes());
+    counted(f, c);
     deps.log.info({ rows: c.rows, ms: Math.round(c.ms), bytes: f.bytes(), watermark: c.watermark }, 'audit sink: write-once filter ready');
     return f;
   };

@@ -161,7 +161,7 @@ const PART_MAX_BLOCK = "toUInt64(splitByChar('_', substring(_part, length(_parti
  * with that block; the part filter prunes whole parts, so the rows read are the
  * new parts' only.
  */
-export const indexSinceSql = (database: string): string =>
+const indexSinceSql = (database: string): string =>
   `SELECT tenant, namespace, record_key, ${PART_MAX_BLOCK} AS block FROM ${qualified(database, RECORD_IDS.name)}\n` + `WHERE ${PART_MAX_BLOCK} > {watermark:UInt64}`;
 
 /** Whether record_ids numbers its parts the way the filter's catch-up relies on: a plain MergeTree on one server. */
@@ -197,7 +197,6 @@ export type WriteOnceFilter = {
   /** Rows added so far: a row read again (its part merged with newer ones before a catch-up) counts again. */
   keys(): number;
   bytes(): number;
-  watermark(): number;
 };
 
 type Row = [string, string, string, string | number];
@@ -233,6 +232,5 @@ export const createWriteOnceFilter = (client: ClickHouseClient, database: string
     candidates: (ids) => ids.filter((id) => filter.mightContain(id.tenant, id.namespace, id.key)),
     keys: () => filter.keys(),
     bytes: () => filter.bytes(),
-    watermark: () => watermark,
   };
 };
