@@ -2,11 +2,14 @@
 // decision-to-queryable latency, and query latency + storage on 10M generated
 // decisions. Embedded ClickHouse (chdb) and a real local Kafka broker unless
 // KAFKA_BROKERS is set. Usage: npm run bench:audit [-- --decisions=10000000 --sink=200000]
+// [--baseline=<another checkout> --beside-runs=500] (that checkout's timeline beside this one's).
 import type { ClickHouseClient } from '@clickhouse/client';
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { migrate } from '../services/lib/clickhouse-migrate.ts';
@@ -19,7 +22,8 @@ import { createClickHouse } from '../services/lib/clickhouse.ts';
 import { createKafka, sessionKey } from '../services/lib/kafka.ts';
 import { startKafkaBroker } from '../services/local-kafka/index.ts';
 import { createLogger } from '../services/lib/log.ts';
-import { createAuditRepository } from '../services/query/repository.ts';
+import { createAuditRepository, type AuditRepository } from '../services/query/repository.ts';
+import type * as RepositoryModule from '../services/query/repository.ts';
 import { printTargets } from './target.ts';
 import { decisionAt } from './decisions.ts';
 
@@ -36,6 +40,9 @@ const envNumber = (name: string): number | undefined => {
 const N_SINK = arg('sink', envNumber('AUDIT_BENCH_SINK') ?? 200_000);
 const N_GEN = arg('decisions', envNumber('AUDIT_BENCH_ROWS') ?? 10_000_000);
 const RUNS = arg('runs', 60);
+/** --baseline=<checkout>: time that checkout's session timeline beside this one's, on this many sessions each. */
+const BASELINE = process.argv.find((x) => x.startsWith('--baseline='))?.slice('--baseline='.length);
+const BESIDE_RUNS = arg('beside-runs', 500);
 const GEN_LABEL = N_GEN % 1_000_000 === 0 ? `${N_GEN / 1_000_000}M` : String(N_GEN);
 /** AUDIT_BENCH_DIR: keep the generated data there and reuse it on the next run (query iterations). */
 const KEEP_DIR = process.env['AUDIT_BENCH_DIR'];
@@ -69,6 +76,38 @@ const produceAll = async (kafka: Kafka, topic: string, events: readonly Decision
     await producer.send({ topic, acks: -1, messages: events.slice(i, i + 5000).map((e) => ({ key: sessionKey(e.tenant_id, e.session_id), value: codec.encodeEvent(e) })) });
   }
   await producer.disconnect();
+};
+
+/**
+ * --baseline=<another checkout>: that checkout's timeline beside this one's,
+ * alternated session by session in this one process on sessions of their own
+ * (so each read is a first read, as in the figure above), after checking that
+ * both give the same page for a session.
+ */
+const timelineBeside = async (reader: ClickHouseClient, repo: AuditRepository, baseline: string, say: (s: string) => void): Promise<void> => {
+  const mod = (await import(pathToFileURL(join(resolve(baseline), 'services/query/repository.ts')).href)) as typeof RepositoryModule;
+  const other = mod.createAuditRepository(reader, 'big');
+  const rs = await reader.query({ query: `SELECT DISTINCT tenant, session_id FROM big.decisions ORDER BY cityHash64(session_id, 'beside') LIMIT ${BESIDE_RUNS * 2}`, format: 'JSONEachRow' });
+  const sessions = await rs.json<{ tenant: string; session_id: string }>();
+  const [first] = sessions;
+  if (first === undefined) throw new Error('no sessions to time');
+  assert.deepEqual(await other.timeline(first.tenant, first.session_id, 100), await repo.timeline(first.tenant, first.session_id, 100), 'the baseline gives another page');
+  const sides = [{ name: 'this checkout', repo, ms: [] as number[], cpu: [] as number[] }, { name: baseline, repo: other, ms: [] as number[], cpu: [] as number[] }];
+  for (const [i, s] of sessions.entries()) {
+    const side = sides[i % 2];
+    if (side === undefined) continue;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await side.repo.timeline(s.tenant, s.session_id, 100);
+    side.ms.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    side.cpu.push((c.user + c.system) / 1000);
+  }
+  for (const side of sides) {
+    say(`[${GEN_LABEL}] session timeline, ${side.name.padEnd(30)} p50 ${fmt(pct(side.ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(side.ms, 99), 1).padStart(6)} ms  (CPU p50 ${fmt(pct(side.cpu, 50), 1)} ms; ${side.ms.length} sessions, alternated)`);
+  }
+  const [mine, theirs] = sides;
+  printTargets([{ what: `${GEN_LABEL} session timeline p50, alternated (baseline: ${baseline}, this run, ${fmt(pct(theirs?.ms ?? [], 50), 1)} ms)`, value: pct(mine?.ms ?? [], 50), unit: 'ms', bound: 'max', goal: 20 }], say);
 };
 
 const main = async (): Promise<void> => {
@@ -338,6 +377,7 @@ const main = async (): Promise<void> => {
       if (goalP50Ms !== undefined) printTargets([{ what: `${GEN_LABEL} ${name} p50`, value: pct(ms, 50), unit: 'ms', bound: 'max', goal: goalP50Ms }], say);
     };
     await time('session timeline (API query, 100 entries)', 20, async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length);
+    if (BASELINE !== undefined) await timelineBeside(reader, repo, BASELINE, say);
     await time('delegator 24 h sessions + counts + last tier', 50, async (s) => {
       const to = new Date(`${s.at.replace(' ', 'T')}Z`);
       return (await repo.delegatorSessions(s.tenant, s.delegator, { from: new Date(to.getTime() - DAY).toISOString(), to: new Date(to.getTime() + 60_000).toISOString() }, 100)).items.length;

@@ -23,6 +23,7 @@ import {
   TIMELINE_CONFLICT_KEYS,
   TIMELINE_CONFLICTS_RANK,
   TIMELINE_RANK,
+  timelineReferencedSignalsSql,
   timelineSql,
   trustByVersionsSql,
   trustHistorySql,
@@ -33,7 +34,9 @@ import {
   type SessionKey,
   type Sql,
   type TenantScope,
+  type TimelineFlags,
   type TimelineKey,
+  type TimelineSignals,
   withReadSettings,
 } from './sql.ts';
 
@@ -105,6 +108,22 @@ const toTransition = (r: TrustRow): TrustTransition => ({
   caused_by: r.caused_by,
   state: trustFromRecord({ ...r, state: r.state }),
 });
+
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The event ids a trust transition names — what caused it, its causes, its
+ * freezes — as referencedSignalIdsSql lists them in the engine (lower case;
+ * anything not a UUID names no signal).
+ */
+export const referencedSignalIds = (r: { caused_by: string; state: string }): string[] => {
+  const state = JSON.parse(r.state) as { causes?: unknown; freezes?: unknown };
+  const ids = (list: unknown): unknown[] => (Array.isArray(list) ? list.map((x: unknown) => (typeof x === 'object' && x !== null && 'event_id' in x ? x.event_id : undefined)) : []);
+  return [r.caused_by, ...ids(state.causes), ...ids(state.freezes)]
+    .filter((id): id is string => typeof id === 'string')
+    .map((id) => id.toLowerCase())
+    .filter((id) => UUID_TEXT.test(id));
+};
 
 export type AuditRepository = ReturnType<typeof createAuditRepository>;
 
@@ -190,19 +209,41 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
   const signalsById = async (tenant: TenantScope, ids: readonly string[]): Promise<SignalEvent[]> =>
     ids.length === 0 ? [] : (await rows<SignalRecord>(signalsByIdSql(database, tenant, ids))).map(signalFromRecord);
 
+  type Ranked = { rank: number; row: string };
+
   /**
-   * One statement per page: the entries and the keys of the tenant's
-   * conflicting records (timelineSql, `listed`); only when those are more than
-   * TIMELINE_CONFLICT_KEYS is the page read again with the flags computed in
-   * the engine.
+   * A page's rows: one statement (timelineSql). On a first page the signal
+   * branch reads the session's own signals only, and the signals its trust
+   * transitions name (a user's role, a freeze) are listed from the trust rows
+   * the same statement returned — all of them when fewer than the branch's
+   * limit came back — and read by id in a second statement only when some are
+   * not the session's own (timelineReferencedSignalsSql). Otherwise (a later
+   * page, or more transitions than one page) the engine resolves them in the
+   * statement, through a subquery that costs its planning on every page.
+   */
+  const timelineRows = async (tenant: TenantScope, sessionId: string, want: number, after: TimelineKey | undefined, flags: TimelineFlags): Promise<Ranked[]> => {
+    const signals: TimelineSignals = after === undefined ? 'own' : 'referenced';
+    const found = await rows<Ranked>(timelineSql(database, tenant, sessionId, want, after, flags, signals));
+    if (signals === 'referenced') return found;
+    const trust = found.filter((r) => r.rank === TIMELINE_RANK.trust);
+    if (trust.length >= want) return rows<Ranked>(timelineSql(database, tenant, sessionId, want, after, flags, 'referenced'));
+    const own = new Set(found.filter((r) => r.rank === TIMELINE_RANK.signal).map((r) => (JSON.parse(r.row) as { event_id: string }).event_id.toLowerCase()));
+    const named = trust.flatMap((r) => referencedSignalIds(JSON.parse(r.row) as { caused_by: string; state: string })).filter((id) => !own.has(id));
+    if (named.length === 0) return found;
+    return [...found, ...(await rows<Ranked>(timelineReferencedSignalsSql(database, tenant, sessionId, named, want, flags)))];
+  };
+
+  /**
+   * A page: its rows and the keys of the tenant's conflicting records
+   * (`listed`); only when those are more than TIMELINE_CONFLICT_KEYS is the
+   * page read again with the flags computed in the engine.
    */
   const timeline = async (tenant: TenantScope, sessionId: string, limit: number, after?: TimelineKey): Promise<Page<TimelineEntry, TimelineKey>> => {
-    type Ranked = { rank: number; row: string };
-    let found = await rows<Ranked>(timelineSql(database, tenant, sessionId, limit + 1, after, 'listed'));
+    let found = await timelineRows(tenant, sessionId, limit + 1, after, 'listed');
     const listedRows = found.filter((r) => r.rank === TIMELINE_CONFLICTS_RANK);
     let listedKeys: Set<string> | undefined = new Set(listedRows.map((r) => r.row));
     if (listedRows.length > TIMELINE_CONFLICT_KEYS) {
-      found = await rows<Ranked>(timelineSql(database, tenant, sessionId, limit + 1, after, 'inline'));
+      found = await timelineRows(tenant, sessionId, limit + 1, after, 'inline');
       listedKeys = undefined;
     }
     const conflictedOf = (r: Flagged, key: string): boolean => (listedKeys === undefined ? flag(r) : listedKeys.has(key));

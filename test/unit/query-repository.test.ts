@@ -7,9 +7,9 @@ import { parseEvent } from '../../schemas/codec.ts';
 import type { DecisionRecord } from '../../schemas/clickhouse/rows-read.ts';
 import { decisionRow } from '../../schemas/clickhouse/rows-write.ts';
 import type { DecisionEvent } from '../../schemas/events.ts';
-import { createAuditRepository } from '../../services/query/repository.ts';
+import { createAuditRepository, referencedSignalIds } from '../../services/query/repository.ts';
 import { conflictKey, TIMELINE_CONFLICT_KEYS, TIMELINE_CONFLICTS_RANK } from '../../services/query/sql.ts';
-import { decisionFixture } from '../fixtures/events.ts';
+import { decisionFixture, signalFixtures } from '../fixtures/events.ts';
 
 type Sent = { query: string; query_params: Record<string, unknown>; clickhouse_settings?: Record<string, unknown> };
 
@@ -118,6 +118,67 @@ describe('timeline', () => {
     assert.equal(sent.length, 2);
     assert.match(sent[1]?.query ?? '', /AS conflicted/);
     assert.deepEqual(page.items.map((e) => e.conflicted), [true]);
+  });
+});
+
+const FREEZE_EVENT = signalFixtures.change_freeze_raised.event_id;
+const OWN_SIGNAL = signalFixtures.injection_detected.event_id;
+/** A signal as the engine returns it (JSONEachRow, ISO times), its payload the event. */
+const storedSignal = (e: { event_id: string; occurred_at: string; session_id?: string; kind: string }): Record<string, unknown> => ({
+  tenant: 'acme', session_id: e.session_id ?? '', occurred_at: e.occurred_at, event_id: e.event_id, kind: e.kind, subject: '', ref: '', payload: JSON.stringify(e),
+});
+
+/** A stored trust transition of S-9 (JSONEachRow), caused by `causedBy`, under the freeze FREEZE_EVENT raised. */
+const transition = (version: number, causedBy: string): Record<string, unknown> => {
+  const at = `2026-06-09T14:0${version}:00.000Z`;
+  const state = {
+    session_id: 'S-9', tenant_id: 'acme', version, tier: 'restricted', causes: [{ kind: 'injection', ref: 'SIG-1', event_id: OWN_SIGNAL.toUpperCase(), since: at, tier: 'restricted' }],
+    revoked_roles: [], consent_revoked: false, freezes: [{ freeze_id: 'F-1', scope: { resource_prefix: 'repo:' }, reason: 'incident', event_id: FREEZE_EVENT }], ended: false, updated_at: at, caused_by: causedBy,
+  };
+  return { tenant: 'acme', session_id: 'S-9', version, tier: 'restricted', updated_at: at, caused_by: causedBy, state: JSON.stringify(state) };
+};
+const ownSignal = storedSignal(signalFixtures.injection_detected);
+
+describe('timeline: the signals its trust transitions name', () => {
+  test('a transition names its cause, its causes and its freezes, in lower case; what is not a UUID names nothing', () => {
+    const t = transition(1, OWN_SIGNAL) as { caused_by: string; state: string };
+    assert.deepEqual(referencedSignalIds(t), [OWN_SIGNAL, OWN_SIGNAL, FREEZE_EVENT]);
+    assert.deepEqual(referencedSignalIds({ caused_by: 'not-a-uuid', state: JSON.stringify({ causes: [{ event_id: 7 }, null], freezes: [{}] }) }), []);
+  });
+
+  test('a first page whose transitions all came back reads its own signals in the statement and the freeze\'s signal by id, once', async () => {
+    const { client, sent } = scripted([
+      [{ rank: 0, row: JSON.stringify(ownSignal) }, { rank: 1, row: JSON.stringify(transition(1, OWN_SIGNAL)) }, { rank: 1, row: JSON.stringify(transition(2, FREEZE_EVENT)) }],
+      [{ rank: 0, row: JSON.stringify(storedSignal(signalFixtures.change_freeze_raised)) }],
+    ]);
+    const page = await createAuditRepository(client, 'tf').timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 2);
+    assert.doesNotMatch(sent[0]?.query ?? '', /toUUIDOrZero/, 'no subquery for the references');
+    assert.match(sent[1]?.query ?? '', /session_id != \{session:String\} AND event_id IN \{ref_ids:Array\(UUID\)\}/);
+    assert.deepEqual(sent[1]?.query_params['ref_ids'], [FREEZE_EVENT], 'the own signal, named in upper case, is not asked for again');
+    assert.deepEqual(page.items.map((e) => (e.kind === 'signal' ? e.event_id : e.kind)), ['trust', OWN_SIGNAL, 'trust', FREEZE_EVENT]);
+  });
+
+  test('transitions that name only the session\'s own signals: one statement', async () => {
+    const t1 = transition(1, OWN_SIGNAL);
+    const state = { ...(JSON.parse(String(t1['state'])) as Record<string, unknown>), freezes: [] };
+    const { client, sent } = scripted([[{ rank: 0, row: JSON.stringify(ownSignal) }, { rank: 1, row: JSON.stringify({ ...t1, state: JSON.stringify(state) }) }]]);
+    const page = await createAuditRepository(client, 'tf').timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 1);
+    assert.equal(page.items.length, 2);
+  });
+
+  test('more transitions than the page, or a later page: the engine resolves the references in the statement', async () => {
+    const full = [1, 2].map((v) => ({ rank: 1, row: JSON.stringify(transition(v, OWN_SIGNAL)) }));
+    const first = scripted([full, full]);
+    await createAuditRepository(first.client, 'tf').timeline('acme', 'S-9', 1);
+    assert.equal(first.sent.length, 2);
+    assert.doesNotMatch(first.sent[0]?.query ?? '', /toUUIDOrZero/);
+    assert.match(first.sent[1]?.query ?? '', /OR event_id IN \(SELECT toUUIDOrZero\(id\)/);
+    const later = scripted([[]]);
+    await createAuditRepository(later.client, 'tf').timeline('acme', 'S-9', 10, { at: '2026-06-09T14:00:00.000Z', rank: 1, id: '00000000000000000001' });
+    assert.equal(later.sent.length, 1);
+    assert.match(later.sent[0]?.query ?? '', /OR event_id IN \(SELECT toUUIDOrZero\(id\)/);
   });
 });
 

@@ -139,7 +139,13 @@ describe('timeline and delegator SQL', () => {
     assertWellFormed(s);
     assert.equal(s.query.split('UNION ALL').length, 4);
     assert.equal(timelineSql('tf', 'acme', HOSTILE, 11, after, 'inline').query.split('UNION ALL').length, 3);
-    for (const rank of [0, 1, 2]) assert.match(s.query, new RegExp(`SELECT toUInt8\\(${rank}\\) AS rank, formatRowNoNewline\\('JSONEachRow', \\*\\) AS row`));
+    // Each branch renders its own select list into the row: no subquery per branch for the engine to plan.
+    const branches = s.query.split('\nUNION ALL\n');
+    assert.match(branches[0] ?? '', /^SELECT toUInt8\(0\) AS rank, formatRowNoNewline\('JSONEachRow', tenant, session_id, occurred_at, event_id, kind, subject, ref, payload\) AS row FROM `tf`\.`signals`\n/);
+    assert.match(branches[1] ?? '', /^SELECT toUInt8\(1\) AS rank, formatRowNoNewline\('JSONEachRow', tenant, session_id, version, tier, updated_at, caused_by, state\) AS row FROM `tf`\.`trust_transitions`\n/);
+    assert.match(branches[2] ?? '', /^SELECT toUInt8\(2\) AS rank, formatRowNoNewline\('JSONEachRow', \*\) AS row FROM `tf`\.`decisions`\n/);
+    // Alone, a branch is the same statement with its list as the columns.
+    assert.equal(branches[2]?.replace("SELECT toUInt8(2) AS rank, formatRowNoNewline('JSONEachRow', *) AS row", 'SELECT *'), timelineDecisionsSql('tf', 'acme', HOSTILE, 11, after, 'listed').query);
     assert.equal(s.query_params['session'], HOSTILE);
     assert.equal(s.query_params['limit'], 11);
     assert.ok(!s.query.includes(HOSTILE));
@@ -197,7 +203,7 @@ describe('trust lag and conflict flags SQL', () => {
     assert.doesNotMatch(t.query, /conflicted|IN \(SELECT tenant, record_key/);
     const branches = t.query.split('\nUNION ALL\n');
     assert.equal(branches.length, 4);
-    assert.match(branches[3] ?? '', new RegExp(`^SELECT toUInt8\\(${TIMELINE_CONFLICTS_RANK}\\) AS rank, key AS row FROM \\(\\nSELECT concat\\(tenant, '\\\\0', namespace, '\\\\0', record_key\\) AS key FROM \`tf\`\\.\`conflicts\`\\nWHERE tenant = \\{tenant:String\\}\\nLIMIT \\{conflict_keys:UInt32\\}`));
+    assert.match(branches[3] ?? '', new RegExp(`^SELECT toUInt8\\(${TIMELINE_CONFLICTS_RANK}\\) AS rank, concat\\(tenant, '\\\\0', namespace, '\\\\0', record_key\\) AS row FROM \`tf\`\\.\`conflicts\`\\nWHERE tenant = \\{tenant:String\\}\\nLIMIT \\{conflict_keys:UInt32\\}$`));
     assert.equal(t.query_params['conflict_keys'], TIMELINE_CONFLICT_KEYS + 1);
     assert.doesNotMatch(timeline('tf', undefined, 'S-9', 10).query.split('\nUNION ALL\n')[3] ?? '', /tenant = /, 'an operator: every tenant\'s keys');
   });
