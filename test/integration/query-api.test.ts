@@ -14,7 +14,9 @@ import { createAuthenticator, mintToken } from '../../services/lib/auth.ts';
 import { buildBaseApp, type App } from '../../services/lib/http.ts';
 import { createKafka, partitionKeyOf, sessionKey, topicOf } from '../../services/lib/kafka.ts';
 import { createLogger } from '../../services/lib/log.ts';
+import { referencedSignalIds } from '../../services/query/repository.ts';
 import { auditRoutes } from '../../services/query/routes.ts';
+import { TIMELINE_RANK, timelineReferencedSignalsSql, timelineSql, withReadSettings, type Sql } from '../../services/query/sql.ts';
 import { incident } from '../helpers/audit-incident.ts';
 import { closeTestClickHouse, freshAuditDatabase } from '../helpers/clickhouse.ts';
 import { createTopic, getTestKafka, uniqueName, type TestKafka } from '../helpers/kafka.ts';
@@ -134,6 +136,26 @@ describe('forensics API', () => {
         cursor = page.next_cursor;
       } while (cursor !== null);
       assert.deepEqual(walked, t.entries.map((e) => `${e.kind}:${e.event_id ?? e.version}`), `pages of ${limit}`);
+    }
+  });
+
+  test('a first page\'s split (own signals in the statement, the named ones by id) gives the rows of the engine\'s subquery, flags listed or inline, in a tenant or for an operator', async () => {
+    type Ranked = { rank: number; row: string };
+    const run = async (sql: Sql): Promise<Ranked[]> => (await reader.query({ ...withReadSettings(sql), format: 'JSONEachRow' })).json<Ranked>();
+    const sorted = (rows: Ranked[]): string[] => rows.map((r) => `${r.rank} ${r.row}`).sort();
+    for (const flags of ['listed', 'inline'] as const) {
+      for (const tenant of ['acme', undefined]) {
+        const whole = await run(timelineSql(database, tenant, 'S-9', 101, undefined, flags, 'referenced'));
+        const own = await run(timelineSql(database, tenant, 'S-9', 101, undefined, flags, 'own'));
+        const trust = own.filter((r) => r.rank === TIMELINE_RANK.trust);
+        assert.ok(trust.length > 0 && trust.length < 101, 'every transition came back');
+        const mine = new Set(own.filter((r) => r.rank === TIMELINE_RANK.signal).map((r) => (JSON.parse(r.row) as { event_id: string }).event_id));
+        const named = trust.flatMap((r) => referencedSignalIds(JSON.parse(r.row) as { caused_by: string; state: string })).filter((id) => !mine.has(id));
+        assert.ok(named.length > 0, 'the freeze is named by a transition and is not the session\'s own');
+        const byId = await run(timelineReferencedSignalsSql(database, tenant, 'S-9', named, 101, flags));
+        assert.ok(byId.length > 0);
+        assert.deepEqual(sorted([...own, ...byId]), sorted(whole), `${flags}, ${tenant ?? 'operator'}`);
+      }
     }
   });
 
