@@ -26,6 +26,7 @@ import { createAuditRepository, type AuditRepository } from '../services/query/r
 import type * as RepositoryModule from '../services/query/repository.ts';
 import { printTargets } from './target.ts';
 import { decisionAt } from './decisions.ts';
+import { addTrustActivity, ACTIVE_EVERY, FROZEN_EVERY, sessionKindOf } from './trust-activity.ts';
 
 const arg = (name: string, def: number): number => {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -78,36 +79,56 @@ const produceAll = async (kafka: Kafka, topic: string, events: readonly Decision
   await producer.disconnect();
 };
 
+type Session = { tenant: string; session_id: string };
+
+/** Sessions of one kind (bench/trust-activity.ts) from the transitions table, or any (`mix`) from the decisions, `n` of them. */
+const sessionsOf = async (reader: ClickHouseClient, kind: 'mix' | 'active' | 'frozen', n: number, salt: string): Promise<Session[]> => {
+  const query =
+    kind === 'mix'
+      ? `SELECT DISTINCT tenant, session_id FROM big.decisions ORDER BY cityHash64(session_id, '${salt}') LIMIT ${n}`
+      : `SELECT tenant, session_id FROM big.trust_transitions WHERE toUInt64OrZero(substring(session_id, 3)) % ${kind === 'frozen' ? `${FROZEN_EVERY} = 3` : `${ACTIVE_EVERY} = 3 AND toUInt64OrZero(substring(session_id, 3)) % ${FROZEN_EVERY} != 3`} GROUP BY tenant, session_id ORDER BY cityHash64(session_id, '${salt}') LIMIT ${n}`;
+  return (await reader.query({ query, format: 'JSONEachRow' })).json<Session>();
+};
+
+const KIND_LABEL = { mix: 'any session', active: 'an injection and its transition', frozen: 'a freeze named by a transition' } as const;
+
 /**
  * --baseline=<another checkout>: that checkout's timeline beside this one's,
  * alternated session by session in this one process on sessions of their own
- * (so each read is a first read, as in the figure above), after checking that
- * both give the same page for a session.
+ * (so each read is a first read, as in the figure above) — any sessions, then
+ * those with trust activity apart — after checking that both give the same
+ * pages for the first 20 sessions of each kind.
  */
 const timelineBeside = async (reader: ClickHouseClient, repo: AuditRepository, baseline: string, say: (s: string) => void): Promise<void> => {
   const mod = (await import(pathToFileURL(join(resolve(baseline), 'services/query/repository.ts')).href)) as typeof RepositoryModule;
   const other = mod.createAuditRepository(reader, 'big');
-  const rs = await reader.query({ query: `SELECT DISTINCT tenant, session_id FROM big.decisions ORDER BY cityHash64(session_id, 'beside') LIMIT ${BESIDE_RUNS * 2}`, format: 'JSONEachRow' });
-  const sessions = await rs.json<{ tenant: string; session_id: string }>();
-  const [first] = sessions;
-  if (first === undefined) throw new Error('no sessions to time');
-  assert.deepEqual(await other.timeline(first.tenant, first.session_id, 100), await repo.timeline(first.tenant, first.session_id, 100), 'the baseline gives another page');
-  const sides = [{ name: 'this checkout', repo, ms: [] as number[], cpu: [] as number[] }, { name: baseline, repo: other, ms: [] as number[], cpu: [] as number[] }];
-  for (const [i, s] of sessions.entries()) {
-    const side = sides[i % 2];
-    if (side === undefined) continue;
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    await side.repo.timeline(s.tenant, s.session_id, 100);
-    side.ms.push(performance.now() - t0);
-    const c = process.cpuUsage(c0);
-    side.cpu.push((c.user + c.system) / 1000);
+  for (const kind of ['mix', 'active', 'frozen'] as const) {
+    const sessions = await sessionsOf(reader, kind, kind === 'mix' ? BESIDE_RUNS * 2 : RUNS * 2, 'beside');
+    if (sessions.length === 0) throw new Error(`no sessions of kind ${kind} to time`);
+    for (const s of sessions.slice(0, 20)) {
+      assert.deepEqual(await other.timeline(s.tenant, s.session_id, 100), await repo.timeline(s.tenant, s.session_id, 100), `the baseline gives another page for ${s.session_id}`);
+    }
+    // The checked sessions were read: time the others.
+    const timed = sessions.slice(20);
+    const sides = [{ name: 'this checkout', repo, ms: [] as number[], cpu: [] as number[] }, { name: baseline, repo: other, ms: [] as number[], cpu: [] as number[] }];
+    for (const [i, s] of timed.entries()) {
+      const side = sides[i % 2];
+      if (side === undefined) continue;
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      await side.repo.timeline(s.tenant, s.session_id, 100);
+      side.ms.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      side.cpu.push((c.user + c.system) / 1000);
+    }
+    for (const side of sides) {
+      say(`[${GEN_LABEL}] session timeline, ${KIND_LABEL[kind].padEnd(31)} ${side.name.padEnd(24)} p50 ${fmt(pct(side.ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(side.ms, 99), 1).padStart(6)} ms  (CPU p50 ${fmt(pct(side.cpu, 50), 1)} ms; ${side.ms.length} sessions, alternated)`);
+    }
+    const [mine, theirs] = sides;
+    if (kind === 'mix') {
+      printTargets([{ what: `${GEN_LABEL} session timeline p50, alternated (baseline: ${baseline}, this run, ${fmt(pct(theirs?.ms ?? [], 50), 1)} ms)`, value: pct(mine?.ms ?? [], 50), unit: 'ms', bound: 'max', goal: 20 }], say);
+    }
   }
-  for (const side of sides) {
-    say(`[${GEN_LABEL}] session timeline, ${side.name.padEnd(30)} p50 ${fmt(pct(side.ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(side.ms, 99), 1).padStart(6)} ms  (CPU p50 ${fmt(pct(side.cpu, 50), 1)} ms; ${side.ms.length} sessions, alternated)`);
-  }
-  const [mine, theirs] = sides;
-  printTargets([{ what: `${GEN_LABEL} session timeline p50, alternated (baseline: ${baseline}, this run, ${fmt(pct(theirs?.ms ?? [], 50), 1)} ms)`, value: pct(mine?.ms ?? [], 50), unit: 'ms', bound: 'max', goal: 20 }], say);
 };
 
 const main = async (): Promise<void> => {
@@ -333,9 +354,15 @@ const main = async (): Promise<void> => {
       await writer.command({ query: gen, clickhouse_settings: { max_insert_threads: '2' } });
     }
     const genSeconds = (performance.now() - tGen) / 1000;
-    say(`\n[${GEN_LABEL}] generated ${fmt(N_GEN, 0)} decisions inside ClickHouse (INSERT … SELECT) in ${fmt(genSeconds, 1)} s (${fmt(N_GEN / genSeconds, 0)} rows/s)`);
+    say(
+      existing === N_GEN
+        ? `\n[${GEN_LABEL}] ${fmt(N_GEN, 0)} decisions kept from an earlier run (AUDIT_BENCH_DIR)`
+        : `\n[${GEN_LABEL}] generated ${fmt(N_GEN, 0)} decisions inside ClickHouse (INSERT … SELECT) in ${fmt(genSeconds, 1)} s (${fmt(N_GEN / genSeconds, 0)} rows/s)`,
+    );
     // Let background merges settle a little, as a long-running table would be.
     await writer.command({ query: 'OPTIMIZE TABLE big.decisions PARTITION ID \'202605\'', clickhouse_settings: { optimize_throw_if_noop: 0 } }).catch(() => undefined);
+    const activity = await addTrustActivity(writer, reader, 'big', start);
+    say(`[${GEN_LABEL}] trust activity: ${fmt(activity.signals, 0)} signals and ${fmt(activity.transitions, 0)} transitions (one session in ${ACTIVE_EVERY} has an injection and its transition, one in ${FROZEN_EVERY} also its tenant's freeze, named by a second transition) in ${fmt(activity.seconds, 1)} s`);
     const parts = await scalar(reader, "SELECT count() FROM system.parts WHERE database = 'big' AND table = 'decisions' AND active");
     const sizeRs = await reader.query({
       query: "SELECT sum(rows) AS rows, sum(data_compressed_bytes) AS c, sum(data_uncompressed_bytes) AS u, sum(bytes_on_disk) AS d FROM system.parts WHERE database = 'big' AND table = 'decisions' AND active",
@@ -377,6 +404,18 @@ const main = async (): Promise<void> => {
       if (goalP50Ms !== undefined) printTargets([{ what: `${GEN_LABEL} ${name} p50`, value: pct(ms, 50), unit: 'ms', bound: 'max', goal: goalP50Ms }], say);
     };
     await time('session timeline (API query, 100 entries)', 20, async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length);
+    say(`[${GEN_LABEL}]   of those sessions ${samples.filter((x) => sessionKindOf(x.session_id) !== 'quiet').length} have trust activity; sessions with it, apart:`);
+    for (const kind of ['active', 'frozen'] as const) {
+      const of = await sessionsOf(reader, kind, RUNS, 'kind');
+      const ms: number[] = [];
+      let entries = 0;
+      for (const s of of) {
+        const t0 = performance.now();
+        entries += (await repo.timeline(s.tenant, s.session_id, 100)).items.length;
+        ms.push(performance.now() - t0);
+      }
+      say(`[${GEN_LABEL}]   session timeline, ${KIND_LABEL[kind].padEnd(31)} p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms  (avg ${fmt(entries / Math.max(1, of.length), 1)} entries, ${of.length} sessions)`);
+    }
     if (BASELINE !== undefined) await timelineBeside(reader, repo, BASELINE, say);
     await time('delegator 24 h sessions + counts + last tier', 50, async (s) => {
       const to = new Date(`${s.at.replace(' ', 'T')}Z`);
