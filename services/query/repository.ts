@@ -109,6 +109,9 @@ const toTransition = (r: TrustRow): TrustTransition => ({
   state: trustFromRecord({ ...r, state: r.state }),
 });
 
+/** Signals of other subjects a repository keeps after reading them for a timeline page (see `namedSignals`). */
+export const NAMED_SIGNALS_KEPT = 4096;
+
 const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -212,6 +215,16 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
   type Ranked = { rank: number; row: string };
 
   /**
+   * Signals of other subjects that transitions named, as read by id
+   * (timelineReferencedSignalsSql, `listed`), by tenant and id: a freeze or a
+   * role change is named by every session it touched, and a stored signal is
+   * write-once (the first stored copy is the record forever), so a row read
+   * once serves every later page that names it. Only found rows are kept;
+   * the oldest goes past NAMED_SIGNALS_KEPT.
+   */
+  const namedSignals = new Map<string, { row: Ranked; session: string }>();
+
+  /**
    * A page's rows: one statement (timelineSql). On a first page the signal
    * branch reads the session's own signals only, and the signals its trust
    * transitions name (a user's role, a freeze) are listed from the trust rows
@@ -227,10 +240,28 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     if (signals === 'referenced') return found;
     const trust = found.filter((r) => r.rank === TIMELINE_RANK.trust);
     if (trust.length >= want) return rows<Ranked>(timelineSql(database, tenant, sessionId, want, after, flags, 'referenced'));
-    const own = new Set(found.filter((r) => r.rank === TIMELINE_RANK.signal).map((r) => (JSON.parse(r.row) as { event_id: string }).event_id.toLowerCase()));
+    // Ids are unique per tenant only: for an operator (every tenant) another tenant may hold a named id in
+    // another session, so nothing is struck off and the by-id read alone tells (its session_id != S).
+    const own = new Set(tenant === undefined ? [] : found.filter((r) => r.rank === TIMELINE_RANK.signal).map((r) => (JSON.parse(r.row) as { event_id: string }).event_id.toLowerCase()));
     const named = trust.flatMap((r) => referencedSignalIds(JSON.parse(r.row) as { caused_by: string; state: string })).filter((id) => !own.has(id));
     if (named.length === 0) return found;
-    return [...found, ...(await rows<Ranked>(timelineReferencedSignalsSql(database, tenant, sessionId, named, want, flags)))];
+    // Rows with their flags computed in the engine (`inline`) may change; listed ones are the record alone.
+    if (tenant === undefined || flags === 'inline') return [...found, ...(await rows<Ranked>(timelineReferencedSignalsSql(database, tenant, sessionId, named, want, flags)))];
+    const known: Ranked[] = [];
+    const missing: string[] = [];
+    for (const id of new Set(named)) {
+      const hit = namedSignals.get(`${tenant}\u0000${id}`);
+      if (hit === undefined) missing.push(id);
+      else if (hit.session !== sessionId) known.push(hit.row);
+    }
+    if (missing.length === 0) return [...found, ...known];
+    const read = await rows<Ranked>(timelineReferencedSignalsSql(database, tenant, sessionId, missing, want, flags));
+    for (const r of read) {
+      const { event_id, session_id } = JSON.parse(r.row) as { event_id: string; session_id: string };
+      namedSignals.set(`${tenant}\u0000${event_id.toLowerCase()}`, { row: r, session: session_id });
+      if (namedSignals.size > NAMED_SIGNALS_KEPT) namedSignals.delete(namedSignals.keys().next().value ?? '');
+    }
+    return [...found, ...known, ...read];
   };
 
   /**

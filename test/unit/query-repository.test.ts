@@ -159,6 +159,27 @@ describe('timeline: the signals its trust transitions name', () => {
     assert.deepEqual(page.items.map((e) => (e.kind === 'signal' ? e.event_id : e.kind)), ['trust', OWN_SIGNAL, 'trust', FREEZE_EVENT]);
   });
 
+  test('a signal of another subject read once serves later pages that name it (write-once), in the tenant and with listed flags only', async () => {
+    const freezeRow = { rank: 0, row: JSON.stringify(storedSignal(signalFixtures.change_freeze_raised)) };
+    const page = [{ rank: 0, row: JSON.stringify(ownSignal) }, { rank: 1, row: JSON.stringify(transition(2, FREEZE_EVENT)) }];
+    const { client, sent } = scripted([page, [freezeRow], page, page, [freezeRow]]);
+    const repo = createAuditRepository(client, 'tf');
+    const first = await repo.timeline('acme', 'S-9', 10);
+    const again = await repo.timeline('acme', 'S-9', 10);
+    assert.equal(sent.length, 3, 'the second page named the freeze and did not read it again');
+    assert.deepEqual(again.items, first.items);
+    await repo.timeline(undefined, 'S-9', 10);
+    assert.equal(sent.length, 5, 'an operator reads it (no tenant to key it by)');
+  });
+
+  test('for an operator (every tenant) the session\'s own signals are not struck off: another tenant may hold their ids elsewhere', async () => {
+    const { client, sent } = scripted([[{ rank: 0, row: JSON.stringify(ownSignal) }, { rank: 1, row: JSON.stringify(transition(1, OWN_SIGNAL)) }], []]);
+    await createAuditRepository(client, 'tf').timeline(undefined, 'S-9', 10);
+    assert.equal(sent.length, 2);
+    assert.deepEqual(sent[1]?.query_params['ref_ids'], [OWN_SIGNAL, FREEZE_EVENT]);
+    assert.doesNotMatch(sent[1]?.query ?? '', /tenant = /);
+  });
+
   test('transitions that name only the session\'s own signals: one statement', async () => {
     const t1 = transition(1, OWN_SIGNAL);
     const state = { ...(JSON.parse(String(t1['state'])) as Record<string, unknown>), freezes: [] };
