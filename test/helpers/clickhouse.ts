@@ -36,10 +36,13 @@ export const newClient = (database: string, path?: string): ClickHouseClient => 
   return c;
 };
 
-/** A unique, migrated database, a writer and a reader client (one chdb connection runs one operation at a time). */
+/**
+ * A unique, migrated database, a writer and a reader client (one chdb connection runs one operation at a time).
+ * The TTL outlives the fixtures' fixed dates (June 2026) by years: a row past it may vanish in a background merge.
+ */
 export const freshAuditDatabase = async (
   prefix = 'audit',
-  ttlDays = 400,
+  ttlDays = 3650,
 ): Promise<{ database: string; writer: ClickHouseClient; reader: ClickHouseClient }> => {
   const database = uniqueDatabase(prefix);
   const writer = newClient(database);

@@ -39,10 +39,13 @@ test('migration 2 sets DoubleDelta on the token times of a table created without
   assert.deepEqual(await codecs(), { token_issued_at: want, token_expires_at: want });
   assert.deepEqual((await migrate(ch, { database, ttlDays: 30 })).applied, []);
 
-  // Rows written after the upgrade still read back.
-  await ch.command({ query: `INSERT INTO ${database}.decisions (tenant, session_id, occurred_at, event_id, token_issued_at, token_expires_at) VALUES ('acme', 'S-9', '2026-06-09 14:03:11.000', generateUUIDv7(), '2026-06-09 14:00:00.000', NULL)` });
+  // Rows written after the upgrade still read back. A recent time: a row past the 30-day TTL may be dropped by a
+  // background merge before it is read (a fixed date here once failed CI once the calendar passed it).
+  const at = toClickHouseTime(new Date(Date.now() - 86_400_000).toISOString());
+  const issued = toClickHouseTime(new Date(Date.now() - 86_400_000 - 191_000).toISOString());
+  await ch.command({ query: `INSERT INTO ${database}.decisions (tenant, session_id, occurred_at, event_id, token_issued_at, token_expires_at) VALUES ('acme', 'S-9', '${at}', generateUUIDv7(), '${issued}', NULL)` });
   const rs = await ch.query({ query: `SELECT toString(token_issued_at) AS i, token_expires_at AS e FROM ${database}.decisions`, format: 'JSONEachRow' });
-  assert.deepEqual(await rs.json(), [{ i: '2026-06-09 14:00:00.000', e: null }]);
+  assert.deepEqual(await rs.json(), [{ i: issued, e: null }]);
 });
 
 test('migration 3 indexes what was stored before it: per (tenant, id) the lowest Kafka coordinates, digest unknown, once', async () => {
