@@ -245,18 +245,19 @@ export const createAuditRepository = (client: ClickHouseClient, database: string
     const own = new Set(tenant === undefined ? [] : found.filter((r) => r.rank === TIMELINE_RANK.signal).map((r) => (JSON.parse(r.row) as { event_id: string }).event_id.toLowerCase()));
     const named = trust.flatMap((r) => referencedSignalIds(JSON.parse(r.row) as { caused_by: string; state: string })).filter((id) => !own.has(id));
     if (named.length === 0) return found;
-    // Rows with their flags computed in the engine (`inline`) may change; listed ones are the record alone.
-    if (tenant === undefined || flags === 'inline') return [...found, ...(await rows<Ranked>(timelineReferencedSignalsSql(database, tenant, sessionId, named, want, flags)))];
+    // Kept rows serve a tenant's `listed` pages only: an operator's read spans tenants, and a row whose flag the
+    // engine computed (`inline`) may change; listed rows are the record alone.
+    const keep = tenant !== undefined && flags === 'listed';
     const known: Ranked[] = [];
     const missing: string[] = [];
     for (const id of new Set(named)) {
-      const hit = namedSignals.get(`${tenant}\u0000${id}`);
+      const hit = keep ? namedSignals.get(`${tenant}\u0000${id}`) : undefined;
       if (hit === undefined) missing.push(id);
       else if (hit.session !== sessionId) known.push(hit.row);
     }
     if (missing.length === 0) return [...found, ...known];
     const read = await rows<Ranked>(timelineReferencedSignalsSql(database, tenant, sessionId, missing, want, flags));
-    for (const r of read) {
+    for (const r of keep ? read : []) {
       const { event_id, session_id } = JSON.parse(r.row) as { event_id: string; session_id: string };
       namedSignals.set(`${tenant}\u0000${event_id.toLowerCase()}`, { row: r, session: session_id });
       if (namedSignals.size > NAMED_SIGNALS_KEPT) namedSignals.delete(namedSignals.keys().next().value ?? '');

@@ -306,6 +306,9 @@ type TimelineBranch = { columns: string; rest: string; params: Record<string, un
 
 const branchSql = (b: TimelineBranch): Sql => ({ query: `SELECT ${b.columns} ${b.rest}`, query_params: b.params });
 
+/** A branch as the timeline's rows: its list rendered into `row` (the text JSONEachRow gives for it alone), tagged with `rank`. */
+const rankedSelect = (rank: number, b: TimelineBranch): string => `SELECT toUInt8(${rank}) AS rank, formatRowNoNewline('JSONEachRow', ${b.columns}) AS row ${b.rest}`;
+
 const decisionsBranch = (database: string, tenant: TenantScope, sessionId: string, limit: number, after: TimelineKey | undefined, flags: TimelineFlags): TimelineBranch => {
   const w = new Where();
   tenantCondition(w, tenant);
@@ -372,12 +375,12 @@ export const timelineReferencedSignalsSql = (database: string, tenant: TenantSco
   w.add((p) => `session_id != ${p('session', 'String', sessionId)}`);
   w.add((p) => `event_id IN ${p('ref_ids', 'Array(UUID)', [...new Set(ids)])}`);
   const conflicted = flagColumn(database, tenant, 'event', EVENT_KEY, flags);
-  return {
-    query:
-      `SELECT toUInt8(${TIMELINE_RANK.signal}) AS rank, formatRowNoNewline('JSONEachRow', ${SIGNAL_COLUMNS}${conflicted.sql}) AS row ` +
-      `FROM ${qualified(database, 'signals')}\nWHERE ${w.sql()}\n${SIGNAL_ORDER}`,
-    query_params: mergeParams(conflicted.params, { ...w.params, limit }),
+  const b: TimelineBranch = {
+    columns: `${SIGNAL_COLUMNS}${conflicted.sql}`,
+    rest: `FROM ${qualified(database, 'signals')}\nWHERE ${w.sql()}\n${SIGNAL_ORDER}`,
+    params: mergeParams(conflicted.params, { ...w.params, limit }),
   };
+  return { query: rankedSelect(TIMELINE_RANK.signal, b), query_params: b.params };
 };
 
 const trustBranch = (database: string, tenant: TenantScope, sessionId: string, limit: number, after: TimelineKey | undefined, flags: TimelineFlags): TimelineBranch => {
@@ -462,7 +465,7 @@ export const timelineSql = (
   const keys = flags === 'listed' ? [conflictKeysBranch(database, tenant)] : [];
   return {
     query: [
-      ...branches.map(([rank, b]) => `SELECT toUInt8(${rank}) AS rank, formatRowNoNewline('JSONEachRow', ${b.columns}) AS row ${b.rest}`),
+      ...branches.map(([rank, b]) => rankedSelect(rank, b)),
       ...keys.map((k) => `SELECT toUInt8(${TIMELINE_CONFLICTS_RANK}) AS rank, ${k.columns} AS row ${k.rest}`),
     ].join('\nUNION ALL\n'),
     query_params: mergeParams(...branches.map(([, b]) => b.params), ...keys.map((k) => k.params)),
