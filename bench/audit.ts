@@ -26,7 +26,7 @@ import { createAuditRepository, type AuditRepository } from '../services/query/r
 import type * as RepositoryModule from '../services/query/repository.ts';
 import { printTargets } from './target.ts';
 import { decisionAt } from './decisions.ts';
-import { addTrustActivity, ACTIVE_EVERY, FROZEN_EVERY, sessionKindOf } from './trust-activity.ts';
+import { addTrustActivity, ACTIVE_AT, ACTIVE_EVERY, FROZEN_EVERY, sessionKindOf } from './trust-activity.ts';
 
 const arg = (name: string, def: number): number => {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -83,10 +83,12 @@ type Session = { tenant: string; session_id: string };
 
 /** Sessions of one kind (bench/trust-activity.ts) from the transitions table, or any (`mix`) from the decisions, `n` of them. */
 const sessionsOf = async (reader: ClickHouseClient, kind: 'mix' | 'active' | 'frozen', n: number, salt: string): Promise<Session[]> => {
+  // sessionKindOf, in the engine.
+  const num = 'toUInt64OrZero(substring(session_id, 3))';
   const query =
     kind === 'mix'
       ? `SELECT DISTINCT tenant, session_id FROM big.decisions ORDER BY cityHash64(session_id, '${salt}') LIMIT ${n}`
-      : `SELECT tenant, session_id FROM big.trust_transitions WHERE toUInt64OrZero(substring(session_id, 3)) % ${kind === 'frozen' ? `${FROZEN_EVERY} = 3` : `${ACTIVE_EVERY} = 3 AND toUInt64OrZero(substring(session_id, 3)) % ${FROZEN_EVERY} != 3`} GROUP BY tenant, session_id ORDER BY cityHash64(session_id, '${salt}') LIMIT ${n}`;
+      : `SELECT tenant, session_id FROM big.trust_transitions WHERE ${kind === 'frozen' ? `${num} % ${FROZEN_EVERY} = ${ACTIVE_AT}` : `${num} % ${ACTIVE_EVERY} = ${ACTIVE_AT} AND ${num} % ${FROZEN_EVERY} != ${ACTIVE_AT}`} GROUP BY tenant, session_id ORDER BY cityHash64(session_id, '${salt}') LIMIT ${n}`;
   return (await reader.query({ query, format: 'JSONEachRow' })).json<Session>();
 };
 
@@ -385,14 +387,15 @@ const main = async (): Promise<void> => {
       format: 'JSONEachRow',
     });
     const samples = await sampleRs.json<{ tenant: string; session_id: string; delegator: string; rule_id: string; token_jti: string; resource: string; at: string }>();
-    const time = async (name: string, goalP50Ms: number | undefined, f: (s: (typeof samples)[number]) => Promise<number>): Promise<void> => {
+    /** Times `f` on each of `over`, after a warm-up on its first three. */
+    const time = async <S extends Session>(name: string, goalP50Ms: number | undefined, f: (s: S) => Promise<number>, over: readonly S[]): Promise<void> => {
       const ms: number[] = [];
       // CPU time of this process (the embedded engine's threads included) per query: on a shared host the
       // wall time above it includes waiting for the cores; this is the work itself.
       const cpu: number[] = [];
       let results = 0;
-      for (const s of samples.slice(0, 3)) await f(s); // warm-up
-      for (const s of samples) {
+      for (const s of over.slice(0, 3)) await f(s); // warm-up
+      for (const s of over) {
         const c0 = process.cpuUsage();
         const t0 = performance.now();
         results += await f(s);
@@ -400,37 +403,29 @@ const main = async (): Promise<void> => {
         const c = process.cpuUsage(c0);
         cpu.push((c.user + c.system) / 1000);
       }
-      say(`[${GEN_LABEL}] ${name.padEnd(44)} p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms  (avg ${fmt(results / samples.length, 1)} results; CPU p50 ${fmt(pct(cpu, 50), 1)} ms)`);
+      say(`[${GEN_LABEL}] ${name.padEnd(44)} p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms  (avg ${fmt(results / Math.max(1, over.length), 1)} results; CPU p50 ${fmt(pct(cpu, 50), 1)} ms)`);
       if (goalP50Ms !== undefined) printTargets([{ what: `${GEN_LABEL} ${name} p50`, value: pct(ms, 50), unit: 'ms', bound: 'max', goal: goalP50Ms }], say);
     };
-    await time('session timeline (API query, 100 entries)', 20, async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length);
+    await time('session timeline (API query, 100 entries)', 20, async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length, samples);
     say(`[${GEN_LABEL}]   of those sessions ${samples.filter((x) => sessionKindOf(x.session_id) !== 'quiet').length} have trust activity; sessions with it, apart:`);
     for (const kind of ['active', 'frozen'] as const) {
-      const of = await sessionsOf(reader, kind, RUNS, 'kind');
-      const ms: number[] = [];
-      let entries = 0;
-      for (const s of of) {
-        const t0 = performance.now();
-        entries += (await repo.timeline(s.tenant, s.session_id, 100)).items.length;
-        ms.push(performance.now() - t0);
-      }
-      say(`[${GEN_LABEL}]   session timeline, ${KIND_LABEL[kind].padEnd(31)} p50 ${fmt(pct(ms, 50), 1).padStart(6)} ms  p99 ${fmt(pct(ms, 99), 1).padStart(6)} ms  (avg ${fmt(entries / Math.max(1, of.length), 1)} entries, ${of.length} sessions)`);
+      await time(`  session timeline, ${KIND_LABEL[kind]}`, undefined, async (s) => (await repo.timeline(s.tenant, s.session_id, 100)).items.length, await sessionsOf(reader, kind, RUNS, 'kind'));
     }
     if (BASELINE !== undefined) await timelineBeside(reader, repo, BASELINE, say);
     await time('delegator 24 h sessions + counts + last tier', 50, async (s) => {
       const to = new Date(`${s.at.replace(' ', 'T')}Z`);
       return (await repo.delegatorSessions(s.tenant, s.delegator, { from: new Date(to.getTime() - DAY).toISOString(), to: new Date(to.getTime() + 60_000).toISOString() }, 100)).items.length;
-    });
-    await time('search rule+effect=deny, 30 days, page of 100', undefined, async (s) => (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny' }, { limit: 100, order: 'desc' })).items.length);
+    }, samples);
+    await time('search rule+effect=deny, 30 days, page of 100', undefined, async (s) => (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny' }, { limit: 100, order: 'desc' })).items.length, samples);
     await time('search rule+effect=deny, last 24 h, page of 100', undefined, async (s) => {
       const to = new Date(`${s.at.replace(' ', 'T')}Z`);
       return (await repo.searchDecisions(s.tenant, { rule: s.rule_id, effect: 'deny', from: new Date(to.getTime() - DAY).toISOString() }, { limit: 100, order: 'asc' })).items.length;
-    });
+    }, samples);
     await time('decision by event_id (explain lookup)', undefined, async (s) => {
       const rs2 = await reader.query({ query: "SELECT event_id FROM big.decisions WHERE tenant = {t:String} AND session_id = {s:String} LIMIT 1", query_params: { t: s.tenant, s: s.session_id }, format: 'JSONEachRow' });
       const [row] = await rs2.json<{ event_id: string }>();
       return (await repo.decisionById(s.tenant, row?.event_id ?? randomUUID())) !== undefined ? 1 : 0;
-    });
+    }, samples);
     for (const useSkip of [1, 0] as const) {
       const ms: number[] = [];
       for (const s of samples) {

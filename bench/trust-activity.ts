@@ -12,7 +12,7 @@ import { sessionTrustSchema, signalEventSchema, type SessionTrust, type SignalEv
 /** Sessions S-n with n % ACTIVE_EVERY = ACTIVE_AT have a signal and a transition; with n % FROZEN_EVERY = ACTIVE_AT, a freeze's too. */
 export const ACTIVE_EVERY = 10;
 export const FROZEN_EVERY = 50;
-const ACTIVE_AT = 3;
+export const ACTIVE_AT = 3;
 
 export type SessionKind = 'quiet' | 'active' | 'frozen';
 
